@@ -1,0 +1,227 @@
+"""LEDConfig: the hyper-parameters of an LED model, shared by `led_ref` and `led_torch`.
+
+Field names and defaults are those of the public `transformers.LEDConfig`; `config.json` files written
+by HF load here and the other way round. Keys this class does not know are kept in `extra` and written
+back, so a round trip never loses anything.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+# Activations the spec and the torch implementation both know (HF names).
+ACTIVATIONS = ("gelu", "relu", "silu", "swish", "gelu_new", "tanh", "gelu_fast", "quick_gelu")
+
+
+class ConfigError(ValueError):
+    """A configuration value is out of its allowed range; the message names the field and value."""
+
+
+@dataclass
+class LEDConfig:
+    vocab_size: int = 50265
+    max_encoder_position_embeddings: int = 16384
+    max_decoder_position_embeddings: int = 1024
+    encoder_layers: int = 12
+    encoder_ffn_dim: int = 4096
+    encoder_attention_heads: int = 16
+    decoder_layers: int = 12
+    decoder_ffn_dim: int = 4096
+    decoder_attention_heads: int = 16
+    encoder_layerdrop: float = 0.0
+    decoder_layerdrop: float = 0.0
+    use_cache: bool = True
+    is_encoder_decoder: bool = True
+    activation_function: str = "gelu"
+    d_model: int = 1024
+    dropout: float = 0.1
+    attention_dropout: float = 0.0
+    activation_dropout: float = 0.0
+    init_std: float = 0.02
+    decoder_start_token_id: int = 2
+    classifier_dropout: float = 0.0
+    pad_token_id: int = 1
+    bos_token_id: int = 0
+    eos_token_id: int = 2
+    attention_window: int | list[int] = 512
+    num_labels: int = 2
+    problem_type: str | None = None
+    # Generation defaults HF keeps on the model config (used when `generate` is not told otherwise).
+    max_length: int = 20
+    min_length: int = 0
+    num_beams: int = 1
+    length_penalty: float = 1.0
+    early_stopping: bool = False
+    no_repeat_ngram_size: int = 0
+    forced_bos_token_id: int | None = None
+    forced_eos_token_id: int | None = None
+    # Everything else found in a config.json, written back untouched.
+    extra: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.attention_window, tuple):
+            self.attention_window = list(self.attention_window)
+        self.validate()
+
+    # ---------------------------------------------------------------- validation
+    def validate(self) -> None:
+        positive = (
+            "vocab_size", "max_encoder_position_embeddings", "max_decoder_position_embeddings",
+            "encoder_ffn_dim", "encoder_attention_heads", "decoder_ffn_dim", "decoder_attention_heads",
+            "d_model", "num_labels",
+        )
+        for name in positive:
+            _check_int(name, getattr(self, name), minimum=1)
+        for name in ("encoder_layers", "decoder_layers"):
+            _check_int(name, getattr(self, name), minimum=0)
+        for name in ("dropout", "attention_dropout", "activation_dropout", "classifier_dropout",
+                     "encoder_layerdrop", "decoder_layerdrop"):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+                raise ConfigError(f"{name} must be a probability in [0, 1], got {value!r}")
+        for heads in ("encoder_attention_heads", "decoder_attention_heads"):
+            if self.d_model % getattr(self, heads):
+                raise ConfigError(
+                    f"d_model={self.d_model} must be divisible by {heads}={getattr(self, heads)}"
+                )
+        if self.activation_function not in ACTIVATIONS:
+            raise ConfigError(
+                f"activation_function must be one of {', '.join(ACTIVATIONS)}; got {self.activation_function!r}"
+            )
+        self._check_attention_window()
+        for name in ("pad_token_id", "bos_token_id", "eos_token_id", "decoder_start_token_id"):
+            value = getattr(self, name)
+            if value is not None:
+                _check_int(name, value, minimum=0, below=self.vocab_size)
+
+    def _check_attention_window(self) -> None:
+        window = self.attention_window
+        if isinstance(window, list):
+            if len(window) != self.encoder_layers:
+                raise ConfigError(
+                    f"attention_window has {len(window)} entries but encoder_layers={self.encoder_layers}; "
+                    "give one even window per encoder layer or a single int"
+                )
+            for layer, w in enumerate(window):
+                _check_window(f"attention_window[{layer}]", w)
+        else:
+            _check_window("attention_window", window)
+
+    # ---------------------------------------------------------------- derived values
+    @property
+    def layer_windows(self) -> list[int]:
+        """The (even) window of every encoder layer."""
+        if isinstance(self.attention_window, list):
+            return list(self.attention_window)
+        return [self.attention_window] * self.encoder_layers
+
+    @property
+    def max_window(self) -> int:
+        """The encoder input is padded to a multiple of this (the largest per-layer window)."""
+        return max(self.layer_windows, default=self.attention_window if isinstance(self.attention_window, int) else 2)
+
+    @property
+    def hidden_size(self) -> int:
+        return self.d_model
+
+    @property
+    def num_attention_heads(self) -> int:
+        return self.encoder_attention_heads
+
+    @property
+    def num_hidden_layers(self) -> int:
+        return self.encoder_layers
+
+    # ---------------------------------------------------------------- (de)serialisation
+    def to_dict(self) -> dict[str, Any]:
+        data = {k: v for k, v in asdict(self).items() if k != "extra"}
+        data.pop("num_labels")
+        merged = dict(self.extra)
+        merged.update(data)
+        # HF stores the label count as id2label; keep one if the file had it, else derive it.
+        if "id2label" not in merged or len(merged["id2label"]) != self.num_labels:
+            merged["id2label"] = {str(i): f"LABEL_{i}" for i in range(self.num_labels)}
+            merged["label2id"] = {f"LABEL_{i}": i for i in range(self.num_labels)}
+        merged.setdefault("model_type", "led")
+        merged.setdefault("architectures", ["LEDForConditionalGeneration"])
+        merged.setdefault("tie_word_embeddings", True)
+        return merged
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> LEDConfig:
+        if not isinstance(data, Mapping):
+            raise TypeError(f"config must be a mapping, got {type(data).__name__}")
+        data = dict(data)
+        model_type = data.get("model_type", "led")
+        if model_type != "led":
+            raise ConfigError(f"model_type must be 'led', got {model_type!r}")
+        known = {f.name for f in fields(cls)} - {"extra"}
+        kwargs = {k: data[k] for k in known if k in data}
+        if "num_labels" not in data and isinstance(data.get("id2label"), Mapping):
+            kwargs["num_labels"] = len(data["id2label"])
+        extra = {k: v for k, v in data.items() if k not in known}
+        return cls(**kwargs, extra=extra)
+
+    def to_json_string(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
+
+    def save_pretrained(self, directory: str | os.PathLike) -> None:
+        """Write `config.json` atomically (a temp file renamed into place)."""
+        os.makedirs(directory, exist_ok=True)
+        write_text_atomic(os.path.join(directory, "config.json"), self.to_json_string())
+
+    @classmethod
+    def from_json_file(cls, path: str | os.PathLike) -> LEDConfig:
+        with open(path, encoding="utf-8") as fh:
+            try:
+                data = json.load(fh)
+            except json.JSONDecodeError as err:
+                raise ConfigError(f"{os.fspath(path)} is not valid JSON: {err}") from None
+        return cls.from_dict(data)
+
+    @classmethod
+    def from_pretrained(cls, directory: str | os.PathLike) -> LEDConfig:
+        directory = os.fspath(directory)
+        if os.path.isfile(directory):
+            return cls.from_json_file(directory)
+        path = os.path.join(directory, "config.json")
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"no config.json in {directory!r}: not an HF-format LED checkpoint")
+        return cls.from_json_file(path)
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+    """Write `text` to `path` through a temp file in the same folder and an atomic rename."""
+    path = os.fspath(path)
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", prefix=".tmp-", suffix=".part")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _check_int(name: str, value: Any, minimum: int, below: int | None = None) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{name} must be an int, got {value!r} ({type(value).__name__})")
+    if value < minimum:
+        raise ConfigError(f"{name} must be >= {minimum}, got {value}")
+    if below is not None and value >= below:
+        raise ConfigError(f"{name} must be < vocab_size={below}, got {value}")
+
+
+def _check_window(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{name} must be an even positive int, got {value!r} ({type(value).__name__})")
+    if value <= 0 or value % 2:
+        raise ConfigError(f"{name} must be an even positive int, got {value}")
