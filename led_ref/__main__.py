@@ -1,0 +1,234 @@
+"""`python -m led_ref layout ...`: print or draw the Longformer attention layout.
+
+    python -m led_ref layout --seq-len 12 --window 4 --global 0 --pad 2            # grid + compact layout
+    python -m led_ref layout --seq-len 12 --window 4 --global 0 --format mask      # N lines of 0/1
+    python -m led_ref layout --seq-len 12 --layer-windows 4,8 --png layout.png     # picture (matplotlib)
+    python -m led_ref layout --from-model --text "Hello world" --png heat.png      # real attentions
+
+Bad arguments exit with status 2 and a message naming the value (argparse's convention).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from . import explorer
+
+
+def even_window(text: str) -> int:
+    """argparse type: an even int >= 2."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"window must be an even int >= 2, got {text!r}") from None
+    if value < 2 or value % 2:
+        raise argparse.ArgumentTypeError(f"window must be an even int >= 2, got {value}")
+    return value
+
+
+def window_list(text: str) -> list[int]:
+    """argparse type: comma-separated even windows, one per encoder layer."""
+    parts = [p for p in text.split(",") if p.strip()]
+    if not parts:
+        raise argparse.ArgumentTypeError(f"expected comma-separated even windows such as 4,8, got {text!r}")
+    return [even_window(p.strip()) for p in parts]
+
+
+def index_list(text: str) -> list[int]:
+    """argparse type: comma-separated non-negative positions (empty string = none)."""
+    out = []
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        try:
+            value = int(part)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected comma-separated positions such as 0,5, got {part!r}") from None
+        if value < 0:
+            raise argparse.ArgumentTypeError(f"positions must be >= 0, got {value}")
+        out.append(value)
+    return out
+
+
+def non_negative(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an int >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an int >= 0, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m led_ref", description="Tools of the LED reference.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    lay = commands.add_parser(
+        "layout",
+        help="show the Longformer attention pattern and HF's compact layout",
+        description="Print (or draw) which keys every query of the LED encoder attends, and where HF's compact "
+        "`attentions`/`global_attentions` store each probability.",
+    )
+    shape = lay.add_argument_group("synthetic pattern")
+    shape.add_argument("--seq-len", type=non_negative, help=f"tokens N (1..{explorer.MAX_EXPLORER_SEQ_LEN})")
+    shape.add_argument("--window", type=even_window, help="attention window w (even; reach w/2 each side)")
+    shape.add_argument("--layer-windows", type=window_list, metavar="W0,W1,...",
+                       help="one window per encoder layer (one grid per layer)")
+    shape.add_argument("--pad", type=non_negative, default=0, help="the last K of the N positions are padding")
+    shape.add_argument("--format", choices=("grid", "mask"), default="grid",
+                       help="grid: picture + legend + compact layout; mask: exactly N lines of N 0/1")
+    lay.add_argument("--global", dest="global_positions", type=index_list, metavar="I,J,...",
+                     help="positions with global attention (default: none; --from-model: 0, the <s> token)")
+    lay.add_argument("--row", type=non_negative, help="query row whose compact layout is shown (default: first local)")
+    lay.add_argument("--layer", type=non_negative,
+                     help="layer to use (--format mask with --layer-windows: default 0; --from-model: default all)")
+    lay.add_argument("--png", metavar="FILE", help="also draw the picture to FILE (needs matplotlib)")
+    real = lay.add_argument_group("real attentions (--from-model)")
+    real.add_argument("--from-model", action="store_true", help="run a model and draw its encoder attentions")
+    real.add_argument("--checkpoint", metavar="DIR", help="HF-format checkpoint (default: the embedded model)")
+    real.add_argument("--text", help="input text (default: the embedded model's DEFAULT_TEXT)")
+    real.add_argument("--text-file", metavar="F", help="read the input text from F")
+    real.add_argument("--head", type=non_negative, help="only this head (default: all)")
+    real.add_argument("--check-roundtrip", action="store_true",
+                      help="exit 1 unless to_compact(to_dense(x)) == x exactly on the model's attentions")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "layout":
+        if args.from_model:
+            return run_from_model(args, parser)
+        return run_layout(args, parser)
+    parser.error(f"unknown command {args.command!r}")
+    return 2
+
+
+def synthetic_windows(args, parser) -> list[int]:
+    """The per-layer windows of a synthetic pattern, after checking --seq-len/--window/--pad/--global/--row."""
+    if args.seq_len is None:
+        parser.error("layout needs --seq-len N (or --from-model)")
+    if args.window is None and args.layer_windows is None:
+        parser.error("layout needs --window W or --layer-windows W0,W1,...")
+    if args.window is not None and args.layer_windows is not None:
+        parser.error(f"give --window ({args.window}) or --layer-windows ({args.layer_windows}), not both")
+    for name in ("checkpoint", "text", "text_file", "head"):
+        if getattr(args, name) is not None:
+            parser.error(f"--{name.replace('_', '-')} only applies with --from-model")
+    if args.check_roundtrip:
+        parser.error("--check-roundtrip only applies with --from-model")
+    args.global_positions = args.global_positions or []
+    try:
+        explorer.check_example(args.seq_len, args.global_positions, args.pad)
+    except ValueError as err:
+        parser.error(f"--seq-len/--global/--pad: {err}")
+    if args.row is not None and args.row >= args.seq_len:
+        parser.error(f"--row {args.row} is out of range 0..{args.seq_len - 1} (--seq-len {args.seq_len})")
+    windows = args.layer_windows or [args.window]
+    if args.layer is not None and args.layer >= len(windows):
+        parser.error(f"--layer {args.layer} is out of range 0..{len(windows) - 1} ({len(windows)} layer windows)")
+    return windows
+
+
+def run_layout(args, parser) -> int:
+    windows = synthetic_windows(args, parser)
+    kinds = explorer.example_kinds(args.seq_len, windows, args.global_positions, args.pad)
+    if args.format == "mask":
+        window = windows[args.layer or 0]
+        sys.stdout.write(explorer.mask_text(explorer.pattern_cells(kinds, window, args.seq_len)))
+    else:
+        layers = None if args.layer is None else [args.layer]
+        sys.stdout.write(
+            explorer.layout_report(args.seq_len, windows, args.global_positions, args.pad, args.row, layers)
+        )
+    if args.png:
+        from . import pictures
+
+        try:
+            pictures.save_layout_png(args.png, args.seq_len, windows, args.global_positions, args.pad, args.row,
+                                     None if args.layer is None else [args.layer])
+        except pictures.PicturesUnavailable as err:
+            parser.exit(1, f"{parser.prog}: error: {err}\n")
+        if args.format != "mask":
+            print(f"wrote {args.png}")
+    return 0
+
+
+def run_from_model(args, parser) -> int:
+    """Tokenize, run the encoder with output_attentions, convert with `to_dense`, summarise and draw."""
+    for name in ("seq_len", "window", "layer_windows", "row"):
+        if getattr(args, name) is not None:
+            parser.error(f"--{name.replace('_', '-')} does not apply with --from-model (the model fixes it)")
+    if args.pad or args.format != "grid":
+        parser.error("--pad and --format mask do not apply with --from-model")
+    if args.text is not None and args.text_file is not None:
+        parser.error("give --text or --text-file, not both")
+    from .model import LEDModel
+    from .tokenizer import LEDTokenizer
+
+    if args.checkpoint is None:
+        from .default_model import default_checkpoint_dir
+
+        checkpoint = default_checkpoint_dir()
+    else:
+        checkpoint = args.checkpoint
+    try:
+        model = LEDModel.from_pretrained(checkpoint)
+        tokenizer = LEDTokenizer.from_pretrained(checkpoint)
+    except (OSError, ValueError) as err:
+        parser.error(f"--checkpoint {checkpoint!r}: {err}")
+    text = args.text
+    if args.text_file is not None:
+        try:
+            with open(args.text_file, encoding="utf-8") as fh:
+                text = fh.read()
+        except OSError as err:
+            parser.error(f"--text-file {args.text_file!r}: {err.strerror}")
+    if text is None:
+        from .default_model import DEFAULT_TEXT
+
+        text = DEFAULT_TEXT
+    config = model.config
+    if args.layer is not None and args.layer >= config.encoder_layers:
+        parser.error(f"--layer {args.layer} is out of range 0..{config.encoder_layers - 1} (encoder_layers)")
+    if args.head is not None and args.head >= config.encoder_attention_heads:
+        parser.error(f"--head {args.head} is out of range 0..{config.encoder_attention_heads - 1} "
+                     "(encoder_attention_heads)")
+    global_positions = [0] if args.global_positions is None else args.global_positions
+    seq_len = len(explorer.encode_text(tokenizer, text, config.max_encoder_position_embeddings)[1])
+    try:
+        explorer.check_example(seq_len, global_positions, 0)
+    except ValueError as err:
+        parser.error(f"--global: {err} (the text has {seq_len} tokens)")
+    found = explorer.model_attentions(model, tokenizer, text, global_positions)
+    layers = list(range(config.encoder_layers)) if args.layer is None else [args.layer]
+    heads = None if args.head is None else [args.head]
+    print(f"checkpoint: {checkpoint}")
+    print(f"{seq_len} tokens, global: {', '.join(map(str, global_positions)) or 'none'}, windows per layer: "
+          f"{', '.join(map(str, found.windows))}")
+    print(explorer.padding_note(seq_len, found.windows), end="")
+    print(explorer.top_keys_text(found, layers, heads), end="")
+    error = explorer.roundtrip_error(found)
+    exact = "exact" if error == 0.0 else "NOT exact"
+    print(f"round trip to_compact(to_dense(x)) == x on every layer: max abs diff {error:.3g} ({exact})")
+    if args.png:
+        from . import pictures
+
+        dense = [explorer.dense_layer(found, layer) for layer in layers]
+        shown_heads = heads or list(range(config.encoder_attention_heads))
+        try:
+            patterns = [explorer.model_pattern(found, layer) for layer in layers]
+            pictures.save_heatmaps_png(args.png, dense, layers, shown_heads, found.tokens,
+                                       f"encoder attention, {seq_len} tokens (row = query, column = key; "
+                                       "grey: not attended)", patterns)
+        except pictures.PicturesUnavailable as err:
+            parser.exit(1, f"{parser.prog}: error: {err}\n")
+        print(f"wrote {args.png}")
+    return 1 if args.check_roundtrip and error != 0.0 else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

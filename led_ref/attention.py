@@ -1,0 +1,246 @@
+"""LED's encoder self-attention (Longformer): sliding window + global tokens, in plain numpy.
+
+`longformer_attention` is the kernel contract of the project (design.md): it takes the six projected
+tensors and the token kinds and returns the context, and optionally the probabilities in HF's compact
+layout (`led_ref.layout`). `encoder_self_attention` wraps it with the seven linear projections of
+`self_attn.*`, exactly as an HF encoder layer calls its attention block.
+
+Memory is O(seq * (w + x)): the window band is gathered query chunk by query chunk through the explicit
+index map `window_key_positions`; no (seq, seq) array is ever built.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .layout import LOCAL, PADDING, UNUSED, check_token_kind, check_window, global_slots, window_key_positions
+
+# Queries per chunk of the local pass (at least the window): bounds the (chunk, chunk + w) score block.
+QUERY_CHUNK = 256
+
+PROJECTIONS = ("query", "key", "value", "query_global", "key_global", "value_global")
+PARAM_NAMES = tuple(f"longformer_self_attn.{p}.{t}" for p in PROJECTIONS for t in ("weight", "bias")) + (
+    "output.weight", "output.bias",
+)
+
+
+# ------------------------------------------------------------------------------------------ pieces
+def masked_softmax(scores: np.ndarray, allowed: np.ndarray) -> np.ndarray:
+    """Softmax over the last axis restricted to `allowed` cells, computed in `scores.dtype`.
+
+    Disallowed cells get probability 0; a row with no allowed cell is all 0 (a padding row), never NaN.
+    """
+    masked = np.where(allowed, scores, -np.inf)
+    top = masked.max(axis=-1, keepdims=True)
+    top = np.where(np.isfinite(top), top, 0).astype(scores.dtype)
+    exp = np.where(allowed, np.exp(masked - top), 0).astype(scores.dtype)
+    total = exp.sum(axis=-1, keepdims=True)
+    return np.divide(exp, total, out=np.zeros_like(exp), where=total > 0)
+
+
+def gather_positions(x: np.ndarray, positions: np.ndarray) -> np.ndarray:
+    """x (batch, heads, seq, d) at positions (batch, n) -> (batch, heads, n, d); UNUSED reads position 0."""
+    index = np.maximum(positions, 0)[:, None, :, None]
+    return np.take_along_axis(x, index, axis=2)
+
+
+def local_rows(query, key, value, token_kind, window, positions, slot_valid, head_mask, keep_probs):
+    """Context of the local rows and their compact probabilities (batch, heads, seq, x + w + 1).
+
+    Row i of kind LOCAL softmaxes jointly over the x global keys (columns 0..x-1, key/value of the global
+    tokens) and the w + 1 window keys (columns x.., `window_key_positions`), window cells holding padding or
+    global keys excluded. Other rows get probability 0 and context 0. Queries are processed in chunks; a
+    chunk q0..q1 only ever needs keys q0 - w/2 .. q1 + w/2, its `span`.
+    """
+    batch, heads, seq, head_dim = query.shape
+    half = window // 2
+    x = positions.shape[1]
+    global_keys = gather_positions(key, positions)  # (batch, heads, x, d)
+    global_values = gather_positions(value, positions)
+    context = np.zeros_like(query)
+    probs_all = np.zeros((batch, heads, seq, x + window + 1), query.dtype) if keep_probs else None
+    band_all = window_key_positions(seq, window)  # (seq, w + 1) absolute keys, UNUSED outside
+    chunk = max(QUERY_CHUNK, window)
+    for q0 in range(0, seq, chunk):
+        q1 = min(seq, q0 + chunk)
+        k0, k1 = max(0, q0 - half), min(seq, q1 + half)
+        span = k1 - k0
+        band = band_all[q0:q1]  # (C, w + 1)
+        # Column of each window cell inside the span; UNUSED cells go to an extra "nowhere" column `span`.
+        cols = np.where(band == UNUSED, span, band - k0)
+        q = query[:, :, q0:q1]
+        block = np.concatenate(
+            [q @ np.swapaxes(key[:, :, k0:k1], -1, -2), np.zeros((batch, heads, q1 - q0, 1), q.dtype)], axis=-1
+        )  # (batch, heads, C, span + 1)
+        cols_b = np.broadcast_to(cols, (batch, heads) + cols.shape)
+        band_scores = np.take_along_axis(block, cols_b, axis=-1)  # (batch, heads, C, w + 1)
+        band_kind = np.where(band == UNUSED, PADDING, token_kind[:, np.maximum(band, 0)])  # (batch, C, w + 1)
+        global_scores = q @ np.swapaxes(global_keys, -1, -2)  # (batch, heads, C, x)
+
+        scores = np.concatenate([global_scores, band_scores], axis=-1)
+        allowed = np.concatenate(
+            [np.broadcast_to(slot_valid[:, None, :], (batch, q1 - q0, x)), band_kind == LOCAL], axis=-1
+        ) & (token_kind[:, q0:q1] == LOCAL)[:, :, None]
+        probs = masked_softmax(scores, allowed[:, None])
+        if head_mask is not None:
+            probs = probs * head_mask[None, :, None, None]
+
+        spread = np.zeros_like(block)
+        np.put_along_axis(spread, cols_b, probs[..., x:], axis=-1)
+        context[:, :, q0:q1] = probs[..., :x] @ global_values + spread[..., :span] @ value[:, :, k0:k1]
+        if keep_probs:
+            probs_all[:, :, q0:q1] = probs
+    return context, probs_all
+
+
+def global_rows(global_query, global_key, global_value, token_kind, positions, slot_valid, head_mask):
+    """Context (batch, heads, x, d) and probabilities (batch, heads, x, seq) of the global tokens.
+
+    Global token s (slot s of `global_slots`) softmaxes over every non-padding key with the global
+    projections. Unused slots are all 0 (HF leaves garbage there).
+    """
+    queries = gather_positions(global_query, positions)  # (batch, heads, x, d)
+    scores = queries @ np.swapaxes(global_key, -1, -2)  # (batch, heads, x, seq)
+    allowed = slot_valid[:, None, :, None] & (token_kind != PADDING)[:, None, None, :]
+    probs = masked_softmax(scores, allowed)
+    if head_mask is not None:
+        probs = probs * head_mask[None, :, None, None]
+    return probs @ global_value, probs
+
+
+def banded_attention(query, key, value, global_query, global_key, global_value, token_kind, window,
+                     head_mask=None, return_probs=False):
+    """`longformer_attention` without the `seq % window == 0` requirement (per-layer windows in LED may
+    not divide the padded length: the caller pads to a multiple of the largest window only)."""
+    token_kind = check_token_kind(token_kind)
+    window = check_window(window)
+    arrays = _check_projections(query, key, value, global_query, global_key, global_value, token_kind)
+    query, key, value, global_query, global_key, global_value = arrays
+    heads = query.shape[1]
+    if head_mask is not None:
+        head_mask = np.asarray(head_mask)
+        if head_mask.shape != (heads,):
+            raise ValueError(f"head_mask must have shape (heads,) = ({heads},), got {head_mask.shape}")
+        head_mask = head_mask.astype(query.dtype)
+
+    positions, slot_valid = global_slots(token_kind)
+    context, attentions = local_rows(
+        query, key, value, token_kind, window, positions, slot_valid, head_mask, keep_probs=return_probs
+    )
+    global_context, global_probs = global_rows(
+        global_query, global_key, global_value, token_kind, positions, slot_valid, head_mask
+    )
+    # A global token's output replaces its (zero) local one.
+    b, s = np.nonzero(slot_valid)
+    context[b, :, positions[b, s]] = global_context[b, :, s]
+    if not return_probs:
+        return context
+    return context, attentions, np.swapaxes(global_probs, -1, -2)
+
+
+def _check_projections(query, key, value, global_query, global_key, global_value, token_kind):
+    names = ("query", "key", "value", "global_query", "global_key", "global_value")
+    arrays = [np.asarray(a) for a in (query, key, value, global_query, global_key, global_value)]
+    shape = arrays[0].shape
+    if len(shape) != 4:
+        raise ValueError(f"query must be (batch, heads, seq, head_dim), got shape {shape}")
+    for name, a in zip(names, arrays, strict=True):
+        if a.shape != shape:
+            raise ValueError(f"{name} has shape {a.shape}, expected {shape} like query")
+        if a.dtype.kind != "f":
+            raise TypeError(f"{name} must be a float array, got dtype {a.dtype}")
+    if token_kind.shape != (shape[0], shape[2]):
+        raise ValueError(f"token_kind must be (batch, seq) = {(shape[0], shape[2])}, got {token_kind.shape}")
+    dtype = np.result_type(*arrays)
+    return [a.astype(dtype, copy=False) for a in arrays]
+
+
+# ------------------------------------------------------------------------------------------ public API
+def longformer_attention(query, key, value, global_query, global_key, global_value, token_kind, window,
+                         head_mask=None, return_probs=False):
+    """The attention-kernel contract (design.md): Longformer context before the output projection.
+
+    query, key, value: (batch, heads, seq, head_dim) local projections, query already scaled by
+        head_dim**-0.5. global_query, global_key, global_value: the global projections of every token
+        (global_query scaled too; only its rows at global tokens are read).
+    token_kind: int (batch, seq), 0 padding / 1 local / 2 global (`layout.token_kinds`).
+    window: even >= 2; seq must be a multiple of it.
+    head_mask: (heads,) multiplies the probabilities of local and global rows (also the returned ones).
+    Returns context (batch, heads, seq, head_dim), zero on padding rows; with return_probs also
+    attentions (batch, heads, seq, x + w + 1) and global_attentions (batch, heads, seq, x) in HF's compact
+    layout (`layout.compact_columns`), unused global slots 0.
+    """
+    window = check_window(window)
+    seq = np.shape(query)[2] if np.ndim(query) == 4 else None
+    if seq is not None and seq % window:
+        raise ValueError(f"seq={seq} must be a multiple of window={window} (pad with layout.pad_to_window)")
+    return banded_attention(query, key, value, global_query, global_key, global_value, token_kind, window,
+                            head_mask=head_mask, return_probs=return_probs)
+
+
+def linear(x: np.ndarray, weight: np.ndarray, bias: np.ndarray) -> np.ndarray:
+    """x (..., in) @ weight (out, in).T + bias (out,) -> (..., out), HF's storage convention."""
+    return x @ weight.T + bias
+
+
+def split_heads(x: np.ndarray, num_heads: int) -> np.ndarray:
+    """(batch, seq, heads * head_dim) -> (batch, heads, seq, head_dim)."""
+    batch, seq, width = x.shape
+    return x.reshape(batch, seq, num_heads, width // num_heads).transpose(0, 2, 1, 3)
+
+
+def merge_heads(x: np.ndarray) -> np.ndarray:
+    """(batch, heads, seq, head_dim) -> (batch, seq, heads * head_dim)."""
+    batch, heads, seq, head_dim = x.shape
+    return x.transpose(0, 2, 1, 3).reshape(batch, seq, heads * head_dim)
+
+
+def encoder_self_attention(hidden, params, token_kind, window, num_heads, layer_head_mask=None,
+                           output_attentions=False):
+    """One encoder layer's `self_attn` block: projections, Longformer attention, output projection.
+
+    hidden: (batch, seq, d_model) with seq already padded (to a multiple of the largest window; it need
+        not be a multiple of this layer's `window`).
+    params: HF names relative to `self_attn.` (`PARAM_NAMES`), weights (out, in).
+    token_kind: (batch, seq) 0/1/2. layer_head_mask: (num_heads,) or None.
+    Returns (output (batch, seq, d_model), attentions, global_attentions): the probabilities as in
+    `longformer_attention` when output_attentions, else None; global_attentions is also None when the
+    batch has no global token (as HF's encoder). Padding rows output the output-projection bias.
+    """
+    hidden = np.asarray(hidden)
+    if hidden.ndim != 3:
+        raise ValueError(f"hidden must be (batch, seq, d_model), got shape {hidden.shape}")
+    missing = [name for name in PARAM_NAMES if name not in params]
+    if missing:
+        raise ValueError(f"params is missing {missing} (names relative to 'self_attn.')")
+    d_model = hidden.shape[2]
+    if isinstance(num_heads, bool) or not isinstance(num_heads, (int, np.integer)) or num_heads < 1 \
+            or d_model % num_heads:
+        raise ValueError(f"num_heads must be a positive divisor of d_model={d_model}, got {num_heads!r}")
+    token_kind = check_token_kind(token_kind)
+    p = {name: np.asarray(params[name]) for name in PARAM_NAMES}
+    scale = (d_model // num_heads) ** -0.5
+
+    def project(name: str, x: np.ndarray) -> np.ndarray:
+        w, b = p[f"longformer_self_attn.{name}.weight"], p[f"longformer_self_attn.{name}.bias"]
+        return split_heads(linear(x, w, b), num_heads)
+
+    query = project("query", hidden) * scale
+    key, value = project("key", hidden), project("value", hidden)
+    positions, slot_valid = global_slots(token_kind)
+    has_global = positions.shape[1] > 0
+    if has_global:
+        # Only global tokens ever read global_query; every token is a key/value of the global rows.
+        global_query = np.zeros_like(query)
+        b, s = np.nonzero(slot_valid)
+        global_query[b, :, positions[b, s]] = project("query_global", hidden[b, positions[b, s]][:, None])[:, :, 0]
+        global_query *= scale
+        global_key, global_value = project("key_global", hidden), project("value_global", hidden)
+    else:
+        global_query, global_key, global_value = query, key, value  # never read without global tokens
+
+    result = banded_attention(query, key, value, global_query, global_key, global_value, token_kind, window,
+                              head_mask=layer_head_mask, return_probs=output_attentions)
+    context, attentions, global_attentions = result if output_attentions else (result, None, None)
+    output = linear(merge_heads(context), p["output.weight"], p["output.bias"])
+    return output, attentions, (global_attentions if has_global else None)

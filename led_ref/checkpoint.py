@@ -1,0 +1,407 @@
+"""Reading and writing HF-format LED checkpoints with NumPy and safetensors only (never pickle, never torch).
+
+A checkpoint is a folder holding `config.json` and the weights, either one `model.safetensors` or shards
+listed by `model.safetensors.index.json`. Tensor names are HF's (see `led_ref.names`): head models keep
+the encoder-decoder under `led.`, the tied embeddings (`*.embed_tokens.weight`, `lm_head.weight`) are not
+stored. The functions here go one step at a time, so each can be used and tested alone:
+
+    read_state_dict(path)            file names -> arrays, exactly as stored
+    infer_architecture(names)        which HF class wrote them
+    adapt_state_dict(w, cfg, arch)   map them onto the class you want (tied copies, `led.` prefix, heads)
+    check_state_dict(w, cfg, arch)   every missing / unexpected / misshapen / non-finite tensor, in one error
+    load_checkpoint(dir)             all of the above plus config.json
+    save_checkpoint(dir, ...)        the inverse, atomically, optionally sharded
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import struct
+import tempfile
+from collections.abc import Iterable, Mapping
+
+import numpy as np
+from safetensors import safe_open
+from safetensors.numpy import save as safetensors_bytes
+
+from .config import LEDConfig, write_text_atomic
+from .names import ARCHITECTURES, TIED_NAMES, TIED_TOP_LEVEL, base_prefix, checkpoint_shapes, head_shapes
+
+WEIGHTS_NAME = "model.safetensors"
+WEIGHTS_INDEX_NAME = "model.safetensors.index.json"
+CONFIG_NAME = "config.json"
+PICKLE_NAMES = ("pytorch_model.bin", "pytorch_model.bin.index.json")
+SHARD_PATTERN = re.compile(r"^model-\d{5}-of-\d{5}\.safetensors$")
+# HF's loader requires this metadata to accept a safetensors file as PyTorch weights.
+SAFETENSORS_METADATA = {"format": "pt"}
+
+# Head weights by the class that owns them (top-level names, no prefix).
+_HEAD_MARKERS = {
+    "final_logits_bias": "LEDForConditionalGeneration",
+    "classification_head.": "LEDForSequenceClassification",
+    "qa_outputs.": "LEDForQuestionAnswering",
+}
+
+
+class CheckpointError(ValueError):
+    """The weights do not fit the model: the message lists every offending tensor."""
+
+
+# ------------------------------------------------------------------------------------------- reading
+def read_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """Every tensor stored under `path` (a checkpoint folder or one `.safetensors` file), names as stored.
+
+    Folders: `model.safetensors`, else the shards named by `model.safetensors.index.json`. PyTorch pickles
+    (`pytorch_model.bin`) are refused: unpickling runs arbitrary code. bfloat16 tensors come back float32.
+    """
+    path = os.fspath(path)
+    if os.path.isfile(path):
+        if not path.endswith(".safetensors"):
+            if os.path.basename(path) in PICKLE_NAMES or path.endswith((".bin", ".pt", ".pth")):
+                raise CheckpointError(_pickle_refusal(path))
+            raise CheckpointError(f"path={path!r} is not a .safetensors file or a checkpoint folder")
+        return read_safetensors_file(path)
+    if not os.path.isdir(path):
+        raise FileNotFoundError(f"checkpoint path {path!r} does not exist")
+    single = os.path.join(path, WEIGHTS_NAME)
+    if os.path.isfile(single):
+        return read_safetensors_file(single)
+    index = os.path.join(path, WEIGHTS_INDEX_NAME)
+    if os.path.isfile(index):
+        return _read_sharded(path, index)
+    pickles = [n for n in PICKLE_NAMES if os.path.isfile(os.path.join(path, n))]
+    if pickles:
+        raise CheckpointError(_pickle_refusal(os.path.join(path, pickles[0])))
+    raise FileNotFoundError(
+        f"no weights in checkpoint folder {path!r}: looked for {WEIGHTS_NAME} and {WEIGHTS_INDEX_NAME}"
+    )
+
+
+def _pickle_refusal(path: str) -> str:
+    return (
+        f"{path!r} is a PyTorch pickle; led_ref never unpickles (it can run arbitrary code). Convert it to "
+        "safetensors (e.g. led_torch: LEDForConditionalGeneration.from_pretrained(dir).save_pretrained(new_dir)) "
+        "or load it through led_torch, which uses torch's weights-only loader."
+    )
+
+
+def read_safetensors_file(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """The tensors of one safetensors file, in file order; bfloat16 (unknown to NumPy) widened to float32."""
+    path = os.fspath(path)
+    header = safetensors_header(path)
+    tensors: dict[str, np.ndarray] = {}
+    with safe_open(path, framework="np") as fh:
+        for name, info in header.items():
+            if info["dtype"] == "BF16":
+                tensors[name] = _read_bfloat16(path, header, name)
+            else:
+                tensors[name] = fh.get_tensor(name)
+    return tensors
+
+
+def safetensors_header(path: str | os.PathLike) -> dict[str, dict]:
+    """The JSON header of a safetensors file (name -> dtype, shape, data_offsets), without metadata."""
+    with open(path, "rb") as fh:
+        raw = fh.read(8)
+        if len(raw) != 8:
+            raise CheckpointError(f"{os.fspath(path)!r} is not a safetensors file (shorter than 8 bytes)")
+        (size,) = struct.unpack("<Q", raw)
+        if size > os.path.getsize(path):
+            raise CheckpointError(f"{os.fspath(path)!r} is not a safetensors file (header size {size} too big)")
+        try:
+            header = json.loads(fh.read(size))
+        except (UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise CheckpointError(f"{os.fspath(path)!r} has a corrupt safetensors header: {err}") from None
+    header.pop("__metadata__", None)
+    return header
+
+
+def _read_bfloat16(path: str, header: dict, name: str) -> np.ndarray:
+    # bfloat16 is the top half of a float32: widen by shifting the 16 bits into the high half.
+    with open(path, "rb") as fh:
+        (size,) = struct.unpack("<Q", fh.read(8))
+        start, end = header[name]["data_offsets"]
+        fh.seek(8 + size + start)
+        raw = np.frombuffer(fh.read(end - start), dtype="<u2")
+    return (raw.astype(np.uint32) << 16).view(np.float32).reshape(header[name]["shape"])
+
+
+def _read_sharded(folder: str, index_path: str) -> dict[str, np.ndarray]:
+    with open(index_path, encoding="utf-8") as fh:
+        try:
+            index = json.load(fh)
+        except json.JSONDecodeError as err:
+            raise CheckpointError(f"{index_path!r} is not valid JSON: {err}") from None
+    weight_map = index.get("weight_map") if isinstance(index, Mapping) else None
+    if not isinstance(weight_map, Mapping):
+        raise CheckpointError(f"{index_path!r} has no 'weight_map' object")
+    shards = sorted(set(weight_map.values()))
+    for shard in shards:
+        if os.path.basename(shard) != shard or not os.path.isfile(os.path.join(folder, shard)):
+            raise FileNotFoundError(f"shard {shard!r} named in {index_path!r} is missing from {folder!r}")
+    tensors: dict[str, np.ndarray] = {}
+    for shard in shards:
+        content = read_safetensors_file(os.path.join(folder, shard))
+        listed = {name for name, owner in weight_map.items() if owner == shard}
+        if set(content) != listed:
+            raise CheckpointError(
+                f"shard {shard!r} does not match {WEIGHTS_INDEX_NAME}: listed but absent "
+                f"{sorted(listed - set(content))}, present but not listed {sorted(set(content) - listed)}"
+            )
+        tensors.update(content)
+    return {name: tensors[name] for name in weight_map}
+
+
+# ------------------------------------------------------------------------------- names and architectures
+def infer_architecture(names: Iterable[str]) -> str:
+    """The HF class that stores exactly these names: its head's weights, else the `led.` prefix."""
+    names = list(names)
+    found = {arch for name in names for marker, arch in _HEAD_MARKERS.items() if name.startswith(marker)}
+    if len(found) > 1:
+        raise CheckpointError(f"names hold the weights of several heads: {sorted(found)}")
+    if found:
+        return found.pop()
+    if any(name.startswith("led.") for name in names):
+        # A head model without its own head weights: generation's final_logits_bias may be left out.
+        return "LEDForConditionalGeneration"
+    return "LEDModel"
+
+
+def split_names(name: str) -> tuple[str, str]:
+    """('base', name without `led.`) for encoder-decoder weights, ('head', name) for a task head's."""
+    if any(name.startswith(marker) for marker in _HEAD_MARKERS) or name in TIED_TOP_LEVEL:
+        return "head", name
+    return "base", name[len("led."):] if name.startswith("led.") else name
+
+
+def adapt_state_dict(
+    weights: Mapping[str, np.ndarray],
+    config: LEDConfig,
+    architecture: str,
+    allow_missing_head: bool = False,
+) -> dict[str, np.ndarray]:
+    """Rename a file's tensors for `architecture`: the result has exactly the names that class stores.
+
+    - tied copies (`*.embed_tokens.weight`, `lm_head.weight`) are dropped after checking they equal
+      `shared.weight` (a copy that differs is an error: the model could not honour it);
+    - the `led.` prefix is added or stripped, so base and head checkpoints load into each other;
+    - other heads' weights are dropped; this head's missing weights are an error unless
+      `allow_missing_head` (the caller then initialises them); a missing `final_logits_bias` becomes zeros,
+      as HF does. Unknown names are kept, for `check_state_dict` to report.
+    """
+    _check_architecture(architecture)
+    base: dict[str, np.ndarray] = {}
+    heads: dict[str, np.ndarray] = {}
+    for name, value in weights.items():
+        kind, short = split_names(name)
+        target = base if kind == "base" else heads
+        if short in target:
+            raise CheckpointError(f"tensor {short!r} is stored twice (with and without the 'led.' prefix)")
+        target[short] = value
+    _drop_tied_copies(base, heads)
+    own_head = head_shapes(config, architecture)
+    prefix = base_prefix(architecture)
+    adapted = {prefix + name: value for name, value in base.items()}
+    for name, value in heads.items():
+        owner = next((arch for marker, arch in _HEAD_MARKERS.items() if name.startswith(marker)), architecture)
+        if owner == architecture:  # another head's weights are dropped, as HF does
+            adapted[name] = value
+    missing_head = [name for name in own_head if name not in adapted]
+    if architecture == "LEDForConditionalGeneration" and "final_logits_bias" in missing_head:
+        adapted["final_logits_bias"] = np.zeros(own_head["final_logits_bias"], dtype=_float_dtype(weights))
+        missing_head.remove("final_logits_bias")
+    if missing_head and not allow_missing_head:
+        raise CheckpointError(
+            f"the checkpoint has no {architecture} head weights (missing {missing_head}); pass "
+            "allow_missing_head=True to initialise them yourself"
+        )
+    order = list(checkpoint_shapes(config, architecture))
+    rank = {name: i for i, name in enumerate(order)}
+    return dict(sorted(adapted.items(), key=lambda item: rank.get(item[0], len(rank))))
+
+
+def _drop_tied_copies(base: dict[str, np.ndarray], heads: dict[str, np.ndarray]) -> None:
+    copies = [(base, n) for n in TIED_NAMES if n in base] + [(heads, n) for n in TIED_TOP_LEVEL if n in heads]
+    if "shared.weight" not in base and copies:
+        # Some exports keep only a tied copy: it is then the shared embedding.
+        store, name = copies[0]
+        base["shared.weight"] = store[name]
+    for store, name in copies:
+        value = store.pop(name)
+        shared = base["shared.weight"]
+        if value.shape != shared.shape or not np.array_equal(value, shared):
+            raise CheckpointError(
+                f"{name} differs from shared.weight (shapes {tuple(value.shape)} and {tuple(shared.shape)}); "
+                "LED ties them, so the checkpoint cannot be loaded faithfully"
+            )
+
+
+def _float_dtype(weights: Mapping[str, np.ndarray]) -> np.dtype:
+    for value in weights.values():
+        if np.issubdtype(np.asarray(value).dtype, np.floating):
+            return np.asarray(value).dtype
+    return np.dtype(np.float32)
+
+
+def check_state_dict(
+    weights: Mapping[str, np.ndarray],
+    config: LEDConfig,
+    architecture: str,
+    allow_missing_head: bool = False,
+    allow_non_finite: bool = False,
+) -> None:
+    """Raise `CheckpointError` listing every missing, unexpected, misshapen and non-finite tensor at once."""
+    _check_architecture(architecture)
+    expected = checkpoint_shapes(config, architecture)
+    optional = set(head_shapes(config, architecture)) if allow_missing_head else set()
+    problems: list[str] = []
+    for name, shape in expected.items():
+        if name not in weights:
+            if name not in optional:
+                problems.append(f"missing {name} (expected shape {shape})")
+        elif tuple(np.shape(weights[name])) != shape:
+            problems.append(f"wrong shape {name}: expected {shape}, found {tuple(np.shape(weights[name]))}")
+    for name, value in weights.items():
+        if name not in expected:
+            problems.append(f"unexpected {name} (shape {tuple(np.shape(value))})")
+        elif not allow_non_finite and not np.all(np.isfinite(value)):
+            bad = int(np.size(value) - np.count_nonzero(np.isfinite(value)))
+            problems.append(f"non-finite values in {name} ({bad} of {np.size(value)} entries are inf/nan)")
+    if problems:
+        raise CheckpointError(
+            f"{len(problems)} problem(s) with the weights for {architecture}:\n  " + "\n  ".join(problems)
+        )
+
+
+# ------------------------------------------------------------------------------------------ whole checkpoints
+def load_checkpoint(
+    directory: str | os.PathLike,
+    architecture: str | None = None,
+    dtype: np.dtype | type = np.float64,
+    allow_missing_head: bool = False,
+    allow_non_finite: bool = False,
+) -> tuple[LEDConfig, dict[str, np.ndarray]]:
+    """(config, weights) of an HF-format folder, weights named for `architecture` and cast to `dtype`.
+
+    `architecture=None` uses the class that wrote the file. The weights are exactly the stored tensors of
+    that class (tied embeddings absent), checked by `check_state_dict`.
+    """
+    directory = os.fspath(directory)
+    if not os.path.isdir(directory):
+        raise FileNotFoundError(f"checkpoint folder {directory!r} does not exist")
+    if not os.path.isfile(os.path.join(directory, CONFIG_NAME)):
+        raise FileNotFoundError(f"no {CONFIG_NAME} in checkpoint folder {directory!r}")
+    dtype = np.dtype(dtype)
+    if not np.issubdtype(dtype, np.floating):
+        raise TypeError(f"dtype must be a NumPy floating type, got {dtype}")
+    config = LEDConfig.from_pretrained(directory)
+    stored = read_state_dict(directory)
+    architecture = architecture or infer_architecture(stored)
+    weights = adapt_state_dict(stored, config, architecture, allow_missing_head=allow_missing_head)
+    check_state_dict(weights, config, architecture, allow_missing_head, allow_non_finite)
+    return config, {name: np.asarray(value, dtype=dtype) for name, value in weights.items()}
+
+
+def save_checkpoint(
+    directory: str | os.PathLike,
+    config: LEDConfig,
+    weights: Mapping[str, np.ndarray],
+    architecture: str,
+    max_shard_size: int | str | None = None,
+) -> None:
+    """Write `config.json` and the weights (dtype as given, tied copies left out) in HF's layout.
+
+    With `max_shard_size` (bytes, or "10MB"/"2GiB") the weights are split into `model-0000i-of-0000n`
+    shards plus `model.safetensors.index.json`. Every file goes through a temp file in the same folder and
+    an atomic rename, and config.json is written last, so an interrupted save leaves no half checkpoint.
+    """
+    directory = os.fspath(directory)
+    weights = adapt_state_dict(weights, config, architecture)
+    check_state_dict(weights, config, architecture, allow_non_finite=True)
+    limit = None if max_shard_size is None else parse_size(max_shard_size)
+    os.makedirs(directory, exist_ok=True)
+    shards = plan_shards(weights, limit)
+    written: set[str] = set()
+    if len(shards) == 1:
+        _write_bytes_atomic(os.path.join(directory, WEIGHTS_NAME), _safetensors_bytes(weights, shards[0]))
+        written.add(WEIGHTS_NAME)
+    else:
+        weight_map: dict[str, str] = {}
+        for i, names in enumerate(shards, start=1):
+            shard = f"model-{i:05d}-of-{len(shards):05d}.safetensors"
+            _write_bytes_atomic(os.path.join(directory, shard), _safetensors_bytes(weights, names))
+            weight_map |= {name: shard for name in names}
+            written.add(shard)
+        total = sum(np.asarray(v).nbytes for v in weights.values())
+        index = {"metadata": {"total_size": total}, "weight_map": weight_map}
+        write_text_atomic(os.path.join(directory, WEIGHTS_INDEX_NAME), json.dumps(index, indent=2) + "\n")
+        written.add(WEIGHTS_INDEX_NAME)
+    _remove_stale_weights(directory, written)
+    to_save = LEDConfig.from_dict(config.to_dict() | {"architectures": [architecture]})
+    to_save.save_pretrained(directory)
+
+
+def plan_shards(weights: Mapping[str, np.ndarray], limit: int | None) -> list[list[str]]:
+    """Names grouped into consecutive shards of at most `limit` bytes (a bigger tensor gets its own)."""
+    shards: list[list[str]] = [[]]
+    size = 0
+    for name, value in weights.items():
+        nbytes = np.asarray(value).nbytes
+        if limit is not None and shards[-1] and size + nbytes > limit:
+            shards.append([])
+            size = 0
+        shards[-1].append(name)
+        size += nbytes
+    return shards
+
+
+def parse_size(size: int | str) -> int:
+    """Bytes from an int or a string such as "500KB", "10MB", "2GiB" (HF's convention: KB=1000, KiB=1024)."""
+    if isinstance(size, bool) or not isinstance(size, (int, str)):
+        raise TypeError(f"max_shard_size must be an int or a string like '10MB', got {size!r}")
+    if isinstance(size, int):
+        value = size
+    else:
+        match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B|B)?\s*", size, flags=re.IGNORECASE)
+        if not match:
+            raise ValueError(f"max_shard_size={size!r} is not a size like '500KB', '10MB' or '2GiB'")
+        unit = (match.group(2) or "B").upper()
+        powers = {"B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
+                  "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
+        value = int(float(match.group(1)) * powers[unit])
+    if value <= 0:
+        raise ValueError(f"max_shard_size must be > 0 bytes, got {size!r}")
+    return value
+
+
+def _safetensors_bytes(weights: Mapping[str, np.ndarray], names: list[str]) -> bytes:
+    return safetensors_bytes({n: np.ascontiguousarray(weights[n]) for n in names}, metadata=SAFETENSORS_METADATA)
+
+
+def _write_bytes_atomic(path: str, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", prefix=".tmp-", suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _remove_stale_weights(directory: str, keep: set[str]) -> None:
+    # A previous save in another layout would shadow or contradict the new one.
+    for name in os.listdir(directory):
+        stale = name in (WEIGHTS_NAME, WEIGHTS_INDEX_NAME) or SHARD_PATTERN.match(name)
+        if stale and name not in keep:
+            os.unlink(os.path.join(directory, name))
+
+
+def _check_architecture(architecture: str) -> None:
+    if architecture not in ARCHITECTURES:
+        raise ValueError(f"architecture must be one of {', '.join(ARCHITECTURES)}; got {architecture!r}")

@@ -1,0 +1,217 @@
+"""LED's decoder: BART-style post-LN layers with causal self-attention, cross-attention and a KV cache.
+
+    y0 = LN_emb(shared[ids] + pos[past .. past+t))
+    y  = LN(y + self_attn(y))                  causal, masked by decoder_attention_mask
+    y  = LN(y + cross_attn(y, encoder_out))    masked by the encoder's attention_mask
+    y  = LN(y + fc2(act(fc1(y))))
+
+Masks are additive biases as in HF: 0 where allowed and the dtype's most negative finite number where not.
+Two reasons to mask a key (causal and padding) add up to -inf. A row with no allowed key therefore spreads
+its probability evenly over the keys masked for exactly one reason, HF's behaviour, which this spec keeps
+(it only happens for a fully padded encoder row or a left-padded decoder row).
+
+The cache (`past_key_values`) is a tuple with one entry per layer, (self_k, self_v, cross_k, cross_v),
+each (batch, heads, seq, head_dim): HF's legacy layout. With a cache the cross-attention keys and values
+are read from it, not recomputed.
+
+`weights` are the base model's (names without the `led.` prefix).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+
+from .functional import activation, embedding, ffn, layer_norm, linear, softmax, subtree
+
+LayerCache = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+
+
+# ------------------------------------------------------------------------------------------- masks
+def masked_bias(allowed: np.ndarray, dtype) -> np.ndarray:
+    """0 where `allowed`, the most negative finite value of `dtype` elsewhere."""
+    return np.where(allowed, 0.0, np.finfo(dtype).min).astype(dtype)
+
+
+def causal_bias(tgt_len: int, past_len: int, dtype) -> np.ndarray:
+    """(tgt, past + tgt): query i (at absolute position past + i) may see keys 0 .. past + i."""
+    keys = np.arange(past_len + tgt_len)
+    queries = past_len + np.arange(tgt_len)
+    return masked_bias(keys[None, :] <= queries[:, None], dtype)
+
+
+def padding_bias(mask: np.ndarray, dtype) -> np.ndarray:
+    """(batch, 1, 1, keys) from a 0/1 key mask (batch, keys)."""
+    return masked_bias(mask[:, None, None, :] != 0, dtype)
+
+
+def self_attention_bias(
+    decoder_attention_mask: np.ndarray | None, tgt_len: int, past_len: int, dtype
+) -> np.ndarray | None:
+    """The additive mask of the decoder self-attention, (batch | 1, 1, tgt, past + tgt), or None.
+
+    As in HF, a single new token (tgt_len == 1) gets no mask at all: it may see every cached key, and
+    `decoder_attention_mask` is ignored. Otherwise the mask must cover past + tgt keys.
+    """
+    if tgt_len == 1:
+        return None
+    bias = causal_bias(tgt_len, past_len, dtype)[None, None]
+    if decoder_attention_mask is not None:
+        if decoder_attention_mask.shape[1] != past_len + tgt_len:
+            raise ValueError(
+                f"decoder_attention_mask covers {decoder_attention_mask.shape[1]} positions but the decoder "
+                f"sees {past_len} cached + {tgt_len} new = {past_len + tgt_len}"
+            )
+        with np.errstate(over="ignore"):  # min + min = -inf on purpose (see module docstring)
+            bias = bias + padding_bias(decoder_attention_mask, dtype)
+    return bias
+
+
+# ------------------------------------------------------------------------------------------- attention
+def split_heads(x: np.ndarray, num_heads: int) -> np.ndarray:
+    """(batch, seq, d) -> (batch, heads, seq, d / heads)."""
+    batch, seq, d = x.shape
+    return x.reshape(batch, seq, num_heads, d // num_heads).transpose(0, 2, 1, 3)
+
+
+def merge_heads(x: np.ndarray) -> np.ndarray:
+    """(batch, heads, seq, head_dim) -> (batch, seq, heads * head_dim)."""
+    batch, heads, seq, head_dim = x.shape
+    return x.transpose(0, 2, 1, 3).reshape(batch, seq, heads * head_dim)
+
+
+def scaled_dot_product_attention(
+    query: np.ndarray,
+    key: np.ndarray,
+    value: np.ndarray,
+    bias: np.ndarray | None,
+    head_mask: np.ndarray | None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """softmax(q k^T + bias) * head_mask, then @ v; the query is already scaled.
+
+    query (batch, heads, tgt, hd), key/value (batch, heads, src, hd), bias broadcastable to
+    (batch, heads, tgt, src), head_mask (heads,) -> (context (batch, heads, tgt, hd), probs (batch, heads, tgt, src)).
+    """
+    scores = query @ key.transpose(0, 1, 3, 2)
+    if bias is not None:
+        scores = scores + bias
+    probs = softmax(scores, axis=-1)
+    if head_mask is not None:
+        probs = probs * head_mask[None, :, None, None]
+    return probs @ value, probs
+
+
+def project_kv(source: np.ndarray, params: Mapping[str, np.ndarray], num_heads: int) -> tuple[np.ndarray, np.ndarray]:
+    """Keys and values of `source` (batch, src, d), each (batch, heads, src, head_dim)."""
+    return (split_heads(linear(source, params, "k_proj"), num_heads),
+            split_heads(linear(source, params, "v_proj"), num_heads))
+
+
+def multi_head_attention(
+    hidden: np.ndarray,
+    params: Mapping[str, np.ndarray],
+    key: np.ndarray,
+    value: np.ndarray,
+    bias: np.ndarray | None,
+    num_heads: int,
+    head_mask: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Queries from `hidden` (batch, tgt, d) against given keys/values; -> (output (batch, tgt, d), probs)."""
+    head_dim = hidden.shape[-1] // num_heads
+    query = split_heads(linear(hidden, params, "q_proj") * head_dim**-0.5, num_heads)
+    context, probs = scaled_dot_product_attention(query, key, value, bias, head_mask)
+    return linear(merge_heads(context), params, "out_proj"), probs
+
+
+# ------------------------------------------------------------------------------------------- layers
+def decoder_layer(
+    hidden: np.ndarray,
+    params: Mapping[str, np.ndarray],
+    encoder_hidden: np.ndarray | None,
+    self_bias: np.ndarray | None,
+    cross_bias: np.ndarray | None,
+    num_heads: int,
+    act,
+    layer_cache: LayerCache | None = None,
+    self_head_mask: np.ndarray | None = None,
+    cross_head_mask: np.ndarray | None = None,
+) -> tuple[np.ndarray, LayerCache, np.ndarray, np.ndarray]:
+    """One decoder layer: hidden (batch, tgt, d) -> (hidden, new cache entry, self probs, cross probs).
+
+    The new cache entry holds the self-attention keys/values of past + new tokens and the cross-attention
+    keys/values (taken from `layer_cache` when given, else projected from `encoder_hidden`).
+    """
+    self_params = subtree(params, "self_attn.")
+    key, value = project_kv(hidden, self_params, num_heads)
+    if layer_cache is not None:
+        key = np.concatenate([layer_cache[0], key], axis=2)
+        value = np.concatenate([layer_cache[1], value], axis=2)
+    out, self_probs = multi_head_attention(hidden, self_params, key, value, self_bias, num_heads, self_head_mask)
+    hidden = layer_norm(hidden + out, params, "self_attn_layer_norm")
+
+    cross_params = subtree(params, "encoder_attn.")
+    if layer_cache is not None:
+        cross_key, cross_value = layer_cache[2], layer_cache[3]
+    else:
+        cross_key, cross_value = project_kv(encoder_hidden, cross_params, num_heads)
+    out, cross_probs = multi_head_attention(
+        hidden, cross_params, cross_key, cross_value, cross_bias, num_heads, cross_head_mask
+    )
+    hidden = layer_norm(hidden + out, params, "encoder_attn_layer_norm")
+
+    hidden = layer_norm(hidden + ffn(hidden, params, act), params, "final_layer_norm")
+    return hidden, (key, value, cross_key, cross_value), self_probs, cross_probs
+
+
+def decoder_forward(
+    weights: Mapping[str, np.ndarray],
+    config,
+    input_ids: np.ndarray | None = None,
+    inputs_embeds: np.ndarray | None = None,
+    attention_mask: np.ndarray | None = None,
+    encoder_hidden_states: np.ndarray | None = None,
+    encoder_attention_mask: np.ndarray | None = None,
+    head_mask: np.ndarray | None = None,
+    cross_attn_head_mask: np.ndarray | None = None,
+    past_key_values: tuple[LayerCache, ...] | None = None,
+) -> dict:
+    """The whole decoder on checked inputs.
+
+    input_ids (batch, tgt) or inputs_embeds (batch, tgt, d); attention_mask (batch, past + tgt) or None;
+    encoder_hidden_states (batch, src, d); encoder_attention_mask (batch, src) or None; head masks
+    (decoder_layers, heads) or None. Returns a dict with last_hidden_state (batch, tgt, d), past_key_values
+    (the updated cache), hidden_states (layers + 1 of (batch, tgt, d)), attentions and cross_attentions
+    (per layer, (batch, heads, tgt, past + tgt) and (batch, heads, tgt, src)).
+    """
+    embeds = embedding(input_ids, weights["shared.weight"]) if inputs_embeds is None else inputs_embeds
+    dtype = embeds.dtype
+    tgt = embeds.shape[1]
+    past_len = 0 if past_key_values is None else past_key_values[0][0].shape[2]
+    positions = weights["decoder.embed_positions.weight"][past_len:past_len + tgt]
+    hidden = layer_norm(embeds + positions, weights, "decoder.layernorm_embedding")
+
+    self_bias = self_attention_bias(attention_mask, tgt, past_len, dtype)
+    cross_bias = None if encoder_attention_mask is None else padding_bias(encoder_attention_mask, dtype)
+    act = activation(config.activation_function)
+    states, cache, self_probs, cross_probs = [], [], [], []
+    for layer in range(config.decoder_layers):
+        states.append(hidden)
+        hidden, layer_cache, p_self, p_cross = decoder_layer(
+            hidden, subtree(weights, f"decoder.layers.{layer}."), encoder_hidden_states, self_bias, cross_bias,
+            config.decoder_attention_heads, act,
+            layer_cache=None if past_key_values is None else past_key_values[layer],
+            self_head_mask=None if head_mask is None else head_mask[layer],
+            cross_head_mask=None if cross_attn_head_mask is None else cross_attn_head_mask[layer],
+        )
+        cache.append(layer_cache)
+        self_probs.append(p_self)
+        cross_probs.append(p_cross)
+    states.append(hidden)
+    return {
+        "last_hidden_state": hidden,
+        "past_key_values": tuple(cache),
+        "hidden_states": tuple(states),
+        "attentions": tuple(self_probs),
+        "cross_attentions": tuple(cross_probs),
+    }

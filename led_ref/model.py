@@ -1,0 +1,485 @@
+"""The four public LED classes: thin holders of (config, weights) around the pure functions.
+
+    model = LEDForConditionalGeneration(config)            # seeded random weights
+    model = LEDForConditionalGeneration.from_pretrained(path)
+    out = model(input_ids=ids, attention_mask=mask, global_attention_mask=glob)
+    out.logits, out["logits"], out[0]
+
+Every class computes `seq2seq_forward` (encoder, then decoder) and adds its head:
+
+    LEDModel                        decoder last hidden state
+    LEDForConditionalGeneration     logits = h @ shared.T + final_logits_bias; loss over labels != -100
+    LEDForSequenceClassification    out_proj(tanh(dense(h at the last eos of each row)))
+    LEDForQuestionAnswering         (start, end) = split(qa_outputs(h))
+
+`model.weights` is a plain dict of HF-named arrays (`led.` prefix on the head classes), the same names as
+in a checkpoint file; the numerics read the base weights without the prefix.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from . import validation as check
+from .checkpoint import adapt_state_dict, check_state_dict, load_checkpoint, save_checkpoint
+from .config import LEDConfig
+from .decoder import decoder_forward
+from .encoder import encoder_forward
+from .functional import bce_with_logits, cross_entropy, linear, mse, subtree
+from .init import random_weights
+from .names import base_prefix, head_shapes
+from .outputs import (
+    LEDEncoderBaseModelOutput,
+    LEDSeq2SeqLMOutput,
+    LEDSeq2SeqModelOutput,
+    LEDSeq2SeqQuestionAnsweringModelOutput,
+    LEDSeq2SeqSequenceClassifierOutput,
+    seq2seq_fields,
+)
+
+
+# ------------------------------------------------------------------------------------------- pure functions
+def shift_tokens_right(ids: np.ndarray, pad_token_id: int, decoder_start_token_id: int) -> np.ndarray:
+    """Teacher-forcing decoder inputs: [start, ids[:-1]], with -100 (ignored labels) replaced by pad.
+
+        ids [[5, 6, -100]]  ->  [[2, 5, 6]];   ids [[5, -100, 7]]  ->  [[2, 5, 1]]
+    """
+    shifted = np.empty_like(ids)
+    shifted[:, 0] = decoder_start_token_id
+    shifted[:, 1:] = ids[:, :-1]
+    return np.where(shifted == check.IGNORE_INDEX, pad_token_id, shifted)
+
+
+def as_encoder_output(encoder_outputs: Any) -> LEDEncoderBaseModelOutput:
+    """An encoder output object, or HF's tuple habit (last_hidden_state, hidden_states, attentions, global)."""
+    if isinstance(encoder_outputs, LEDEncoderBaseModelOutput):
+        return encoder_outputs
+    if isinstance(encoder_outputs, (tuple, list)) and len(encoder_outputs) > 0:
+        items = list(encoder_outputs) + [None] * 3
+        return LEDEncoderBaseModelOutput(np.asarray(items[0]), items[1], items[2], items[3])
+    if isinstance(encoder_outputs, np.ndarray):
+        return LEDEncoderBaseModelOutput(encoder_outputs)
+    raise TypeError(
+        "encoder_outputs must be the encoder's output or a tuple whose first item is the last hidden state, "
+        f"got {type(encoder_outputs).__name__}"
+    )
+
+
+def check_cache(past_key_values: Any, config: LEDConfig, batch: int) -> tuple | None:
+    """A cache as returned by a previous call: one (self_k, self_v, cross_k, cross_v) per decoder layer."""
+    if past_key_values is None:
+        return None
+    if not isinstance(past_key_values, (tuple, list)) or len(past_key_values) != config.decoder_layers:
+        raise ValueError(
+            f"past_key_values must hold one entry per decoder layer ({config.decoder_layers}), "
+            f"got {type(past_key_values).__name__} of length {len(past_key_values) if hasattr(past_key_values, '__len__') else '?'}"
+        )
+    cache = tuple(tuple(np.asarray(t) for t in layer) for layer in past_key_values)
+    heads, head_dim = config.decoder_attention_heads, config.d_model // config.decoder_attention_heads
+    for layer, entry in enumerate(cache):
+        if len(entry) != 4:
+            raise ValueError(f"past_key_values[{layer}] must be (self_k, self_v, cross_k, cross_v), got {len(entry)}")
+        for t in entry:
+            if t.ndim != 4 or t.shape[0] != batch or t.shape[1] != heads or t.shape[3] != head_dim:
+                raise ValueError(
+                    f"past_key_values[{layer}] tensors must be (batch={batch}, heads={heads}, seq, "
+                    f"head_dim={head_dim}), got {t.shape}"
+                )
+    return cache
+
+
+def seq2seq_forward(
+    weights: Mapping[str, np.ndarray],
+    config: LEDConfig,
+    input_ids=None,
+    attention_mask=None,
+    global_attention_mask=None,
+    decoder_input_ids=None,
+    decoder_attention_mask=None,
+    head_mask=None,
+    decoder_head_mask=None,
+    cross_attn_head_mask=None,
+    encoder_outputs=None,
+    past_key_values=None,
+    inputs_embeds=None,
+    decoder_inputs_embeds=None,
+    use_cache=None,
+    output_attentions=False,
+    output_hidden_states=False,
+) -> LEDSeq2SeqModelOutput:
+    """LEDModel's forward pass on base weights (no `led.` prefix): checks, encoder (unless given), decoder.
+
+    decoder_input_ids default to `input_ids` shifted right (HF's LEDModel habit).
+    """
+    dtype = weights["shared.weight"].dtype
+    vocab, d = config.vocab_size, config.d_model
+    # ---- encoder inputs
+    if encoder_outputs is None:
+        check.exactly_one("input_ids", input_ids, "inputs_embeds", inputs_embeds)
+    if input_ids is not None:
+        input_ids = check.check_token_ids("input_ids", input_ids, vocab)
+    if inputs_embeds is not None:
+        inputs_embeds = check.check_embeds("inputs_embeds", inputs_embeds, d).astype(dtype)
+    source = input_ids if input_ids is not None else inputs_embeds
+    if source is not None:
+        shape = source.shape[:2]
+        check.check_length("input_ids", shape[1], "max_encoder_position_embeddings",
+                           config.max_encoder_position_embeddings)
+        if attention_mask is not None:
+            attention_mask = check.check_mask("attention_mask", attention_mask, shape)
+        if global_attention_mask is not None:
+            global_attention_mask = check.check_mask("global_attention_mask", global_attention_mask, shape)
+    head_mask = check.check_head_mask("head_mask", head_mask, config.encoder_layers, config.encoder_attention_heads)
+
+    # ---- decoder inputs
+    if decoder_input_ids is None and decoder_inputs_embeds is None:
+        if input_ids is None:
+            raise ValueError("give decoder_input_ids or decoder_inputs_embeds (they default to input_ids shifted "
+                             "right, but input_ids is None)")
+        decoder_input_ids = shift_tokens_right(input_ids, config.pad_token_id, config.decoder_start_token_id)
+    check.exactly_one("decoder_input_ids", decoder_input_ids, "decoder_inputs_embeds", decoder_inputs_embeds)
+    if decoder_input_ids is not None:
+        decoder_input_ids = check.check_token_ids("decoder_input_ids", decoder_input_ids, vocab)
+        target = decoder_input_ids
+    else:
+        decoder_inputs_embeds = check.check_embeds("decoder_inputs_embeds", decoder_inputs_embeds, d).astype(dtype)
+        target = decoder_inputs_embeds
+    batch, tgt = target.shape[:2]
+    past = check_cache(past_key_values, config, batch)
+    past_len = 0 if past is None else past[0][0].shape[2]
+    check.check_length("decoder_input_ids", past_len + tgt, "max_decoder_position_embeddings",
+                       config.max_decoder_position_embeddings)
+    if decoder_attention_mask is not None:
+        decoder_attention_mask = check.check_mask("decoder_attention_mask", decoder_attention_mask,
+                                                  (batch, past_len + tgt))
+    decoder_head_mask = check.check_head_mask("decoder_head_mask", decoder_head_mask, config.decoder_layers,
+                                              config.decoder_attention_heads)
+    cross_attn_head_mask = check.check_head_mask("cross_attn_head_mask", cross_attn_head_mask,
+                                                 config.decoder_layers, config.decoder_attention_heads)
+    use_cache = config.use_cache if use_cache is None else bool(use_cache)
+
+    # ---- encoder
+    if encoder_outputs is None:
+        check.check_same_batch("input_ids", source.shape[0], "decoder_input_ids", batch)
+        encoder_outputs = encoder_forward(
+            weights, config, input_ids, attention_mask, global_attention_mask, head_mask, inputs_embeds,
+            output_attentions, output_hidden_states,
+        )
+    else:
+        encoder_outputs = as_encoder_output(encoder_outputs)
+    encoder_hidden = np.asarray(encoder_outputs.last_hidden_state)
+    if encoder_hidden.ndim != 3 or encoder_hidden.shape[-1] != d:
+        raise ValueError(f"encoder_outputs[0] must be (batch, seq, d_model={d}), got {encoder_hidden.shape}")
+    check.check_same_batch("encoder_outputs", encoder_hidden.shape[0], "decoder_input_ids", batch)
+    if attention_mask is not None:  # the cross-attention mask over the encoder output
+        attention_mask = check.check_mask("attention_mask", attention_mask, encoder_hidden.shape[:2])
+
+    # ---- decoder
+    dec = decoder_forward(
+        weights, config, decoder_input_ids, decoder_inputs_embeds, decoder_attention_mask, encoder_hidden,
+        attention_mask, decoder_head_mask, cross_attn_head_mask, past,
+    )
+    return LEDSeq2SeqModelOutput(
+        last_hidden_state=dec["last_hidden_state"],
+        past_key_values=dec["past_key_values"] if use_cache else None,
+        decoder_hidden_states=dec["hidden_states"] if output_hidden_states else None,
+        decoder_attentions=dec["attentions"] if output_attentions else None,
+        cross_attentions=dec["cross_attentions"] if output_attentions else None,
+        encoder_last_hidden_state=encoder_hidden,
+        encoder_hidden_states=encoder_outputs.hidden_states,
+        encoder_attentions=encoder_outputs.attentions,
+        encoder_global_attentions=encoder_outputs.global_attentions,
+    )
+
+
+def lm_logits(weights: Mapping[str, np.ndarray], hidden: np.ndarray) -> np.ndarray:
+    """The LM head, tied to the token embedding: (batch, tgt, d) -> (batch, tgt, vocab)."""
+    return hidden @ weights["led.shared.weight"].T + weights["final_logits_bias"]
+
+
+def eos_pooled(hidden: np.ndarray, input_ids: np.ndarray, eos_token_id: int) -> np.ndarray:
+    """The hidden state at the last eos token of every row: (batch, seq, d) -> (batch, d).
+
+    Rows must hold the same (non-zero) number of eos tokens, as HF requires.
+    """
+    if input_ids.shape != hidden.shape[:2]:
+        raise ValueError(f"eos pooling reads the decoder output at the eos tokens of input_ids, so the decoder "
+                         f"length must equal input_ids' {input_ids.shape}; got {hidden.shape[:2]}")
+    counts = (input_ids == eos_token_id).sum(axis=1)
+    if np.any(counts != counts[0]):
+        raise ValueError(f"All examples must have the same number of <eos> tokens; eos_token_id={eos_token_id} "
+                         f"counts per row are {counts.tolist()}")
+    if counts[0] == 0:
+        raise ValueError(f"input_ids hold no <eos> token (eos_token_id={eos_token_id}) to pool at")
+    last = input_ids.shape[1] - 1 - np.argmax((input_ids == eos_token_id)[:, ::-1], axis=1)
+    return hidden[np.arange(hidden.shape[0]), last]
+
+
+def classification_loss(logits: np.ndarray, labels: Any, config: LEDConfig) -> float:
+    """Regression (MSE), single-label (cross-entropy, -100 ignored) or multi-label (BCE with logits).
+
+    Without `config.problem_type`, the choice is HF's: regression when num_labels == 1, single-label for
+    integer labels, multi-label otherwise (decided per call; HF also writes it into the config).
+    """
+    labels = np.asarray(labels)
+    problem = config.problem_type
+    if problem is None:
+        if config.num_labels == 1:
+            problem = "regression"
+        elif np.issubdtype(labels.dtype, np.integer):
+            problem = "single_label_classification"
+        else:
+            problem = "multi_label_classification"
+    if problem == "regression":
+        if config.num_labels == 1:
+            return mse(np.squeeze(logits), np.squeeze(labels).astype(logits.dtype))
+        return mse(logits, _same_shape("labels", labels, logits.shape).astype(logits.dtype))
+    if problem == "single_label_classification":
+        labels = check.integer_array("labels", labels).reshape(-1)
+        bad = ((labels < 0) | (labels >= config.num_labels)) & (labels != check.IGNORE_INDEX)
+        if np.any(bad):
+            raise ValueError(f"labels must lie in [0, num_labels={config.num_labels}) or be -100, "
+                             f"found {int(labels[bad][0])}")
+        return cross_entropy(logits.reshape(-1, config.num_labels), labels)
+    if problem == "multi_label_classification":
+        return bce_with_logits(logits, _same_shape("labels", labels, logits.shape).astype(logits.dtype))
+    raise ValueError(f"problem_type must be regression, single_label_classification or "
+                     f"multi_label_classification, got {problem!r}")
+
+
+def _same_shape(name: str, value: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    if value.shape != shape:
+        raise ValueError(f"{name} must have shape {shape} (that of the logits), got {value.shape}")
+    return value
+
+
+def span_loss(start_logits: np.ndarray, end_logits: np.ndarray, start_positions, end_positions) -> float:
+    """Mean of the start and end cross-entropies; positions are clamped to [0, seq] and seq is ignored."""
+    seq = start_logits.shape[1]
+    losses = []
+    for name, logits, positions in (("start_positions", start_logits, start_positions),
+                                    ("end_positions", end_logits, end_positions)):
+        positions = check.integer_array(name, positions)
+        if positions.ndim > 1 and positions.shape[-1] == 1:
+            positions = positions[..., 0]
+        if positions.shape != (logits.shape[0],):
+            raise ValueError(f"{name} must have shape (batch={logits.shape[0]},), got {positions.shape}")
+        losses.append(cross_entropy(logits, np.clip(positions, 0, seq), ignore_index=seq))
+    return (losses[0] + losses[1]) / 2
+
+
+# ------------------------------------------------------------------------------------------- classes
+class LEDEncoder:
+    """`model.get_encoder()`: the encoder alone, callable like HF's."""
+
+    def __init__(self, model: _LEDBase):
+        self.model = model
+
+    def __call__(self, input_ids=None, attention_mask=None, global_attention_mask=None, head_mask=None,
+                 inputs_embeds=None, output_attentions=False, output_hidden_states=False):
+        config = self.model.config
+        weights = self.model.base_weights
+        check.exactly_one("input_ids", input_ids, "inputs_embeds", inputs_embeds)
+        if input_ids is not None:
+            input_ids = check.check_token_ids("input_ids", input_ids, config.vocab_size)
+            source = input_ids
+        else:
+            inputs_embeds = check.check_embeds("inputs_embeds", inputs_embeds, config.d_model)
+            source = inputs_embeds = inputs_embeds.astype(weights["shared.weight"].dtype)
+        shape = source.shape[:2]
+        check.check_length("input_ids", shape[1], "max_encoder_position_embeddings",
+                           config.max_encoder_position_embeddings)
+        if attention_mask is not None:
+            attention_mask = check.check_mask("attention_mask", attention_mask, shape)
+        if global_attention_mask is not None:
+            global_attention_mask = check.check_mask("global_attention_mask", global_attention_mask, shape)
+        head_mask = check.check_head_mask("head_mask", head_mask, config.encoder_layers,
+                                          config.encoder_attention_heads)
+        return encoder_forward(weights, config, input_ids, attention_mask, global_attention_mask, head_mask,
+                               inputs_embeds, output_attentions, output_hidden_states)
+
+
+class _LEDBase:
+    ARCHITECTURE = "LEDModel"
+
+    def __init__(self, config: LEDConfig, weights: Mapping[str, np.ndarray] | None = None, seed: int = 0,
+                 dtype=np.float64):
+        if not isinstance(config, LEDConfig):
+            raise TypeError(f"config must be a led_ref.LEDConfig, got {type(config).__name__}")
+        dtype = np.dtype(dtype)
+        if not np.issubdtype(dtype, np.floating):
+            raise TypeError(f"dtype must be a NumPy floating type, got {dtype}")
+        self.config = config
+        self.dtype = dtype
+        if weights is None:
+            weights = random_weights(config, self.ARCHITECTURE, seed=seed, dtype=dtype)
+        else:
+            weights = adapt_state_dict(dict(weights), config, self.ARCHITECTURE)
+            check_state_dict(weights, config, self.ARCHITECTURE)
+        self.weights = {name: np.asarray(value, dtype=dtype) for name, value in weights.items()}
+
+    # ---- weights and files
+    @property
+    def base_weights(self) -> dict[str, np.ndarray]:
+        """The encoder-decoder weights without the `led.` prefix."""
+        prefix = base_prefix(self.ARCHITECTURE)
+        return subtree(self.weights, prefix) if prefix else dict(self.weights)
+
+    @classmethod
+    def from_pretrained(cls, path: str | os.PathLike, dtype=np.float64, seed: int = 0):
+        """Load an HF-format folder (config.json + model.safetensors). A head missing from the file (e.g. a
+        classification head on a summarisation checkpoint) is initialised from `seed`, with a warning."""
+        config, weights = load_checkpoint(path, architecture=cls.ARCHITECTURE, dtype=dtype,
+                                          allow_missing_head=True)
+        missing = [name for name in head_shapes(config, cls.ARCHITECTURE) if name not in weights]
+        if missing:
+            warnings.warn(f"{os.fspath(path)} has no {missing}; initialising them randomly (seed={seed})",
+                          stacklevel=2)
+            fresh = random_weights(config, cls.ARCHITECTURE, seed=seed, dtype=dtype)
+            weights |= {name: fresh[name] for name in missing}
+        return cls(config, weights, dtype=dtype)
+
+    def save_pretrained(self, path: str | os.PathLike) -> None:
+        """Write config.json + model.safetensors in HF's format (tied embeddings left out)."""
+        save_checkpoint(path, self.config, self.weights, self.ARCHITECTURE)
+
+    def get_encoder(self) -> LEDEncoder:
+        return LEDEncoder(self)
+
+    def _base_forward(self, **inputs) -> LEDSeq2SeqModelOutput:
+        return seq2seq_forward(self.base_weights, self.config, **inputs)
+
+    def __repr__(self) -> str:
+        c = self.config
+        return (f"{type(self).__name__}(d_model={c.d_model}, encoder_layers={c.encoder_layers}, "
+                f"decoder_layers={c.decoder_layers}, vocab_size={c.vocab_size}, dtype={self.dtype})")
+
+
+class LEDModel(_LEDBase):
+    """The bare encoder-decoder: returns the decoder's last hidden state and the encoder's outputs."""
+
+    ARCHITECTURE = "LEDModel"
+
+    def __call__(self, input_ids=None, attention_mask=None, global_attention_mask=None, decoder_input_ids=None,
+                 decoder_attention_mask=None, head_mask=None, decoder_head_mask=None, cross_attn_head_mask=None,
+                 encoder_outputs=None, past_key_values=None, inputs_embeds=None, decoder_inputs_embeds=None,
+                 use_cache=None, output_attentions=False, output_hidden_states=False) -> LEDSeq2SeqModelOutput:
+        return self._base_forward(
+            input_ids=input_ids, attention_mask=attention_mask, global_attention_mask=global_attention_mask,
+            decoder_input_ids=decoder_input_ids, decoder_attention_mask=decoder_attention_mask,
+            head_mask=head_mask, decoder_head_mask=decoder_head_mask, cross_attn_head_mask=cross_attn_head_mask,
+            encoder_outputs=encoder_outputs, past_key_values=past_key_values, inputs_embeds=inputs_embeds,
+            decoder_inputs_embeds=decoder_inputs_embeds, use_cache=use_cache,
+            output_attentions=output_attentions, output_hidden_states=output_hidden_states,
+        )
+
+
+class LEDForConditionalGeneration(_LEDBase):
+    """LED with the (tied) language-modelling head; `generate` for greedy and beam search."""
+
+    ARCHITECTURE = "LEDForConditionalGeneration"
+
+    def __call__(self, input_ids=None, attention_mask=None, global_attention_mask=None, decoder_input_ids=None,
+                 decoder_attention_mask=None, head_mask=None, decoder_head_mask=None, cross_attn_head_mask=None,
+                 encoder_outputs=None, past_key_values=None, inputs_embeds=None, decoder_inputs_embeds=None,
+                 labels=None, use_cache=None, output_attentions=False,
+                 output_hidden_states=False) -> LEDSeq2SeqLMOutput:
+        if labels is not None:
+            labels = check.check_labels("labels", labels, self.config.vocab_size)
+            use_cache = False  # as HF: training calls return no cache
+            if decoder_input_ids is None and decoder_inputs_embeds is None:
+                decoder_input_ids = shift_tokens_right(labels, self.config.pad_token_id,
+                                                       self.config.decoder_start_token_id)
+        out = self._base_forward(
+            input_ids=input_ids, attention_mask=attention_mask, global_attention_mask=global_attention_mask,
+            decoder_input_ids=decoder_input_ids, decoder_attention_mask=decoder_attention_mask,
+            head_mask=head_mask, decoder_head_mask=decoder_head_mask, cross_attn_head_mask=cross_attn_head_mask,
+            encoder_outputs=encoder_outputs, past_key_values=past_key_values, inputs_embeds=inputs_embeds,
+            decoder_inputs_embeds=decoder_inputs_embeds, use_cache=use_cache,
+            output_attentions=output_attentions, output_hidden_states=output_hidden_states,
+        )
+        logits = lm_logits(self.weights, out.last_hidden_state)
+        loss = None
+        if labels is not None:
+            if labels.shape != logits.shape[:2]:
+                raise ValueError(f"labels must have shape {logits.shape[:2]} (batch, decoder length), "
+                                 f"got {labels.shape}")
+            loss = cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1))
+        return LEDSeq2SeqLMOutput(loss=loss, logits=logits, **seq2seq_fields(out))
+
+    def generate(self, input_ids, attention_mask=None, global_attention_mask=None, max_length=None,
+                 max_new_tokens=None, min_length=None, num_beams=None, length_penalty=None, early_stopping=None,
+                 no_repeat_ngram_size=None, num_return_sequences=1) -> np.ndarray:
+        """Token ids (batch * num_return_sequences, length), identical to HF `generate(do_sample=False)`;
+        arguments left None take the config's values. See `led_ref.generation.generate`."""
+        from .generation import generate
+
+        return generate(self, input_ids, attention_mask=attention_mask, global_attention_mask=global_attention_mask,
+                        max_length=max_length, max_new_tokens=max_new_tokens, min_length=min_length,
+                        num_beams=num_beams, length_penalty=length_penalty, early_stopping=early_stopping,
+                        no_repeat_ngram_size=no_repeat_ngram_size, num_return_sequences=num_return_sequences)
+
+
+class LEDForSequenceClassification(_LEDBase):
+    """LED with a classification head on the decoder state of the last eos token of every row."""
+
+    ARCHITECTURE = "LEDForSequenceClassification"
+
+    def __call__(self, input_ids=None, attention_mask=None, global_attention_mask=None, decoder_input_ids=None,
+                 decoder_attention_mask=None, head_mask=None, decoder_head_mask=None, cross_attn_head_mask=None,
+                 encoder_outputs=None, past_key_values=None, inputs_embeds=None, decoder_inputs_embeds=None,
+                 labels=None, use_cache=None, output_attentions=False,
+                 output_hidden_states=False) -> LEDSeq2SeqSequenceClassifierOutput:
+        if input_ids is None:
+            raise ValueError("LEDForSequenceClassification pools at the eos tokens of input_ids, so input_ids "
+                             "are required (inputs_embeds alone are not supported, as in HF)")
+        if labels is not None:
+            use_cache = False
+        out = self._base_forward(
+            input_ids=input_ids, attention_mask=attention_mask, global_attention_mask=global_attention_mask,
+            decoder_input_ids=decoder_input_ids, decoder_attention_mask=decoder_attention_mask,
+            head_mask=head_mask, decoder_head_mask=decoder_head_mask, cross_attn_head_mask=cross_attn_head_mask,
+            encoder_outputs=encoder_outputs, past_key_values=past_key_values, inputs_embeds=inputs_embeds,
+            decoder_inputs_embeds=decoder_inputs_embeds, use_cache=use_cache,
+            output_attentions=output_attentions, output_hidden_states=output_hidden_states,
+        )
+        ids = check.check_token_ids("input_ids", input_ids, self.config.vocab_size)
+        pooled = eos_pooled(out.last_hidden_state, ids, self.config.eos_token_id)
+        logits = linear(np.tanh(linear(pooled, self.weights, "classification_head.dense")), self.weights,
+                        "classification_head.out_proj")
+        loss = None if labels is None else classification_loss(logits, labels, self.config)
+        return LEDSeq2SeqSequenceClassifierOutput(loss=loss, logits=logits, **seq2seq_fields(out))
+
+
+class LEDForQuestionAnswering(_LEDBase):
+    """LED with a span head: start and end logits for every decoder position."""
+
+    ARCHITECTURE = "LEDForQuestionAnswering"
+
+    def __call__(self, input_ids=None, attention_mask=None, global_attention_mask=None, decoder_input_ids=None,
+                 decoder_attention_mask=None, head_mask=None, decoder_head_mask=None, cross_attn_head_mask=None,
+                 encoder_outputs=None, past_key_values=None, inputs_embeds=None, decoder_inputs_embeds=None,
+                 use_cache=None, output_attentions=False, output_hidden_states=False, start_positions=None,
+                 end_positions=None) -> LEDSeq2SeqQuestionAnsweringModelOutput:
+        if start_positions is not None and end_positions is not None:
+            use_cache = False
+        out = self._base_forward(
+            input_ids=input_ids, attention_mask=attention_mask, global_attention_mask=global_attention_mask,
+            decoder_input_ids=decoder_input_ids, decoder_attention_mask=decoder_attention_mask,
+            head_mask=head_mask, decoder_head_mask=decoder_head_mask, cross_attn_head_mask=cross_attn_head_mask,
+            encoder_outputs=encoder_outputs, past_key_values=past_key_values, inputs_embeds=inputs_embeds,
+            decoder_inputs_embeds=decoder_inputs_embeds, use_cache=use_cache,
+            output_attentions=output_attentions, output_hidden_states=output_hidden_states,
+        )
+        logits = linear(out.last_hidden_state, self.weights, "qa_outputs")
+        start_logits, end_logits = logits[..., 0], logits[..., 1]
+        loss = None
+        if start_positions is not None and end_positions is not None:
+            loss = span_loss(start_logits, end_logits, start_positions, end_positions)
+        return LEDSeq2SeqQuestionAnsweringModelOutput(loss=loss, start_logits=start_logits, end_logits=end_logits,
+                                                      **seq2seq_fields(out))

@@ -1,0 +1,244 @@
+"""Pictures of the Longformer layout (matplotlib, an optional extra: `pip install 'led-parity[pictures]'`).
+
+`draw_layout` colours every (query, key) cell by its `explorer.Cell` and draws, beside it, the compact HF
+row of one query as a 1 x (x + w + 1) strip labelled with absolute key positions. `draw_heatmaps` shows
+real dense attention probabilities, one panel per (layer, head). matplotlib is imported inside the
+functions so `led_ref` itself never needs it; figures are built without pyplot (no global state, no GUI).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import numpy as np
+
+from . import explorer, layout
+from .explorer import Cell
+
+INSTALL_HINT = "pip install 'led-parity[pictures]'"
+
+# Cell colours (RGB hex); tests read them back from the PNG.
+CELL_COLORS = {
+    Cell.WINDOW: "#4c78a8",  # blue
+    Cell.SELF: "#1b2f5e",  # dark blue
+    Cell.GLOBAL_KEY: "#f58518",  # orange
+    Cell.GLOBAL_ROW: "#c03a2b",  # red
+    Cell.OUTSIDE: "#ffffff",  # white
+    Cell.PAD_KEY: "#c8c8c8",  # grey
+    Cell.PAD_ROW: "#ececec",  # light grey
+}
+
+# Colours of the compact-strip roles (`explorer.CompactColumn.role`).
+ROLE_COLORS = {
+    "global": CELL_COLORS[Cell.GLOBAL_KEY],
+    "self": CELL_COLORS[Cell.SELF],
+    "window": CELL_COLORS[Cell.WINDOW],
+    "global-in-window": "#fbd3a6",  # pale orange: a 0 cell whose key lives in a global column
+    "padding": CELL_COLORS[Cell.PAD_KEY],
+    "outside": CELL_COLORS[Cell.OUTSIDE],
+    "zero": CELL_COLORS[Cell.PAD_ROW],
+}
+
+ROLE_MEANINGS = {
+    "global-in-window": "0: key is global (see its global column)",
+    "outside": "0: outside the sequence",
+}
+
+CELL_INCHES = 0.32
+NOT_ATTENDED = "#d9d9d9"  # heat-map cells outside the attention pattern
+
+
+class PicturesUnavailable(ImportError):
+    """matplotlib is missing; the message says how to install it."""
+
+
+def _new_figure(figsize: tuple[float, float]):
+    """A matplotlib Figure on an Agg canvas (no pyplot, no GUI), or PicturesUnavailable naming the install."""
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError as err:
+        raise PicturesUnavailable(f"drawing pictures needs matplotlib: {INSTALL_HINT} ({err})") from None
+    fig = Figure(figsize=figsize, dpi=100)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def rgb(hex_color: str) -> np.ndarray:
+    """'#rrggbb' -> float RGB (3,) in 0..1."""
+    return np.array([int(hex_color[k:k + 2], 16) for k in (1, 3, 5)], dtype=np.float64) / 255.0
+
+
+def cell_image(cells: np.ndarray) -> np.ndarray:
+    """Cell codes (seq, seq) -> RGB image (seq, seq, 3)."""
+    table = np.stack([rgb(CELL_COLORS[Cell(c)]) for c in range(len(Cell))])
+    return table[np.asarray(cells)]
+
+
+def _index_ticks(ax, n: int, axis: str) -> None:
+    step = 1 if n <= 32 else int(np.ceil(n / 16))
+    ticks = np.arange(0, n, step)
+    getattr(ax, f"set_{axis}ticks")(ticks)
+    getattr(ax, f"set_{axis}ticklabels")([str(t) for t in ticks], fontsize=7)
+
+
+def _cell_borders(ax, rows: int, cols: int) -> None:
+    """Thin white lines between cells (drawn on the cell boundaries, so cell centres keep their colour)."""
+    ax.set_xticks(np.arange(-0.5, cols, 1), minor=True)
+    ax.set_yticks(np.arange(-0.5, rows, 1), minor=True)
+    ax.grid(which="minor", color="white", linewidth=0.6)
+    ax.tick_params(which="minor", length=0)
+
+
+def draw_pattern_axes(ax, cells: np.ndarray, title: str) -> None:
+    """The (seq, seq) pattern on `ax`: row = query i, column = key j."""
+    seq = cells.shape[0]
+    ax.imshow(cell_image(cells), interpolation="nearest")
+    _index_ticks(ax, seq, "x")
+    _index_ticks(ax, seq, "y")
+    if seq <= 64:
+        _cell_borders(ax, seq, seq)
+    ax.set_xlabel("key j", fontsize=8)
+    ax.set_ylabel("query i", fontsize=8)
+    ax.xaxis.set_label_position("top")
+    ax.xaxis.tick_top()
+    ax.set_title(title, fontsize=9, pad=18)
+
+
+def strip_cells(kinds: np.ndarray, window: int, row: int) -> tuple[list[str], list[str], str]:
+    """Colours, key labels and a caption of the compact row `row` (`explorer.row_columns`)."""
+    kinds = np.asarray(kinds)
+    x = len(explorer.global_positions_of(kinds))
+    kind = int(kinds[row])
+    if kind == layout.LOCAL:
+        columns = explorer.row_columns(kinds, window, row)
+        return ([ROLE_COLORS[c.role] for c in columns], [str(c.key) for c in columns],
+                f"compact row: attentions[..., {row}, :]\nx={x} global, w={window}, self at column {x + window // 2}")
+    width = x + window + 1
+    if kind == layout.GLOBAL:
+        slot = int(np.flatnonzero(explorer.global_positions_of(kinds) == row)[0])
+        caption = (f"row {row} is global: attentions[..., {row}, :] is all 0;\n"
+                   f"its row is global_attentions[..., :, {slot}]")
+    else:
+        caption = f"row {row} is padding:\nattentions[..., {row}, :] is all 0"
+    return [ROLE_COLORS["zero"]] * width, [""] * width, caption
+
+
+def draw_strip_axes(ax, colors: Sequence[str], labels: Sequence[str], caption: str,
+                    total_width: int | None = None) -> None:
+    """A 1 x width strip: cell c coloured by its role and labelled with the absolute key it holds.
+
+    total_width: the x extent (in cells) of the axes, so strips of different layers share one cell size.
+    """
+    width = len(colors)
+    ax.imshow(np.stack([rgb(c) for c in colors])[None], interpolation="nearest")
+    for c, label in enumerate(labels):
+        ax.text(c, 0, label, ha="center", va="center", fontsize=7,
+                color="white" if colors[c] in (ROLE_COLORS["self"], ROLE_COLORS["window"]) else "black")
+    ax.set_xticks(np.arange(width))
+    ax.set_xticklabels([str(c) for c in range(width)], fontsize=7)
+    ax.set_yticks([])
+    ax.set_xlabel("column c (in the cell: the absolute key)", fontsize=7)
+    edges = np.arange(-0.5, width, 1.0)
+    ax.vlines(edges, -0.5, 0.5, color="#888888", linewidth=0.6, clip_on=False)
+    ax.hlines([-0.5, 0.5], -0.5, width - 0.5, color="#888888", linewidth=0.6, clip_on=False)
+    ax.set_xlim(-0.5, max(width, total_width or width) - 0.5)
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+    ax.set_title(caption, fontsize=8, loc="left")
+
+
+def _legend(fig) -> None:
+    from matplotlib.patches import Patch
+
+    handles = [Patch(facecolor=CELL_COLORS[c], edgecolor="#888888", label=f"'{explorer.CELL_CHARS[c]}' "
+                     f"{explorer.CELL_MEANINGS[c].split(' (')[0]}") for c in explorer.CELL_MEANINGS]
+    handles += [Patch(facecolor=ROLE_COLORS[r], edgecolor="#888888", label=f"strip: {m}")
+                for r, m in ROLE_MEANINGS.items()]
+    fig.legend(handles=handles, loc="lower center", ncol=3, fontsize=7, frameon=False)
+
+
+def _mark_row(ax, row: int, seq_len: int) -> None:
+    """Outline the query row whose compact layout the strip shows."""
+    from matplotlib.patches import Rectangle
+
+    ax.add_patch(Rectangle((-0.5, row - 0.5), seq_len, 1, fill=False, edgecolor="black", linewidth=1.8,
+                           zorder=5, clip_on=False))
+
+
+def draw_layout(seq_len: int, windows: Sequence[int], global_positions: Sequence[int] = (), pad: int = 0,
+                row: int | None = None, layers: Sequence[int] | None = None):
+    """A matplotlib Figure: per layer the (seq, seq) pattern and the compact row `row` beside it."""
+    windows = list(windows)
+    layers = list(range(len(windows))) if layers is None else list(layers)
+    kinds = explorer.example_kinds(seq_len, windows, global_positions, pad)
+    row = explorer.default_row(kinds, seq_len) if row is None else row
+    if not 0 <= row < seq_len:
+        raise ValueError(f"row must be in 0..{seq_len - 1} (seq_len={seq_len}), got {row}")
+    strip_width = len(explorer.global_positions_of(kinds)) + max(windows[layer] for layer in layers) + 1
+    panel_inches = CELL_INCHES * max(seq_len, 8)
+    fig = _new_figure((max(8.0, CELL_INCHES * (seq_len + strip_width) + 2.5), (panel_inches + 1.3) * len(layers) + 1.0))
+    legend_space = 1.0 / fig.get_figheight()
+    grid = fig.add_gridspec(len(layers), 2, width_ratios=[seq_len, strip_width], left=0.07, right=0.98,
+                            top=1 - 0.6 / fig.get_figheight(), bottom=legend_space + 0.3 / fig.get_figheight(),
+                            wspace=0.2, hspace=1.2 / (panel_inches + 0.1))
+    for r, layer in enumerate(layers):
+        window = windows[layer]
+        prefix = f"layer {layer}: " if len(windows) > 1 else ""
+        ax = fig.add_subplot(grid[r, 0])
+        cells = explorer.pattern_cells(kinds, window, seq_len)
+        draw_pattern_axes(ax, cells, f"{prefix}window {window}, {seq_len} tokens")
+        _mark_row(ax, row, seq_len)
+        draw_strip_axes(fig.add_subplot(grid[r, 1]), *strip_cells(kinds, window, row), total_width=strip_width)
+    _legend(fig)
+    return fig
+
+
+def save_layout_png(path: str | os.PathLike, seq_len: int, windows: Sequence[int],
+                    global_positions: Sequence[int] = (), pad: int = 0, row: int | None = None,
+                    layers: Sequence[int] | None = None) -> None:
+    """Write `draw_layout(...)` to `path` as a PNG (pixel grid = the figure's own, no tight cropping)."""
+    fig = draw_layout(seq_len, windows, global_positions, pad, row, layers)
+    fig.savefig(os.fspath(path), format="png", dpi=fig.dpi, bbox_inches="tight", pad_inches=0.15)
+
+
+def draw_heatmaps(dense: Sequence[np.ndarray], layer_ids: Sequence[int], head_ids: Sequence[int],
+                  tokens: Sequence[str] | None = None, title: str = "", patterns: Sequence[np.ndarray] | None = None):
+    """Dense probabilities, one panel per (layer, head).
+
+    dense: per shown layer an array (heads, seq, seq) (query, key); layer_ids/head_ids label rows/columns.
+    patterns: per shown layer a bool (seq, seq) `dense_mask`; cells outside it are drawn grey, not as 0.
+    """
+    from matplotlib import colormaps
+
+    cmap = colormaps["magma_r"].with_extremes(bad=NOT_ATTENDED)
+    rows, cols = len(layer_ids), len(head_ids)
+    seq = dense[0].shape[-1]
+    panel = min(4.0, max(2.2, 0.16 * seq))
+    fig = _new_figure((panel * cols + 1.2, panel * rows + 0.9))
+    vmax = max(float(np.max(d[list(head_ids)])) for d in dense) or 1.0
+    image = None
+    for r, (layer, probs) in enumerate(zip(layer_ids, dense, strict=True)):
+        for c, head in enumerate(head_ids):
+            ax = fig.add_subplot(rows, cols, r * cols + c + 1)
+            shown = probs[head] if patterns is None else np.ma.masked_array(probs[head], ~patterns[r])
+            image = ax.imshow(shown, cmap=cmap, vmin=0.0, vmax=vmax, interpolation="nearest")
+            ax.set_title(f"layer {layer}, head {head}", fontsize=8)
+            if tokens is not None and seq <= 24:
+                ax.set_xticks(range(seq))
+                ax.set_xticklabels(tokens, rotation=90, fontsize=6)
+                ax.set_yticks(range(seq))
+                ax.set_yticklabels(tokens, fontsize=6)
+            else:
+                _index_ticks(ax, seq, "x")
+                _index_ticks(ax, seq, "y")
+    fig.suptitle(title or "encoder attention probabilities (row = query, column = key; grey: not attended)",
+                 fontsize=9)
+    fig.colorbar(image, ax=fig.axes, shrink=0.8, label="probability")
+    return fig
+
+
+def save_heatmaps_png(path: str | os.PathLike, *args, **kwargs) -> None:
+    fig = draw_heatmaps(*args, **kwargs)
+    fig.savefig(os.fspath(path), format="png", dpi=fig.dpi, bbox_inches="tight", pad_inches=0.15)

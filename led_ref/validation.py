@@ -1,0 +1,124 @@
+"""Input checks: every bad input is refused with a message naming the argument, the value and the limit.
+
+Each function converts as well as checks (lists become arrays, masks become int64), so callers write
+`ids = check_token_ids("input_ids", input_ids, config.vocab_size)` and use the result.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+IGNORE_INDEX = -100  # label value left out of every loss (HF's convention)
+
+
+def _as_array(name: str, value: Any) -> np.ndarray:
+    try:
+        array = np.asarray(value)
+    except (ValueError, TypeError) as err:  # ragged lists
+        raise ValueError(f"{name} must be a rectangular array, got {type(value).__name__}: {err}") from None
+    if array.dtype == object:
+        raise TypeError(f"{name} must be a numeric array, got elements of type object (ragged or mixed list?)")
+    return array
+
+
+def _check_2d(name: str, array: np.ndarray) -> None:
+    if array.ndim != 2:
+        raise ValueError(f"{name} must have shape (batch, sequence), got shape {array.shape}")
+    if array.shape[0] == 0 or array.shape[1] == 0:
+        raise ValueError(f"{name} must hold at least one sequence of at least one token, got shape {array.shape}")
+
+
+def integer_array(name: str, value: Any) -> np.ndarray:
+    """`value` as an int64 array; floats and booleans are refused (token ids are integers)."""
+    array = _as_array(name, value)
+    if array.dtype == bool or not np.issubdtype(array.dtype, np.integer):
+        raise TypeError(f"{name} must hold integers, got dtype {array.dtype}")
+    return array.astype(np.int64)
+
+
+def check_token_ids(name: str, value: Any, vocab_size: int) -> np.ndarray:
+    """Token ids (batch, seq) as int64, each in [0, vocab_size)."""
+    ids = integer_array(name, value)
+    _check_2d(name, ids)
+    bad = (ids < 0) | (ids >= vocab_size)
+    if np.any(bad):
+        raise ValueError(f"{name} must lie in [0, vocab_size={vocab_size}), found {int(ids[bad][0])}")
+    return ids
+
+
+def check_labels(name: str, value: Any, vocab_size: int) -> np.ndarray:
+    """LM labels (batch, seq): token ids in [0, vocab_size) or -100 (ignored)."""
+    labels = integer_array(name, value)
+    _check_2d(name, labels)
+    bad = ((labels < 0) | (labels >= vocab_size)) & (labels != IGNORE_INDEX)
+    if np.any(bad):
+        raise ValueError(
+            f"{name} must lie in [0, vocab_size={vocab_size}) or be {IGNORE_INDEX}, found {int(labels[bad][0])}"
+        )
+    return labels
+
+
+def check_mask(name: str, value: Any, shape: tuple[int, ...]) -> np.ndarray:
+    """A 0/1 mask of exactly `shape`, as int64 (bool, int and float arrays are accepted)."""
+    mask = _as_array(name, value)
+    if not (mask.dtype == bool or np.issubdtype(mask.dtype, np.number)):
+        raise TypeError(f"{name} must be a numeric or boolean array, got dtype {mask.dtype}")
+    if mask.shape != tuple(shape):
+        raise ValueError(f"{name} must have shape {tuple(shape)} (that of the ids it masks), got {mask.shape}")
+    bad = (mask != 0) & (mask != 1)
+    if np.any(bad):
+        raise ValueError(f"{name} values must be 0 or 1, found {mask[bad].flat[0]!r}")
+    return mask.astype(np.int64)
+
+
+def check_embeds(name: str, value: Any, d_model: int) -> np.ndarray:
+    """Input embeddings (batch, seq, d_model) of a floating dtype."""
+    embeds = _as_array(name, value)
+    if not np.issubdtype(embeds.dtype, np.floating):
+        raise TypeError(f"{name} must be a floating array, got dtype {embeds.dtype}")
+    if embeds.ndim != 3 or embeds.shape[-1] != d_model:
+        raise ValueError(f"{name} must have shape (batch, sequence, d_model={d_model}), got {embeds.shape}")
+    if embeds.shape[0] == 0 or embeds.shape[1] == 0:
+        raise ValueError(f"{name} must hold at least one sequence of at least one token, got shape {embeds.shape}")
+    return embeds
+
+
+def check_head_mask(name: str, value: Any, layers: int, heads: int) -> np.ndarray | None:
+    """A per-(layer, head) multiplier of shape (layers, heads), or None."""
+    if value is None:
+        return None
+    mask = _as_array(name, value)
+    if not (mask.dtype == bool or np.issubdtype(mask.dtype, np.number)):
+        raise TypeError(f"{name} must be a numeric array, got dtype {mask.dtype}")
+    if mask.shape != (layers, heads):
+        raise ValueError(f"{name} must have shape (layers={layers}, heads={heads}), got {mask.shape}")
+    return mask.astype(np.float64)
+
+
+def check_length(name: str, length: int, limit_name: str, limit: int) -> None:
+    """A sequence of `length` tokens must fit the position table of `limit` entries."""
+    if length > limit:
+        raise ValueError(f"{name} has {length} positions but {limit_name}={limit}")
+
+
+def check_same_batch(name_a: str, batch_a: int, name_b: str, batch_b: int) -> None:
+    if batch_a != batch_b:
+        raise ValueError(f"{name_a} has batch size {batch_a} but {name_b} has batch size {batch_b}")
+
+
+def exactly_one(name_a: str, a: Any, name_b: str, b: Any) -> None:
+    """Exactly one of two alternative inputs (ids or embeddings) must be given."""
+    if a is not None and b is not None:
+        raise ValueError(f"give either {name_a} or {name_b}, not both")
+    if a is None and b is None:
+        raise ValueError(f"give one of {name_a} or {name_b}; both are None")
+
+
+def check_positive_int(name: str, value: Any, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an int, got {value!r} ({type(value).__name__})")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return int(value)

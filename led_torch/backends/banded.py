@@ -1,0 +1,206 @@
+"""Exact Longformer attention in plain PyTorch that touches only the band and the global columns.
+
+Queries are cut into blocks of `block` rows. Block `k` (rows `k*block .. k*block+block-1`) can only reach
+keys `k*block - w/2 .. k*block + block - 1 + w/2`, a slab of `block + w` keys, read as one strided `unfold`
+view of the (edge-padded) keys. One batched matmul per block gives `block x (block + w)` scores; a fixed
+relative mask keeps the `w + 1` diagonals of the band. With `block = w/4` that is 1.25x the band instead of
+HF's 2x chunk overlap, and there are never `seq x seq` scores. Global keys are a few extra columns
+(`x` = most global tokens in any row); global query rows are one small dense pass over all keys.
+
+Picture (seq 6, window 2, block 2, token 3 global): row 2's slab is keys 1..4; its band keys are 1, 2, 3;
+key 3 is global, so it is dropped from the band and counted once in the global column instead.
+
+Softmax runs in float32 for fp32/fp16/bf16 inputs (float64 stays float64, unlike HF); probabilities are cast
+back to the input dtype before the value matmul (what HF does), so fp16/bf16 accumulate like HF's kernels.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+# Largest float32 score tensor (bytes) computed at once; bigger problems loop over groups of blocks.
+_SCORE_BUDGET_BYTES = 256 * 2**20
+_MASKED = torch.finfo(torch.float32).min
+
+
+def softmax_dtype(dtype: torch.dtype) -> torch.dtype:
+    """float64 stays exact; every other dtype takes its softmax in float32."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def choose_block(window: int, seq: int) -> int:
+    """Query rows per block: a quarter window (>= 32) balances masked waste against matmul size."""
+    return max(1, min(max(window // 4, 32), seq))
+
+
+def global_slots(token_kind: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Positions of the global tokens of each row, in order, and which of the `x` slots are used.
+
+    token_kind: (batch, seq) -> positions (batch, x) long (unused slots point at 0), valid (batch, x) bool,
+    where x = the most global tokens in any row.
+    """
+    is_global = token_kind == 2
+    counts = is_global.sum(dim=1)
+    x = int(counts.max()) if counts.numel() else 0
+    order = torch.argsort((~is_global).to(torch.int8), dim=1, stable=True)[:, :x]
+    valid = torch.arange(x, device=token_kind.device)[None, :] < counts[:, None]
+    return torch.where(valid, order, torch.zeros_like(order)), valid
+
+
+def _gather_rows(t: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    """t (batch, heads, seq, d), positions (batch, x) -> (batch, heads, x, d)."""
+    index = positions[:, None, :, None].expand(-1, t.shape[1], -1, t.shape[3])
+    return torch.gather(t, 2, index)
+
+
+def _band_mask(block: int, window: int, device) -> torch.Tensor:
+    """(block, block + window) bool: slab column c is in the band of block row r iff r <= c <= r + window."""
+    rows = torch.arange(block, device=device)[:, None]
+    cols = torch.arange(block + window, device=device)[None, :]
+    return (cols >= rows) & (cols <= rows + window)
+
+
+def _slabs(t: torch.Tensor, block: int, window: int, rows: int) -> torch.Tensor:
+    """(batch, heads, seq, d) -> strided view (batch, heads, blocks, d, block + window) of each block's keys."""
+    half = window // 2
+    padded = F.pad(t, (0, 0, half, rows - t.shape[2] + half))
+    return padded.unfold(2, block + window, block)
+
+
+def _local_rows(query, key, value, token_kind, positions, valid, window, block,
+                dropout_p, training, return_probs):
+    """Context of every query row from band + global keys (batch, heads, seq, d); and probs if asked."""
+    b, heads, seq, d = query.shape
+    x = positions.shape[1]
+    blocks = math.ceil(seq / block)
+    rows = blocks * block
+    q = F.pad(query, (0, 0, 0, rows - seq)).view(b, heads, blocks, block, d)
+    k_slabs = _slabs(key, block, window, rows)  # (b, h, blocks, d, block + window)
+    v_slabs = _slabs(value, block, window, rows).transpose(-1, -2)
+    half = window // 2
+    # Band keys must be ordinary tokens: padding is never attended, globals are counted in their own column.
+    kind = F.pad(token_kind, (half, rows - seq + half))
+    key_is_local = kind.unfold(1, block + window, block) == 1  # (b, blocks, block + window)
+    band_ok = _band_mask(block, window, query.device)[None, None] & key_is_local[:, :, None, :]
+    g_keys = _gather_rows(key, positions)  # (b, h, x, d)
+    # Local rows reach global keys through the *local* key/value projections (HF semantics).
+    g_values = _gather_rows(value, positions)
+    slot_ok = valid[:, None, None, None, :]
+
+    per_block = b * heads * block * (block + window + x) * 4
+    group = max(1, _SCORE_BUDGET_BYTES // max(per_block, 1))
+    contexts, band_probs, glob_probs = [], [], []
+    for start in range(0, blocks, group):
+        stop = min(blocks, start + group)
+        qs = q[:, :, start:stop]
+        band_scores = torch.matmul(qs, k_slabs[:, :, start:stop])
+        glob_scores = torch.matmul(qs, g_keys[:, :, None].transpose(-1, -2))
+        scores = torch.cat([glob_scores, band_scores], dim=-1).to(softmax_dtype(query.dtype))
+        ok = torch.cat([slot_ok.expand(b, 1, stop - start, block, x), band_ok[:, None, start:stop]], dim=-1)
+        probs = torch.softmax(scores.masked_fill(~ok, _MASKED), dim=-1)
+        # A padding row may have nothing to attend; it is zeroed later, keep it finite here.
+        probs = probs.masked_fill(~ok, 0.0).to(query.dtype)
+        if dropout_p and training:
+            probs = F.dropout(probs, p=dropout_p)
+        ctx = torch.matmul(probs[..., x:], v_slabs[:, :, start:stop])
+        if x:
+            ctx = ctx + torch.matmul(probs[..., :x], g_values[:, :, None])
+        contexts.append(ctx)
+        if return_probs:
+            glob_probs.append(probs[..., :x])
+            band_probs.append(_diagonals(probs[..., x:].contiguous(), window))
+    context = torch.cat(contexts, dim=2).reshape(b, heads, rows, d)[:, :, :seq]
+    if not return_probs:
+        return context, None
+    glob = torch.cat(glob_probs, dim=2).reshape(b, heads, rows, x)
+    band = torch.cat(band_probs, dim=2).reshape(b, heads, rows, window + 1)
+    local = torch.cat([glob, band], dim=-1)[:, :, :seq]
+    return context, local
+
+
+def _diagonals(slab_probs: torch.Tensor, window: int) -> torch.Tensor:
+    """(…, block, block + window) contiguous -> (…, block, window + 1): row r's band columns r .. r + window."""
+    *lead, block, width = slab_probs.shape
+    strides = list(slab_probs.stride())
+    return slab_probs.as_strided((*lead, block, window + 1), (*strides[:-2], width + 1, 1))
+
+
+def _global_rows(global_query, global_key, global_value, token_kind, positions, valid, dropout_p, training):
+    """Global tokens attend to every non-padding key. -> context (b, h, x, d), probs (b, h, x, seq)."""
+    gq = _gather_rows(global_query, positions)
+    scores = torch.matmul(gq, global_key.transpose(-1, -2)).to(softmax_dtype(gq.dtype))
+    ok = (token_kind != 0)[:, None, None, :] & valid[:, None, :, None]
+    probs = torch.softmax(scores.masked_fill(~ok, _MASKED), dim=-1)
+    probs = probs.masked_fill(~ok, 0.0).to(global_query.dtype)
+    if dropout_p and training:
+        probs = F.dropout(probs, p=dropout_p)
+    return torch.matmul(probs, global_value), probs
+
+
+def banded_longformer_attention(
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    global_query: torch.Tensor,
+    global_key: torch.Tensor,
+    global_value: torch.Tensor,
+    token_kind: torch.Tensor,
+    window: int,
+    return_probs: bool = False,
+    dropout_p: float = 0.0,
+    training: bool = False,
+    block: int | None = None,
+):
+    """Longformer self-attention context (batch, heads, seq, head_dim), zeros on padding rows.
+
+    Meets the kernel contract of design.md (query/global_query pre-scaled, token_kind 0/1/2). Any even window
+    works, also 2 and windows wider than `seq`; `seq` need not be a multiple of the window.
+    With `return_probs`, also returns HF's compact `attentions` (batch, heads, seq, x + window + 1) and
+    `global_attentions` (batch, heads, seq, x) (None when no row has a global token), unused slots zero.
+    `dropout_p` drops attention probabilities when `training` (HF's attention_dropout).
+    """
+    _check_inputs(query, key, value, global_query, global_key, global_value, token_kind, window)
+    b, heads, seq, d = query.shape
+    block = block or choose_block(window, seq)
+    positions, valid = global_slots(token_kind)
+    context, local_probs = _local_rows(
+        query, key, value, token_kind, positions, valid, window, block,
+        dropout_p, training, return_probs,
+    )
+    x = positions.shape[1]
+    global_probs = None
+    if x:
+        g_context, global_probs = _global_rows(
+            global_query, global_key, global_value, token_kind, positions, valid, dropout_p, training
+        )
+        # Each global row takes its slot's context: slot = how many globals precede it in the row.
+        is_global = token_kind == 2
+        slot = (is_global.cumsum(dim=1) - 1).clamp(min=0)
+        from_global = _gather_rows(g_context, slot)
+        context = torch.where(is_global[:, None, :, None], from_global, context)
+    context = context * (token_kind != 0)[:, None, :, None].to(context.dtype)
+    if not return_probs:
+        return context
+    local_probs = local_probs * (token_kind == 1)[:, None, :, None].to(local_probs.dtype)
+    global_attentions = None if global_probs is None else global_probs.transpose(-1, -2)
+    return context, local_probs, global_attentions
+
+
+def _check_inputs(query, key, value, global_query, global_key, global_value, token_kind, window):
+    if isinstance(window, bool) or not isinstance(window, int) or window < 2 or window % 2:
+        raise ValueError(f"window must be an even int >= 2, got {window!r}")
+    tensors = dict(query=query, key=key, value=value, global_query=global_query, global_key=global_key,
+                   global_value=global_value)
+    for name, t in tensors.items():
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+        if t.dim() != 4 or t.shape != query.shape:
+            raise ValueError(f"{name} must have the shape of query {tuple(query.shape)}, got {tuple(t.shape)}")
+    if not isinstance(token_kind, torch.Tensor) or token_kind.shape != query.shape[::2]:
+        shape = getattr(token_kind, "shape", None)
+        raise ValueError(f"token_kind must be a (batch, seq)={tuple(query.shape[::2])} tensor, got {shape}")
+    if token_kind.dtype.is_floating_point or token_kind.dtype == torch.bool:
+        raise TypeError(f"token_kind must be an integer tensor, got {token_kind.dtype}")

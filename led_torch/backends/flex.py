@@ -1,0 +1,160 @@
+"""Longformer attention on PyTorch FlexAttention: one block-sparse pass for the local rows, one dense pass
+for the few global rows.
+
+Local rows: `flex_attention(query, key, value, block_mask)` where the BlockMask comes from
+`masks.longformer_local_mask(token_kind, window)` ("window or global key, not padding"), evaluated per
+batch row, so block sparsity skips every key block that holds neither band nor global keys. Global rows:
+the global query rows are gathered (x = most global tokens in any row), attend over every non-padding key
+with the global projections in float32 (float64 for float64 input), and replace their local result.
+Padding rows are zeroed.
+
+Compiled vs eager: `compiled=True` runs `torch.compile(flex_attention)` (inductor's C++ kernel on CPU,
+Triton on CUDA); compiling costs ~20 s per new shape on CPU, so hypothesis sweeps pass `compiled=False` or
+set LED_FLEX_COMPILE=0. Eager flex builds the dense (seq, seq) scores: exact but O(seq^2) memory.
+float64 always runs eager (inductor's CPU flex kernel takes only float32/float16/bfloat16). On CUDA, head
+dims below 16 are zero-padded to 16 (the Triton kernel needs >= 16; zero columns change no score).
+Softmax runs in float32 (float64 for float64) in every path. Backward: on CUDA (flex's own); flex has
+none on CPU, where a forward with inputs that require grad still works and a backward raises.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+from torch.nn.attention.flex_attention import create_block_mask, flex_attention
+
+from .masks import GLOBAL, PADDING, check_kernel_inputs, longformer_local_mask
+
+# Default for `compiled=None`; LED_FLEX_COMPILE=0 makes eager the default (fast start, dense memory).
+COMPILE = os.environ.get("LED_FLEX_COMPILE", "1") != "0"
+_COMPILABLE = (torch.float32, torch.float16, torch.bfloat16)
+_MIN_CUDA_HEAD_DIM = 16
+_compiled_flex = None
+
+
+def _flex(compiled: bool):
+    """flex_attention itself, or its torch.compile'd version (built once, on first use)."""
+    global _compiled_flex
+    if not compiled:
+        return flex_attention
+    if _compiled_flex is None:
+        _compiled_flex = torch.compile(flex_attention)
+    return _compiled_flex
+
+
+def use_compiled(query: torch.Tensor, compiled: bool | None) -> bool:
+    """Whether this call runs compiled: as asked (default COMPILE), never for dtypes flex cannot compile."""
+    wanted = COMPILE if compiled is None else bool(compiled)
+    return wanted and query.dtype in _COMPILABLE
+
+
+def _pad_head_dim(t: torch.Tensor, size: int) -> torch.Tensor:
+    """(..., d) -> (..., size) with zero columns appended (d <= size)."""
+    return torch.nn.functional.pad(t, (0, size - t.shape[-1]))
+
+
+def local_rows(query, key, value, token_kind, window: int, compiled: bool) -> torch.Tensor:
+    """Every row attending as a local row would (window or global key, not padding).
+
+    query, key, value: (batch, heads, seq, d), query pre-scaled; token_kind (batch, seq) -> (batch, heads,
+    seq, d). Rows whose allowed set is empty (padding rows far from any token) come out zero.
+    """
+    batch, _, seq, head_dim = query.shape
+    mask_mod = longformer_local_mask(token_kind, window)
+    # Heads share the mask: H=None keeps one mask for all heads.
+    block_mask = create_block_mask(mask_mod, batch, None, seq, seq, device=query.device)
+    padded = compiled and query.device.type != "cpu" and head_dim < _MIN_CUDA_HEAD_DIM
+    if padded:
+        query, key, value = (_pad_head_dim(t, _MIN_CUDA_HEAD_DIM) for t in (query, key, value))
+    out = _flex(compiled)(query, key, value, block_mask=block_mask, scale=1.0)
+    return out[..., :head_dim] if padded else out
+
+
+class _CpuForwardOnly(torch.autograd.Function):
+    """Local rows on CPU for inputs that require grad: flex refuses such inputs on CPU even for a forward,
+    so it runs on detached copies here, and a backward through it fails loudly instead."""
+
+    @staticmethod
+    def forward(ctx, query, key, value, token_kind, window, compiled):
+        return local_rows(query.detach(), key.detach(), value.detach(), token_kind, window, compiled)
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        raise NotImplementedError("FlexAttention has no backward on CPU: train on CUDA, or with the 'banded' "
+                                  "attention backend")
+
+
+def _local_rows_any_grad(query, key, value, token_kind, window: int, compiled: bool) -> torch.Tensor:
+    needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in (query, key, value))
+    if needs_grad and query.device.type == "cpu":
+        return _CpuForwardOnly.apply(query, key, value, token_kind, window, compiled)
+    return local_rows(query, key, value, token_kind, window, compiled)
+
+
+def global_positions(token_kind: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Positions of each row's global tokens in order, padded to x = the most in any row.
+
+    token_kind (batch, seq) -> positions (batch, x) long (unused slots 0), used (batch, x) bool.
+    """
+    is_global = token_kind == GLOBAL
+    counts = is_global.sum(dim=1)
+    x = int(counts.max()) if counts.numel() else 0
+    positions = torch.argsort((~is_global).to(torch.int8), dim=1, stable=True)[:, :x]
+    used = torch.arange(x, device=token_kind.device)[None, :] < counts[:, None]
+    return torch.where(used, positions, torch.zeros_like(positions)), used
+
+
+def _rows(t: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    """t (batch, heads, seq, d), positions (batch, n) -> (batch, heads, n, d)."""
+    index = positions[:, None, :, None].expand(-1, t.shape[1], -1, t.shape[3])
+    return torch.gather(t, 2, index)
+
+
+def global_rows(global_query, global_key, global_value, token_kind) -> torch.Tensor | None:
+    """Context of the global rows, (batch, heads, x, d) in slot order; None when no row has a global token.
+
+    Each global query attends to every non-padding key with the global projections; scores and softmax
+    in float32 (float64 for float64 input); unused slots hold finite garbage (they are never read).
+    """
+    positions, used = global_positions(token_kind)
+    if positions.shape[1] == 0:
+        return None
+    work = torch.float64 if global_query.dtype == torch.float64 else torch.float32
+    queries = _rows(global_query, positions).to(work)
+    scores = queries @ global_key.to(work).transpose(-1, -2)  # (batch, heads, x, seq)
+    allowed = (token_kind != PADDING)[:, None, None, :] & used[:, None, :, None]
+    scores = scores.masked_fill(~allowed, torch.finfo(work).min)
+    probs = torch.softmax(scores, dim=-1)
+    return (probs @ global_value.to(work)).to(global_query.dtype)
+
+
+def flex_longformer_attention(
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    global_query: torch.Tensor,
+    global_key: torch.Tensor,
+    global_value: torch.Tensor,
+    token_kind: torch.Tensor,
+    window: int,
+    compiled: bool | None = None,
+) -> torch.Tensor:
+    """Longformer attention context (batch, heads, seq, head_dim), zeros on padding rows (kernel contract).
+
+    All six tensors (batch, heads, seq, head_dim), queries pre-scaled by head_dim**-0.5; token_kind
+    (batch, seq) int of 0 padding / 1 local / 2 global; window even >= 2 (any seq works, also seq < window).
+    `compiled`: None uses the module default COMPILE (env LED_FLEX_COMPILE); float64 always runs eager.
+    """
+    check_kernel_inputs(query, key, value, global_query, global_key, global_value, token_kind, window)
+    if query.shape[2] == 0:
+        return torch.zeros_like(query)
+    context = _local_rows_any_grad(query, key, value, token_kind, window, use_compiled(query, compiled))
+    from_globals = global_rows(global_query, global_key, global_value, token_kind)
+    is_global = token_kind == GLOBAL
+    if from_globals is not None:
+        # Global token p is slot (number of global tokens before p) of its row.
+        slot = (is_global.cumsum(dim=1) - 1).clamp(min=0)
+        context = torch.where(is_global[:, None, :, None], _rows(from_globals, slot), context)
+    keep = (token_kind != PADDING)[:, None, :, None]
+    return torch.where(keep, context, torch.zeros((), dtype=context.dtype, device=context.device))

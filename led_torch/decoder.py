@@ -1,0 +1,212 @@
+"""The LED decoder: BART-style post-norm blocks with causal self-attention and cross-attention (SDPA).
+
+Self-attention keys/values are extended through a small `extend(k_new, v_new) -> (k, v)` hook, so the same
+layer code serves the HF-style tuple cache of `forward` (concatenate) and the preallocated static cache of
+`generate` (write in place). Cross-attention takes precomputed keys/values; when there are fewer key rows than
+query rows (beam search), the queries of each source are folded onto the query axis, so every beam reads the
+one copy of its source's keys/values.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from led_ref.config import LEDConfig
+
+from .activations import activation
+from .encoder import merge_heads, split_heads
+
+
+def padding_bias(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """(batch, keys) 0/1 mask -> additive (batch, 1, 1, keys): 0 where attended, dtype-min where padding."""
+    return (1.0 - mask[:, None, None, :].to(dtype)) * torch.finfo(dtype).min
+
+
+def causal_bias(queries: int, past: int, dtype: torch.dtype, device) -> torch.Tensor:
+    """(1, 1, queries, past + queries) additive: query i (at position past + i) sees keys 0 .. past + i."""
+    rows = torch.arange(queries, device=device)[:, None] + past
+    cols = torch.arange(past + queries, device=device)[None, :]
+    zero = torch.zeros((), dtype=dtype, device=device)
+    return torch.where(cols > rows, torch.finfo(dtype).min, zero)[None, None]
+
+
+def self_attention_bias(queries, past, decoder_attention_mask, dtype, device):
+    """HF's rule: no mask at all for a single new token; otherwise causal + padding, both added in `dtype`
+    (so a key that is both future and padding gets -inf, as in HF)."""
+    if queries == 1:
+        return None
+    bias = causal_bias(queries, past, dtype, device)
+    if decoder_attention_mask is not None:
+        bias = bias + padding_bias(decoder_attention_mask, dtype)
+    return bias
+
+
+class DecoderAttention(nn.Module):
+    def __init__(self, config: LEDConfig):
+        super().__init__()
+        d = config.d_model
+        self.heads = config.decoder_attention_heads
+        self.scaling = (d // self.heads) ** -0.5
+        self.dropout = config.attention_dropout
+        self.q_proj = nn.Linear(d, d)
+        self.k_proj = nn.Linear(d, d)
+        self.v_proj = nn.Linear(d, d)
+        self.out_proj = nn.Linear(d, d)
+
+    def project_kv(self, states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(batch, keys, d) -> keys, values (batch, heads, keys, head_dim)."""
+        return split_heads(self.k_proj(states), self.heads), split_heads(self.v_proj(states), self.heads)
+
+    def forward(self, hidden, key, value, bias=None, head_mask=None, output_attentions=False):
+        """hidden (rows, queries, d); key/value (sources, heads, keys, hd) with rows = sources * group.
+
+        -> output (rows, queries, d), probabilities (rows, heads, queries, keys) or None.
+        """
+        rows, queries, _ = hidden.shape
+        group = rows // key.shape[0]
+        q = split_heads(self.q_proj(hidden) * self.scaling, self.heads)
+        if group > 1:  # fold each source's beams onto the query axis: (sources, heads, group*queries, hd)
+            q = q.reshape(key.shape[0], group, self.heads, queries, -1).transpose(1, 2).flatten(2, 3)
+        dropout = self.dropout if self.training else 0.0
+        probs = None
+        if output_attentions:
+            scores = q @ key.transpose(-1, -2)
+            if bias is not None:
+                scores = scores + bias
+            probs = torch.softmax(scores, dim=-1)
+            if head_mask is not None:
+                probs = probs * head_mask.to(probs.dtype)[None, :, None, None]
+            context = F.dropout(probs, dropout, self.training) @ value
+        else:
+            context = F.scaled_dot_product_attention(q, key, value, attn_mask=bias, dropout_p=dropout, scale=1.0)
+            if head_mask is not None:
+                context = context * head_mask.to(context.dtype)[None, :, None, None]
+        if group > 1:
+            context = context.unflatten(2, (group, queries)).transpose(1, 2).flatten(0, 1)
+            if probs is not None:
+                probs = probs.unflatten(2, (group, queries)).transpose(1, 2).flatten(0, 1)
+        return self.out_proj(merge_heads(context)), probs
+
+
+def concat_extend(past_k, past_v):
+    """The tuple-cache hook: new keys/values are appended to the past ones (or used alone)."""
+    def extend(k, v):
+        if past_k is None:
+            return k, v
+        return torch.cat([past_k, k], dim=2), torch.cat([past_v, v], dim=2)
+    return extend
+
+
+class DecoderLayer(nn.Module):
+    def __init__(self, config: LEDConfig):
+        super().__init__()
+        d = config.d_model
+        self.self_attn = DecoderAttention(config)
+        self.self_attn_layer_norm = nn.LayerNorm(d)
+        self.encoder_attn = DecoderAttention(config)
+        self.encoder_attn_layer_norm = nn.LayerNorm(d)
+        self.fc1 = nn.Linear(d, config.decoder_ffn_dim)
+        self.fc2 = nn.Linear(config.decoder_ffn_dim, d)
+        self.final_layer_norm = nn.LayerNorm(d)
+        self.act = activation(config.activation_function)
+        self.dropout = config.dropout
+        self.activation_dropout = config.activation_dropout
+
+    def forward(self, hidden, self_bias, cross_k, cross_v, cross_bias, extend, head_mask=None,
+                cross_head_mask=None, output_attentions=False):
+        """-> hidden, (self_k, self_v) after extension, self probs, cross probs."""
+        k, v = extend(*self.self_attn.project_kv(hidden))
+        attn, self_probs = self.self_attn(hidden, k, v, self_bias, head_mask, output_attentions)
+        hidden = self.self_attn_layer_norm(hidden + F.dropout(attn, self.dropout, self.training))
+        cross_probs = None
+        if cross_k is not None:
+            attn, cross_probs = self.encoder_attn(hidden, cross_k, cross_v, cross_bias, cross_head_mask,
+                                                  output_attentions)
+            hidden = self.encoder_attn_layer_norm(hidden + F.dropout(attn, self.dropout, self.training))
+        ff = F.dropout(self.act(self.fc1(hidden)), self.activation_dropout, self.training)
+        hidden = self.final_layer_norm(hidden + F.dropout(self.fc2(ff), self.dropout, self.training))
+        return hidden, (k, v), self_probs, cross_probs
+
+
+def legacy_cache(past_key_values):
+    """Accept HF's tuple layout ((self_k, self_v, cross_k, cross_v) per layer) or a cache object with
+    `to_legacy_cache()` (what HF 4.x returns)."""
+    if past_key_values is None:
+        return None
+    if hasattr(past_key_values, "to_legacy_cache"):
+        past_key_values = past_key_values.to_legacy_cache()
+    if not isinstance(past_key_values, (tuple, list)) or not all(len(p) == 4 for p in past_key_values):
+        raise TypeError("past_key_values must be a tuple of (self_k, self_v, cross_k, cross_v) per decoder layer, "
+                        f"as returned by a previous call; got {type(past_key_values).__name__}")
+    return past_key_values
+
+
+class LEDDecoder(nn.Module):
+    def __init__(self, config: LEDConfig, embed_tokens: nn.Embedding):
+        super().__init__()
+        self.config = config
+        self.embed_tokens = embed_tokens
+        self.embed_positions = nn.Embedding(config.max_decoder_position_embeddings, config.d_model)
+        self.layers = nn.ModuleList(DecoderLayer(config) for _ in range(config.decoder_layers))
+        self.layernorm_embedding = nn.LayerNorm(config.d_model)
+        self.gradient_checkpointing = False
+
+    def embed(self, input_ids, inputs_embeds, past: int):
+        """Token + learned position embeddings (positions past .. past + len - 1, no offset), layer-normed."""
+        if inputs_embeds is None:
+            inputs_embeds = F.embedding(input_ids, self.embed_tokens.weight, padding_idx=self.config.pad_token_id)
+        positions = torch.arange(past, past + inputs_embeds.shape[1], device=inputs_embeds.device)
+        hidden = self.layernorm_embedding(inputs_embeds + self.embed_positions(positions))
+        return F.dropout(hidden, self.config.dropout, self.training)
+
+    def forward(self, input_ids=None, attention_mask=None, encoder_hidden_states=None, encoder_attention_mask=None,
+                head_mask=None, cross_attn_head_mask=None, past_key_values=None, inputs_embeds=None,
+                use_cache=False, output_attentions=False, output_hidden_states=False):
+        """-> dict with last_hidden_state, past_key_values (tuple layout or None), hidden_states, attentions,
+        cross_attentions."""
+        past = legacy_cache(past_key_values)
+        past_len = past[0][0].shape[2] if past else 0
+        hidden = self.embed(input_ids, inputs_embeds, past_len)
+        queries = hidden.shape[1]
+        dtype, device = hidden.dtype, hidden.device
+        self_bias = self_attention_bias(queries, past_len, attention_mask, dtype, device)
+        cross_bias = None
+        if encoder_hidden_states is not None and encoder_attention_mask is not None:
+            cross_bias = padding_bias(encoder_attention_mask, dtype)
+        use_cache = use_cache and not (self.gradient_checkpointing and self.training)
+        states, self_probs, cross_probs, presents = [], [], [], []
+        for i, layer in enumerate(self.layers):
+            if output_hidden_states:
+                states.append(hidden)
+            if self.training and self.config.decoder_layerdrop and torch.rand([]) < self.config.decoder_layerdrop:
+                continue
+            if past:
+                cross_k, cross_v = past[i][2], past[i][3]
+            elif encoder_hidden_states is not None:
+                cross_k, cross_v = layer.encoder_attn.project_kv(encoder_hidden_states)
+            else:
+                cross_k = cross_v = None
+            extend = concat_extend(*(past[i][:2] if past else (None, None)))
+            masks = (None if head_mask is None else head_mask[i],
+                     None if cross_attn_head_mask is None else cross_attn_head_mask[i])
+            if self.gradient_checkpointing and self.training:
+                hidden, kv, sp, cp = checkpoint(layer, hidden, self_bias, cross_k, cross_v, cross_bias, extend,
+                                                *masks, output_attentions, use_reentrant=False)
+            else:
+                hidden, kv, sp, cp = layer(hidden, self_bias, cross_k, cross_v, cross_bias, extend, *masks,
+                                           output_attentions)
+            presents.append((kv[0], kv[1], cross_k, cross_v))
+            self_probs.append(sp)
+            cross_probs.append(cp)
+        if output_hidden_states:
+            states.append(hidden)
+        return dict(
+            last_hidden_state=hidden,
+            past_key_values=tuple(presents) if use_cache else None,
+            hidden_states=tuple(states) if output_hidden_states else None,
+            attentions=tuple(self_probs) if output_attentions else None,
+            cross_attentions=tuple(cross_probs) if output_attentions else None,
+        )

@@ -1,0 +1,207 @@
+"""The LED encoder: Longformer self-attention blocks behind a pluggable attention backend.
+
+Module attribute names follow HF's checkpoint names exactly (`layers.0.self_attn.longformer_self_attn.query`,
+`layers.0.self_attn.output`, ...), so `state_dict()` keys are HF's with no mapping table.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from led_ref.config import LEDConfig
+
+from .activations import activation
+from .backends import BACKENDS, get_backend, resolve_backend
+from .backends.banded import banded_longformer_attention
+from .outputs import LEDEncoderBaseModelOutput
+from .validation import check_embeds, check_exactly_one, check_head_mask, check_ids, check_length, check_mask
+
+
+def token_kinds(attention_mask: torch.Tensor, global_attention_mask: torch.Tensor | None) -> torch.Tensor:
+    """0 padding, 1 local, 2 global: `attention_mask * (global_attention_mask + 1)`. (batch, seq) long."""
+    kind = attention_mask.long()
+    if global_attention_mask is not None:
+        kind = kind * (global_attention_mask.long() + 1)
+    return kind
+
+
+def split_heads(t: torch.Tensor, heads: int) -> torch.Tensor:
+    """(batch, seq, d_model) -> (batch, heads, seq, head_dim)."""
+    b, n, d = t.shape
+    return t.view(b, n, heads, d // heads).transpose(1, 2)
+
+
+def merge_heads(t: torch.Tensor) -> torch.Tensor:
+    """(batch, heads, seq, head_dim) -> (batch, seq, d_model)."""
+    b, h, n, hd = t.shape
+    return t.transpose(1, 2).reshape(b, n, h * hd)
+
+
+class LongformerSelfAttention(nn.Module):
+    """Six projections (local and global query/key/value) and one call to the attention backend."""
+
+    def __init__(self, config: LEDConfig, layer: int):
+        super().__init__()
+        d = config.d_model
+        self.heads = config.encoder_attention_heads
+        self.head_dim = d // self.heads
+        self.window = config.layer_windows[layer]
+        self.dropout = config.attention_dropout
+        for name in ("query", "key", "value", "query_global", "key_global", "value_global"):
+            setattr(self, name, nn.Linear(d, d))
+        self.backend = None  # set by the model: "banded", "flex", "triton" or None for auto
+
+    def forward(self, hidden, token_kind, any_global: bool, output_attentions: bool):
+        """hidden (batch, seq, d) -> context (batch, heads, seq, head_dim), attentions, global_attentions."""
+        scale = math.sqrt(self.head_dim)
+        q = split_heads(self.query(hidden) / scale, self.heads)
+        k = split_heads(self.key(hidden), self.heads)
+        v = split_heads(self.value(hidden), self.heads)
+        if any_global:
+            gq = split_heads(self.query_global(hidden) / scale, self.heads)
+            gk = split_heads(self.key_global(hidden), self.heads)
+            gv = split_heads(self.value_global(hidden), self.heads)
+        else:
+            gq, gk, gv = q, k, v  # never read: no row has a global token
+        dropout = self.dropout if self.training else 0.0
+        if output_attentions or dropout:
+            # Only the banded backend hands back probabilities and drops them out in training.
+            out = banded_longformer_attention(q, k, v, gq, gk, gv, token_kind, self.window,
+                                              return_probs=output_attentions, dropout_p=dropout,
+                                              training=self.training)
+            return out if output_attentions else (out, None, None)
+        name = resolve_backend(self.backend, hidden.device, hidden.dtype, need_probs=False)
+        return get_backend(name)(q, k, v, gq, gk, gv, token_kind, self.window), None, None
+
+
+class EncoderAttention(nn.Module):
+    def __init__(self, config: LEDConfig, layer: int):
+        super().__init__()
+        self.longformer_self_attn = LongformerSelfAttention(config, layer)
+        self.output = nn.Linear(config.d_model, config.d_model)
+
+    def forward(self, hidden, token_kind, any_global, head_mask, output_attentions):
+        context, probs, global_probs = self.longformer_self_attn(hidden, token_kind, any_global, output_attentions)
+        if head_mask is not None:
+            # A per-head scalar on the probabilities is the same scalar on that head's context.
+            m = head_mask.to(context.dtype)[None, :, None, None]
+            context = context * m
+            probs = None if probs is None else probs * m
+            global_probs = None if global_probs is None else global_probs * m
+        return self.output(merge_heads(context)), probs, global_probs
+
+
+class EncoderLayer(nn.Module):
+    """Post-layer-norm block: attention, residual, norm; feed-forward, residual, norm."""
+
+    def __init__(self, config: LEDConfig, layer: int):
+        super().__init__()
+        d = config.d_model
+        self.self_attn = EncoderAttention(config, layer)
+        self.self_attn_layer_norm = nn.LayerNorm(d)
+        self.fc1 = nn.Linear(d, config.encoder_ffn_dim)
+        self.fc2 = nn.Linear(config.encoder_ffn_dim, d)
+        self.final_layer_norm = nn.LayerNorm(d)
+        self.act = activation(config.activation_function)
+        self.dropout = config.dropout
+        self.activation_dropout = config.activation_dropout
+
+    def forward(self, hidden, token_kind, any_global: bool, head_mask=None, output_attentions: bool = False):
+        attn, probs, global_probs = self.self_attn(hidden, token_kind, any_global, head_mask, output_attentions)
+        hidden = self.self_attn_layer_norm(hidden + F.dropout(attn, self.dropout, self.training))
+        ff = F.dropout(self.act(self.fc1(hidden)), self.activation_dropout, self.training)
+        hidden = self.final_layer_norm(hidden + F.dropout(self.fc2(ff), self.dropout, self.training))
+        if hidden.dtype == torch.float16 and not torch.isfinite(hidden).all():
+            # fp16 overflow guard (HF does the same): clamp instead of propagating inf.
+            limit = torch.finfo(torch.float16).max - 1000
+            hidden = hidden.clamp(-limit, limit)
+        return hidden, probs, global_probs
+
+
+class LEDEncoder(nn.Module):
+    def __init__(self, config: LEDConfig, embed_tokens: nn.Embedding):
+        super().__init__()
+        self.config = config
+        self.embed_tokens = embed_tokens
+        self.embed_positions = nn.Embedding(config.max_encoder_position_embeddings, config.d_model)
+        self.layers = nn.ModuleList(EncoderLayer(config, i) for i in range(config.encoder_layers))
+        self.layernorm_embedding = nn.LayerNorm(config.d_model)
+        self.gradient_checkpointing = False
+
+    def set_attn_implementation(self, name: str | None) -> None:
+        if name not in (None, "auto", *BACKENDS):
+            raise ValueError(f"attn_implementation must be one of auto, {', '.join(BACKENDS)}; got {name!r}")
+        for layer in self.layers:
+            layer.self_attn.longformer_self_attn.backend = name
+
+    def embed(self, input_ids, inputs_embeds, padded: int):
+        """Token + position embeddings of the sequence right-padded to `padded` tokens. (batch, padded, d)."""
+        pad_id = self.config.pad_token_id
+        weight = self.embed_tokens.weight
+        if inputs_embeds is None:
+            input_ids = F.pad(input_ids, (0, padded - input_ids.shape[1]), value=pad_id)
+            inputs_embeds = F.embedding(input_ids, weight, padding_idx=pad_id)
+        elif padded > inputs_embeds.shape[1]:
+            fill = torch.full((inputs_embeds.shape[0], padded - inputs_embeds.shape[1]), pad_id,
+                              device=inputs_embeds.device)
+            inputs_embeds = torch.cat([inputs_embeds, F.embedding(fill, weight, padding_idx=pad_id)], dim=1)
+        positions = torch.arange(padded, device=inputs_embeds.device)
+        return inputs_embeds + self.embed_positions(positions)
+
+    def forward(self, input_ids=None, attention_mask=None, global_attention_mask=None, head_mask=None,
+                inputs_embeds=None, output_attentions=False, output_hidden_states=False, return_dict=True):
+        """Encoder outputs: last_hidden_state (batch, seq, d); hidden_states, attentions (query axis cut back to
+        seq), global_attentions (key axis padded to a multiple of the largest window, as HF)."""
+        config = self.config
+        check_exactly_one("input_ids", input_ids, "inputs_embeds", inputs_embeds)
+        if input_ids is not None:
+            check_ids("input_ids", input_ids, config.vocab_size)
+            batch, seq = input_ids.shape
+            device = input_ids.device
+        else:
+            check_embeds("inputs_embeds", inputs_embeds, config.d_model)
+            batch, seq = inputs_embeds.shape[:2]
+            device = inputs_embeds.device
+        check_mask("attention_mask", attention_mask, (batch, seq))
+        check_mask("global_attention_mask", global_attention_mask, (batch, seq))
+        check_head_mask("head_mask", head_mask, config.encoder_layers, config.encoder_attention_heads)
+        window = config.max_window
+        padded = -(-seq // window) * window
+        check_length("the window-padded encoder input", padded, config.max_encoder_position_embeddings,
+                     "max_encoder_position_embeddings")
+        if attention_mask is None:
+            attention_mask = torch.ones(batch, seq, dtype=torch.long, device=device)
+        kind = F.pad(token_kinds(attention_mask, global_attention_mask), (0, padded - seq))
+        any_global = bool((kind == 2).any())
+
+        hidden = self.layernorm_embedding(self.embed(input_ids, inputs_embeds, padded))
+        hidden = F.dropout(hidden, config.dropout, self.training)
+        states, attentions, global_attentions = [], [], []
+        for i, layer in enumerate(self.layers):
+            if output_hidden_states:
+                states.append(hidden)
+            if self.training and config.encoder_layerdrop and torch.rand([]) < config.encoder_layerdrop:
+                continue
+            layer_mask = None if head_mask is None else head_mask[i]
+            if self.gradient_checkpointing and self.training:
+                hidden, probs, global_probs = checkpoint(layer, hidden, kind, any_global, layer_mask,
+                                                         output_attentions, use_reentrant=False)
+            else:
+                hidden, probs, global_probs = layer(hidden, kind, any_global, layer_mask, output_attentions)
+            if output_attentions:
+                attentions.append(probs[:, :, :seq])
+                if any_global:
+                    global_attentions.append(global_probs)
+        if output_hidden_states:
+            states.append(hidden)
+        return LEDEncoderBaseModelOutput(
+            last_hidden_state=hidden[:, :seq],
+            hidden_states=tuple(s[:, :seq] for s in states) if output_hidden_states else None,
+            attentions=tuple(attentions) if output_attentions else None,
+            global_attentions=tuple(global_attentions) if output_attentions and any_global else None,
+        )

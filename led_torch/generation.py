@@ -1,0 +1,269 @@
+"""Greedy and beam-search generation with a static KV cache (gpt-fast style), token-identical to HF 4.57's
+`generate(do_sample=False)`.
+
+* The encoder runs once per source. Each decoder layer's cross-attention keys/values are computed once per
+  source and shared by that source's beams (queries are folded onto the query axis, no per-beam copies).
+* Self-attention keys/values live in preallocated (rows, heads, max_length, head_dim) buffers; a decode step
+  writes one position and attends to the whole buffer under a mask, so every step has the same shapes and
+  `torch.compile` (compile=True) builds one graph.
+* Scores follow HF: logits in float32; greedy takes the argmax of the processed logits, beam search adds the
+  processed log-softmax to the running beam scores. Processors run in HF's order: no-repeat n-gram, min
+  length, forced BOS (first step), forced EOS (last step).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .decoder import padding_bias
+
+_NEG = -1.0e9  # HF's "impossible" beam score
+
+
+class StaticCache:
+    """Per-layer self-attention keys and values, (rows, heads, max_length, head_dim), written in place."""
+
+    def __init__(self, layers: int, rows: int, heads: int, length: int, head_dim: int, dtype, device):
+        shape = (rows, heads, length, head_dim)
+        self.keys = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(layers)]
+        self.values = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(layers)]
+
+    def extender(self, layer: int, position: torch.Tensor):
+        keys, values = self.keys[layer], self.values[layer]
+
+        def extend(k, v):
+            keys.index_copy_(2, position.view(1), k)
+            values.index_copy_(2, position.view(1), v)
+            return keys, values
+        return extend
+
+    def reorder(self, rows: torch.Tensor) -> None:
+        """Row r of the cache becomes old row rows[r] (beam search keeps the surviving beams' histories)."""
+        for t in self.keys + self.values:
+            t.copy_(t.index_select(0, rows))
+
+
+def decode_step(model, cache: StaticCache, cross, cross_bias, tokens: torch.Tensor, position: torch.Tensor):
+    """tokens (rows, 1) at decoder position `position` (0-d tensor) -> float32 logits (rows, vocab)."""
+    decoder = model.led.decoder
+    embed = F.embedding(tokens, decoder.embed_tokens.weight, padding_idx=model.config.pad_token_id)
+    hidden = decoder.layernorm_embedding(embed + decoder.embed_positions(position.view(1)))
+    length = cache.keys[0].shape[2] if cache.keys else 1
+    visible = torch.arange(length, device=tokens.device) <= position
+    zero = torch.zeros((), dtype=hidden.dtype, device=hidden.device)
+    self_bias = torch.where(visible, zero, torch.finfo(hidden.dtype).min)[None, None, None, :]
+    for i, layer in enumerate(decoder.layers):
+        hidden = layer(hidden, self_bias, cross[i][0], cross[i][1], cross_bias, cache.extender(i, position))[0]
+    logits = model.lm_head(hidden[:, -1]) + model.final_logits_bias.to(hidden.dtype)
+    return logits.float()
+
+
+class LogitsProcessors:
+    """HF's processors for do_sample=False, in HF's order; `scores` (rows, vocab) float32, modified copy."""
+
+    def __init__(self, config, max_length, min_length, no_repeat_ngram_size):
+        self.eos = config.eos_token_id
+        self.forced_bos = config.forced_bos_token_id
+        self.forced_eos = config.forced_eos_token_id
+        self.max_length = max_length
+        self.min_length = min_length
+        self.ngram = no_repeat_ngram_size
+
+    def __call__(self, sequences: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        scores = scores.clone()
+        length = sequences.shape[1]
+        if self.ngram and length + 1 >= self.ngram:
+            for row, banned in enumerate(banned_ngram_tokens(sequences.tolist(), self.ngram)):
+                scores[row, banned] = -float("inf")
+        if self.min_length and self.eos is not None and length < self.min_length:
+            scores[:, self.eos] = -float("inf")
+        if self.forced_bos is not None and length == 1:
+            scores = _only(scores, self.forced_bos)
+        if self.forced_eos is not None and length == self.max_length - 1:
+            scores = _only(scores, self.forced_eos)
+        return scores
+
+
+def _only(scores: torch.Tensor, token: int) -> torch.Tensor:
+    forced = torch.full_like(scores, -float("inf"))
+    forced[:, token] = 0.0
+    return forced
+
+
+def banned_ngram_tokens(sequences: list[list[int]], n: int) -> list[list[int]]:
+    """Tokens that would repeat an n-gram already in each sequence (its last n-1 tokens as the prefix)."""
+    banned = []
+    for seq in sequences:
+        seen: dict[tuple[int, ...], list[int]] = {}
+        for i in range(len(seq) - n + 1):
+            seen.setdefault(tuple(seq[i:i + n - 1]), []).append(seq[i + n - 1])
+        banned.append(seen.get(tuple(seq[len(seq) - n + 1:]), []))
+    return banned
+
+
+def _resolve_lengths(config, max_length, max_new_tokens, min_length):
+    if max_new_tokens is not None:
+        _check_count("max_new_tokens", max_new_tokens, 1)
+        max_length = max_new_tokens + 1  # the decoder prompt is the start token
+    elif max_length is None:
+        max_length = config.max_length
+        if max_length == 20:
+            max_length += 1  # HF: an untouched default of 20 means "20 new tokens" after the start token
+    _check_count("max_length", max_length, 2)
+    if max_length - 1 > config.max_decoder_position_embeddings:
+        raise ValueError(f"max_length={max_length} needs {max_length - 1} decoder positions, more than "
+                         f"max_decoder_position_embeddings={config.max_decoder_position_embeddings}")
+    min_length = config.min_length if min_length is None else min_length
+    _check_count("min_length", min_length, 0)
+    return max_length, min_length
+
+
+def _check_count(name, value, minimum):
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+
+
+def _infer_attention_mask(config, input_ids):
+    """HF's rule when no mask is given: mask pad tokens if the input holds any and pad != eos."""
+    pad, eos = config.pad_token_id, config.eos_token_id
+    if pad is None or pad == eos or not (input_ids == pad).any():
+        return torch.ones_like(input_ids)
+    return (input_ids != pad).long()
+
+
+@torch.no_grad()
+def generate(model, input_ids, attention_mask=None, global_attention_mask=None, max_length=None,
+             max_new_tokens=None, min_length=None, num_beams=1, length_penalty=1.0, early_stopping=False,
+             no_repeat_ngram_size=0, num_return_sequences=1, compile=False):
+    """Token ids (batch * num_return_sequences, length) starting with decoder_start_token_id."""
+    config = model.config
+    max_length, min_length = _resolve_lengths(config, max_length, max_new_tokens, min_length)
+    _check_count("num_beams", num_beams, 1)
+    _check_count("num_return_sequences", num_return_sequences, 1)
+    _check_count("no_repeat_ngram_size", no_repeat_ngram_size, 0)
+    if num_return_sequences > num_beams:
+        raise ValueError(f"num_return_sequences={num_return_sequences} must be <= num_beams={num_beams}")
+    if early_stopping not in (True, False, "never"):
+        raise ValueError(f"early_stopping must be True, False or 'never', got {early_stopping!r}")
+    if attention_mask is None:
+        attention_mask = _infer_attention_mask(config, input_ids) if isinstance(input_ids, torch.Tensor) and \
+            not input_ids.dtype.is_floating_point and input_ids.dim() == 2 else None
+    encoder_hidden = model.led.encoder(input_ids, attention_mask, global_attention_mask).last_hidden_state
+    batch = encoder_hidden.shape[0]
+    rows = batch * num_beams
+    decoder = model.led.decoder
+    cross = [layer.encoder_attn.project_kv(encoder_hidden) for layer in decoder.layers]
+    cross_bias = padding_bias(attention_mask, encoder_hidden.dtype)
+    heads = config.decoder_attention_heads
+    cache = StaticCache(len(decoder.layers), rows, heads, max_length, config.d_model // heads,
+                        encoder_hidden.dtype, encoder_hidden.device)
+    step = torch.compile(decode_step, dynamic=False) if compile else decode_step
+
+    def logits_for(tokens, position):
+        return step(model, cache, cross, cross_bias, tokens, torch.tensor(position, device=tokens.device))
+
+    processors = LogitsProcessors(config, max_length, min_length, no_repeat_ngram_size)
+    start = torch.full((rows, 1), config.decoder_start_token_id, dtype=torch.long, device=encoder_hidden.device)
+    if num_beams == 1:
+        return _greedy(config, logits_for, processors, start, max_length)
+    return _beam_search(config, logits_for, processors, cache, start, batch, num_beams, max_length,
+                        length_penalty, early_stopping, num_return_sequences)
+
+
+def _greedy(config, logits_for, processors, sequences, max_length):
+    eos = config.eos_token_id
+    pad = config.pad_token_id if config.pad_token_id is not None else eos
+    unfinished = torch.ones(sequences.shape[0], dtype=torch.bool, device=sequences.device)
+    while True:
+        length = sequences.shape[1]
+        scores = processors(sequences, logits_for(sequences[:, -1:], length - 1))
+        tokens = scores.argmax(dim=-1)
+        if eos is not None:
+            tokens = torch.where(unfinished, tokens, torch.full_like(tokens, pad))
+        sequences = torch.cat([sequences, tokens[:, None]], dim=1)
+        done = torch.full_like(unfinished, sequences.shape[1] >= max_length)
+        if eos is not None:
+            done |= tokens == eos
+        unfinished &= ~done
+        if not unfinished.any():
+            return sequences
+
+
+def _beam_search(config, logits_for, processors, cache, start, batch, beams, max_length, length_penalty,
+                 early_stopping, num_return):
+    """HF's vectorised beam search: keep 2*beams candidates per source, the best `beams` unfinished ones run
+    on, finished ones (eos or max length) compete for `beams` slots by length-penalised score."""
+    eos, pad = config.eos_token_id, config.pad_token_id
+    vocab = config.vocab_size
+    device = start.device
+    keep = max(2, 1 + (eos is not None)) * beams
+    fill = (pad or eos) if eos is not None else -1
+    running = torch.full((batch, beams, max_length), fill, dtype=torch.long, device=device)
+    running[:, :, 0] = start.view(batch, beams)
+    finished = running.clone()
+    running_scores = torch.zeros(batch, beams, device=device)
+    running_scores[:, 1:] = _NEG
+    finished_scores = torch.full((batch, beams), _NEG, device=device)
+    finished_lengths = torch.zeros(batch, beams, dtype=torch.long, device=device)
+    is_finished = torch.zeros(batch, beams, dtype=torch.bool, device=device)
+    improvable = torch.ones(batch, 1, dtype=torch.bool, device=device)
+    first_beams = torch.arange(keep, device=device) < beams
+    offsets = torch.arange(batch, device=device)[:, None] * beams
+    length = 1
+    while True:
+        flat = running[:, :, :length].reshape(batch * beams, length)
+        log_probs = F.log_softmax(logits_for(flat[:, -1:], length - 1), dim=-1)
+        log_probs = processors(flat, log_probs).view(batch, beams, vocab) + running_scores[:, :, None]
+        top_scores, top_index = torch.topk(log_probs.view(batch, beams * vocab), keep)
+        source_beam = top_index // vocab
+        candidates = torch.gather(running, 1, source_beam[:, :, None].expand(-1, -1, max_length)).clone()
+        candidates[:, :, length] = top_index % vocab
+        hits = torch.full_like(source_beam, length + 1 >= max_length, dtype=torch.bool)
+        if eos is not None:
+            hits |= candidates[:, :, length] == eos
+
+        # The best `beams` candidates that did not stop keep running.
+        live_scores = top_scores + hits.float() * _NEG
+        chosen = torch.topk(live_scores, beams).indices
+        running = torch.gather(candidates, 1, chosen[:, :, None].expand(-1, -1, max_length))
+        running_scores = torch.gather(live_scores, 1, chosen)
+        origin = torch.gather(source_beam + offsets, 1, chosen)
+
+        # Candidates that stopped among the top `beams` compete with the finished hypotheses.
+        just_finished = hits & first_beams[None, :]
+        scores = top_scores / ((length + 1 - 1) ** length_penalty)
+        full = is_finished.all(dim=-1, keepdim=True) & (early_stopping is True)
+        scores = scores + full.float() * _NEG + (~improvable).float() * _NEG + (~just_finished).float() * _NEG
+        merged_scores = torch.cat([finished_scores, scores], dim=1)
+        best = torch.topk(merged_scores, beams).indices
+        finished = torch.gather(torch.cat([finished, candidates], 1), 1, best[:, :, None].expand(-1, -1, max_length))
+        finished_scores = torch.gather(merged_scores, 1, best)
+        new_lengths = torch.full_like(source_beam, length)
+        finished_lengths = torch.gather(torch.cat([finished_lengths, new_lengths], 1), 1, best)
+        is_finished = torch.gather(torch.cat([is_finished, just_finished], 1), 1, best)
+
+        cache.reorder(origin.view(-1))
+        length += 1
+        improvable = _still_improvable(improvable, running_scores, finished_scores, is_finished, length,
+                                       max_length, early_stopping, length_penalty)
+        go_on = improvable.any() & ~(is_finished.all() & (early_stopping is True)) & ~hits.all()
+        if not go_on:
+            break
+    out = finished[:, :num_return].reshape(batch * num_return, max_length)
+    generated = int(finished_lengths[:, :num_return].max())
+    return out[:, : 1 + generated]
+
+
+def _still_improvable(improvable, running_scores, finished_scores, is_finished, length, max_length,
+                      early_stopping, length_penalty):
+    """HF's early-stop heuristic: can the best running beam still beat the worst finished one?"""
+    if early_stopping == "never" and length_penalty > 0.0:
+        best_length = max_length - 1
+    else:
+        best_length = length - 1
+    best_running = running_scores[:, :1] / (best_length ** length_penalty)
+    worst = torch.where(is_finished, finished_scores.min(dim=1, keepdim=True).values, finished_scores.new_tensor(_NEG))
+    return improvable & (best_running > worst).any(dim=-1, keepdim=True)

@@ -1,0 +1,436 @@
+"""LEDModel and its task heads, with HF's parameter names, tied embeddings and HF-shaped outputs.
+
+Tying: one `nn.Embedding` (`shared`) is *the* encoder and decoder `embed_tokens`, and `lm_head.weight` is its
+weight, so `state_dict()` lists all four HF names while there is one tensor (what HF does).
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from led_ref.config import LEDConfig
+from led_ref.names import TIED_NAMES, TIED_TOP_LEVEL, base_prefix
+
+from .decoder import LEDDecoder, legacy_cache
+from .encoder import LEDEncoder
+from .outputs import (
+    LEDEncoderBaseModelOutput,
+    LEDSeq2SeqLMOutput,
+    LEDSeq2SeqModelOutput,
+    LEDSeq2SeqQuestionAnsweringModelOutput,
+    LEDSeq2SeqSequenceClassifierOutput,
+)
+from .validation import check_batch, check_embeds, check_head_mask, check_ids, check_length, check_mask
+
+_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
+
+
+def shift_tokens_right(ids: torch.Tensor, pad_token_id: int, decoder_start_token_id: int) -> torch.Tensor:
+    """Decoder inputs from labels: prepend the start token, drop the last, and -100 becomes padding."""
+    shifted = torch.cat([torch.full_like(ids[:, :1], decoder_start_token_id), ids[:, :-1]], dim=1)
+    return shifted.masked_fill(shifted == -100, pad_token_id)
+
+
+def _check_dtype(dtype) -> None:
+    if dtype not in _DTYPES:
+        raise TypeError(f"dtype must be one of {', '.join(map(str, _DTYPES))}; got {dtype!r}")
+
+
+class LEDPreTrainedModel(nn.Module):
+    """Loading, saving, dtype/device and training switches shared by every LED class."""
+
+    architecture = "LEDModel"
+
+    def __init__(self, config: LEDConfig):
+        super().__init__()
+        if not isinstance(config, LEDConfig):
+            raise TypeError(f"config must be an LEDConfig, got {type(config).__name__}")
+        self.config = config
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_weights(cls, config: LEDConfig, weights: dict, dtype=torch.float32, device="cpu",
+                     attn_implementation: str | None = None):
+        """A model in eval mode carrying `weights` (HF names -> numpy arrays or tensors; tied names optional).
+
+        Weights saved for another LED architecture load too: the `led.` prefix is added or stripped; a task
+        head missing from the file is initialised N(0, init_std) with a warning, like HF.
+        """
+        _check_dtype(dtype)
+        with torch.device("meta"):
+            model = cls(config)
+        model.to_empty(device=device)
+        model.tie_weights()
+        state = model._adapt_names({k: torch.as_tensor(np.asarray(v) if not isinstance(v, torch.Tensor) else v)
+                                    for k, v in weights.items()})
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        missing = [m for m in missing if m not in model._tied_names()]
+        head_missing = [m for m in missing if m in model._head_names()]
+        base_missing = [m for m in missing if m not in model._head_names()]
+        if base_missing:
+            raise ValueError(f"weights lack {len(base_missing)} tensors of {cls.__name__}, e.g. {base_missing[:3]}")
+        if unexpected:
+            raise ValueError(f"weights hold {len(unexpected)} tensors {cls.__name__} does not have, "
+                             f"e.g. {unexpected[:3]}")
+        if head_missing:
+            warnings.warn(f"{cls.__name__}: initialising missing head tensors {head_missing}", stacklevel=2)
+            generator = torch.Generator().manual_seed(0)
+            params = dict(model.named_parameters()) | dict(model.named_buffers())
+            for name in head_missing:
+                t = params[name]
+                fresh = torch.zeros(t.shape) if name.endswith(("bias", "final_logits_bias")) else (
+                    torch.randn(t.shape, generator=generator) * config.init_std)
+                with torch.no_grad():
+                    t.copy_(fresh)
+        model.tie_weights()
+        model.to(dtype=dtype)
+        model.set_attn_implementation(attn_implementation)
+        return model.eval()
+
+    @classmethod
+    def from_pretrained(cls, path, dtype=torch.float32, device="cpu", attn_implementation: str | None = None):
+        """Read an HF-format directory (`config.json` + `model.safetensors`, or `pytorch_model.bin`)."""
+        path = os.fspath(path)
+        bin_path = os.path.join(path, "pytorch_model.bin")
+        if not os.path.isfile(os.path.join(path, "model.safetensors")) and os.path.isfile(bin_path):
+            config = LEDConfig.from_pretrained(path)
+            weights = torch.load(bin_path, map_location="cpu", weights_only=True)
+        else:
+            config, weights = _load_checkpoint(path)
+        return cls.from_weights(config, weights, dtype=dtype, device=device, attn_implementation=attn_implementation)
+
+    def save_pretrained(self, path) -> None:
+        """Write `config.json` + `model.safetensors` with HF names, tied tensors left out (bf16 saved as fp32)."""
+        tied = self._tied_names()
+        weights = {}
+        for name, t in self.state_dict().items():
+            if name in tied:
+                continue
+            t = t.detach().cpu()
+            weights[name] = (t.float() if t.dtype == torch.bfloat16 else t).numpy()
+        _save_checkpoint(os.fspath(path), self.config, weights, self.architecture)
+
+    # ------------------------------------------------------------------ names
+    def _prefix(self) -> str:
+        return base_prefix(self.architecture)
+
+    def _tied_names(self) -> set[str]:
+        names = {self._prefix() + n for n in TIED_NAMES}
+        if self.architecture == "LEDForConditionalGeneration":
+            names |= set(TIED_TOP_LEVEL)
+        return names
+
+    def _head_names(self) -> set[str]:
+        if not self._prefix():
+            return set()
+        return {n for n in self.state_dict() if not n.startswith("led.") and n not in self._tied_names()}
+
+    def _adapt_names(self, state: dict) -> dict:
+        """Add or strip the `led.` prefix so base-model weights of any LED architecture fit this one."""
+        prefix = self._prefix()
+        has_prefix = any(k.startswith("led.") for k in state)
+        if prefix and not has_prefix:
+            return {(k if k in self._head_names() or k in TIED_TOP_LEVEL else prefix + k): v for k, v in state.items()}
+        if not prefix and has_prefix:
+            return {k[4:]: v for k, v in state.items() if k.startswith("led.")}
+        own = set(self.state_dict())
+        return {k: v for k, v in state.items() if k in own or k.startswith(prefix)} if prefix else state
+
+    def tie_weights(self) -> None:
+        base = self.base_model
+        base.encoder.embed_tokens = base.shared
+        base.decoder.embed_tokens = base.shared
+
+    @property
+    def base_model(self) -> LEDModel:
+        return self.led if hasattr(self, "led") else self
+
+    # ------------------------------------------------------------------ switches
+    def set_attn_implementation(self, name: str | None) -> None:
+        """Encoder attention backend: "banded", "flex", "triton", or "auto"/None (best for device/dtype)."""
+        self.base_model.encoder.set_attn_implementation(name)
+
+    def gradient_checkpointing_enable(self) -> None:
+        """Recompute each encoder/decoder layer in the backward pass (train mode only; disables the cache)."""
+        self.base_model.encoder.gradient_checkpointing = True
+        self.base_model.decoder.gradient_checkpointing = True
+
+    def gradient_checkpointing_disable(self) -> None:
+        self.base_model.encoder.gradient_checkpointing = False
+        self.base_model.decoder.gradient_checkpointing = False
+
+    def get_encoder(self) -> LEDEncoder:
+        return self.base_model.encoder
+
+    def get_decoder(self) -> LEDDecoder:
+        return self.base_model.decoder
+
+    @property
+    def device(self) -> torch.device:
+        return self.base_model.shared.weight.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.base_model.shared.weight.dtype
+
+
+class LEDModel(LEDPreTrainedModel):
+    architecture = "LEDModel"
+
+    def __init__(self, config: LEDConfig):
+        super().__init__(config)
+        self.shared = nn.Embedding(config.vocab_size, config.d_model)
+        self.encoder = LEDEncoder(config, self.shared)
+        self.decoder = LEDDecoder(config, self.shared)
+
+    def forward(self, input_ids=None, attention_mask=None, global_attention_mask=None, decoder_input_ids=None,
+                decoder_attention_mask=None, head_mask=None, decoder_head_mask=None, cross_attn_head_mask=None,
+                encoder_outputs=None, past_key_values=None, inputs_embeds=None, decoder_inputs_embeds=None,
+                use_cache=None, output_attentions=False, output_hidden_states=False, return_dict=True):
+        config = self.config
+        use_cache = config.use_cache if use_cache is None else use_cache
+        if decoder_input_ids is None and decoder_inputs_embeds is None:
+            if input_ids is None:
+                raise ValueError("give decoder_input_ids or decoder_inputs_embeds (or input_ids to shift right)")
+            check_ids("input_ids", input_ids, config.vocab_size)
+            decoder_input_ids = shift_tokens_right(input_ids, config.pad_token_id, config.decoder_start_token_id)
+        if encoder_outputs is None:
+            encoder_outputs = self.encoder(input_ids, attention_mask, global_attention_mask, head_mask,
+                                           inputs_embeds, output_attentions, output_hidden_states)
+        elif not isinstance(encoder_outputs, LEDEncoderBaseModelOutput):
+            items = tuple(encoder_outputs) + (None,) * 3
+            encoder_outputs = LEDEncoderBaseModelOutput(*items[:4])
+        encoder_hidden = encoder_outputs.last_hidden_state
+        batch, src = encoder_hidden.shape[:2]
+        check_mask("attention_mask", attention_mask, (batch, src))
+        decoder_outputs = self._decode(decoder_input_ids, decoder_attention_mask, encoder_hidden, attention_mask,
+                                       decoder_head_mask, cross_attn_head_mask, past_key_values,
+                                       decoder_inputs_embeds, use_cache, output_attentions, output_hidden_states)
+        return LEDSeq2SeqModelOutput(
+            last_hidden_state=decoder_outputs["last_hidden_state"],
+            past_key_values=decoder_outputs["past_key_values"],
+            decoder_hidden_states=decoder_outputs["hidden_states"],
+            decoder_attentions=decoder_outputs["attentions"],
+            cross_attentions=decoder_outputs["cross_attentions"],
+            encoder_last_hidden_state=encoder_hidden,
+            encoder_hidden_states=encoder_outputs.hidden_states,
+            encoder_attentions=encoder_outputs.attentions,
+            encoder_global_attentions=encoder_outputs.global_attentions,
+        )
+
+    def _decode(self, ids, mask, encoder_hidden, encoder_mask, head_mask, cross_head_mask, past, embeds,
+                use_cache, output_attentions, output_hidden_states):
+        config = self.config
+        batch = encoder_hidden.shape[0]
+        if ids is not None and embeds is not None:
+            raise ValueError("give exactly one of decoder_input_ids and decoder_inputs_embeds, got both")
+        if ids is not None:
+            check_ids("decoder_input_ids", ids, config.vocab_size)
+            rows, length = ids.shape
+        else:
+            check_embeds("decoder_inputs_embeds", embeds, config.d_model)
+            rows, length = embeds.shape[:2]
+        check_batch("decoder_input_ids", rows, batch)
+        past = legacy_cache(past)
+        past_len = past[0][0].shape[2] if past else 0
+        check_length("the decoder input (with past_key_values)", past_len + length,
+                     config.max_decoder_position_embeddings, "max_decoder_position_embeddings")
+        if mask is not None and length > 1:
+            check_mask("decoder_attention_mask", mask, (rows, past_len + length))
+        check_head_mask("decoder_head_mask", head_mask, config.decoder_layers, config.decoder_attention_heads)
+        check_head_mask("cross_attn_head_mask", cross_head_mask, config.decoder_layers,
+                        config.decoder_attention_heads)
+        return self.decoder(ids, mask, encoder_hidden, encoder_mask, head_mask, cross_head_mask, past, embeds,
+                            use_cache, output_attentions, output_hidden_states)
+
+
+_TAIL = ("past_key_values", "decoder_hidden_states", "decoder_attentions", "cross_attentions",
+         "encoder_last_hidden_state", "encoder_hidden_states", "encoder_attentions", "encoder_global_attentions")
+
+
+def _tail(outputs: LEDSeq2SeqModelOutput) -> dict:
+    return {name: getattr(outputs, name) for name in _TAIL}
+
+
+class LEDForConditionalGeneration(LEDPreTrainedModel):
+    architecture = "LEDForConditionalGeneration"
+
+    def __init__(self, config: LEDConfig):
+        super().__init__(config)
+        self.led = LEDModel(config)
+        self.register_buffer("final_logits_bias", torch.zeros(1, config.vocab_size))
+        self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=False)
+        self.tie_weights()
+
+    def tie_weights(self) -> None:
+        super().tie_weights()
+        self.lm_head.weight = self.led.shared.weight
+
+    def forward(self, input_ids=None, attention_mask=None, global_attention_mask=None, decoder_input_ids=None,
+                decoder_attention_mask=None, head_mask=None, decoder_head_mask=None, cross_attn_head_mask=None,
+                encoder_outputs=None, past_key_values=None, inputs_embeds=None, decoder_inputs_embeds=None,
+                labels=None, use_cache=None, output_attentions=False, output_hidden_states=False, return_dict=True):
+        """Logits (batch, target, vocab); with `labels` (-100 ignored) also the mean cross-entropy `loss`."""
+        if labels is not None:
+            check_ids("labels", labels, self.config.vocab_size, allow_ignore=True)
+            use_cache = False
+            if decoder_input_ids is None and decoder_inputs_embeds is None:
+                decoder_input_ids = shift_tokens_right(labels, self.config.pad_token_id,
+                                                       self.config.decoder_start_token_id)
+        out = self.led(input_ids, attention_mask, global_attention_mask, decoder_input_ids, decoder_attention_mask,
+                       head_mask, decoder_head_mask, cross_attn_head_mask, encoder_outputs, past_key_values,
+                       inputs_embeds, decoder_inputs_embeds, use_cache, output_attentions, output_hidden_states)
+        logits = self.lm_head(out.last_hidden_state) + self.final_logits_bias.to(out.last_hidden_state.dtype)
+        loss = None
+        if labels is not None:
+            check_batch("labels", labels.shape[0], logits.shape[0])
+            if labels.shape[1] != logits.shape[1]:
+                raise ValueError(f"labels has {labels.shape[1]} positions, the decoder produced {logits.shape[1]}")
+            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1))
+        return LEDSeq2SeqLMOutput(loss=loss, logits=logits, **_tail(out))
+
+    def prepare_decoder_input_ids_from_labels(self, labels: torch.Tensor) -> torch.Tensor:
+        return shift_tokens_right(labels, self.config.pad_token_id, self.config.decoder_start_token_id)
+
+    def generate(self, input_ids, attention_mask=None, global_attention_mask=None, max_length=None,
+                 max_new_tokens=None, min_length=None, num_beams=1, length_penalty=1.0, early_stopping=False,
+                 no_repeat_ngram_size=0, num_return_sequences=1, compile=False):
+        """Greedy (num_beams=1) or beam search token ids, identical to HF `generate(do_sample=False)`."""
+        from .generation import generate
+        return generate(self, input_ids, attention_mask, global_attention_mask, max_length, max_new_tokens,
+                        min_length, num_beams, length_penalty, early_stopping, no_repeat_ngram_size,
+                        num_return_sequences, compile)
+
+
+class ClassificationHead(nn.Module):
+    def __init__(self, config: LEDConfig):
+        super().__init__()
+        self.dense = nn.Linear(config.d_model, config.d_model)
+        self.out_proj = nn.Linear(config.d_model, config.num_labels)
+        self.dropout = config.classifier_dropout or 0.0
+
+    def forward(self, x):
+        x = torch.tanh(self.dense(F.dropout(x, self.dropout, self.training)))
+        return self.out_proj(F.dropout(x, self.dropout, self.training))
+
+
+class LEDForSequenceClassification(LEDPreTrainedModel):
+    """Classifies from the decoder state at the last <eos> of each row (every row needs the same eos count)."""
+
+    architecture = "LEDForSequenceClassification"
+
+    def __init__(self, config: LEDConfig):
+        super().__init__(config)
+        self.led = LEDModel(config)
+        self.classification_head = ClassificationHead(config)
+
+    def forward(self, input_ids=None, attention_mask=None, global_attention_mask=None, decoder_input_ids=None,
+                decoder_attention_mask=None, head_mask=None, decoder_head_mask=None, cross_attn_head_mask=None,
+                encoder_outputs=None, inputs_embeds=None, decoder_inputs_embeds=None, labels=None, use_cache=None,
+                output_attentions=False, output_hidden_states=False, return_dict=True):
+        config = self.config
+        if input_ids is None:
+            raise ValueError("input_ids is required: the <eos> positions pick the sentence representation")
+        if labels is not None:
+            use_cache = False
+        out = self.led(input_ids, attention_mask, global_attention_mask, decoder_input_ids, decoder_attention_mask,
+                       head_mask, decoder_head_mask, cross_attn_head_mask, encoder_outputs, None, inputs_embeds,
+                       decoder_inputs_embeds, use_cache, output_attentions, output_hidden_states)
+        hidden = out.last_hidden_state
+        eos = input_ids.eq(config.eos_token_id)
+        counts = eos.sum(1)
+        if (counts != counts[0]).any() or counts[0] == 0:
+            raise ValueError(f"every row of input_ids must hold the same (>0) number of eos_token_id="
+                             f"{config.eos_token_id} tokens, got {counts.tolist()}")
+        if hidden.shape[1] != input_ids.shape[1]:
+            raise ValueError("decoder length must equal the input length to locate <eos>")
+        sentence = hidden[eos].view(hidden.shape[0], -1, hidden.shape[-1])[:, -1]
+        logits = self.classification_head(sentence)
+        loss = None if labels is None else self._loss(logits, labels)
+        return LEDSeq2SeqSequenceClassifierOutput(loss=loss, logits=logits, **_tail(out))
+
+    def _loss(self, logits, labels):
+        n = self.config.num_labels
+        problem = self.config.problem_type
+        if problem is None:
+            if n == 1:
+                problem = "regression"
+            elif labels.dtype in (torch.long, torch.int):
+                problem = "single_label_classification"
+            else:
+                problem = "multi_label_classification"
+        if problem == "regression":
+            return F.mse_loss(logits.squeeze(), labels.squeeze().to(logits.dtype)) if n == 1 else \
+                F.mse_loss(logits, labels.to(logits.dtype))
+        if problem == "single_label_classification":
+            if ((labels < 0) | (labels >= n)).any() and not (labels == -100).all():
+                bad = labels[(labels < 0) | (labels >= n)]
+                if (bad != -100).any():
+                    raise ValueError(f"labels must lie in [0, num_labels={n}) or be -100, got {int(bad[0])}")
+            return F.cross_entropy(logits.view(-1, n), labels.view(-1))
+        return F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype))
+
+
+class LEDForQuestionAnswering(LEDPreTrainedModel):
+    """Span start/end logits from the decoder states; loss = mean of the two cross-entropies."""
+
+    architecture = "LEDForQuestionAnswering"
+
+    def __init__(self, config: LEDConfig):
+        super().__init__(config)
+        self.led = LEDModel(config)
+        self.qa_outputs = nn.Linear(config.d_model, 2)
+
+    def forward(self, input_ids=None, attention_mask=None, global_attention_mask=None, decoder_input_ids=None,
+                decoder_attention_mask=None, head_mask=None, decoder_head_mask=None, cross_attn_head_mask=None,
+                encoder_outputs=None, start_positions=None, end_positions=None, inputs_embeds=None,
+                decoder_inputs_embeds=None, use_cache=None, output_attentions=False, output_hidden_states=False,
+                return_dict=True):
+        if start_positions is not None and end_positions is not None:
+            use_cache = False
+        out = self.led(input_ids, attention_mask, global_attention_mask, decoder_input_ids, decoder_attention_mask,
+                       head_mask, decoder_head_mask, cross_attn_head_mask, encoder_outputs, None, inputs_embeds,
+                       decoder_inputs_embeds, use_cache, output_attentions, output_hidden_states)
+        start_logits, end_logits = self.qa_outputs(out.last_hidden_state).unbind(-1)
+        loss = None
+        if start_positions is not None and end_positions is not None:
+            # Positions outside the sequence are ignored (clamped onto an ignore index), as in HF.
+            ignored = start_logits.shape[1]
+            start = start_positions.reshape(-1).clamp(0, ignored)
+            end = end_positions.reshape(-1).clamp(0, ignored)
+            loss = (F.cross_entropy(start_logits, start, ignore_index=ignored)
+                    + F.cross_entropy(end_logits, end, ignore_index=ignored)) / 2
+        return LEDSeq2SeqQuestionAnsweringModelOutput(loss=loss, start_logits=start_logits.contiguous(),
+                                                      end_logits=end_logits.contiguous(), **_tail(out))
+
+
+def _load_checkpoint(path: str):
+    """(config, weights) through led_ref.checkpoint; a plain safetensors read if that module is absent."""
+    try:
+        from led_ref.checkpoint import load_checkpoint
+    except ImportError:
+        from safetensors.torch import load_file
+        file = os.path.join(path, "model.safetensors")
+        if not os.path.isfile(file):
+            raise FileNotFoundError(f"no model.safetensors or pytorch_model.bin in {path!r}") from None
+        return LEDConfig.from_pretrained(path), load_file(file)
+    return load_checkpoint(path)
+
+
+def _save_checkpoint(path: str, config: LEDConfig, weights: dict, architecture: str) -> None:
+    try:
+        from led_ref.checkpoint import save_checkpoint
+    except ImportError:
+        from safetensors.numpy import save_file
+        os.makedirs(path, exist_ok=True)
+        config.save_pretrained(path)
+        save_file({k: np.ascontiguousarray(v) for k, v in weights.items()}, os.path.join(path, "model.safetensors"),
+                  metadata={"format": "pt"})
+        return
+    save_checkpoint(path, config, weights, architecture)

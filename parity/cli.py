@@ -1,0 +1,297 @@
+"""`python -m parity` / `led-parity`: check, gate, replay, audit, info.
+
+With no subcommand it runs `check` on the embedded default model. Exit status: 0 agreement, 1 a
+divergence (the message says "mismatch"), 2 bad usage. Subcommands are registered in COMMANDS, one entry
+each (name, help, add_arguments, run); a new one (e.g. `bench`) is one more entry.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from .tolerances import DTYPE_ORDER
+
+EXIT_OK, EXIT_MISMATCH, EXIT_USAGE = 0, 1, 2
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str
+    help: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int]
+
+
+def _seed(args) -> int:
+    seed = random.SystemRandom().randrange(2**32) if args.seed is None else args.seed
+    print(f"seed: {seed}  (replay with --seed {seed})", file=sys.stderr)
+    return seed
+
+
+def _common(parser, examples: int) -> None:
+    parser.add_argument("--examples", type=int, default=examples, help="hypothesis cases to draw")
+    parser.add_argument("--seed", type=int, default=None, help="hypothesis seed (drawn and printed if absent)")
+    parser.add_argument("--dtype", default="float64", choices=DTYPE_ORDER)
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+
+
+# ---------------------------------------------------------------------------------------------- check
+def add_check_arguments(parser) -> None:
+    _common(parser, examples=5)
+    parser.add_argument("--backend", action="append", default=None,
+                        help="led_torch backend to check (repeatable; default: every one available)")
+    parser.add_argument("--hf", action="store_true", help="also compare HF transformers (float32)")
+    parser.add_argument("--no-default", action="store_true", help="skip the embedded default model")
+    parser.add_argument("--json", default=None, help="write the JSON report here")
+    parser.add_argument("--repro-dir", default=None, help="where to save the reproducer of a divergence")
+    parser.add_argument("--no-progress", action="store_true")
+
+
+def sides_for(args):
+    from .implementations import Side, available_torch_backends, torch_sides
+
+    backends = args.backend or available_torch_backends(args.device, args.dtype)
+    sides = torch_sides(backends, args.dtype, args.device)
+    if getattr(args, "hf", False):
+        sides.append(Side("hf", None, "float32"))
+    return sides
+
+
+def run_check(args) -> int:
+    from .check import check_random
+    from .report import summary_table, to_json
+
+    seed = _seed(args)
+    sides = sides_for(args)
+    if not sides:
+        print("mismatch: no led_torch backend is importable here, nothing to compare", file=sys.stderr)
+        return EXIT_MISMATCH
+    print(f"comparing led_ref (float64) with {', '.join(s.label for s in sides)}", file=sys.stderr)
+    rows, generations, ok = [], [], True
+    if not args.no_default:
+        default = default_model_check(sides, progress=not args.no_progress)
+        if default is not None:
+            rows += default[0]
+            generations += default[1]
+            ok &= all(c.passed for _, c in default[0]) and all(g.passed for g in default[1])
+    result = check_random(sides, args.examples, seed, repro_dir=args.repro_dir, progress=not args.no_progress)
+    rows += result.rows
+    print(summary_table(rows))
+    for g in generations:
+        print(g.describe())
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as fh:
+            fh.write(to_json([c for _, c in rows], seed=seed, reproducer=result.reproducer,
+                             generation=[g.to_dict() for g in generations]))
+    if not result.passed:
+        print(result.failure, file=sys.stderr)
+    ok &= result.passed
+    print(("all agree" if ok else "mismatch") + f" (seed {seed})")
+    return EXIT_OK if ok else EXIT_MISMATCH
+
+
+def default_inputs(tokenizer, config, text: str) -> dict:
+    """Tokenized `text` (cut to what the model holds), first token global, teacher-forced decoder inputs."""
+    limit = min(config.max_encoder_position_embeddings - config.max_window, 4096)
+    enc = tokenizer(text, truncation=True, max_length=max(limit, 2), return_tensors="np")
+    input_ids = np.asarray(enc["input_ids"], dtype=np.int64)
+    global_mask = np.zeros_like(input_ids)
+    global_mask[:, 0] = 1
+    target = input_ids[:, : min(input_ids.shape[1], config.max_decoder_position_embeddings)]
+    decoder = np.concatenate([[[config.decoder_start_token_id]], target[:, :-1]], axis=1).astype(np.int64)
+    return {"input_ids": input_ids, "attention_mask": np.asarray(enc["attention_mask"], dtype=np.int64),
+            "global_attention_mask": global_mask, "decoder_input_ids": decoder, "labels": target}
+
+
+def checkpoint_parity(directory: str, text: str, sides, progress: bool = True, max_new_tokens: int = 8):
+    """Every side vs led_ref on a checkpoint + text: forward outputs, then greedy generation (tie-aware)."""
+    from led_ref.checkpoint import load_checkpoint
+    from led_ref.tokenizer import LEDTokenizer
+
+    from .check import Progress, run_case
+    from .generation import generation_parity
+    from .implementations import Side
+
+    config, weights = load_checkpoint(directory)
+    architecture = _architecture_of(config, weights)
+    if architecture != "LEDForConditionalGeneration":
+        from led_ref.checkpoint import load_checkpoint as _load
+
+        config, weights = _load(directory, "LEDForConditionalGeneration", allow_missing_head=True)
+    inputs = default_inputs(LEDTokenizer.from_pretrained(directory), config, text)
+    bar = Progress(2, "checkpoint", progress)
+    comparisons = run_case(config, "LEDForConditionalGeneration", weights, inputs, sides)
+    bar.step("forward")
+    _, generations = generation_parity(config, weights, inputs, sides, Side("ref"), max_new_tokens=max_new_tokens)
+    bar.step("generate")
+    bar.close()
+    return [(os.path.basename(os.path.normpath(directory)) or directory, c) for c in comparisons], generations
+
+
+def _architecture_of(config, weights) -> str:
+    return "LEDForConditionalGeneration" if "final_logits_bias" in weights else "LEDModel"
+
+
+def default_model_check(sides, progress: bool = True):
+    """checkpoint_parity on the embedded default model and its DEFAULT_TEXT (None if it is not there)."""
+    try:
+        from led_ref.default_model import DEFAULT_TEXT, default_checkpoint_dir
+    except ImportError:
+        print("note: led_ref.default_model is not available; skipping the embedded default model", file=sys.stderr)
+        return None
+    return checkpoint_parity(default_checkpoint_dir(), DEFAULT_TEXT, sides, progress)
+
+
+# ---------------------------------------------------------------------------------------------- gate
+def add_gate_arguments(parser) -> None:
+    _common(parser, examples=100)
+    parser.add_argument("--attention", required=True, help="the kernel to gate, as package.module:function")
+
+
+def run_gate(args) -> int:
+    from .gate import gate, load_kernel
+
+    try:
+        kernel = load_kernel(args.attention)
+    except (ValueError, TypeError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    seed = _seed(args)
+    result = gate(kernel, examples=args.examples, seed=seed, dtype=args.dtype, device=args.device,
+                  name=args.attention)
+    print(result.message())
+    return EXIT_OK if result.passed else EXIT_MISMATCH
+
+
+# ---------------------------------------------------------------------------------------------- replay
+def add_replay_arguments(parser) -> None:
+    parser.add_argument("file", help="a reproducer folder or its case.json")
+
+
+def run_replay(args) -> int:
+    from .check import run_case
+    from .implementations import Side
+    from .report import load_reproducer, text_table
+
+    case = load_reproducer(args.file)
+    print(f"replaying {case['actual']} vs {case['expected']} on {case['architecture']} "
+          f"(seed {case.get('seed')}, weight_seed {case.get('weight_seed')})")
+    comparisons = run_case(case["config"], case["architecture"], case["weights"], case["inputs"],
+                           [Side.parse(case["actual"])], Side.parse(case["expected"]))
+    for c in comparisons:
+        print(text_table(c))
+    if all(c.passed for c in comparisons):
+        print("no mismatch: the saved case agrees now")
+        return EXIT_OK
+    print("mismatch reproduced")
+    return EXIT_MISMATCH
+
+
+# ---------------------------------------------------------------------------------------------- audit
+def add_audit_arguments(parser) -> None:
+    parser.add_argument("--checkpoint", required=True, help="HF-format LED folder (config, safetensors, tokenizer)")
+    parser.add_argument("--text", required=True, help="a text file to run through the model")
+    parser.add_argument("--hf", action="store_true", help="also compare HF transformers (float32)")
+    parser.add_argument("--backend", action="append", default=None)
+    parser.add_argument("--dtype", default="float32", choices=DTYPE_ORDER)
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    parser.add_argument("--max-new-tokens", type=int, default=8)
+    parser.add_argument("--json", default=None)
+
+
+def run_audit(args) -> int:
+    from .hf import hf_available
+    from .report import text_table, to_json
+
+    if args.hf and not hf_available():
+        print("error: --hf needs transformers (pip install 'led-parity[test]')", file=sys.stderr)
+        return EXIT_USAGE
+    with open(args.text, encoding="utf-8") as fh:
+        text = fh.read()
+    rows, generations = checkpoint_parity(args.checkpoint, text, sides_for(args), progress=True,
+                                          max_new_tokens=args.max_new_tokens)
+    for _, c in rows:
+        print(text_table(c))
+    for g in generations:
+        print(g.describe())
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as fh:
+            fh.write(to_json([c for _, c in rows], checkpoint=args.checkpoint,
+                             generation=[g.to_dict() for g in generations]))
+    ok = all(c.passed for _, c in rows) and all(g.passed for g in generations)
+    print("all agree" if ok else "mismatch")
+    return EXIT_OK if ok else EXIT_MISMATCH
+
+
+# ---------------------------------------------------------------------------------------------- info
+def add_info_arguments(parser) -> None:
+    parser.add_argument("--json", action="store_true", help="print JSON instead of text")
+
+
+def run_info(args) -> int:
+    from .implementations import available_torch_backends
+    from .tolerances import table_text
+
+    info: dict = {"torch_backends_cpu": available_torch_backends("cpu")}
+    try:
+        from led_ref.default_model import DEFAULT_TEXT, default_checkpoint_dir
+
+        from led_ref.checkpoint import load_checkpoint
+
+        directory = default_checkpoint_dir()
+        config, weights = load_checkpoint(directory)
+        info.update(checkpoint=str(directory), files=sorted(os.listdir(directory)),
+                    parameters=int(sum(w.size for w in weights.values())),
+                    architecture=_architecture_of(config, weights),
+                    d_model=config.d_model, encoder_layers=config.encoder_layers, decoder_layers=config.decoder_layers,
+                    heads=config.encoder_attention_heads, windows=config.layer_windows, vocab_size=config.vocab_size,
+                    max_encoder_positions=config.max_encoder_position_embeddings, default_text=DEFAULT_TEXT)
+    except ImportError:
+        info["checkpoint"] = None
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return EXIT_OK
+    for key, value in info.items():
+        print(f"{key:<22} {value}")
+    print("\ntolerances (scaled error max|a-b|/max(1,max|b|)):")
+    print(table_text())
+    return EXIT_OK
+
+
+COMMANDS: list[Command] = [
+    Command("check", "led_ref vs led_torch (each backend) on hypothesis cases + the default model",
+            add_check_arguments, run_check),
+    Command("gate", "check an attention kernel against the kernel contract", add_gate_arguments, run_gate),
+    Command("replay", "re-run a saved reproducer", add_replay_arguments, run_replay),
+    Command("audit", "a real checkpoint + text through every implementation", add_audit_arguments, run_audit),
+    Command("info", "what the embedded default model contains", add_info_arguments, run_info),
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="led-parity", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command")
+    for command in COMMANDS:
+        add = sub.add_parser(command.name, help=command.help)
+        command.add_arguments(add)
+        add.set_defaults(run=command.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0].startswith("-") and argv[0] not in ("-h", "--help"):
+        argv = ["check", *argv]  # the default run: check on the embedded default model
+    args = build_parser().parse_args(argv)
+    if args.command in ("check", "gate") and (isinstance(args.examples, int) and args.examples < 1):
+        print(f"error: --examples must be >= 1, got {args.examples}", file=sys.stderr)
+        return EXIT_USAGE
+    return args.run(args)

@@ -1,0 +1,127 @@
+"""The sides a parity check compares: led_ref (NumPy spec), led_torch (one attention backend), HF (oracle).
+
+A side is written as a short string, `family[:backend][:dtype][:device]`:
+
+    ref                     led_ref in float64 (the reference of every check)
+    torch:banded:float32    led_torch with the banded backend in float32 on CPU
+    torch:flex:bfloat16:cuda
+    hf:float32              HF transformers' LED (the `test` extra), compared with the HF budget
+
+Every side takes the same numpy inputs (`input_ids`, masks, head masks, labels, ...) and returns an
+output object with HF's field names, which parity.compare flattens.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+import numpy as np
+
+from .tolerances import dtype_name
+
+FAMILIES = ("ref", "torch", "hf")
+INTEGER_INPUTS = ("input_ids", "attention_mask", "global_attention_mask", "decoder_input_ids",
+                  "decoder_attention_mask", "labels", "start_positions", "end_positions")
+
+
+@dataclass(frozen=True)
+class Side:
+    """One implementation at one precision on one device."""
+
+    family: str
+    backend: str | None = None
+    dtype: str = "float64"
+    device: str = "cpu"
+
+    @classmethod
+    def parse(cls, spec: str) -> Side:
+        parts = spec.split(":")
+        family = parts[0]
+        if family not in FAMILIES:
+            raise ValueError(f"side must start with one of {', '.join(FAMILIES)}; got {spec!r}")
+        backend = parts[1] if family == "torch" and len(parts) > 1 else ("banded" if family == "torch" else None)
+        rest = parts[2:] if family == "torch" else parts[1:]
+        dtype = dtype_name(rest[0]) if rest else ("float32" if family == "hf" else "float64")
+        device = rest[1] if len(rest) > 1 else "cpu"
+        return cls(family, backend, dtype, device)
+
+    @property
+    def label(self) -> str:
+        parts = [self.family] + ([self.backend] if self.backend else []) + [self.dtype]
+        return ":".join(parts + ([self.device] if self.device != "cpu" else []))
+
+    @property
+    def returns_probabilities(self) -> bool:
+        """Whether this side can return attention probabilities (led_torch: only the banded backend)."""
+        return self.family != "torch" or self.backend == "banded"
+
+    def build(self, config, weights: dict, architecture: str):
+        """The model of `architecture` carrying `weights` (HF names, float64 numpy)."""
+        if self.family == "ref":
+            import led_ref
+
+            return getattr(led_ref, architecture)(config, weights=weights, dtype=np.dtype(self.dtype))
+        if self.family == "torch":
+            import torch
+
+            import led_torch
+
+            cls = getattr(led_torch, architecture)
+            return cls.from_weights(config, weights, dtype=getattr(torch, self.dtype), device=self.device,
+                                    attn_implementation=self.backend)
+        from .hf import hf_model
+
+        return hf_model(config, weights, architecture, self.dtype)
+
+    def forward(self, model, inputs: dict, output_attentions: bool = True, output_hidden_states: bool = True):
+        """model(**inputs) with every output asked for; numpy inputs converted for torch sides."""
+        flags = dict(output_attentions=output_attentions and self.returns_probabilities,
+                     output_hidden_states=output_hidden_states, use_cache=True)
+        if "decoder_input_ids" not in inputs and "labels" not in inputs:
+            flags.pop("use_cache")
+        if self.family == "ref":
+            return model(**inputs, **flags)
+        with self._scope():
+            return model(**self.tensors(inputs), **flags)
+
+    def generate(self, model, inputs: dict, **kwargs) -> np.ndarray:
+        """Token ids (batch * num_return_sequences, length) of model.generate, as int64 numpy."""
+        encoder_inputs = {k: v for k, v in inputs.items()
+                          if k in ("input_ids", "attention_mask", "global_attention_mask")}
+        if self.family == "ref":
+            return np.asarray(model.generate(**encoder_inputs, **kwargs), dtype=np.int64)
+        with self._scope():
+            out = model.generate(**self.tensors(encoder_inputs), **kwargs)
+        return out.detach().cpu().numpy().astype(np.int64)
+
+    def tensors(self, inputs: dict) -> dict:
+        import torch
+
+        dtype = getattr(torch, self.dtype)
+        return {k: torch.as_tensor(np.asarray(v), dtype=torch.long if k in INTEGER_INPUTS else dtype,
+                                   device=self.device) for k, v in inputs.items()}
+
+    def _scope(self):
+        if self.family == "hf":
+            from .hf import hf_dtype_scope
+
+            return hf_dtype_scope(self.dtype)
+        import torch
+
+        return torch.no_grad() if self.family == "torch" else contextlib.nullcontext()
+
+
+def torch_sides(backends, dtype: str = "float64", device: str = "cpu") -> list[Side]:
+    return [Side("torch", b, dtype_name(dtype), device) for b in backends]
+
+
+def available_torch_backends(device: str = "cpu", dtype: str = "float32") -> list[str]:
+    """led_torch's backends usable here (empty when led_torch is not importable)."""
+    try:
+        import torch
+
+        from led_torch.backends import available_backends
+    except ImportError:
+        return []
+    return list(available_backends(device, getattr(torch, dtype_name(dtype))))

@@ -1,0 +1,87 @@
+"""Tolerances: the one table saying how close two outputs must be, and the scaled error they are held to.
+
+Every comparison in the harness is `scaled_error(a, b) = max|a-b| / max(1, max|b|)` (design.md): an
+absolute error for outputs of size <= 1 (probabilities, normalised hidden states), a relative one for
+large outputs (logits, losses of big vocabularies). `b` is always the reference side.
+
+The budget depends on the lower precision of the two sides and, for half precisions, on the kind of
+output (errors grow through the layers and the vocabulary projection). The half-precision budgets are
+provisional: set with a margin above what a correct implementation reaches on the embedded default
+model; re-measure with `python -m parity check --dtype bfloat16` when an implementation changes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+# Output kinds (the first part of an output name, see parity.compare.flatten_outputs).
+KINDS = ("context", "hidden", "attention", "logits", "loss", "cache")
+
+# Budget per (lower-precision dtype, output kind); "*" is the default for the dtype.
+TOLERANCES: dict[str, dict[str, float]] = {
+    "float64": {"*": 1e-9},
+    "hf-float64": {"*": 1e-6},  # HF takes every encoder softmax in float32 even for float64 models
+    "float32": {"*": 1e-4},
+    "float16": {"*": 2e-2, "context": 5e-3, "attention": 5e-3, "logits": 5e-2, "loss": 5e-2},
+    "bfloat16": {"*": 8e-2, "context": 3e-2, "attention": 3e-2, "logits": 2e-1, "loss": 2e-1},
+}
+
+DTYPE_ORDER = ("float64", "float32", "float16", "bfloat16")  # most to least precise
+
+
+def dtype_name(dtype) -> str:
+    """'float64' etc. for a numpy dtype, a torch dtype, or a name."""
+    name = str(dtype).replace("torch.", "")
+    aliases = {"double": "float64", "float": "float32", "half": "float16", "bf16": "bfloat16", "fp16": "float16",
+               "fp32": "float32", "fp64": "float64"}
+    name = aliases.get(name, name)
+    if name not in DTYPE_ORDER:
+        raise ValueError(f"dtype must be one of {', '.join(DTYPE_ORDER)}; got {dtype!r}")
+    return name
+
+
+def pair_key(dtype_a, dtype_b, hf: bool = False) -> str:
+    """The row of TOLERANCES for comparing outputs computed in `dtype_a` and `dtype_b`."""
+    names = [dtype_name(dtype_a), dtype_name(dtype_b)]
+    worst = max(names, key=DTYPE_ORDER.index)
+    if hf and worst == "float64":
+        return "hf-float64"
+    return worst
+
+
+def tolerance(dtype_a, dtype_b=None, kind: str = "*", hf: bool = False) -> float:
+    """Budget for the scaled error of an output of `kind` computed in `dtype_a` vs `dtype_b`."""
+    row = TOLERANCES[pair_key(dtype_a, dtype_a if dtype_b is None else dtype_b, hf=hf)]
+    return row.get(kind, row["*"])
+
+
+def scaled_error(actual, expected) -> float:
+    """max|actual-expected| / max(1, max|expected|); inf if shapes differ or `actual` has NaN/inf where
+    `expected` is finite. NaN on both sides at the same places counts as agreement there."""
+    a = np.asarray(actual, dtype=np.float64)
+    b = np.asarray(expected, dtype=np.float64)
+    if a.shape != b.shape:
+        return float("inf")
+    if a.size == 0:
+        return 0.0
+    both_nan = np.isnan(a) & np.isnan(b)
+    a = np.where(both_nan, 0.0, a)
+    b = np.where(both_nan, 0.0, b)
+    if not np.isfinite(a).all() or not np.isfinite(b).all():
+        same = (a == b) | both_nan
+        if not same[~np.isfinite(a) | ~np.isfinite(b)].all():
+            return float("inf")
+        finite = np.isfinite(a) & np.isfinite(b)
+        a, b = a[finite], b[finite]
+        if a.size == 0:
+            return 0.0
+    return float(np.max(np.abs(a - b)) / max(1.0, float(np.max(np.abs(b)))))
+
+
+def table_text() -> str:
+    """The tolerance table as text (for `python -m parity info` and the docs)."""
+    kinds = ["*", *KINDS]
+    lines = ["dtype pair   " + " ".join(f"{k:>10}" for k in kinds)]
+    for key, row in TOLERANCES.items():
+        lines.append(f"{key:<12} " + " ".join(f"{row.get(k, row['*']):>10.0e}" for k in kinds))
+    return "\n".join(lines)

@@ -1,0 +1,272 @@
+"""FlexAttention backend and the mask_mods: against a brute-force dense masked softmax written here.
+
+The sweep runs eager flex (compiling costs ~20 s per shape on CPU); the compiled path is checked on one
+fixed shape (`-m compile`). float64 cases are held to 1e-9, float32 to 1e-5, float16/bfloat16 to the
+budgets measured in docs/kernels.md.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from led_torch.backends import masks
+from led_torch.backends.flex import flex_longformer_attention
+from parity.strategies import AttentionCase, attention_cases, token_kinds
+
+pytestmark = pytest.mark.filterwarnings("ignore:flex_attention called without torch.compile")
+
+WINDOWS = (2, 4, 6, 8, 10, 12, 14, 16)
+# scaled error budgets vs the float64 brute force, measured on the sweeps below (docs/kernels.md): ~3x margin
+HALF_BUDGETS = {torch.float16: 5e-3, torch.bfloat16: 3e-2}
+
+
+# ------------------------------------------------------------------------------------------ the reference
+def brute_force_context(query, key, value, global_query, global_key, global_value, token_kind, window):
+    """The contract by definition, densely, in float64: (batch, heads, seq, d)."""
+    q, k, v, gq, gk, gv = (t.to(torch.float64) for t in (query, key, value, global_query, global_key,
+                                                         global_value))
+    seq = q.shape[2]
+    pos = torch.arange(seq, device=q.device)
+    in_window = (pos[:, None] - pos[None, :]).abs() <= window // 2  # (seq, seq)
+    key_ok = (token_kind != 0)[:, None, None, :]  # (batch, 1, 1, seq)
+    key_global = (token_kind == 2)[:, None, None, :]
+    local = _masked_attention(q, k, v, key_ok & (in_window | key_global))
+    glob = _masked_attention(gq, gk, gv, key_ok)
+    row_kind = token_kind[:, None, :, None]
+    return torch.where(row_kind == 1, local, torch.where(row_kind == 2, glob, torch.zeros_like(glob)))
+
+
+def _masked_attention(q, k, v, allowed):
+    scores = (q @ k.transpose(-1, -2)).masked_fill(~allowed, float("-inf"))
+    return torch.nan_to_num(torch.softmax(scores, dim=-1)) @ v  # rows with nothing allowed -> 0
+
+
+def scaled_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
+    """max|a-b| / max(1, max|b|) (design.md)."""
+    actual, expected = actual.to(torch.float64), expected.to(torch.float64)
+    return float((actual - expected).abs().max() / max(1.0, float(expected.abs().max())))
+
+
+# ------------------------------------------------------------------------------------------ strategies
+@st.composite
+def free_length_cases(draw, max_seq: int = 20, windows=WINDOWS, max_head_dim: int = 5) -> AttentionCase:
+    """Cases outside `attention_cases`' grid: any seq (not a multiple of the window), windows wider than seq."""
+    window = draw(st.sampled_from(windows))
+    seq = draw(st.integers(1, max_seq))
+    batch, heads = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    head_dim = draw(st.integers(1, max_head_dim))
+    kinds = draw(token_kinds(batch, seq))
+    seed = draw(st.integers(0, 2**31 - 1))
+    rng = np.random.default_rng(seed)
+    arrays = [rng.standard_normal((batch, heads, seq, head_dim)) for _ in range(6)]
+    arrays[0] *= head_dim**-0.5
+    arrays[3] *= head_dim**-0.5
+    return AttentionCase(*arrays, token_kind=kinds, window=window, seed=seed)
+
+
+def contract_cases(max_chunks: int = 3, max_head_dim: int = 6):
+    return attention_cases(max_batch=3, max_heads=3, max_head_dim=max_head_dim, max_chunks=max_chunks,
+                           windows=WINDOWS)
+
+
+# ------------------------------------------------------------------------------------------ reference sanity
+def test_brute_force_matches_a_loop_written_from_the_definition():
+    """The dense reference itself, against per-row python loops on a hand-made layout."""
+    rng = np.random.default_rng(0)
+    kinds = np.array([[1, 2, 1, 1, 0, 1, 2, 0], [1, 1, 1, 1, 1, 1, 0, 0]])
+    arrays = [torch.as_tensor(rng.standard_normal((2, 1, 8, 3))) for _ in range(6)]
+    window = 2
+    got = brute_force_context(*arrays, torch.as_tensor(kinds), window)
+    q, k, v, gq, gk, gv = (a.numpy() for a in arrays)
+    for b in range(2):
+        for i in range(8):
+            if kinds[b, i] == 0:
+                np.testing.assert_array_equal(got[b, 0, i].numpy(), 0.0)
+                continue
+            if kinds[b, i] == 1:
+                keys = [j for j in range(8) if kinds[b, j] and (abs(i - j) <= window // 2 or kinds[b, j] == 2)]
+                qi, kk, vv = q[b, 0, i], k[b, 0], v[b, 0]
+            else:
+                keys = [j for j in range(8) if kinds[b, j]]
+                qi, kk, vv = gq[b, 0, i], gk[b, 0], gv[b, 0]
+            s = np.array([qi @ kk[j] for j in keys])
+            p = np.exp(s - s.max()) / np.exp(s - s.max()).sum()
+            np.testing.assert_allclose(got[b, 0, i].numpy(), p @ vv[keys], rtol=0, atol=1e-12)
+
+
+# ------------------------------------------------------------------------------------------ masks
+@given(st.sampled_from(WINDOWS), st.integers(1, 3), st.integers(1, 20), st.data())
+def test_longformer_local_mask_is_window_or_global_not_padding(window, batch, seq, data):
+    kinds = torch.as_tensor(data.draw(token_kinds(batch, seq)))
+    got = masks.dense_mask(masks.longformer_local_mask(kinds, window), batch, 2, seq, seq)
+    i, j = np.arange(seq)[:, None], np.arange(seq)[None, :]
+    k = kinds.numpy()[:, None, None, :]
+    expected = (k != 0) & ((np.abs(i - j) <= window // 2) | (k == 2))
+    np.testing.assert_array_equal(got.numpy(), np.broadcast_to(expected, (batch, 2, seq, seq)))
+
+
+@given(st.sampled_from(WINDOWS), st.integers(1, 3), st.integers(1, 20), st.data())
+def test_masks_agree_with_the_spec_layout(window, batch, seq, data):
+    """Local rows use longformer_local_mask, global rows longformer_global_mask: led_ref's dense_mask."""
+    layout = pytest.importorskip("led_ref.layout")
+    kinds = data.draw(token_kinds(batch, seq))
+    t = torch.as_tensor(kinds)
+    local = masks.dense_mask(masks.longformer_local_mask(t, window), batch, 1, seq, seq)[:, 0].numpy()
+    glob = masks.dense_mask(masks.longformer_global_mask(t), batch, 1, seq, seq)[:, 0].numpy()
+    row = kinds[:, :, None]
+    ours = np.where(row == 1, local, np.where(row == 2, glob, False))
+    np.testing.assert_array_equal(ours, layout.dense_mask(kinds, window))
+
+
+def test_mask_combinators_on_a_small_grid():
+    kinds = torch.tensor([[1, 1, 1, 1, 2, 0]])
+    grid = masks.dense_mask(masks.longformer_local_mask(kinds, 2), 1, 1, 6, 6)[0, 0]
+    expected = torch.tensor([
+        [1, 1, 0, 0, 1, 0],
+        [1, 1, 1, 0, 1, 0],
+        [0, 1, 1, 1, 1, 0],
+        [0, 0, 1, 1, 1, 0],
+        [0, 0, 0, 1, 1, 0],
+        [0, 0, 0, 0, 1, 0],
+    ], dtype=torch.bool)  # the picture in masks.py, plus rows 4 (global) and 5 (padding) as local rows
+    assert torch.equal(grid, expected)
+    everything = masks.or_masks(masks.sliding_window(2), masks.not_padding(kinds))
+    nothing = masks.and_masks(masks.sliding_window(2), masks.global_key(kinds), masks.not_padding(kinds))
+    assert masks.dense_mask(everything, 1, 1, 6, 6)[0, 0, :, :5].all()
+    assert masks.dense_mask(nothing, 1, 1, 6, 6)[0, 0].sum() == 3  # key 4 from rows 3, 4, 5
+
+
+@pytest.mark.parametrize("bad", [0, 3, -2, 2.0, True])
+def test_sliding_window_rejects_bad_windows(bad):
+    with pytest.raises(ValueError, match="window"):
+        masks.sliding_window(bad)
+
+
+def test_combinators_need_a_mask():
+    with pytest.raises(ValueError, match="or_masks"):
+        masks.or_masks()
+    with pytest.raises(ValueError, match="and_masks"):
+        masks.and_masks()
+
+
+# ------------------------------------------------------------------------------------------ flex, eager sweep
+@given(contract_cases())
+def test_flex_float64_matches_brute_force(case):
+    args = case.torch_args(torch.float64)
+    got = flex_longformer_attention(*args, compiled=False)
+    assert got.dtype == torch.float64
+    assert scaled_error(got, brute_force_context(*args)) < 1e-9, case.describe()
+
+
+@given(free_length_cases())
+def test_flex_any_length_and_wide_windows(case):
+    args = case.torch_args(torch.float64)
+    got = flex_longformer_attention(*args, compiled=False)
+    assert scaled_error(got, brute_force_context(*args)) < 1e-9, case.describe()
+
+
+@given(contract_cases(max_chunks=2), st.sampled_from([torch.float32, torch.float16, torch.bfloat16]))
+def test_flex_lower_precisions_against_float64(case, dtype):
+    expected = brute_force_context(*case.torch_args(torch.float64))
+    got = flex_longformer_attention(*case.torch_args(dtype), compiled=False)
+    assert got.dtype == dtype
+    budget = HALF_BUDGETS.get(dtype, 1e-5)
+    assert scaled_error(got, expected) < budget, case.describe()
+
+
+@given(contract_cases(max_chunks=2, max_head_dim=4))
+def test_flex_against_the_spec(case):
+    """led_ref's numpy attention (the spec), when it exists."""
+    spec = pytest.importorskip("led_ref.attention")
+    got = flex_longformer_attention(*case.torch_args(torch.float64), compiled=False)
+    expected = spec.longformer_attention(*case.arrays(), case.token_kind, case.window)
+    assert scaled_error(got, torch.as_tensor(np.asarray(expected))) < 1e-9, case.describe()
+
+
+def test_flex_padding_rows_are_exactly_zero_and_all_global_rows_work():
+    rng = np.random.default_rng(1)
+    kinds = torch.tensor([[2, 2, 2, 0, 2, 0], [0, 1, 0, 0, 0, 0]])
+    args = [torch.as_tensor(rng.standard_normal((2, 2, 6, 4))) for _ in range(6)]
+    got = flex_longformer_attention(*args, kinds, 4, compiled=False)
+    assert torch.all(got[:, :, kinds[0] == 0][0] == 0) and torch.all(got[1][:, kinds[1] == 0] == 0)
+    assert scaled_error(got, brute_force_context(*args, kinds, 4)) < 1e-12
+
+
+def _grads(fn, inputs, kinds, weights, **kwargs):
+    leaves = [t.clone().requires_grad_(True) for t in inputs]
+    (fn(*leaves, kinds, 4, **kwargs) * weights).sum().backward()
+    return [t.grad for t in leaves]
+
+
+def _backward_case(device):
+    rng = np.random.default_rng(2)
+    kinds = torch.tensor([[1, 2, 1, 1, 1, 0, 1, 2], [1, 1, 1, 1, 1, 1, 0, 0]], device=device)
+    inputs = [torch.as_tensor(rng.standard_normal((2, 2, 8, 16)), device=device) for _ in range(6)]
+    return inputs, kinds, torch.as_tensor(rng.standard_normal((2, 2, 8, 16)), device=device)
+
+
+def test_flex_on_cpu_runs_forward_with_grad_inputs_and_refuses_backward():
+    """Flex has no CPU backward: a forward outside no_grad must still work, a backward must fail loudly."""
+    inputs, kinds, weights = _backward_case("cpu")
+    leaves = [t.clone().requires_grad_(True) for t in inputs]
+    out = flex_longformer_attention(*leaves, kinds, 4, compiled=False)
+    assert scaled_error(out.detach(), brute_force_context(*inputs, kinds, 4)) < 1e-9
+    with pytest.raises(NotImplementedError, match="no backward on CPU"):
+        (out * weights).sum().backward()
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="flex backward exists only on CUDA")
+@pytest.mark.parametrize("compiled", [False, True])
+def test_flex_backward_matches_brute_force_on_cuda(compiled):
+    """Gradients of all six inputs vs autograd through the dense reference (float32 on CUDA)."""
+    inputs, kinds, weights = _backward_case("cuda")
+    inputs = [t.float() for t in inputs]
+    ours = _grads(flex_longformer_attention, inputs, kinds, weights, compiled=compiled)
+    reference = _grads(brute_force_context, [t.double() for t in inputs], kinds, weights.double())
+    for o, r in zip(ours, reference):
+        assert scaled_error(o, r) < 1e-4
+
+
+# ------------------------------------------------------------------------------------------ flex, compiled
+@pytest.mark.compile
+def test_flex_compiled_float32_one_shape():
+    """One fixed shape through torch.compile(flex_attention); a second token layout reuses the compiled graph."""
+    rng = np.random.default_rng(3)
+    args = [torch.as_tensor(rng.standard_normal((2, 2, 32, 8)), dtype=torch.float32) for _ in range(6)]
+    first = torch.ones(2, 32, dtype=torch.long)
+    first[0, [0, 17]] = 2
+    first[0, 28:] = 0
+    first[1, 5] = 0
+    second = torch.ones(2, 32, dtype=torch.long)
+    second[1, 1:31:3] = 2
+    for kinds in (first, second):
+        got = flex_longformer_attention(*args, kinds, 8, compiled=True)
+        assert scaled_error(got, brute_force_context(*args, kinds, 8)) < 1e-5
+
+
+# ------------------------------------------------------------------------------------------ bad input
+def _good_args():
+    t = torch.zeros(1, 1, 4, 2)
+    return [t, t, t, t, t, t, torch.ones(1, 4, dtype=torch.long), 2]
+
+
+@pytest.mark.parametrize(("index", "value", "error", "words"), [
+    (7, 3, ValueError, "window"),
+    (7, 2.0, TypeError, "window"),
+    (0, torch.zeros(1, 1, 4, 3), ValueError, "query"),
+    (2, torch.zeros(1, 1, 4, 2, dtype=torch.float64), ValueError, "value"),
+    (4, torch.zeros(1, 1, 4, 2).numpy(), TypeError, "global_key"),
+    (6, torch.ones(1, 4), TypeError, "token_kind"),
+    (6, torch.ones(1, 5, dtype=torch.long), ValueError, "token_kind"),
+    (6, torch.full((1, 4), 3), ValueError, "token_kind"),
+])
+def test_flex_rejects_bad_input_naming_it(index, value, error, words):
+    args = _good_args()
+    args[index] = value
+    with pytest.raises(error, match=words):
+        flex_longformer_attention(*args, compiled=False)

@@ -1,0 +1,432 @@
+"""`python -m led_ref layout` and `led_ref.explorer` / `led_ref.pictures` against independent derivations.
+
+The printed 0/1 mask is compared with a brute-force mask written here from the rules of design.md; the
+compact-layout explanation is compared with the columns HF's LED really fills; the PNG is read back pixel
+by pixel.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from led_ref import explorer, layout
+from led_ref.__main__ import main
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+# ---------------------------------------------------------------------------------------------- helpers
+def brute_force_mask(seq_len: int, window: int, global_positions, pad: int) -> np.ndarray:
+    """bool (N, N) from design.md, one cell at a time: kinds = attention_mask * (global + 1); a local row sees
+    non-padding keys within w/2 plus every global key; a global row every non-padding key; padding nothing."""
+    kind = []
+    for p in range(seq_len):
+        attention = 0 if p >= seq_len - pad else 1
+        kind.append(attention * ((1 if p in global_positions else 0) + 1))
+    mask = np.zeros((seq_len, seq_len), dtype=bool)
+    for i in range(seq_len):
+        for j in range(seq_len):
+            if kind[i] == 0 or kind[j] == 0:
+                continue
+            if kind[i] == 2:
+                mask[i, j] = True
+            else:
+                mask[i, j] = abs(i - j) <= window // 2 or kind[j] == 2
+    return mask
+
+
+def run_cli(argv) -> tuple[int, str, str]:
+    """main(argv) with stdout/stderr captured: (exit status, stdout, stderr)."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            status = main(argv)
+        except SystemExit as exc:
+            status = exc.code
+    return status, out.getvalue(), err.getvalue()
+
+
+def parse_mask(text: str, seq_len: int) -> np.ndarray:
+    lines = text.split("\n")
+    assert lines[-1] == "", "mask output must end with a newline"
+    lines = lines[:-1]
+    assert len(lines) == seq_len, f"expected exactly {seq_len} lines, got {len(lines)}"
+    assert all(len(line) == seq_len and set(line) <= {"0", "1"} for line in lines), lines
+    return np.array([[c == "1" for c in line] for line in lines])
+
+
+def parse_grid(text: str, seq_len: int) -> dict[int, str]:
+    """Row i of the first grid in `text` -> its N cell characters (blank-padded)."""
+    digits = len(str(seq_len - 1))
+    rows: dict[int, str] = {}
+    lines = text.split("\n")
+    start = next(k for k, line in enumerate(lines) if line.strip().startswith("key j:"))
+    for line in lines[start + 1:start + 1 + seq_len]:
+        i = int(line[:digits])
+        body = line[digits + 1 + 6 + 1:]
+        rows[i] = body[::2].ljust(seq_len)
+    return rows
+
+
+def layout_args(seq_len, window, global_positions, pad, *extra):
+    argv = ["layout", "--seq-len", str(seq_len), "--window", str(window), "--pad", str(pad)]
+    if global_positions:
+        argv += ["--global", ",".join(map(str, global_positions))]
+    return argv + list(extra)
+
+
+@st.composite
+def layout_cases(draw, max_len: int = 40, windows=tuple(range(2, 13, 2))):
+    """(seq_len, window, global positions, pad) the CLI accepts: globals are distinct non-padding positions."""
+    seq_len = draw(st.integers(1, max_len))
+    window = draw(st.sampled_from(windows))
+    pad = draw(st.integers(0, seq_len))
+    valid = seq_len - pad
+    globals_ = sorted(draw(st.sets(st.integers(0, valid - 1), max_size=min(valid, 4)))) if valid else []
+    return seq_len, window, globals_, pad
+
+
+# The CLI is cheap: check many more cases than the profile's default.
+MANY = max(60, settings.default.max_examples)
+
+
+# ---------------------------------------------------------------------------------------------- mask
+@settings(max_examples=MANY)
+@given(layout_cases())
+def test_mask_output_equals_brute_force(case):
+    seq_len, window, globals_, pad = case
+    status, out, err = run_cli(layout_args(seq_len, window, globals_, pad, "--format", "mask"))
+    assert status == 0, err
+    np.testing.assert_array_equal(parse_mask(out, seq_len), brute_force_mask(seq_len, window, globals_, pad))
+
+
+@given(layout_cases(max_len=24), st.lists(st.sampled_from([2, 4, 6, 8, 10]), min_size=2, max_size=3), st.data())
+def test_mask_of_each_layer_uses_its_own_window(case, windows, data):
+    seq_len, _, globals_, pad = case
+    layer = data.draw(st.integers(0, len(windows) - 1))
+    argv = ["layout", "--seq-len", str(seq_len), "--layer-windows", ",".join(map(str, windows)), "--pad", str(pad),
+            "--global", ",".join(map(str, globals_)), "--format", "mask", "--layer", str(layer)]
+    status, out, err = run_cli(argv)
+    assert status == 0, err
+    np.testing.assert_array_equal(parse_mask(out, seq_len), brute_force_mask(seq_len, windows[layer], globals_, pad))
+
+
+def test_mask_through_a_subprocess():
+    argv = layout_args(13, 6, [0, 7], 3, "--format", "mask")
+    done = subprocess.run([sys.executable, "-m", "led_ref", *argv], cwd=REPO, capture_output=True, text=True,
+                          timeout=60, env={**os.environ, "PYTHONPATH": REPO})
+    assert done.returncode == 0, done.stderr
+    np.testing.assert_array_equal(parse_mask(done.stdout, 13), brute_force_mask(13, 6, [0, 7], 3))
+
+
+# ---------------------------------------------------------------------------------------------- grid
+def test_grid_marks_and_legend_of_the_worked_example():
+    status, out, err = run_cli(layout_args(12, 4, [0], 2))
+    assert status == 0, err
+    rows = parse_grid(out, 12)
+    assert rows[0] == "g" * 10 + "pp"  # global row: every non-padding key
+    assert rows[1] == "G\\WW......pp"  # local row 1: global key 0, self, window 2..3
+    assert rows[4] == "G.WW\\WW...pp"  # window 2..6 around 4, global 0 far away
+    assert rows[9] == "G......WW\\pp"  # window 7..11 cut by padding 10, 11
+    assert rows[10] == " " * 12 and rows[11] == " " * 12  # padding rows are blank
+    for char, meaning in (("W", "window key"), ("G", "global key"), ("g", "global row"), (".", "outside"),
+                          ("p", "padding key"), ("\\", "self")):
+        assert f"'{char}'  " in out and meaning in out
+    # the compact row of the first local row (1): x = 1, window slots hold keys -1..3, self at column 3
+    assert "Row 1 is local" in out and "width x + w + 1 = 6" in out
+    for line in ("     0     0  global key 0", "     1    -1  window slot -2: before position 0",
+                 "     2     0  window slot -1: key 0 is global", "     3     1  window slot +0: self"):
+        assert line in out
+
+
+@given(layout_cases(max_len=30))
+def test_grid_cells_agree_with_brute_force(case):
+    seq_len, window, globals_, pad = case
+    status, out, err = run_cli(layout_args(seq_len, window, globals_, pad))
+    assert status == 0, err
+    rows = parse_grid(out, seq_len)
+    mask = brute_force_mask(seq_len, window, globals_, pad)
+    for i in range(seq_len):
+        for j in range(seq_len):
+            c = rows[i][j]
+            if i >= seq_len - pad:
+                expected = " "
+            elif not mask[i, j]:
+                expected = "p" if j >= seq_len - pad else "."
+            elif i in globals_:
+                expected = "g"
+            elif j in globals_:
+                expected = "G"
+            else:
+                expected = "\\" if i == j else "W"
+            assert c == expected, (i, j, c, expected)
+
+
+def test_layer_windows_grid_per_layer_and_padding_note():
+    status, out, err = run_cli(["layout", "--seq-len", "12", "--layer-windows", "4,6", "--global", "0"])
+    assert status == 0, err
+    assert "== layer 0: window 4" in out and "== layer 1: window 6" in out
+    # 12 -> padded to 12 (a multiple of 6) but per-layer 4 does not divide 6: the project allows it
+    assert "already a multiple of the largest window 6" in out
+    status, out, _ = run_cli(["layout", "--seq-len", "10", "--layer-windows", "4,8"])
+    assert "pads the 10 tokens to 16, a multiple of the largest window 8: positions 10..15" in out
+
+
+@given(layout_cases(max_len=24), st.data())
+def test_row_columns_follow_the_compact_rule(case, data):
+    """Local row i: columns 0..x-1 are the globals in order, then slot k holds key i - w/2 + k (brute force)."""
+    seq_len, window, globals_, pad = case
+    kinds = explorer.example_kinds(seq_len, [window], globals_, pad)
+    local = [i for i in range(seq_len) if kinds[i] == 1]
+    if not local:
+        return
+    i = data.draw(st.sampled_from(local))
+    columns = explorer.row_columns(kinds, window, i)
+    padded = len(kinds)
+    assert [c.column for c in columns] == list(range(len(globals_) + window + 1))
+    assert [c.key for c in columns[:len(globals_)]] == globals_
+    for k, col in enumerate(columns[len(globals_):]):
+        key = i - window // 2 + k
+        assert col.key == key
+        expected = ("outside" if not 0 <= key < padded else "padding" if key >= seq_len - pad
+                    else "global-in-window" if key in globals_ else "self" if key == i else "window")
+        assert col.role == expected
+    # and the same cells the layout module's own index map marks as holding a key
+    keys, valid = layout.compact_columns(kinds[None], window)
+    holds = [c.holds_probability for c in columns]
+    key_is_pad = [c.role == "padding" for c in columns]
+    np.testing.assert_array_equal(np.array(holds) | np.array(key_is_pad), valid[0, i])
+
+
+# ---------------------------------------------------------------------------------------------- bad input
+@pytest.mark.parametrize(
+    "argv, needle",
+    [
+        (["layout", "--seq-len", "12", "--window", "5"], "5"),
+        (["layout", "--seq-len", "12", "--window", "0"], "0"),
+        (["layout", "--seq-len", "12", "--window", "four"], "'four'"),
+        (["layout", "--seq-len", "12", "--layer-windows", "4,7"], "7"),
+        (["layout", "--seq-len", "12", "--window", "4", "--global", "12"], "global position 12"),
+        (["layout", "--seq-len", "12", "--window", "4", "--global", "11", "--pad", "2"], "11 is padding"),
+        (["layout", "--seq-len", "12", "--window", "4", "--global", "0,0"], "[0, 0]"),
+        (["layout", "--seq-len", "12", "--window", "4", "--pad", "13"], "pad must be in 0..seq_len=12, got 13"),
+        (["layout", "--seq-len", "0", "--window", "4"], "got 0"),
+        (["layout", "--seq-len", "99999", "--window", "4"], "99999"),
+        (["layout", "--seq-len", "12", "--window", "4", "--row", "12"], "--row 12"),
+        (["layout", "--seq-len", "12", "--layer-windows", "4,8", "--layer", "2"], "--layer 2"),
+        (["layout", "--seq-len", "12"], "--window"),
+        (["layout", "--window", "4"], "--seq-len"),
+        (["layout", "--seq-len", "12", "--window", "4", "--layer-windows", "4,8"], "not both"),
+        (["layout", "--seq-len", "12", "--window", "4", "--pad", "-1"], "-1"),
+        (["layout", "--seq-len", "12", "--window", "4", "--format", "svg"], "'svg'"),
+    ],
+)
+def test_bad_arguments_exit_2_naming_the_value(argv, needle):
+    status, out, err = run_cli(argv)
+    assert status == 2
+    assert needle in err, err
+    assert out == ""
+
+
+def test_explorer_functions_raise_value_errors_naming_the_limit():
+    with pytest.raises(ValueError, match="pad must be in 0..seq_len=4, got 5"):
+        explorer.example_masks(4, [], 5)
+    with pytest.raises(ValueError, match="window of layer 1 must be an even int >= 2, got 3"):
+        explorer.example_kinds(4, [2, 3])
+    with pytest.raises(ValueError, match="row must be in 0..3"):
+        explorer.layout_report(4, [2], row=4)
+
+
+# ---------------------------------------------------------------------------------------------- vs the HF oracle
+@pytest.mark.hf
+@given(layout_cases(max_len=14, windows=(4, 8)), st.integers(0, 2**16))
+def test_explained_columns_are_the_ones_hf_fills(case, seed):
+    """Every compact cell the explorer says holds a probability is > 0 in HF's output, every other one is 0,
+    and the explorer's global-row story (attentions row 0, global_attentions slot s) holds too."""
+    seq_len, window, globals_, pad = case
+    if pad == seq_len:
+        return  # HF cannot run an all-padding row
+    torch = pytest.importorskip("torch")
+    from led_ref.config import LEDConfig
+    from led_ref.init import random_weights
+    from tests.hf_oracle import hf_model, to_numpy
+
+    config = LEDConfig(vocab_size=20, d_model=4, encoder_layers=1, decoder_layers=1, encoder_attention_heads=1,
+                       decoder_attention_heads=1, encoder_ffn_dim=4, decoder_ffn_dim=4, attention_window=window,
+                       max_encoder_position_embeddings=64, max_decoder_position_embeddings=8)
+    model = hf_model(config, random_weights(config, "LEDModel", seed=seed), "LEDModel", torch.float32)
+    attention_mask, global_attention_mask = explorer.example_masks(seq_len, globals_, pad)
+    ids = torch.from_numpy(np.random.default_rng(seed).integers(3, 20, (1, seq_len)))
+    with torch.no_grad():
+        out = model.get_encoder()(input_ids=ids, attention_mask=torch.from_numpy(attention_mask),
+                                  global_attention_mask=torch.from_numpy(global_attention_mask),
+                                  output_attentions=True)
+    attentions = to_numpy(out.attentions[0])[0, 0]  # (seq, x + w + 1)
+    kinds = explorer.example_kinds(seq_len, [window], globals_, pad)
+    for i in range(seq_len):
+        if kinds[i] == 1:
+            holds = np.array([c.holds_probability for c in explorer.row_columns(kinds, window, i)])
+            assert np.all(attentions[i][holds] > 0) and np.all(attentions[i][~holds] == 0), (i, attentions[i])
+        else:
+            assert np.all(attentions[i] == 0)
+    if globals_:
+        global_attentions = to_numpy(out.global_attentions[0])[0, 0]  # (padded seq, x)
+        for s, g in enumerate(globals_):
+            np.testing.assert_array_equal(global_attentions[:seq_len, s] > 0, brute_force_mask(
+                seq_len, window, globals_, pad)[g])
+
+
+# ---------------------------------------------------------------------------------------------- pictures
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def _pixels_of(image: np.ndarray, hex_color: str) -> int:
+    from led_ref.pictures import rgb
+
+    return int(np.sum(np.all(np.abs(image[..., :3] - rgb(hex_color)) < 1.5 / 255, axis=-1)))
+
+
+def test_png_from_the_cli_has_the_pattern_colours(tmp_path):
+    pytest.importorskip("matplotlib")
+    from matplotlib.image import imread
+
+    from led_ref.explorer import Cell
+    from led_ref.pictures import CELL_COLORS
+
+    path = tmp_path / "layout.png"
+    status, out, err = run_cli(layout_args(12, 4, [0], 2, "--png", str(path)))
+    assert status == 0, err
+    data = path.read_bytes()
+    assert data[:8] == PNG_MAGIC and len(data) > 5000
+    image = imread(str(path))
+    counts = {cell: _pixels_of(image, CELL_COLORS[cell]) for cell in Cell}
+    # Cell areas are equal, so pixel counts follow cell counts: the grid has 9 self cells and (brute force)
+    # window_cells window cells; the strip and the legend add a few of each colour.
+    mask = brute_force_mask(12, 4, [0], 2)
+    window_cells = int(mask[1:10, 1:10].sum()) - 9
+    assert counts[Cell.WINDOW] > 0 and counts[Cell.SELF] > 0
+    ratio = counts[Cell.WINDOW] / counts[Cell.SELF]
+    assert 0.6 * window_cells / 9 < ratio < 1.2 * window_cells / 9, (ratio, counts)
+    assert counts[Cell.WINDOW] > max(counts[c] for c in (Cell.GLOBAL_KEY, Cell.GLOBAL_ROW, Cell.SELF))
+
+
+@settings(max_examples=max(4, settings.default.max_examples // 3))  # ~0.3 s a figure
+@given(layout_cases(max_len=16))
+def test_drawn_cells_have_their_kind_colour(case):
+    """Render the figure and read the colour at the centre of every cell of the pattern axes."""
+    pytest.importorskip("matplotlib")
+    from led_ref.explorer import Cell
+    from led_ref.pictures import CELL_COLORS, draw_layout, rgb
+
+    seq_len, window, globals_, pad = case
+    fig = draw_layout(seq_len, [window], globals_, pad)
+    fig.canvas.draw()
+    image = np.asarray(fig.canvas.buffer_rgba())[..., :3] / 255.0
+    ax = fig.axes[0]
+    cells = explorer.pattern_cells(explorer.example_kinds(seq_len, [window], globals_, pad), window, seq_len)
+    mask = brute_force_mask(seq_len, window, globals_, pad)
+    for i in range(seq_len):
+        for j in range(seq_len):
+            x, y = ax.transData.transform((j, i))
+            pixel = image[int(round(image.shape[0] - y)), int(round(x))]
+            np.testing.assert_allclose(pixel, rgb(CELL_COLORS[Cell(cells[i, j])]), atol=1.5 / 255, err_msg=str((i, j)))
+            attended = Cell(cells[i, j]) in explorer.ATTENDED
+            assert attended == mask[i, j]
+
+
+def test_missing_matplotlib_names_the_extra(monkeypatch, tmp_path):
+    from led_ref import pictures
+
+    monkeypatch.setitem(sys.modules, "matplotlib.figure", None)  # makes `from matplotlib.figure import` fail
+    with pytest.raises(pictures.PicturesUnavailable, match=r"pip install 'led-parity\[pictures\]'"):
+        pictures.draw_layout(4, [2])
+    status, _, err = run_cli(layout_args(4, 2, [], 0, "--png", str(tmp_path / "x.png")))
+    assert status == 1 and "led-parity[pictures]" in err
+    assert not (tmp_path / "x.png").exists()
+
+
+# ---------------------------------------------------------------------------------------------- --from-model
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory):
+    """A 2-layer LED with per-layer windows 4 and 6 (4 does not divide 6: beyond HF) and a byte-level tokenizer
+    with no merges (one token per byte), saved in HF format."""
+    from tokenizers import pre_tokenizers
+
+    from led_ref.config import LEDConfig
+    from led_ref.model import LEDForConditionalGeneration
+    from led_ref.tokenizer import LEDTokenizer
+
+    specials = ["<s>", "<pad>", "</s>", "<unk>"]
+    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
+    vocab = {token: i for i, token in enumerate(specials + alphabet + ["<mask>"])}
+    directory = tmp_path_factory.mktemp("tiny_led")
+    config = LEDConfig(vocab_size=len(vocab), d_model=8, encoder_layers=2, decoder_layers=1, encoder_attention_heads=2,
+                       decoder_attention_heads=2, encoder_ffn_dim=8, decoder_ffn_dim=8, attention_window=[4, 6],
+                       max_encoder_position_embeddings=64, max_decoder_position_embeddings=16)
+    LEDForConditionalGeneration(config, seed=3).save_pretrained(directory)
+    LEDTokenizer(vocab, []).save_pretrained(directory)
+    return str(directory)
+
+
+def test_from_model_summary_heatmaps_and_exact_roundtrip(tiny_checkpoint, tmp_path):
+    pytest.importorskip("matplotlib")
+    from matplotlib.image import imread
+
+    png = tmp_path / "heat.png"
+    text = "a cat sat"  # 9 bytes + <s> </s> = 11 tokens: padded to 12 by the largest window 6
+    status, out, err = run_cli(["layout", "--from-model", "--checkpoint", tiny_checkpoint, "--text", text,
+                                "--global", "0,4", "--png", str(png), "--check-roundtrip"])
+    assert status == 0, err
+    assert "11 tokens, global: 0, 4, windows per layer: 4, 6" in out
+    assert "pads the 11 tokens to 12" in out
+    assert "layer 0 (window 4), mean over heads" in out and "layer 1 (window 6)" in out
+    assert "max abs diff 0 (exact)" in out
+    assert png.read_bytes()[:8] == PNG_MAGIC
+    assert imread(str(png)).shape[0] > 100
+
+
+def test_from_model_dense_view_is_a_distribution_on_the_pattern(tiny_checkpoint):
+    """The dense rows the heat maps show sum to 1 and vanish exactly outside the brute-force pattern."""
+    from led_ref.model import LEDModel
+    from led_ref.tokenizer import LEDTokenizer
+
+    model, tokenizer = LEDModel.from_pretrained(tiny_checkpoint), LEDTokenizer.from_pretrained(tiny_checkpoint)
+    found = explorer.model_attentions(model, tokenizer, "hello there", [0, 3])
+    assert explorer.roundtrip_error(found) == 0.0
+    seq_len = found.seq_len
+    for layer, window in enumerate(found.windows):
+        dense = explorer.dense_layer(found, layer)
+        mask = brute_force_mask(seq_len, window, [0, 3], 0)
+        assert np.all(dense[:, ~mask] == 0)
+        assert np.all(dense[:, mask] > 0)
+        np.testing.assert_allclose(dense.sum(axis=-1), 1.0, atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "extra, needle",
+    [
+        (["--text", "hi", "--global", "40"], "global position 40"),
+        (["--text", "hi", "--layer", "2"], "--layer 2"),
+        (["--text", "hi", "--head", "5"], "--head 5"),
+        (["--text", "hi", "--window", "4"], "--window"),
+        (["--text-file", "/nonexistent/x.txt"], "/nonexistent/x.txt"),
+        (["--text", "hi", "--text-file", "/nonexistent/x.txt"], "not both"),
+    ],
+)
+def test_from_model_bad_arguments(tiny_checkpoint, extra, needle):
+    status, out, err = run_cli(["layout", "--from-model", "--checkpoint", tiny_checkpoint, *extra])
+    assert status == 2 and needle in err, err
+
+
+def test_from_model_missing_checkpoint_is_exit_2(tmp_path):
+    status, _, err = run_cli(["layout", "--from-model", "--checkpoint", str(tmp_path / "nothing")])
+    assert status == 2 and "nothing" in err
