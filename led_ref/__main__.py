@@ -72,17 +72,21 @@ def build_parser() -> argparse.ArgumentParser:
         "`attentions`/`global_attentions` store each probability.",
     )
     shape = lay.add_argument_group("synthetic pattern")
-    shape.add_argument("--seq-len", type=non_negative, help=f"tokens N (1..{explorer.MAX_EXPLORER_SEQ_LEN})")
-    shape.add_argument("--window", type=even_window, help="attention window w (even; reach w/2 each side)")
+    shape.add_argument("--seq-len", type=non_negative, metavar="N",
+                       help=f"tokens N (1..{explorer.MAX_EXPLORER_SEQ_LEN})")
+    shape.add_argument("--window", type=even_window, metavar="W",
+                       help="attention window w (even; reach w/2 each side)")
     shape.add_argument("--layer-windows", type=window_list, metavar="W0,W1,...",
                        help="one window per encoder layer (one grid per layer)")
-    shape.add_argument("--pad", type=non_negative, default=0, help="the last K of the N positions are padding")
+    shape.add_argument("--pad", type=non_negative, default=0, metavar="K",
+                       help="the last K of the N positions are padding")
     shape.add_argument("--format", choices=("grid", "mask"), default="grid",
                        help="grid: picture + legend + compact layout; mask: exactly N lines of N 0/1")
     lay.add_argument("--global", dest="global_positions", type=index_list, metavar="I,J,...",
                      help="positions with global attention (default: none; --from-model: 0, the <s> token)")
-    lay.add_argument("--row", type=non_negative, help="query row whose compact layout is shown (default: first local)")
-    lay.add_argument("--layer", type=non_negative,
+    lay.add_argument("--row", type=non_negative, metavar="I",
+                     help="query row whose compact layout is shown (default: first local)")
+    lay.add_argument("--layer", type=non_negative, metavar="L",
                      help="layer to use (--format mask with --layer-windows: default 0; --from-model: default all)")
     lay.add_argument("--png", metavar="FILE", help="also draw the picture to FILE (needs matplotlib)")
     real = lay.add_argument_group("real attentions (--from-model)")
@@ -90,9 +94,10 @@ def build_parser() -> argparse.ArgumentParser:
     real.add_argument("--checkpoint", metavar="DIR", help="HF-format checkpoint (default: the embedded model)")
     real.add_argument("--text", help="input text (default: the embedded model's DEFAULT_TEXT)")
     real.add_argument("--text-file", metavar="F", help="read the input text from F")
-    real.add_argument("--head", type=non_negative, help="only this head (default: all)")
+    real.add_argument("--head", type=non_negative, metavar="H", help="only this head (default: all)")
     real.add_argument("--check-roundtrip", action="store_true",
                       help="exit 1 unless to_compact(to_dense(x)) == x exactly on the model's attentions")
+    parser.set_defaults(layout_parser=lay)
     return parser
 
 
@@ -100,6 +105,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command == "layout":
+        parser = args.layout_parser  # errors below print the `layout` usage
         if args.from_model:
             return run_from_model(args, parser)
         return run_layout(args, parser)
@@ -122,9 +128,9 @@ def synthetic_windows(args, parser) -> list[int]:
         parser.error("--check-roundtrip only applies with --from-model")
     args.global_positions = args.global_positions or []
     try:
-        explorer.check_example(args.seq_len, args.global_positions, args.pad)
+        explorer.check_example(args.seq_len, args.global_positions, args.pad, ("--seq-len", "--global", "--pad"))
     except ValueError as err:
-        parser.error(f"--seq-len/--global/--pad: {err}")
+        parser.error(str(err))
     if args.row is not None and args.row >= args.seq_len:
         parser.error(f"--row {args.row} is out of range 0..{args.seq_len - 1} (--seq-len {args.seq_len})")
     windows = args.layer_windows or [args.window]
@@ -162,8 +168,10 @@ def run_from_model(args, parser) -> int:
     for name in ("seq_len", "window", "layer_windows", "row"):
         if getattr(args, name) is not None:
             parser.error(f"--{name.replace('_', '-')} does not apply with --from-model (the model fixes it)")
-    if args.pad or args.format != "grid":
-        parser.error("--pad and --format mask do not apply with --from-model")
+    if args.pad:
+        parser.error(f"--pad {args.pad} does not apply with --from-model (the text has no padding)")
+    if args.format != "grid":
+        parser.error(f"--format {args.format} does not apply with --from-model")
     if args.text is not None and args.text_file is not None:
         parser.error("give --text or --text-file, not both")
     from .model import LEDModel
@@ -200,9 +208,9 @@ def run_from_model(args, parser) -> int:
     global_positions = [0] if args.global_positions is None else args.global_positions
     seq_len = len(explorer.encode_text(tokenizer, text, config.max_encoder_position_embeddings)[1])
     try:
-        explorer.check_example(seq_len, global_positions, 0)
+        explorer.check_example(seq_len, global_positions, 0, ("the text's token count", "--global", "pad"))
     except ValueError as err:
-        parser.error(f"--global: {err} (the text has {seq_len} tokens)")
+        parser.error(str(err))
     found = explorer.model_attentions(model, tokenizer, text, global_positions)
     layers = list(range(config.encoder_layers)) if args.layer is None else [args.layer]
     heads = None if args.head is None else [args.head]

@@ -44,50 +44,70 @@ def gather_positions(x: np.ndarray, positions: np.ndarray) -> np.ndarray:
     return np.take_along_axis(x, index, axis=2)
 
 
+def gather_band(block: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """block (batch, heads, C, span + 1), cols (C, w + 1) -> (batch, heads, C, w + 1): block[..., r, cols[r, c]]."""
+    return np.take_along_axis(block, np.broadcast_to(cols, block.shape[:2] + cols.shape), axis=-1)
+
+
+def scatter_band(band: np.ndarray, cols: np.ndarray, width: int) -> np.ndarray:
+    """The inverse of `gather_band`: (batch, heads, C, w + 1) -> zeros (batch, heads, C, width) with the band
+    written at `cols`. Columns are distinct except the "nowhere" column (width - 1) of cells outside the
+    sequence, whose probabilities are 0 anyway."""
+    spread = np.zeros(band.shape[:3] + (width,), band.dtype)
+    np.put_along_axis(spread, np.broadcast_to(cols, band.shape), band, axis=-1)
+    return spread
+
+
+def local_chunk(query, key, value, token_kind, window, global_keys, global_values, slot_valid, head_mask, q0, q1):
+    """Context (batch, heads, C, d) and compact probabilities (batch, heads, C, x + w + 1) of queries q0..q1.
+
+    The chunk only needs keys q0 - w/2 .. q1 + w/2 (its `span`): scores against the span are one matmul,
+    and the window cells are gathered from it with `window_key_positions` shifted into the span.
+    """
+    seq, half, x = query.shape[2], window // 2, global_keys.shape[2]
+    k0, k1 = max(0, q0 - half), min(seq, q1 + half)
+    span = k1 - k0
+    band = window_key_positions(seq, window)[q0:q1]  # (C, w + 1) absolute keys, UNUSED outside
+    cols = np.where(band == UNUSED, span, band - k0)  # UNUSED cells read/write an extra "nowhere" column `span`
+    q = query[:, :, q0:q1]
+    block = q @ np.swapaxes(key[:, :, k0:k1], -1, -2)  # (batch, heads, C, span)
+    nowhere = np.zeros(block.shape[:3] + (1,), block.dtype)
+    band_scores = gather_band(np.concatenate([block, nowhere], axis=-1), cols)  # (batch, heads, C, w + 1)
+    global_scores = q @ np.swapaxes(global_keys, -1, -2)  # (batch, heads, C, x)
+
+    # Window keys count only when local (padding is never attended, global keys have their own columns).
+    band_kind = np.where(band == UNUSED, PADDING, token_kind[:, np.maximum(band, 0)])  # (batch, C, w + 1)
+    global_ok = np.broadcast_to(slot_valid[:, None, :], (query.shape[0], q1 - q0, x))
+    allowed = np.concatenate([global_ok, band_kind == LOCAL], axis=-1) & (token_kind[:, q0:q1] == LOCAL)[:, :, None]
+    probs = masked_softmax(np.concatenate([global_scores, band_scores], axis=-1), allowed[:, None])
+    if head_mask is not None:
+        probs = probs * head_mask[None, :, None, None]
+
+    spread = scatter_band(probs[..., x:], cols, span + 1)[..., :span]  # (batch, heads, C, span)
+    context = probs[..., :x] @ global_values + spread @ value[:, :, k0:k1]
+    return context, probs
+
+
 def local_rows(query, key, value, token_kind, window, positions, slot_valid, head_mask, keep_probs):
-    """Context of the local rows and their compact probabilities (batch, heads, seq, x + w + 1).
+    """Context of the local rows and their compact probabilities (batch, heads, seq, x + w + 1) or None.
 
     Row i of kind LOCAL softmaxes jointly over the x global keys (columns 0..x-1, key/value of the global
     tokens) and the w + 1 window keys (columns x.., `window_key_positions`), window cells holding padding or
-    global keys excluded. Other rows get probability 0 and context 0. Queries are processed in chunks; a
-    chunk q0..q1 only ever needs keys q0 - w/2 .. q1 + w/2, its `span`.
+    global keys excluded. Other rows get probability 0 and context 0. Queries go in chunks of
+    max(QUERY_CHUNK, w), so memory stays O(chunk * (chunk + w)) beyond the outputs.
     """
-    batch, heads, seq, head_dim = query.shape
-    half = window // 2
+    batch, heads, seq, _ = query.shape
     x = positions.shape[1]
     global_keys = gather_positions(key, positions)  # (batch, heads, x, d)
     global_values = gather_positions(value, positions)
     context = np.zeros_like(query)
     probs_all = np.zeros((batch, heads, seq, x + window + 1), query.dtype) if keep_probs else None
-    band_all = window_key_positions(seq, window)  # (seq, w + 1) absolute keys, UNUSED outside
     chunk = max(QUERY_CHUNK, window)
     for q0 in range(0, seq, chunk):
         q1 = min(seq, q0 + chunk)
-        k0, k1 = max(0, q0 - half), min(seq, q1 + half)
-        span = k1 - k0
-        band = band_all[q0:q1]  # (C, w + 1)
-        # Column of each window cell inside the span; UNUSED cells go to an extra "nowhere" column `span`.
-        cols = np.where(band == UNUSED, span, band - k0)
-        q = query[:, :, q0:q1]
-        block = np.concatenate(
-            [q @ np.swapaxes(key[:, :, k0:k1], -1, -2), np.zeros((batch, heads, q1 - q0, 1), q.dtype)], axis=-1
-        )  # (batch, heads, C, span + 1)
-        cols_b = np.broadcast_to(cols, (batch, heads) + cols.shape)
-        band_scores = np.take_along_axis(block, cols_b, axis=-1)  # (batch, heads, C, w + 1)
-        band_kind = np.where(band == UNUSED, PADDING, token_kind[:, np.maximum(band, 0)])  # (batch, C, w + 1)
-        global_scores = q @ np.swapaxes(global_keys, -1, -2)  # (batch, heads, C, x)
-
-        scores = np.concatenate([global_scores, band_scores], axis=-1)
-        allowed = np.concatenate(
-            [np.broadcast_to(slot_valid[:, None, :], (batch, q1 - q0, x)), band_kind == LOCAL], axis=-1
-        ) & (token_kind[:, q0:q1] == LOCAL)[:, :, None]
-        probs = masked_softmax(scores, allowed[:, None])
-        if head_mask is not None:
-            probs = probs * head_mask[None, :, None, None]
-
-        spread = np.zeros_like(block)
-        np.put_along_axis(spread, cols_b, probs[..., x:], axis=-1)
-        context[:, :, q0:q1] = probs[..., :x] @ global_values + spread[..., :span] @ value[:, :, k0:k1]
+        context[:, :, q0:q1], probs = local_chunk(
+            query, key, value, token_kind, window, global_keys, global_values, slot_valid, head_mask, q0, q1
+        )
         if keep_probs:
             probs_all[:, :, q0:q1] = probs
     return context, probs_all

@@ -16,6 +16,8 @@ from typing import Any
 
 # Activations the spec and the torch implementation both know (HF names).
 ACTIVATIONS = ("gelu", "relu", "silu", "swish", "gelu_new", "tanh", "gelu_fast", "quick_gelu")
+# What HF's sequence-classification head accepts (None: chosen from num_labels and the labels' dtype).
+PROBLEM_TYPES = (None, "regression", "single_label_classification", "multi_label_classification")
 
 
 class ConfigError(ValueError):
@@ -96,6 +98,8 @@ class LEDConfig:
                 f"activation_function must be one of {', '.join(ACTIVATIONS)}; got {self.activation_function!r}"
             )
         self._check_attention_window()
+        if self.problem_type not in PROBLEM_TYPES:
+            raise ConfigError(f"problem_type must be one of {PROBLEM_TYPES}, got {self.problem_type!r}")
         for name in ("pad_token_id", "bos_token_id", "eos_token_id", "decoder_start_token_id"):
             value = getattr(self, name)
             if value is not None:
@@ -152,6 +156,8 @@ class LEDConfig:
         merged.setdefault("model_type", "led")
         merged.setdefault("architectures", ["LEDForConditionalGeneration"])
         merged.setdefault("tie_word_embeddings", True)
+        if "num_hidden_layers" in merged:  # HF writes this alias of encoder_layers; never let it go stale
+            merged["num_hidden_layers"] = self.encoder_layers
         return merged
 
     @classmethod
@@ -204,6 +210,7 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> None:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600 files; these are meant to be shared
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

@@ -1,18 +1,20 @@
-"""The Longformer attention pattern as something to look at: cells, character grids, the compact HF layout.
+r"""The Longformer attention pattern as something to look at: cells, character grids, the compact HF layout.
 
 Everything here is built from `led_ref.layout` (token kinds, the dense mask, the window index map, the
-global slots); this module only names each cell and renders it. A worked example, 8 tokens, window 2,
-position 0 global, the last 2 positions padding (`python -m led_ref layout --seq-len 8 --window 2
---global 0 --pad 2`):
+global slots); this module only names each cell and renders it. 8 tokens, window 2, position 0 global,
+the last 2 positions padding (`python -m led_ref layout --seq-len 8 --window 2 --global 0 --pad 2`):
 
-            key j   0 1 2 3 4 5 6 7
-    query i  0 glob g g g g g g p p
-             1 locl G \\ W . . . p p
-             2 locl G W \\ W . . p p
-             ...
-             6 pad
+      key j: 0 1 2 3 4 5 6 7
+    0 global g g g g g g p p
+    1 local  G \ W . . . p p
+    2 local  G W \ W . . p p
+    3 local  G . W \ W . p p
+    4 local  G . . W \ W p p
+    5 local  G . . . W \ p p
+    6 pad
+    7 pad
 
-`W` window key, `\\` self, `G` a global key seen by a local row, `g` a global row (global projections,
+`W` window key, `\` self, `G` a global key seen by a local row, `g` a global row (global projections,
 every non-padding key), `.` outside the window, `p` a padding key, blank a padding row.
 """
 
@@ -82,23 +84,27 @@ def example_masks(seq_len: int, global_positions: Sequence[int] = (), pad: int =
     return attention_mask, global_attention_mask
 
 
-def check_example(seq_len: int, global_positions: Sequence[int], pad: int) -> None:
-    """Raise ValueError naming the argument and the limit when an example is not drawable."""
+def check_example(seq_len: int, global_positions: Sequence[int], pad: int,
+                  names: tuple[str, str, str] = ("seq_len", "global_positions", "pad")) -> None:
+    """Raise ValueError naming the argument, the value and the limit when an example is not drawable.
+
+    names: how to call (seq_len, a global position, pad) in messages (the CLI passes its option names).
+    """
+    seq_name, global_name, pad_name = names
     if isinstance(seq_len, bool) or not isinstance(seq_len, (int, np.integer)):
-        raise TypeError(f"seq_len must be an int, got {seq_len!r}")
+        raise TypeError(f"{seq_name} must be an int, got {seq_len!r}")
     if not 1 <= seq_len <= MAX_EXPLORER_SEQ_LEN:
-        raise ValueError(f"seq_len must be in 1..{MAX_EXPLORER_SEQ_LEN}, got {seq_len}")
+        raise ValueError(f"{seq_name} must be in 1..{MAX_EXPLORER_SEQ_LEN}, got {seq_len}")
     if not 0 <= pad <= seq_len:
-        raise ValueError(f"pad must be in 0..seq_len={seq_len}, got {pad}")
+        raise ValueError(f"{pad_name} must be in 0..{seq_len} ({seq_name}), got {pad}")
     for g in global_positions:
         if not 0 <= g < seq_len:
-            raise ValueError(f"global position {g} is out of range 0..{seq_len - 1} (seq_len={seq_len})")
+            raise ValueError(f"{global_name} {g} is out of range 0..{seq_len - 1} ({seq_name}={seq_len})")
         if g >= seq_len - pad:
-            raise ValueError(
-                f"global position {g} is padding (pad={pad} makes positions {seq_len - pad}..{seq_len - 1} padding)"
-            )
+            raise ValueError(f"{global_name} {g} is padding ({pad_name}={pad} makes positions "
+                             f"{seq_len - pad}..{seq_len - 1} padding)")
     if len(set(global_positions)) != len(global_positions):
-        raise ValueError(f"global positions must be distinct, got {list(global_positions)}")
+        raise ValueError(f"{global_name} must be distinct positions, got {list(global_positions)}")
 
 
 def check_window(window: int, name: str = "window") -> None:
@@ -114,6 +120,8 @@ def example_kinds(seq_len: int, windows: Sequence[int], global_positions: Sequen
 
     The encoder pads to a multiple of the largest window; the extra positions are padding.
     """
+    if len(windows) == 0:
+        raise ValueError("windows must hold one even window per encoder layer, got none")
     for layer, w in enumerate(windows):
         check_window(w, f"window of layer {layer}")
     attention_mask, global_attention_mask = example_masks(seq_len, global_positions, pad)
@@ -243,11 +251,11 @@ def compact_text(kinds: np.ndarray, window: int, row: int, seq_len: int) -> str:
         lines.append(f"  attentions[b, h, {row}, :] (width {width}) is all 0: a global row does not use the window.")
         lines.append(f"  global_attentions[b, h, j, {s}] for j = 0..{padded - 1} holds its probabilities over key j")
         lines.append("  (query_global/key_global/value_global projections; every non-padding key).")
-        extra = f"; keys {seq_len}..{padded - 1} are padding the encoder added" if padded > seq_len else ""
-        if pads:
-            lines.append(f"  Padding keys {_ranges(pads)} get 0{extra}.")
-        elif extra:
-            lines.append(f"  The key axis keeps the encoder's padding: {extra[2:]} (0).")
+        zero = pads + list(range(seq_len, padded))
+        if zero:
+            added = list(range(seq_len, padded))
+            added = f" ({_ranges(added)} added by the encoder's padding)" if added else ""
+            lines.append(f"  Padding keys {_ranges(zero)} get 0{added}.")
         return "\n".join(lines) + "\n"
     lines.append(f"Row {row} is local, window {window} (reach {window // 2} each side), x = {x} global "
                  f"column{'s' if x != 1 else ''}:")

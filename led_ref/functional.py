@@ -8,6 +8,7 @@ so every block receives only its own parameters.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 
 import numpy as np
@@ -18,13 +19,13 @@ LAYER_NORM_EPS = 1e-5  # torch.nn.LayerNorm's default, which LED uses everywhere
 
 # ------------------------------------------------------------------------------------------- activations
 def gelu(x: np.ndarray) -> np.ndarray:
-    """Exact GELU, x * Phi(x) (HF "gelu")."""
-    return 0.5 * x * (1.0 + erf(x / np.sqrt(2.0)))
+    """Exact GELU, x * Phi(x) (HF "gelu"). Python-float constants keep float32 inputs float32."""
+    return 0.5 * x * (1.0 + erf(x / math.sqrt(2.0)))
 
 
 def gelu_new(x: np.ndarray) -> np.ndarray:
     """Tanh approximation of GELU (HF "gelu_new", GPT-2's)."""
-    return 0.5 * x * (1.0 + np.tanh(np.sqrt(2.0 / np.pi) * (x + 0.044715 * x**3)))
+    return 0.5 * x * (1.0 + np.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x**3)))
 
 
 def gelu_fast(x: np.ndarray) -> np.ndarray:

@@ -74,11 +74,12 @@ def check_cache(past_key_values: Any, config: LEDConfig, batch: int) -> tuple | 
     """A cache as returned by a previous call: one (self_k, self_v, cross_k, cross_v) per decoder layer."""
     if past_key_values is None:
         return None
-    if not isinstance(past_key_values, (tuple, list)) or len(past_key_values) != config.decoder_layers:
-        raise ValueError(
-            f"past_key_values must hold one entry per decoder layer ({config.decoder_layers}), "
-            f"got {type(past_key_values).__name__} of length {len(past_key_values) if hasattr(past_key_values, '__len__') else '?'}"
-        )
+    if not isinstance(past_key_values, (tuple, list)):
+        raise TypeError(f"past_key_values must be the tuple a previous call returned, "
+                        f"got {type(past_key_values).__name__}")
+    if len(past_key_values) != config.decoder_layers:
+        raise ValueError(f"past_key_values must hold one entry per decoder layer ({config.decoder_layers}), "
+                         f"got {len(past_key_values)}")
     cache = tuple(tuple(np.asarray(t) for t in layer) for layer in past_key_values)
     heads, head_dim = config.decoder_attention_heads, config.d_model // config.decoder_attention_heads
     for layer, entry in enumerate(cache):

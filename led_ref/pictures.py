@@ -46,6 +46,7 @@ ROLE_MEANINGS = {
 }
 
 CELL_INCHES = 0.32
+MAX_PANEL_INCHES = 12.0  # long sequences shrink the cells instead of growing the picture
 NOT_ATTENDED = "#d9d9d9"  # heat-map cells outside the attention pattern
 
 
@@ -53,14 +54,14 @@ class PicturesUnavailable(ImportError):
     """matplotlib is missing; the message says how to install it."""
 
 
-def _new_figure(figsize: tuple[float, float]):
+def _new_figure(figsize: tuple[float, float], layout: str | None = None):
     """A matplotlib Figure on an Agg canvas (no pyplot, no GUI), or PicturesUnavailable naming the install."""
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
     except ImportError as err:
         raise PicturesUnavailable(f"drawing pictures needs matplotlib: {INSTALL_HINT} ({err})") from None
-    fig = Figure(figsize=figsize, dpi=100)
+    fig = Figure(figsize=figsize, dpi=100, layout=layout)
     FigureCanvasAgg(fig)
     return fig
 
@@ -77,7 +78,7 @@ def cell_image(cells: np.ndarray) -> np.ndarray:
 
 
 def _index_ticks(ax, n: int, axis: str) -> None:
-    step = 1 if n <= 32 else int(np.ceil(n / 16))
+    step = 1 if n <= 32 else next(s for s in (2, 5, 10, 20, 25, 50, 100, 200, 250, 500, 1000) if n / s <= 16)
     ticks = np.arange(0, n, step)
     getattr(ax, f"set_{axis}ticks")(ticks)
     getattr(ax, f"set_{axis}ticklabels")([str(t) for t in ticks], fontsize=7)
@@ -133,11 +134,10 @@ def draw_strip_axes(ax, colors: Sequence[str], labels: Sequence[str], caption: s
     """
     width = len(colors)
     ax.imshow(np.stack([rgb(c) for c in colors])[None], interpolation="nearest")
-    for c, label in enumerate(labels):
+    for c, label in enumerate(labels if width <= 24 else ()):  # labels of long strips would overlap
         ax.text(c, 0, label, ha="center", va="center", fontsize=7,
                 color="white" if colors[c] in (ROLE_COLORS["self"], ROLE_COLORS["window"]) else "black")
-    ax.set_xticks(np.arange(width))
-    ax.set_xticklabels([str(c) for c in range(width)], fontsize=7)
+    _index_ticks(ax, width, "x")
     ax.set_yticks([])
     ax.set_xlabel("column c (in the cell: the absolute key)", fontsize=7)
     edges = np.arange(-0.5, width, 1.0)
@@ -177,10 +177,13 @@ def draw_layout(seq_len: int, windows: Sequence[int], global_positions: Sequence
     if not 0 <= row < seq_len:
         raise ValueError(f"row must be in 0..{seq_len - 1} (seq_len={seq_len}), got {row}")
     strip_width = len(explorer.global_positions_of(kinds)) + max(windows[layer] for layer in layers) + 1
-    panel_inches = CELL_INCHES * max(seq_len, 8)
-    fig = _new_figure((max(8.0, CELL_INCHES * (seq_len + strip_width) + 2.5), (panel_inches + 1.3) * len(layers) + 1.0))
+    cell = min(CELL_INCHES, MAX_PANEL_INCHES / seq_len)
+    panel_inches = cell * max(seq_len, 8)
+    fig = _new_figure((max(8.0, cell * (seq_len + strip_width) + 2.5), (panel_inches + 1.3) * len(layers) + 1.0))
     legend_space = 1.0 / fig.get_figheight()
-    grid = fig.add_gridspec(len(layers), 2, width_ratios=[seq_len, strip_width], left=0.07, right=0.98,
+    # Same cell size in the grid and the strip, unless the sequence is long enough to make the strip unreadable.
+    strip_ratio = strip_width if seq_len <= 40 else max(strip_width, 0.45 * seq_len)
+    grid = fig.add_gridspec(len(layers), 2, width_ratios=[seq_len, strip_ratio], left=0.07, right=0.98,
                             top=1 - 0.6 / fig.get_figheight(), bottom=legend_space + 0.3 / fig.get_figheight(),
                             wspace=0.2, hspace=1.2 / (panel_inches + 0.1))
     for r, layer in enumerate(layers):
@@ -216,7 +219,7 @@ def draw_heatmaps(dense: Sequence[np.ndarray], layer_ids: Sequence[int], head_id
     rows, cols = len(layer_ids), len(head_ids)
     seq = dense[0].shape[-1]
     panel = min(4.0, max(2.2, 0.16 * seq))
-    fig = _new_figure((panel * cols + 1.2, panel * rows + 0.9))
+    fig = _new_figure((panel * cols + 1.2, panel * rows + 0.9), layout="constrained")
     vmax = max(float(np.max(d[list(head_ids)])) for d in dense) or 1.0
     image = None
     for r, (layer, probs) in enumerate(zip(layer_ids, dense, strict=True)):

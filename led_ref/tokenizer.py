@@ -551,13 +551,17 @@ def merges_text(merges: Sequence[tuple[str, str]]) -> str:
 
 
 # ---------------------------------------------------------------------------------- training
-def train_byte_level_bpe(texts: Iterable[str], vocab_size: int, directory: str | os.PathLike) -> LEDTokenizer:
+def train_byte_level_bpe(
+    texts: Iterable[str], vocab_size: int, directory: str | os.PathLike, min_frequency: int = 2
+) -> LEDTokenizer:
     """Learn a byte-level BPE vocabulary of `vocab_size` tokens from `texts` and save it in `directory`.
+
+    Merges stop early (a smaller vocabulary) when no pair occurs `min_frequency` times any more.
 
     Ids 0-3 are `<s> <pad> </s> <unk>` and the last id is `<mask>` (RoBERTa's and LED's layout), then the
     256 byte symbols, then the merges. Deterministic: the same texts give the same files.
     """
-    minimum = 256 + len(DEFAULT_SPECIALS)
+    minimum = 256 + len(set(DEFAULT_SPECIALS.values()))
     if isinstance(vocab_size, bool) or not isinstance(vocab_size, int) or vocab_size < minimum:
         raise ValueError(f"vocab_size must be an int >= {minimum} (bytes + special tokens), got {vocab_size!r}")
     texts = [_check_text(t, "texts[i]") for t in texts]
@@ -566,7 +570,7 @@ def train_byte_level_bpe(texts: Iterable[str], vocab_size: int, directory: str |
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size - 1, special_tokens=head, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False, min_frequency=2,
+        show_progress=False, min_frequency=min_frequency,
     )
     tokenizer.train_from_iterator(texts, trainer=trainer)
     data = json.loads(tokenizer.to_str())

@@ -69,7 +69,7 @@ def check_mask(name: str, value: Any, shape: tuple[int, ...]) -> np.ndarray:
         raise ValueError(f"{name} must have shape {tuple(shape)} (that of the ids it masks), got {mask.shape}")
     bad = (mask != 0) & (mask != 1)
     if np.any(bad):
-        raise ValueError(f"{name} values must be 0 or 1, found {mask[bad].flat[0]!r}")
+        raise ValueError(f"{name} values must be 0 or 1, found {mask[bad].flat[0].item()!r}")
     return mask.astype(np.int64)
 
 

@@ -102,7 +102,7 @@ class LEDPreTrainedModel(nn.Module):
             config = LEDConfig.from_pretrained(path)
             weights = torch.load(bin_path, map_location="cpu", weights_only=True)
         else:
-            config, weights = _load_checkpoint(path)
+            config, weights = _load_checkpoint(path, cls.architecture, dtype)
         return cls.from_weights(config, weights, dtype=dtype, device=device, attn_implementation=attn_implementation)
 
     def save_pretrained(self, path) -> None:
@@ -410,27 +410,15 @@ class LEDForQuestionAnswering(LEDPreTrainedModel):
                                                       end_logits=end_logits.contiguous(), **_tail(out))
 
 
-def _load_checkpoint(path: str):
-    """(config, weights) through led_ref.checkpoint; a plain safetensors read if that module is absent."""
-    try:
-        from led_ref.checkpoint import load_checkpoint
-    except ImportError:
-        from safetensors.torch import load_file
-        file = os.path.join(path, "model.safetensors")
-        if not os.path.isfile(file):
-            raise FileNotFoundError(f"no model.safetensors or pytorch_model.bin in {path!r}") from None
-        return LEDConfig.from_pretrained(path), load_file(file)
-    return load_checkpoint(path)
+def _load_checkpoint(path: str, architecture: str, dtype: torch.dtype):
+    """(config, numpy weights named for `architecture`) through led_ref.checkpoint (safetensors, shards)."""
+    from led_ref.checkpoint import load_checkpoint
+
+    np_dtype = np.float64 if dtype == torch.float64 else np.float32
+    return load_checkpoint(path, architecture=architecture, dtype=np_dtype, allow_missing_head=True)
 
 
 def _save_checkpoint(path: str, config: LEDConfig, weights: dict, architecture: str) -> None:
-    try:
-        from led_ref.checkpoint import save_checkpoint
-    except ImportError:
-        from safetensors.numpy import save_file
-        os.makedirs(path, exist_ok=True)
-        config.save_pretrained(path)
-        save_file({k: np.ascontiguousarray(v) for k, v in weights.items()}, os.path.join(path, "model.safetensors"),
-                  metadata={"format": "pt"})
-        return
+    from led_ref.checkpoint import save_checkpoint
+
     save_checkpoint(path, config, weights, architecture)

@@ -52,12 +52,14 @@ def led_configs(
     max_head_dim: int = 4,
     hf_compatible: bool = False,
     activations: tuple[str, ...] = ACTIVATIONS,
+    min_head_dim: int = 2,
 ) -> LEDConfig:
     """A tiny LEDConfig: 1..max layers, heads, head_dim >= 2, per-layer windows (int or list), vocab, positions."""
     encoder_layers = draw(st.integers(1, max_encoder_layers))
     decoder_layers = draw(st.integers(1, max_decoder_layers))
     heads = draw(st.integers(1, max_heads))
-    head_dim = draw(st.integers(2, max_head_dim))  # head_dim 1 would make the query scaling a no-op
+    # head_dim 1 would make the query scaling a no-op
+    head_dim = draw(st.integers(min_head_dim, max(min_head_dim, max_head_dim)))
     d_model = heads * head_dim
     decoder_heads = draw(st.sampled_from([h for h in range(1, d_model + 1) if d_model % h == 0 and h <= 4]))
     windows = draw(layer_windows(encoder_layers, hf_compatible))
@@ -223,9 +225,11 @@ def model_cases(
     hf_compatible: bool = False,
     with_head_masks: bool = True,
     config: LEDConfig | None = None,
+    configs=None,
 ) -> ModelCase:
-    """A config (or the given one), weights seed/std, encoder + decoder inputs, labels and head masks."""
-    config = config or draw(led_configs(hf_compatible=hf_compatible))
+    """A config (the given one, or drawn from `configs`, default `led_configs(hf_compatible=...)`), weights
+    seed/std, encoder + decoder inputs, labels and head masks."""
+    config = config or draw(configs or led_configs(hf_compatible=hf_compatible))
     architecture = draw(st.sampled_from(architectures))
     seed, std = draw(weight_seeds())
     inputs = draw(encoder_inputs(config))

@@ -112,6 +112,16 @@ def test_dtype_is_kept_and_context_alone():
     assert scaled_error(context, expected) < 1e-5
 
 
+def test_all_padding_row_and_window_covering_the_sequence():
+    kinds = np.array([[0] * 8, [1, 2, 1, 0, 1, 1, 2, 0], [2] * 8])
+    rng = np.random.default_rng(3)
+    arrays = [rng.standard_normal((3, 2, 8, 3)) for _ in range(6)]
+    for window in (8, 2):
+        context = check_against_brute_force(arrays, kinds, window, np.array([0.5, 1.0]),
+                                            attention.longformer_attention)
+        assert (context[0] == 0).all()
+
+
 def test_bad_inputs_name_the_argument():
     a = np.zeros((1, 1, 4, 2))
     kinds = np.ones((1, 4), int)
@@ -212,9 +222,9 @@ def test_encoder_self_attention_matches_hf(case):
     context, probs = brute_attention(q, proj("key"), proj("value"), gq, proj("key_global"), proj("value_global"),
                                      kinds, window, case["head_mask"])
     glob = (kinds == 2).astype(int)
-    hf_dense = layout.to_dense(hf_attentions, None if hf_global is None else np.nan_to_num(hf_global),
-                               glob, window, (kinds > 0).astype(int))
-    assert scaled_error(hf_dense, probs) < 1e-6  # HF's compact layout read through our index maps
+    # HF's compact layout read through our index maps (to_dense never reads HF's garbage global slots).
+    hf_dense = layout.to_dense(hf_attentions, hf_global, glob, window, (kinds > 0).astype(int))
+    assert scaled_error(hf_dense, probs) < 1e-6
     merged = context.transpose(0, 2, 1, 3).reshape(hidden.shape)
     assert scaled_error(out, merged @ p["output.weight"].T + p["output.bias"]) < 1e-12
 

@@ -8,6 +8,7 @@ by pixel.
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import os
 import subprocess
@@ -215,11 +216,11 @@ def test_row_columns_follow_the_compact_rule(case, data):
         (["layout", "--seq-len", "12", "--window", "0"], "0"),
         (["layout", "--seq-len", "12", "--window", "four"], "'four'"),
         (["layout", "--seq-len", "12", "--layer-windows", "4,7"], "7"),
-        (["layout", "--seq-len", "12", "--window", "4", "--global", "12"], "global position 12"),
+        (["layout", "--seq-len", "12", "--window", "4", "--global", "12"], "--global 12 is out of range 0..11"),
         (["layout", "--seq-len", "12", "--window", "4", "--global", "11", "--pad", "2"], "11 is padding"),
         (["layout", "--seq-len", "12", "--window", "4", "--global", "0,0"], "[0, 0]"),
-        (["layout", "--seq-len", "12", "--window", "4", "--pad", "13"], "pad must be in 0..seq_len=12, got 13"),
-        (["layout", "--seq-len", "0", "--window", "4"], "got 0"),
+        (["layout", "--seq-len", "12", "--window", "4", "--pad", "13"], "--pad must be in 0..12 (--seq-len), got 13"),
+        (["layout", "--seq-len", "0", "--window", "4"], "--seq-len must be in 1..4096, got 0"),
         (["layout", "--seq-len", "99999", "--window", "4"], "99999"),
         (["layout", "--seq-len", "12", "--window", "4", "--row", "12"], "--row 12"),
         (["layout", "--seq-len", "12", "--layer-windows", "4,8", "--layer", "2"], "--layer 2"),
@@ -238,7 +239,7 @@ def test_bad_arguments_exit_2_naming_the_value(argv, needle):
 
 
 def test_explorer_functions_raise_value_errors_naming_the_limit():
-    with pytest.raises(ValueError, match="pad must be in 0..seq_len=4, got 5"):
+    with pytest.raises(ValueError, match=r"pad must be in 0..4 \(seq_len\), got 5"):
         explorer.example_masks(4, [], 5)
     with pytest.raises(ValueError, match="window of layer 1 must be an even int >= 2, got 3"):
         explorer.example_kinds(4, [2, 3])
@@ -247,6 +248,21 @@ def test_explorer_functions_raise_value_errors_naming_the_limit():
 
 
 # ---------------------------------------------------------------------------------------------- vs the HF oracle
+@functools.lru_cache(maxsize=4)
+def _hf_encoder(window: int):
+    """A 1-layer, 1-head HF LED (float32) with window `window` and fixed random weights."""
+    torch = pytest.importorskip("torch")
+    from led_ref.config import LEDConfig
+    from led_ref.init import random_weights
+    from tests.hf_oracle import hf_model
+
+    config = LEDConfig(vocab_size=20, d_model=4, encoder_layers=1, decoder_layers=1, encoder_attention_heads=1,
+                       decoder_attention_heads=1, encoder_ffn_dim=4, decoder_ffn_dim=4, attention_window=window,
+                       max_encoder_position_embeddings=64, max_decoder_position_embeddings=8)
+    return hf_model(config, random_weights(config, "LEDModel", seed=window, std=0.3), "LEDModel",
+                    torch.float32).get_encoder()
+
+
 @pytest.mark.hf
 @given(layout_cases(max_len=14, windows=(4, 8)), st.integers(0, 2**16))
 def test_explained_columns_are_the_ones_hf_fills(case, seed):
@@ -256,18 +272,12 @@ def test_explained_columns_are_the_ones_hf_fills(case, seed):
     if pad == seq_len:
         return  # HF cannot run an all-padding row
     torch = pytest.importorskip("torch")
-    from led_ref.config import LEDConfig
-    from led_ref.init import random_weights
-    from tests.hf_oracle import hf_model, to_numpy
+    from tests.hf_oracle import to_numpy
 
-    config = LEDConfig(vocab_size=20, d_model=4, encoder_layers=1, decoder_layers=1, encoder_attention_heads=1,
-                       decoder_attention_heads=1, encoder_ffn_dim=4, decoder_ffn_dim=4, attention_window=window,
-                       max_encoder_position_embeddings=64, max_decoder_position_embeddings=8)
-    model = hf_model(config, random_weights(config, "LEDModel", seed=seed), "LEDModel", torch.float32)
     attention_mask, global_attention_mask = explorer.example_masks(seq_len, globals_, pad)
     ids = torch.from_numpy(np.random.default_rng(seed).integers(3, 20, (1, seq_len)))
     with torch.no_grad():
-        out = model.get_encoder()(input_ids=ids, attention_mask=torch.from_numpy(attention_mask),
+        out = _hf_encoder(window)(input_ids=ids, attention_mask=torch.from_numpy(attention_mask),
                                   global_attention_mask=torch.from_numpy(global_attention_mask),
                                   output_attentions=True)
     attentions = to_numpy(out.attentions[0])[0, 0]  # (seq, x + w + 1)
@@ -377,21 +387,34 @@ def tiny_checkpoint(tmp_path_factory):
     return str(directory)
 
 
-def test_from_model_summary_heatmaps_and_exact_roundtrip(tiny_checkpoint, tmp_path):
-    pytest.importorskip("matplotlib")
-    from matplotlib.image import imread
-
-    png = tmp_path / "heat.png"
+def test_from_model_summary_and_exact_roundtrip(tiny_checkpoint):
     text = "a cat sat"  # 9 bytes + <s> </s> = 11 tokens: padded to 12 by the largest window 6
     status, out, err = run_cli(["layout", "--from-model", "--checkpoint", tiny_checkpoint, "--text", text,
-                                "--global", "0,4", "--png", str(png), "--check-roundtrip"])
+                                "--global", "0,4", "--check-roundtrip"])
     assert status == 0, err
     assert "11 tokens, global: 0, 4, windows per layer: 4, 6" in out
     assert "pads the 11 tokens to 12" in out
     assert "layer 0 (window 4), mean over heads" in out and "layer 1 (window 6)" in out
+    assert "row   0 '<s>' (global)" in out and "row   1 'a' (local)" in out
     assert "max abs diff 0 (exact)" in out
+
+
+def test_from_model_heatmaps_grey_outside_the_pattern(tiny_checkpoint, tmp_path):
+    pytest.importorskip("matplotlib")
+    from matplotlib.image import imread
+
+    from led_ref.pictures import NOT_ATTENDED
+
+    png = tmp_path / "heat.png"
+    status, out, err = run_cli(["layout", "--from-model", "--checkpoint", tiny_checkpoint, "--text", "a cat sat",
+                                "--global", "0,4", "--layer", "1", "--head", "0", "--png", str(png)])
+    assert status == 0, err
+    assert "layer 1 (window 6), head 0" in out and "layer 0" not in out
     assert png.read_bytes()[:8] == PNG_MAGIC
-    assert imread(str(png)).shape[0] > 100
+    image = imread(str(png))
+    # one panel; (11 x 11) - attended cells are structurally 0 and drawn grey, not as "probability 0"
+    outside = 121 - int(brute_force_mask(11, 6, [0, 4], 0).sum())
+    assert outside > 0 and _pixels_of(image, NOT_ATTENDED) > outside * 20
 
 
 def test_from_model_dense_view_is_a_distribution_on_the_pattern(tiny_checkpoint):
@@ -414,12 +437,14 @@ def test_from_model_dense_view_is_a_distribution_on_the_pattern(tiny_checkpoint)
 @pytest.mark.parametrize(
     "extra, needle",
     [
-        (["--text", "hi", "--global", "40"], "global position 40"),
+        (["--text", "hi", "--global", "40"], "--global 40 is out of range 0..3 (the text's token count=4)"),
         (["--text", "hi", "--layer", "2"], "--layer 2"),
         (["--text", "hi", "--head", "5"], "--head 5"),
         (["--text", "hi", "--window", "4"], "--window"),
         (["--text-file", "/nonexistent/x.txt"], "/nonexistent/x.txt"),
         (["--text", "hi", "--text-file", "/nonexistent/x.txt"], "not both"),
+        (["--text", "hi", "--pad", "3"], "--pad 3"),
+        (["--text", "hi", "--format", "mask"], "--format mask"),
     ],
 )
 def test_from_model_bad_arguments(tiny_checkpoint, extra, needle):
@@ -430,3 +455,24 @@ def test_from_model_bad_arguments(tiny_checkpoint, extra, needle):
 def test_from_model_missing_checkpoint_is_exit_2(tmp_path):
     status, _, err = run_cli(["layout", "--from-model", "--checkpoint", str(tmp_path / "nothing")])
     assert status == 2 and "nothing" in err
+
+
+def test_from_model_on_the_embedded_default_model():
+    """No --checkpoint, no --text: the embedded default model on DEFAULT_TEXT; the round trip is exact and the
+    dense view is a distribution on exactly the brute-force pattern of each layer."""
+    from led_ref.default_model import DEFAULT_TEXT, default_checkpoint_dir
+    from led_ref.model import LEDModel
+    from led_ref.tokenizer import LEDTokenizer
+
+    status, out, err = run_cli(["layout", "--from-model", "--check-roundtrip"])
+    assert status == 0, err
+    assert "max abs diff 0 (exact)" in out
+    checkpoint = default_checkpoint_dir()
+    model, tokenizer = LEDModel.from_pretrained(checkpoint), LEDTokenizer.from_pretrained(checkpoint)
+    found = explorer.model_attentions(model, tokenizer, DEFAULT_TEXT, [0])
+    assert f"{found.seq_len} tokens, global: 0, windows per layer: {', '.join(map(str, found.windows))}" in out
+    for layer, window in enumerate(found.windows):
+        dense = explorer.dense_layer(found, layer)
+        mask = brute_force_mask(found.seq_len, window, [0], 0)
+        assert np.all(dense[:, ~mask] == 0) and np.all(dense[:, mask] > 0)
+        np.testing.assert_allclose(dense.sum(axis=-1), 1.0, atol=1e-12)

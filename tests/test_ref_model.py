@@ -47,7 +47,7 @@ def assert_close(ours, theirs, name: str, tol: float) -> float:
     """Recursively compare arrays / tuples; returns the worst scaled error."""
     if isinstance(ours, tuple):
         assert isinstance(theirs, (tuple, list)) and len(ours) == len(theirs), f"{name}: lengths differ"
-        return max([assert_close(a, b, f"{name}[{i}]", tol) for i, (a, b) in enumerate(zip(ours, theirs))],
+        return max([assert_close(a, b, f"{name}[{i}]", tol) for i, (a, b) in enumerate(zip(ours, theirs, strict=True))],
                    default=0.0)
     ours, theirs = np.asarray(ours, np.float64), np.asarray(theirs, np.float64)
     assert ours.shape == theirs.shape, f"{name}: shape {ours.shape} != HF {theirs.shape}"
@@ -60,7 +60,7 @@ def assert_close(ours, theirs, name: str, tol: float) -> float:
 def assert_global_attentions_match(ours, theirs, counts: np.ndarray, tol: float) -> None:
     """Slots s < counts[b] must match HF; the others (HF garbage) must be zero here (design.md)."""
     assert len(ours) == len(theirs)
-    for layer, (a, b) in enumerate(zip(ours, theirs)):
+    for layer, (a, b) in enumerate(zip(ours, theirs, strict=True)):
         assert a.shape == b.shape, f"global_attentions[{layer}]: {a.shape} != {b.shape}"
         for row, count in enumerate(counts):
             assert_close(a[row, :, :, :count], b[row, :, :, :count], f"global_attentions[{layer}][{row}]", tol)
@@ -139,9 +139,31 @@ def test_incremental_decoding_equals_full_pass(case, data):
         past = out.past_key_values
         logits.append(out.logits)
     assert scaled_error(np.concatenate(logits, axis=1), full.logits) < SELF_TOL
-    for layer_ours, layer_full in zip(past, full.past_key_values):
-        for a, b in zip(layer_ours, layer_full):
+    for layer_ours, layer_full in zip(past, full.past_key_values, strict=True):
+        for a, b in zip(layer_ours, layer_full, strict=True):
             assert scaled_error(a, b) < SELF_TOL
+
+
+def test_chunked_decoding_with_masks_matches_hf():
+    """A cached prefix, then a 2-token chunk with a decoder mask over all 5 positions; a left-padded decoder
+    row and a fully padded encoder row (HF spreads such rows evenly over the keys masked once)."""
+    config = LEDConfig(vocab_size=30, d_model=8, encoder_layers=1, decoder_layers=2, encoder_attention_heads=2,
+                       decoder_attention_heads=2, encoder_ffn_dim=8, decoder_ffn_dim=8, attention_window=4)
+    weights = random_weights(config, "LEDForConditionalGeneration", seed=1, std=0.3)
+    model, hf = LEDForConditionalGeneration(config, weights), hf_model(config, weights, "LEDForConditionalGeneration")
+    ids = np.array([[5, 6, 7, 8, 2], [9, 10, 2, 1, 1]])
+    dec = np.array([[2, 5, 6, 7, 8], [2, 9, 10, 11, 12]])
+    dec_mask = np.array([[1, 1, 1, 1, 1], [0, 1, 1, 1, 0]])
+    for enc_mask in ((ids != 1).astype(int), np.array([[1, 1, 1, 1, 1], [0, 0, 0, 0, 0]])):
+        first = {"input_ids": ids, "attention_mask": enc_mask, "decoder_input_ids": dec[:, :3],
+                 "decoder_attention_mask": dec_mask[:, :3]}
+        ours1, theirs1 = model(**first), run_hf(hf, first)
+        second = {**first, "decoder_input_ids": dec[:, 3:], "decoder_attention_mask": dec_mask}
+        ours2 = model(**second, past_key_values=ours1.past_key_values, output_attentions=True)
+        theirs2 = run_hf(hf, second, past_key_values=theirs1.past_key_values, output_attentions=True)
+        assert_matches_hf(ours2, theirs2, second)
+        whole = {**first, "decoder_input_ids": dec, "decoder_attention_mask": dec_mask}
+        assert_matches_hf(model(**whole, output_attentions=True), run_hf(hf, whole, output_attentions=True), whole)
 
 
 # ------------------------------------------------------------------------------------------- dense encoder
@@ -167,7 +189,8 @@ def dense_encoder(weights: dict, config: LEDConfig, ids, attention_mask, global_
              if k.startswith(f"encoder.layers.{layer}.")}
 
         def proj(name, h, p=p):
-            a = h @ p[f"self_attn.longformer_self_attn.{name}.weight"].T + p[f"self_attn.longformer_self_attn.{name}.bias"]
+            name = f"self_attn.longformer_self_attn.{name}"
+            a = h @ p[f"{name}.weight"].T + p[f"{name}.bias"]
             return a.reshape(a.shape[0], seq, heads, hd).transpose(0, 2, 1, 3)
 
         context = np.zeros((x.shape[0], heads, seq, hd))
@@ -209,7 +232,7 @@ def test_encoder_matches_dense_brute_force(config, data):
     expected = dense_encoder(weights, config, inputs["input_ids"], inputs["attention_mask"],
                              inputs["global_attention_mask"], head_mask)
     real = inputs["attention_mask"].astype(bool)  # padding rows carry no meaning (and differ by design)
-    for ours, ref in zip(out.hidden_states, expected):
+    for ours, ref in zip(out.hidden_states, expected, strict=True):
         assert scaled_error(ours[real], ref[real]) < SELF_TOL
     assert scaled_error(out.last_hidden_state[real], expected[-1][real]) < SELF_TOL
 

@@ -1,0 +1,584 @@
+"""`python -m parity bench`: HF transformers' LED, led_torch (each backend) and led_ref side by side.
+
+Every implementation gets the same seeded random weights and the same inputs, in ONE process; timed runs
+alternate round-robin over the implementations (the order rotates each repeat) so machine noise hits them all
+alike. For each (task, sequence length, implementation) the table gives the median time, the speed-up over HF,
+the peak memory of one call (parity.peak_memory: CPU in a fresh subprocess per implementation, CUDA from
+torch's allocator), the achieved GFLOP/s of the encoder (parity.flops) against a measured matmul ceiling,
+and whether the outputs matched: the encoder's last hidden state within the float tolerance of the reference
+(HF when it runs, else led_ref), generated token ids identical.
+
+    python -m parity.bench --quick                                  # tiny shapes, a few seconds
+    python -m parity.bench --shape base --seq 1024,4096 --repeats 3
+    python -m parity.bench --task generate --impls hf,banded        # beam 4, 32 new tokens, 1k source
+    python -m parity.bench --device cuda --shape large --seq 16384 --dtype bfloat16 --hf-dtype float16
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from led_ref.config import LEDConfig
+
+from .flops import encoder_flops, matmul_ceiling
+from .peak_memory import peak_bytes
+from .tolerances import DTYPE_ORDER, scaled_error, tolerance
+
+EXIT_OK, EXIT_MISMATCH, EXIT_USAGE = 0, 1, 2
+ARCHITECTURE = "LEDForConditionalGeneration"
+IMPLS = ("hf", "banded", "flex", "triton", "led_ref")
+TASKS = ("encoder", "generate")
+
+# Model shapes. vocab_size is cut to 1000 for base/large: the vocabulary only changes the embedding table and
+# the lm_head (not timed in the encoder; a small share of a decode step), and saves ~300 MB per copy.
+SHAPES: dict[str, dict] = {
+    "tiny": dict(vocab_size=64, d_model=32, encoder_attention_heads=4, decoder_attention_heads=4,
+                 encoder_layers=2, decoder_layers=2, encoder_ffn_dim=64, decoder_ffn_dim=64,
+                 attention_window=[8, 16], max_encoder_position_embeddings=256,
+                 max_decoder_position_embeddings=64),
+    "base": dict(vocab_size=1000, d_model=768, encoder_attention_heads=12, decoder_attention_heads=12,
+                 encoder_layers=6, decoder_layers=6, encoder_ffn_dim=3072, decoder_ffn_dim=3072,
+                 attention_window=1024, max_encoder_position_embeddings=16384,
+                 max_decoder_position_embeddings=1024),
+    "large": dict(vocab_size=1000, d_model=1024, encoder_attention_heads=16, decoder_attention_heads=16,
+                  encoder_layers=12, decoder_layers=12, encoder_ffn_dim=4096, decoder_ffn_dim=4096,
+                  attention_window=1024, max_encoder_position_embeddings=16384,
+                  max_decoder_position_embeddings=1024),
+}
+
+
+def bench_config(shape: str) -> LEDConfig:
+    """The LEDConfig of a named bench shape ("tiny", "base", "large"), dropout off."""
+    if shape not in SHAPES:
+        raise ValueError(f"shape must be one of {', '.join(SHAPES)}; got {shape!r}")
+    return LEDConfig(**SHAPES[shape], dropout=0.0, attention_dropout=0.0, activation_dropout=0.0)
+
+
+@dataclass(frozen=True)
+class Options:
+    """Everything one bench run depends on (also what a memory subprocess is told)."""
+
+    shape: str = "base"
+    seqs: tuple[int, ...] = (1024, 4096)
+    tasks: tuple[str, ...] = ("encoder",)
+    impls: tuple[str, ...] | None = None  # None: hf + every led_torch backend for the device + led_ref on CPU
+    device: str = "cpu"
+    dtype: str = "float32"
+    hf_dtype: str | None = None  # None: the same as dtype
+    ref_dtype: str = "float32"
+    repeats: int = 3
+    warmup: int = 1
+    memory: str = "subprocess"  # subprocess | inprocess | off (CUDA always measures in process)
+    seed: int = 0
+    gen_source: int = 1024
+    new_tokens: int = 32
+    beams: int = 4
+    ceiling_size: int | None = None
+
+
+# ------------------------------------------------------------------------------------------ inputs
+def encoder_inputs(config: LEDConfig, seq: int, seed: int) -> dict[str, np.ndarray]:
+    """One row of `seq` random token ids (no special tokens), all attended, the first token global."""
+    rng = np.random.default_rng(seed + seq)
+    input_ids = rng.integers(3, config.vocab_size, size=(1, seq), dtype=np.int64)
+    global_mask = np.zeros((1, seq), dtype=np.int64)
+    global_mask[:, 0] = 1
+    return {"input_ids": input_ids, "attention_mask": np.ones((1, seq), dtype=np.int64),
+            "global_attention_mask": global_mask}
+
+
+def padded_length(config: LEDConfig, seq: int) -> int:
+    return -(-seq // config.max_window) * config.max_window
+
+
+# ------------------------------------------------------------------------------------------ implementations
+@dataclass
+class Impl:
+    """One implementation ready to run: `encode(inputs)` -> last hidden state (batch, seq, d) float64 numpy,
+    `generate(inputs)` -> token ids (rows, length) int64 numpy."""
+
+    name: str
+    dtype: str
+    device: str
+    encode: Callable[[dict], np.ndarray]
+    generate: Callable[[dict], np.ndarray]
+
+
+def _torch_tensors(inputs: dict, device: str) -> dict:
+    import torch
+
+    return {k: torch.as_tensor(v, device=device) for k, v in inputs.items()}
+
+
+def _numpy(t) -> np.ndarray:
+    return t.detach().float().cpu().numpy().astype(np.float64) if hasattr(t, "detach") else np.asarray(t, np.float64)
+
+
+def build_impl(name: str, config: LEDConfig, weights: dict, options: Options) -> Impl:
+    """The implementation `name` (one of IMPLS) carrying `weights` on options.device."""
+    gen = dict(max_new_tokens=options.new_tokens, num_beams=options.beams)
+    if name == "led_ref":
+        if options.device != "cpu":
+            raise ValueError(f"led_ref runs on cpu only, not on device={options.device!r}")
+        import led_ref
+
+        model = led_ref.LEDForConditionalGeneration(config, weights=weights, dtype=np.dtype(options.ref_dtype))
+        return Impl(name, options.ref_dtype, "cpu",
+                    lambda inputs: np.asarray(model.get_encoder()(**inputs).last_hidden_state, np.float64),
+                    lambda inputs: np.asarray(model.generate(**inputs, **gen), dtype=np.int64))
+    import torch
+
+    if name == "hf":
+        from .hf import hf_dtype_scope, hf_model
+
+        dtype = options.hf_dtype or options.dtype
+        model = hf_model(config, weights, ARCHITECTURE, dtype).to(options.device)
+
+        def hf_encode(inputs):
+            with hf_dtype_scope(dtype):
+                return _numpy(model.get_encoder()(**_torch_tensors(inputs, options.device)).last_hidden_state)
+
+        def hf_generate(inputs):
+            with hf_dtype_scope(dtype):
+                out = model.generate(**_torch_tensors(inputs, options.device), do_sample=False, **gen)
+            return out.cpu().numpy().astype(np.int64)
+        return Impl(name, dtype, options.device, hf_encode, hf_generate)
+    if name not in IMPLS:
+        raise ValueError(f"impl must be one of {', '.join(IMPLS)}; got {name!r}")
+    import led_torch
+
+    model = led_torch.LEDForConditionalGeneration.from_weights(
+        config, weights, dtype=getattr(torch, options.dtype), device=options.device, attn_implementation=name)
+
+    def torch_encode(inputs):
+        with torch.no_grad():
+            return _numpy(model.get_encoder()(**_torch_tensors(inputs, options.device)).last_hidden_state)
+
+    def torch_generate(inputs):
+        with torch.no_grad():
+            return model.generate(**_torch_tensors(inputs, options.device), **gen).cpu().numpy().astype(np.int64)
+    return Impl(name, options.dtype, options.device, torch_encode, torch_generate)
+
+
+def default_impls(device: str, dtype: str) -> tuple[str, ...]:
+    """hf, then led_torch's backends usable on (device, dtype), then led_ref on CPU."""
+    from .implementations import available_torch_backends
+
+    backends = available_torch_backends(device, dtype)
+    return ("hf", *backends, *(("led_ref",) if device == "cpu" else ()))
+
+
+# ------------------------------------------------------------------------------------------ measuring
+def _sync(device: str) -> Callable[[], None]:
+    if device.startswith("cuda"):
+        import torch
+
+        return torch.cuda.synchronize
+    return lambda: None
+
+
+def round_robin(calls: dict[str, Callable[[], object]], repeats: int, warmup: int, device: str):
+    """Time every call `repeats` times, alternating (the order rotates each repeat), after `warmup` untimed
+    rounds. -> (times {name: [seconds]}, first output {name: value}, error {name: message})."""
+    sync = _sync(device)
+    names = list(calls)
+    times: dict[str, list[float]] = {n: [] for n in names}
+    outputs: dict[str, object] = {}
+    errors: dict[str, str] = {}
+    for round_ in range(warmup + repeats):
+        shift = round_ % len(names) if names else 0
+        for name in names[shift:] + names[:shift]:
+            if name in errors:
+                continue
+            gc.collect()
+            sync()
+            start = time.perf_counter()
+            try:
+                out = calls[name]()
+                sync()
+            except Exception as err:  # noqa: BLE001 - an implementation that fails is reported, not fatal
+                errors[name] = f"{type(err).__name__}: {err}"
+                continue
+            elapsed = time.perf_counter() - start
+            outputs.setdefault(name, out)
+            if round_ >= warmup:
+                times[name].append(elapsed)
+    return times, outputs, errors
+
+
+def memory_in_subprocess(options: Options, task: str, seq: int, impl: str) -> tuple[int | None, str]:
+    """Peak bytes of one call of `impl` measured in a fresh Python process (see parity.peak_memory)."""
+    spec = json.dumps({"options": asdict(options), "task": task, "seq": seq, "impl": impl})
+    proc = subprocess.run([sys.executable, "-m", "parity.bench", "--memory-worker", spec],
+                          capture_output=True, text=True, env=dict(os.environ), check=False)
+    for line in reversed(proc.stdout.splitlines()):
+        if line.startswith("{"):
+            result = json.loads(line)
+            return result["peak_bytes"], result["method"]
+    tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+    return None, f"subprocess failed: {tail}"
+
+
+def _memory_worker(spec: str) -> int:
+    """The body of a memory subprocess: build one implementation, reset the high-water mark, run once."""
+    data = json.loads(spec)
+    opts = data["options"]
+    options = Options(**{k: tuple(v) if isinstance(v, list) else v for k, v in opts.items()})
+    config = bench_config(options.shape)
+    impl = build_impl(data["impl"], config, _weights(config, options.seed), options)
+    inputs = _task_inputs(config, data["task"], data["seq"], options)
+    fn = impl.encode if data["task"] == "encoder" else impl.generate
+    gc.collect()
+    peak, method = peak_bytes(lambda: fn(inputs), options.device)
+    print(json.dumps({"peak_bytes": peak, "method": method}))
+    return EXIT_OK
+
+
+def _weights(config: LEDConfig, seed: int) -> dict[str, np.ndarray]:
+    from led_ref.init import random_weights
+
+    return random_weights(config, ARCHITECTURE, seed=seed, dtype=np.float32)
+
+
+def _task_inputs(config: LEDConfig, task: str, seq: int, options: Options) -> dict:
+    return encoder_inputs(config, options.gen_source if task == "generate" else seq, options.seed)
+
+
+# ------------------------------------------------------------------------------------------ results
+@dataclass
+class Row:
+    task: str
+    seq: int
+    impl: str
+    dtype: str
+    times: list[float] = field(default_factory=list)
+    peak_bytes: int | None = None
+    memory_method: str = ""
+    flops: int | None = None
+    reference: str | None = None
+    error: float | None = None
+    tolerance: float | None = None
+    matched: bool | None = None  # None: this row is the reference (or nothing to compare with)
+    note: str = ""
+    speedup_vs_hf: float | None = None
+
+    @property
+    def median(self) -> float | None:
+        return statistics.median(self.times) if self.times else None
+
+    @property
+    def gflops(self) -> float | None:
+        return self.flops / self.median / 1e9 if self.flops and self.median else None
+
+    def to_dict(self, ceiling: float | None = None) -> dict:
+        out = asdict(self)
+        out.update(median_s=self.median, gflops=self.gflops,
+                   fraction_of_ceiling=self.gflops / ceiling if self.gflops and ceiling else None)
+        return out
+
+
+@dataclass
+class BenchResult:
+    options: Options
+    machine: dict
+    ceiling: dict
+    rows: list[Row]
+
+    @property
+    def all_matched(self) -> bool:
+        return all(r.matched is not False and not r.note.startswith("failed") for r in self.rows)
+
+    def to_dict(self) -> dict:
+        gflops = self.ceiling.get("gflops")
+        return {"options": asdict(self.options), "machine": self.machine, "matmul_ceiling": self.ceiling,
+                "rows": [r.to_dict(gflops) for r in self.rows], "all_matched": self.all_matched}
+
+
+def machine_info(device: str) -> dict:
+    import torch
+
+    info = {"platform": platform.platform(), "python": platform.python_version(), "torch": torch.__version__,
+            "numpy": np.__version__, "torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
+            "cpu_model": _cpu_model()}
+    try:
+        import transformers
+
+        info["transformers"] = transformers.__version__
+    except ImportError:
+        info["transformers"] = None
+    if device.startswith("cuda"):
+        info["gpu"] = torch.cuda.get_device_name(device)
+    return info
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def compare_rows(rows: list[Row], outputs: dict[str, object], task: str, hf_present: bool) -> None:
+    """Fill reference/error/matched: HF is the reference when it ran, else led_ref, else the first row."""
+    ran = [r for r in rows if r.impl in outputs]
+    if not ran:
+        return
+    names = [r.impl for r in ran]
+    reference = "hf" if hf_present and "hf" in names else ("led_ref" if "led_ref" in names else names[0])
+    ref_row = next(r for r in ran if r.impl == reference)
+    expected = outputs[reference]
+    for row in ran:
+        row.reference = reference
+        if row.impl == reference:
+            continue
+        if task == "encoder":
+            row.tolerance = tolerance(row.dtype, ref_row.dtype, "hidden")
+            row.error = scaled_error(outputs[row.impl], expected)
+            row.matched = row.error <= row.tolerance
+        else:
+            actual = outputs[row.impl]
+            row.matched = bool(actual.shape == expected.shape and np.array_equal(actual, expected))
+            if not row.matched:
+                row.note = "tokens differ: " + _first_token_difference(actual, expected)
+
+
+def _first_token_difference(actual: np.ndarray, expected: np.ndarray) -> str:
+    if actual.shape[0] != expected.shape[0]:
+        return f"{actual.shape[0]} rows vs {expected.shape[0]}"
+    n = min(actual.shape[1], expected.shape[1])
+    diff = np.argwhere(actual[:, :n] != expected[:, :n])
+    if len(diff):
+        row, step = diff[0]
+        return f"row {row} step {step}: {actual[row, step]} vs {expected[row, step]}"
+    return f"lengths {actual.shape[1]} vs {expected.shape[1]}"
+
+
+# ------------------------------------------------------------------------------------------ the run
+def run_bench(options: Options, progress: Callable[[str], None] | None = None) -> BenchResult:
+    """Build every implementation once, then time each task x sequence length round-robin."""
+    say = progress or (lambda _msg: None)
+    _check_options(options)
+    config = bench_config(options.shape)
+    impl_names = options.impls or default_impls(options.device, options.dtype)
+    say(f"matmul ceiling ({options.dtype}, {options.device}) ...")
+    ceiling = matmul_ceiling(options.device, options.dtype, options.ceiling_size)
+    say(f"  {ceiling['gflops']:.1f} GFLOP/s")
+    weights = _weights(config, options.seed)
+    impls: dict[str, Impl] = {}
+    failed: dict[str, str] = {}
+    for name in impl_names:
+        say(f"building {name} ...")
+        try:
+            impls[name] = build_impl(name, config, weights, options)
+        except Exception as err:  # noqa: BLE001 - e.g. a backend that needs a GPU: reported as a row
+            failed[name] = f"failed to build: {type(err).__name__}: {err}"
+    rows: list[Row] = []
+    for task in options.tasks:
+        for seq in (options.seqs if task == "encoder" else (options.gen_source,)):
+            rows += _run_case(config, options, task, seq, impl_names, impls, failed, say)
+    return BenchResult(options, machine_info(options.device), ceiling, rows)
+
+
+def _run_case(config, options, task, seq, impl_names, impls, failed, say) -> list[Row]:
+    inputs = _task_inputs(config, task, seq, options)
+    say(f"{task} seq {seq}: timing {', '.join(impls)} ({options.repeats} repeats, round-robin) ...")
+    calls = {n: (lambda i=impl: (i.encode if task == "encoder" else i.generate)(inputs)) for n, impl in impls.items()}
+    peaks: dict[str, tuple[int | None, str]] = {}
+    if options.device != "cpu" or options.memory == "inprocess":
+        for name, call in calls.items():
+            try:
+                peaks[name] = peak_bytes(call, options.device)
+            except Exception as err:  # noqa: BLE001 - the timing loop reports the failure
+                peaks[name] = (None, f"failed: {type(err).__name__}")
+    times, outputs, errors = round_robin(calls, options.repeats, options.warmup, options.device)
+    x = int(inputs["global_attention_mask"].sum(axis=1).max())
+    flops = encoder_flops(config, padded_length(config, seq), x) if task == "encoder" else None
+    rows = []
+    for name in impl_names:
+        impl = impls.get(name)
+        dtype = impl.dtype if impl else options.dtype
+        row = Row(task, seq, name, dtype, times.get(name, []), flops=flops)
+        row.note = failed.get(name) or (f"failed: {errors[name]}" if name in errors else "")
+        rows.append(row)
+    if options.memory == "subprocess" and options.device == "cpu":
+        for row in rows:
+            if row.times:
+                say(f"  peak memory of {row.impl} in a subprocess ...")
+                peaks[row.impl] = memory_in_subprocess(options, task, seq, row.impl)
+    for row in rows:
+        if row.times and row.impl in peaks:
+            row.peak_bytes, row.memory_method = peaks[row.impl]
+    compare_rows([r for r in rows if r.times], outputs, task, hf_present="hf" in outputs)
+    hf = next((r.median for r in rows if r.impl == "hf" and r.median), None)
+    for row in rows:
+        row.speedup_vs_hf = hf / row.median if hf and row.median else None
+    return rows
+
+
+def _check_options(options: Options) -> None:
+    if options.repeats < 1:
+        raise ValueError(f"repeats must be >= 1, got {options.repeats}")
+    if options.warmup < 0:
+        raise ValueError(f"warmup must be >= 0, got {options.warmup}")
+    if options.memory not in ("subprocess", "inprocess", "off"):
+        raise ValueError(f"memory must be subprocess, inprocess or off; got {options.memory!r}")
+    for task in options.tasks:
+        if task not in TASKS:
+            raise ValueError(f"task must be one of {', '.join(TASKS)} or all; got {task!r}")
+    for name in options.impls or ():
+        if name not in IMPLS:
+            raise ValueError(f"impls must be among {', '.join(IMPLS)}; got {name!r}")
+    for dtype in (options.dtype, options.hf_dtype or options.dtype, options.ref_dtype):
+        if dtype not in DTYPE_ORDER:
+            raise ValueError(f"dtype must be one of {', '.join(DTYPE_ORDER)}; got {dtype!r}")
+    config = bench_config(options.shape)
+    limit = config.max_encoder_position_embeddings
+    for seq in (*options.seqs, options.gen_source):
+        if seq < 1 or padded_length(config, seq) > limit:
+            raise ValueError(f"seq must be in 1..{limit} for shape {options.shape!r} "
+                             f"(padded to a multiple of the window {config.max_window}), got {seq}")
+    if options.device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ValueError(f"device={options.device!r} asked for, but torch sees no CUDA device here")
+    elif options.device != "cpu":
+        raise ValueError(f"device must be cpu or cuda, got {options.device!r}")
+
+
+# ------------------------------------------------------------------------------------------ the table
+COLUMNS = ("task", "seq", "impl", "dtype", "median s", "vs HF", "peak MB", "GFLOP/s", "% ceil", "error", "match")
+
+
+def table_rows(result: BenchResult) -> list[list[str]]:
+    """The printed table as cells, one list per Row, in COLUMNS order."""
+    ceiling = result.ceiling.get("gflops")
+    cells = []
+    for r in result.rows:
+        match = ("reference" if r.matched is None and r.reference == r.impl else
+                 "yes" if r.matched else "NO" if r.matched is False else "-")
+        if r.note:
+            match = f"{match} ({r.note})" if r.matched is not None else r.note
+        cells.append([
+            r.task, str(r.seq), r.impl, r.dtype,
+            f"{r.median:.3f}" if r.median else "-",
+            f"{r.speedup_vs_hf:.2f}x" if r.speedup_vs_hf else "-",
+            f"{r.peak_bytes / 2**20:.0f}" if r.peak_bytes is not None else "-",
+            f"{r.gflops:.1f}" if r.gflops else "-",
+            f"{100 * r.gflops / ceiling:.0f}%" if r.gflops and ceiling else "-",
+            f"{r.error:.1e}" if r.error is not None else "-",
+            match,
+        ])
+    return cells
+
+
+def format_table(result: BenchResult) -> str:
+    cells = table_rows(result)
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(COLUMNS)]
+    line = lambda row: "  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip()  # noqa: E731
+    m = result.machine
+    c = result.ceiling
+    header = [f"shape {result.options.shape} ({_shape_text(result.options.shape)}), device {result.options.device}",
+              f"machine: {m['cpu_model']}, {m['cpu_count']} cpus, torch {m['torch']} ({m['torch_threads']} threads)"
+              + (f", gpu {m['gpu']}" if "gpu" in m else ""),
+              f"matmul ceiling: {c['gflops']:.1f} GFLOP/s ({c['dtype']} {c['size']}x{c['size']})",
+              "", line(COLUMNS), line(["-" * w for w in widths])]
+    return "\n".join(header + [line(row) for row in cells])
+
+
+def _shape_text(shape: str) -> str:
+    s = SHAPES[shape]
+    return (f"d_model {s['d_model']}, {s['encoder_attention_heads']} heads, {s['encoder_layers']}+"
+            f"{s['decoder_layers']} layers, ffn {s['encoder_ffn_dim']}, window {s['attention_window']}, "
+            f"vocab {s['vocab_size']}")
+
+
+# ------------------------------------------------------------------------------------------ CLI
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--shape", default=None, choices=tuple(SHAPES), help="model shape (default base)")
+    parser.add_argument("--seq", default=None, help="encoder lengths, comma separated (default 1024,4096)")
+    parser.add_argument("--task", default=None, choices=(*TASKS, "all"), help="default encoder")
+    parser.add_argument("--impls", default=None, help=f"comma separated among {','.join(IMPLS)} "
+                        "(default: hf, led_torch backends for the device, led_ref on cpu)")
+    parser.add_argument("--repeats", type=int, default=None, help="timed runs per implementation (default 3)")
+    parser.add_argument("--warmup", type=int, default=None, help="untimed rounds first (default 1)")
+    parser.add_argument("--dtype", default="float32", choices=DTYPE_ORDER, help="led_torch dtype")
+    parser.add_argument("--hf-dtype", default=None, choices=DTYPE_ORDER, help="HF dtype (default --dtype)")
+    parser.add_argument("--ref-dtype", default="float32", choices=DTYPE_ORDER[:2], help="led_ref dtype")
+    parser.add_argument("--memory", default=None, choices=("subprocess", "inprocess", "off"),
+                        help="CPU peak-memory method (default subprocess; --quick: inprocess)")
+    parser.add_argument("--gen-source", type=int, default=None, help="source tokens for generate (default 1024)")
+    parser.add_argument("--new-tokens", type=int, default=None, help="generated tokens (default 32)")
+    parser.add_argument("--beams", type=int, default=None, help="beam width for generate (default 4)")
+    parser.add_argument("--seed", type=int, default=0, help="weights and inputs seed")
+    parser.add_argument("--json", default=None, help="also write the results as JSON here")
+    parser.add_argument("--quick", action="store_true", help="tiny shapes, a few seconds (CI)")
+
+
+QUICK = dict(shape="tiny", seq="32,64", task="all", repeats=2, warmup=1, memory="inprocess", gen_source=24,
+             new_tokens=4, beams=2, ceiling_size=256)
+DEFAULTS = dict(shape="base", seq="1024,4096", task="encoder", repeats=3, warmup=1, memory="subprocess",
+                gen_source=1024, new_tokens=32, beams=4, ceiling_size=None)
+
+
+def options_from_args(args: argparse.Namespace) -> Options:
+    base = QUICK if args.quick else DEFAULTS
+    pick = lambda name: base[name] if getattr(args, name, None) is None else getattr(args, name)  # noqa: E731
+    task = pick("task")
+    try:
+        seqs = tuple(int(s) for s in str(pick("seq")).split(",") if s.strip())
+    except ValueError as err:
+        raise ValueError(f"seq must be comma separated integers, got {args.seq!r}") from err
+    impls = tuple(s.strip() for s in args.impls.split(",") if s.strip()) if args.impls else None
+    return Options(shape=pick("shape"), seqs=seqs, tasks=TASKS if task == "all" else (task,), impls=impls,
+                   device=args.device, dtype=args.dtype, hf_dtype=args.hf_dtype, ref_dtype=args.ref_dtype,
+                   repeats=pick("repeats"), warmup=pick("warmup"), memory=pick("memory"), seed=args.seed,
+                   gen_source=pick("gen_source"), new_tokens=pick("new_tokens"), beams=pick("beams"),
+                   ceiling_size=base["ceiling_size"])
+
+
+def run(args: argparse.Namespace) -> int:
+    """The `bench` subcommand: exit 0 when every output matched, 1 on a mismatch, 2 on bad usage."""
+    try:
+        options = options_from_args(args)
+        _check_options(options)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    result = run_bench(options, progress=lambda msg: print(msg, file=sys.stderr, flush=True))
+    print(format_table(result))
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as fh:
+            json.dump(result.to_dict(), fh, indent=2)
+    print("all outputs matched" if result.all_matched else "mismatch: some outputs differ (see the match column)")
+    return EXIT_OK if result.all_matched else EXIT_MISMATCH
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["--memory-worker"] and len(argv) == 2:
+        return _memory_worker(argv[1])
+    parser = argparse.ArgumentParser(prog="python -m parity bench", description=__doc__.splitlines()[0])
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

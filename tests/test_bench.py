@@ -1,0 +1,157 @@
+"""`python -m parity bench`: the quick run's table and JSON, the FLOP formula, peak memory, round-robin timing.
+
+No timing is asserted (the machine is shared); what is asserted is structure, the outputs' agreement, and
+the measuring tools against independent derivations (FLOPs against torch's FlopCounterMode, peak memory
+against an allocation of known size).
+"""
+
+import json
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from parity import bench  # noqa: E402
+from parity.flops import encoder_flops, encoder_flops_by_part, layer_flops  # noqa: E402
+from parity.peak_memory import cpu_peak_bytes  # noqa: E402
+
+MB = 2**20
+
+
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory):
+    """One `--quick` run through main(): (exit status, printed text, JSON)."""
+    path = tmp_path_factory.mktemp("bench") / "bench.json"
+    import contextlib
+    import io
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        status = bench.main(["--quick", "--json", str(path)])
+    return status, out.getvalue(), json.loads(path.read_text())
+
+
+def test_quick_bench_table_has_every_case_and_all_outputs_match(quick):
+    status, text, _ = quick
+    assert status == bench.EXIT_OK, text
+    assert "all outputs matched" in text
+    lines = text.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.startswith("task"))
+    assert lines[header].split() == ["task", "seq", "impl", "dtype", "median", "s", "vs", "HF", "peak", "MB",
+                                     "GFLOP/s", "%", "ceil", "error", "match"]
+    body = [line.split() for line in lines[header + 2:] if line and not line.startswith("all outputs")]
+    cases = {(cells[0], cells[1], cells[2]) for cells in body}
+    impls = {"hf", "banded", "led_ref"}
+    assert cases == {(t, s, i) for t, s in [("encoder", "32"), ("encoder", "64"), ("generate", "24")] for i in impls}
+    for cells in body:
+        assert cells[-1] == ("reference" if cells[2] == "hf" else "yes"), cells
+        assert float(cells[4]) > 0  # median seconds
+        assert cells[5].endswith("x")
+
+
+def test_quick_bench_json_errors_are_within_tolerance_and_tokens_identical(quick):
+    _, _, data = quick
+    assert data["all_matched"] is True
+    assert data["matmul_ceiling"]["gflops"] > 0
+    for row in data["rows"]:
+        assert len(row["times"]) == 2 and row["median_s"] > 0
+        assert row["reference"] == "hf"
+        assert row["peak_bytes"] is not None and row["peak_bytes"] >= 0
+        if row["impl"] == "hf":
+            assert row["matched"] is None
+        elif row["task"] == "encoder":
+            assert row["matched"] is True and 0 <= row["error"] <= row["tolerance"] == 1e-4
+        else:
+            assert row["matched"] is True and row["error"] is None
+        if row["task"] == "encoder":
+            config = bench.bench_config("tiny")
+            assert row["flops"] == encoder_flops(config, bench.padded_length(config, row["seq"]), 1)
+            assert row["gflops"] == pytest.approx(row["flops"] / row["median_s"] / 1e9)
+
+
+def test_layer_flops_of_projections_and_ffn_match_torch_flop_counter():
+    """x = 0: the projections (q, k, v, output) and the FFN are 6 matmuls; FlopCounterMode counts them."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    n, d, ffn = 40, 24, 56
+    linears = [torch.nn.Linear(d, d) for _ in range(4)] + [torch.nn.Linear(d, ffn), torch.nn.Linear(ffn, d)]
+    hidden = torch.randn(1, n, d)
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        for lin in linears[:4]:
+            lin(hidden)
+        linears[5](linears[4](hidden))
+    parts = layer_flops(n, d, ffn, window=8, x=0)
+    assert parts["projections"] + parts["ffn"] == counter.get_total_flops()
+
+
+def test_band_flops_count_every_window_and_global_cell_twice_two_flops():
+    """Brute force: each local row scores w + 1 window keys and x global keys, then mixes as many values."""
+    n, d, w, x = 32, 8, 6, 2
+    cells = sum(w + 1 + x for _ in range(n))
+    assert layer_flops(n, d, 16, w, x)["band"] == 2 * 2 * d * cells
+    assert layer_flops(n, d, 16, w, x)["global_rows"] == 2 * 2 * d * x * n
+
+
+def test_encoder_flops_sum_per_layer_windows():
+    config = bench.bench_config("tiny")  # windows [8, 16]
+    total = encoder_flops_by_part(config, 64, 1, batch=3)
+    expected = [layer_flops(64, config.d_model, config.encoder_ffn_dim, w, 1) for w in (8, 16)]
+    assert total == {k: 3 * sum(e[k] for e in expected) for k in total}
+
+
+def test_cpu_peak_bytes_sees_an_allocation_of_known_size():
+    size = 64 * MB
+    peak, method = cpu_peak_bytes(lambda: np.ones(size // 8).sum())
+    assert method in ("rss-hwm", "ru_maxrss")
+    assert size * 0.95 <= peak <= size + 24 * MB
+
+
+def test_memory_subprocess_reports_a_peak():
+    options = bench.Options(shape="tiny", seqs=(32,), impls=("banded",), repeats=1)
+    peak, method = bench.memory_in_subprocess(options, "encoder", 32, "banded")
+    assert method in ("rss-hwm", "ru_maxrss"), method
+    assert peak is not None and peak >= 0
+
+
+def test_round_robin_rotates_the_order_and_skips_failures():
+    order = []
+
+    def call(name):
+        order.append(name)
+        if name == "c" and order.count("c") == 2:
+            raise RuntimeError("boom")
+        return name
+
+    calls = {n: (lambda n=n: call(n)) for n in "abc"}
+    times, outputs, errors = bench.round_robin(calls, repeats=3, warmup=1, device="cpu")
+    assert order[:3] == ["a", "b", "c"] and order[3:6] == ["b", "c", "a"]
+    assert len(times["a"]) == len(times["b"]) == 3 and len(times["c"]) == 0
+    assert outputs == {"a": "a", "b": "b", "c": "c"}
+    assert errors == {"c": "RuntimeError: boom"}
+
+
+def test_compare_rows_flags_a_drifted_encoder_and_different_tokens():
+    rows = [bench.Row("encoder", 8, n, "float32", [1.0]) for n in ("hf", "banded", "led_ref")]
+    expected = np.linspace(-3, 3, 24).reshape(1, 8, 3)
+    outputs = {"hf": expected, "banded": expected + 5e-5, "led_ref": expected + 1e-3}
+    bench.compare_rows(rows, outputs, "encoder", hf_present=True)
+    assert [r.matched for r in rows] == [None, True, False]
+    assert rows[2].error == pytest.approx(1e-3 / 3)
+
+    tokens = np.array([[2, 5, 7, 9]])
+    rows = [bench.Row("generate", 8, n, "float32", [1.0]) for n in ("led_ref", "banded")]
+    bench.compare_rows(rows, {"led_ref": tokens, "banded": np.array([[2, 5, 8, 9]])}, "generate", hf_present=False)
+    assert rows[0].matched is None and rows[1].matched is False
+    assert "row 0 step 2: 8 vs 7" in rows[1].note
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["--quick", "--seq", "99999"], "99999"),
+    (["--quick", "--impls", "hf,nope"], "nope"),
+    (["--quick", "--seq", "1,x"], "1,x"),
+    (["--quick", "--repeats", "0"], "repeats"),
+])
+def test_bad_usage_exits_2_naming_the_value(argv, needle, capsys):
+    assert bench.main(argv) == bench.EXIT_USAGE
+    assert needle in capsys.readouterr().err
