@@ -52,6 +52,10 @@ class Encoding(dict):
         except KeyError:
             raise AttributeError(name) from None
 
+    def to(self, device: Any) -> Encoding:
+        """Move torch tensors to `device` (as HF's BatchEncoding.to); other values are kept."""
+        return Encoding({k: (v.to(device) if hasattr(v, "to") else v) for k, v in self.items()})
+
 
 class LEDTokenizer:
     """Byte-level BPE with LED's special tokens, padding and truncation (HF's `LEDTokenizer` behaviour)."""

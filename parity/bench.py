@@ -491,7 +491,9 @@ def table_rows(result: BenchResult) -> list[list[str]]:
 def format_table(result: BenchResult) -> str:
     cells = table_rows(result)
     widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(COLUMNS)]
-    line = lambda row: "  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip()  # noqa: E731
+
+    def line(row):
+        return "  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip()
     m = result.machine
     c = result.ceiling
     header = [f"shape {result.options.shape} ({_shape_text(result.options.shape)}), device {result.options.device}",

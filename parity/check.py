@@ -142,7 +142,8 @@ def check_random(sides: list[Side], examples: int = 10, seed: int | None = None,
                 f"  case: {case.describe()}",
                 text_table(first, only_failures=True),
                 f"  reproducer: {result.reproducer}  (python -m parity replay {os.path.dirname(result.reproducer)})",
-                *[f"  {line}" for line in report + notes if line.strip()],
+                # the case itself is saved above; of hypothesis' notes keep the replay decorator
+                *[f"  {line.strip()}" for line in report + notes if "reproduce_failure" in line],
             ])
     bar.close()
     return result

@@ -242,9 +242,8 @@ def run_info(args) -> int:
 
     info: dict = {"torch_backends_cpu": available_torch_backends("cpu")}
     try:
-        from led_ref.default_model import DEFAULT_TEXT, default_checkpoint_dir
-
         from led_ref.checkpoint import load_checkpoint
+        from led_ref.default_model import DEFAULT_TEXT, default_checkpoint_dir
 
         directory = default_checkpoint_dir()
         config, weights = load_checkpoint(directory)
@@ -266,6 +265,18 @@ def run_info(args) -> int:
     return EXIT_OK
 
 
+def _bench_arguments(parser) -> None:
+    from .bench import add_arguments
+
+    add_arguments(parser)
+
+
+def _bench_run(args) -> int:
+    from .bench import run
+
+    return run(args)
+
+
 COMMANDS: list[Command] = [
     Command("check", "led_ref vs led_torch (each backend) on hypothesis cases + the default model",
             add_check_arguments, run_check),
@@ -273,6 +284,8 @@ COMMANDS: list[Command] = [
     Command("replay", "re-run a saved reproducer", add_replay_arguments, run_replay),
     Command("audit", "a real checkpoint + text through every implementation", add_audit_arguments, run_audit),
     Command("info", "what the embedded default model contains", add_info_arguments, run_info),
+    Command("bench", "time HF, led_torch backends and led_ref side by side (parity.bench)", _bench_arguments,
+            _bench_run),
 ]
 
 
@@ -281,9 +294,18 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command")
     for command in COMMANDS:
         add = sub.add_parser(command.name, help=command.help)
-        command.add_arguments(add)
+        try:
+            command.add_arguments(add)
+        except ImportError as err:  # an optional subcommand whose module is missing: say so when it is used
+            add.set_defaults(run=lambda args, err=err: _unavailable(args, err))
+            continue
         add.set_defaults(run=command.run)
     return parser
+
+
+def _unavailable(args, err) -> int:
+    print(f"error: `{args.command}` is unavailable here: {err}", file=sys.stderr)
+    return EXIT_USAGE
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -229,7 +229,7 @@ def model_cases(
 ) -> ModelCase:
     """A config (the given one, or drawn from `configs`, default `led_configs(hf_compatible=...)`), weights
     seed/std, encoder + decoder inputs, labels and head masks."""
-    config = config or draw(configs or led_configs(hf_compatible=hf_compatible))
+    config = config or draw(configs if configs is not None else led_configs(hf_compatible=hf_compatible))
     architecture = draw(st.sampled_from(architectures))
     seed, std = draw(weight_seeds())
     inputs = draw(encoder_inputs(config))

@@ -335,7 +335,7 @@ def test_drawn_cells_have_their_kind_colour(case):
     """Render the figure and read the colour at the centre of every cell of the pattern axes."""
     pytest.importorskip("matplotlib")
     from led_ref.explorer import Cell
-    from led_ref.pictures import CELL_COLORS, draw_layout, rgb
+    from led_ref.pictures import CELL_COLORS, ROLE_COLORS, draw_layout, rgb
 
     seq_len, window, globals_, pad = case
     fig = draw_layout(seq_len, [window], globals_, pad)
@@ -351,6 +351,15 @@ def test_drawn_cells_have_their_kind_colour(case):
             np.testing.assert_allclose(pixel, rgb(CELL_COLORS[Cell(cells[i, j])]), atol=1.5 / 255, err_msg=str((i, j)))
             attended = Cell(cells[i, j]) in explorer.ATTENDED
             assert attended == mask[i, j]
+    # the strip beside it: compact column c of the first local row, coloured by what it holds
+    kinds = explorer.example_kinds(seq_len, [window], globals_, pad)
+    row = explorer.default_row(kinds, seq_len)
+    if kinds[row] == 1:
+        strip = fig.axes[1]
+        for col in explorer.row_columns(kinds, window, row):
+            x, y = strip.transData.transform((col.column - 0.3, 0.3))  # off-centre: the centre holds the label
+            pixel = image[int(round(image.shape[0] - y)), int(round(x))]
+            np.testing.assert_allclose(pixel, rgb(ROLE_COLORS[col.role]), atol=1.5 / 255, err_msg=str(col))
 
 
 def test_missing_matplotlib_names_the_extra(monkeypatch, tmp_path):

@@ -364,3 +364,16 @@ def test_head_class_loads_a_base_checkpoint_with_a_fresh_head(tmp_path):
         clf = LEDForSequenceClassification.from_pretrained(tmp_path)
     for name, value in base.weights.items():
         np.testing.assert_array_equal(clf.weights["led." + name], value)
+
+
+def test_window_padding_may_run_past_the_position_table():
+    """9 tokens, window 8, 10 positions: the padded 16 do not fit, yet the real outputs are those of a model
+    whose table is long enough (HF raises here; padding never reaches a real output)."""
+    short = tiny_model(attention_window=8, max_encoder_position_embeddings=10)
+    table = short.weights["led.encoder.embed_positions.weight"]
+    long_config = LEDConfig.from_dict({**short.config.to_dict(), "max_encoder_position_embeddings": 16})
+    weights = dict(short.weights)
+    weights["led.encoder.embed_positions.weight"] = np.concatenate([table, np.ones((6, table.shape[1]))])
+    long = LEDForConditionalGeneration(long_config, weights)
+    ids = np.array([[4, 5, 6, 7, 8, 9, 10, 11, 2]])
+    assert scaled_error(short(input_ids=ids).logits, long(input_ids=ids).logits) < SELF_TOL

@@ -256,6 +256,9 @@ def test_return_tensors_match_hf(trio, kind):
             assert got[key].shape == want[key].shape and got[key].shape[1] % 8 == 0
             assert got[key].tolist() == want[key].tolist()
     single = ours("Hello world", return_tensors=kind)
+    if kind == "pt":
+        moved = single.to("cpu")
+        assert moved.input_ids.device.type == "cpu" and torch.equal(moved["input_ids"], single["input_ids"])
     assert tuple(single.input_ids.shape) == (1, len(ours("Hello world")["input_ids"]))
 
 

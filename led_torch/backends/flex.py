@@ -1,9 +1,10 @@
 """Longformer attention on PyTorch FlexAttention: one block-sparse pass for the local rows, one dense pass
 for the few global rows.
 
-Local rows: `flex_attention(query, key, value, block_mask)` where the BlockMask comes from
-`masks.longformer_local_mask(token_kind, window)` ("window or global key, not padding"), evaluated per
-batch row, so block sparsity skips every key block that holds neither band nor global keys. Global rows:
+Local rows: `flex_attention(query, key, value, block_mask)` with mask_mod
+`masks.longformer_local_mask(token_kind, window)` ("window or global key, not padding"), per batch row.
+The BlockMask is built from tile-level facts (`longformer_block_mask`: band tiles plus tiles holding a
+global token), so flex skips every other key tile and nothing of size seq x seq is ever materialised. Global rows:
 the global query rows are gathered (x = most global tokens in any row), attend over every non-padding key
 with the global projections in float32 (float64 for float64 input), and replace their local result.
 Padding rows are zeroed.
@@ -22,7 +23,7 @@ from __future__ import annotations
 import os
 
 import torch
-from torch.nn.attention.flex_attention import create_block_mask, flex_attention
+from torch.nn.attention.flex_attention import BlockMask, flex_attention
 
 from .masks import GLOBAL, PADDING, check_kernel_inputs, longformer_local_mask
 
@@ -30,6 +31,7 @@ from .masks import GLOBAL, PADDING, check_kernel_inputs, longformer_local_mask
 COMPILE = os.environ.get("LED_FLEX_COMPILE", "1") != "0"
 _COMPILABLE = (torch.float32, torch.float16, torch.bfloat16)
 _MIN_CUDA_HEAD_DIM = 16
+BLOCK_SIZE = 128  # flex's default tile (query rows x keys)
 _compiled_flex = None
 
 
@@ -54,16 +56,42 @@ def _pad_head_dim(t: torch.Tensor, size: int) -> torch.Tensor:
     return torch.nn.functional.pad(t, (0, size - t.shape[-1]))
 
 
+def longformer_block_mask(token_kind: torch.Tensor, window: int, block_size: int = BLOCK_SIZE) -> BlockMask:
+    """BlockMask of the local rows, built from block-level facts instead of evaluating every (query, key).
+
+    Query tile i needs key tile j if j meets the band of some row of i, or j holds a global token of the
+    batch row. Inside those tiles flex applies `longformer_local_mask` exactly. This is what
+    `create_block_mask(longformer_local_mask(...))` gives (a superset: tiles whose only band keys are
+    padding are kept), without its (batch, seq, seq) intermediate.
+    token_kind (batch, seq) -> BlockMask for (batch, 1 head shared, seq, seq).
+    """
+    batch, seq = token_kind.shape
+    tiles = -(-seq // block_size)
+    device = token_kind.device
+    first_row = torch.arange(tiles, device=device) * block_size
+    last_row = torch.clamp(first_row + block_size - 1, max=seq - 1)
+    first_key = torch.arange(tiles, device=device) * block_size
+    last_key = torch.clamp(first_key + block_size - 1, max=seq - 1)
+    half = window // 2
+    # Key tile j meets the band of query tile i iff the two position intervals, widened by half, overlap.
+    band = (first_key[None, :] <= last_row[:, None] + half) & (last_key[None, :] >= first_row[:, None] - half)
+    padded = torch.nn.functional.pad(token_kind == GLOBAL, (0, tiles * block_size - seq))
+    has_global = padded.view(batch, tiles, block_size).any(dim=-1)  # (batch, key tiles)
+    needed = band[None] | has_global[:, None, :]  # (batch, query tiles, key tiles)
+    kv_num_blocks = needed.sum(dim=-1, dtype=torch.int32)[:, None]
+    kv_indices = torch.argsort((~needed).to(torch.int8), dim=-1, stable=True).to(torch.int32)[:, None]
+    return BlockMask.from_kv_blocks(kv_num_blocks, kv_indices, BLOCK_SIZE=block_size,
+                                    mask_mod=longformer_local_mask(token_kind, window), seq_lengths=(seq, seq))
+
+
 def local_rows(query, key, value, token_kind, window: int, compiled: bool) -> torch.Tensor:
     """Every row attending as a local row would (window or global key, not padding).
 
     query, key, value: (batch, heads, seq, d), query pre-scaled; token_kind (batch, seq) -> (batch, heads,
     seq, d). Rows whose allowed set is empty (padding rows far from any token) come out zero.
     """
-    batch, _, seq, head_dim = query.shape
-    mask_mod = longformer_local_mask(token_kind, window)
-    # Heads share the mask: H=None keeps one mask for all heads.
-    block_mask = create_block_mask(mask_mod, batch, None, seq, seq, device=query.device)
+    head_dim = query.shape[-1]
+    block_mask = longformer_block_mask(token_kind, window)
     padded = compiled and query.device.type != "cpu" and head_dim < _MIN_CUDA_HEAD_DIM
     if padded:
         query, key, value = (_pad_head_dim(t, _MIN_CUDA_HEAD_DIM) for t in (query, key, value))

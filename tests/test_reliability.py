@@ -1,0 +1,459 @@
+"""Reliability of both implementations (issue 7): every bad input is refused with a ValueError/TypeError that
+names the argument, the offending value and the limit; degenerate but valid input stays finite and means
+something (checked against the other implementation and against invariances that hold by construction).
+
+The same table of bad inputs runs against led_ref and led_torch, through every public entry point it
+applies to: the forward pass of each of the four classes, `get_encoder()` and `generate`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pytest
+import torch
+
+import led_ref
+import led_torch
+from led_ref.config import LEDConfig
+from led_ref.init import random_weights
+from tests.hf_oracle import scaled_error
+
+# vocab 20, windows 2 and 4 (padding to multiples of 4), a position table that is not a multiple of 4.
+CONFIG = LEDConfig(vocab_size=20, d_model=8, encoder_layers=2, decoder_layers=1, encoder_attention_heads=2,
+                   decoder_attention_heads=2, encoder_ffn_dim=8, decoder_ffn_dim=8, attention_window=[2, 4],
+                   max_encoder_position_embeddings=18, max_decoder_position_embeddings=6, num_labels=3)
+IDS = np.array([[0, 4, 5, 6, 7, 2], [0, 8, 9, 10, 2, 1]])  # one eos (2) per row, as classification needs
+MASK = np.array([[1, 1, 1, 1, 1, 1], [1, 1, 1, 1, 1, 0]])
+DEC = np.array([[2, 4, 5], [2, 8, 9]])
+CLASSES = ("LEDModel", "LEDForConditionalGeneration", "LEDForSequenceClassification", "LEDForQuestionAnswering")
+ENTRIES = CLASSES + ("get_encoder", "generate")
+ENCODER_ARGS = ("input_ids", "attention_mask", "global_attention_mask", "head_mask", "inputs_embeds")
+GENERATE_INPUTS = ("input_ids", "attention_mask", "global_attention_mask")
+
+
+# ------------------------------------------------------------------------------------------ the two packages
+@dataclass(frozen=True)
+class Impl:
+    """One package: how to build a model from HF-named float64 weights and how to pass it an array."""
+
+    name: str
+
+    def build(self, architecture: str, config: LEDConfig = CONFIG, weights=None, dtype=None, seed: int = 0):
+        weights = random_weights(config, architecture, seed=seed, std=0.3) if weights is None else weights
+        if self.name == "led_ref":
+            return getattr(led_ref, architecture)(config, weights=weights, dtype=dtype or np.float64)
+        return getattr(led_torch, architecture).from_weights(config, weights, dtype=dtype or torch.float64)
+
+    def array(self, value):
+        """numpy arrays of numeric/bool dtype become tensors of the same dtype for led_torch; the rest as is."""
+        if self.name == "led_torch" and isinstance(value, np.ndarray) and value.dtype.kind in "biuf":
+            return torch.from_numpy(np.ascontiguousarray(value))
+        return value
+
+    def arrays(self, kwargs: dict) -> dict:
+        return {k: self.array(v) for k, v in kwargs.items()}
+
+    def numpy(self, value) -> np.ndarray:
+        if isinstance(value, torch.Tensor):
+            return value.detach().to(torch.float64).numpy() if value.is_floating_point() else value.numpy()
+        return np.asarray(value)
+
+
+IMPLS = (Impl("led_ref"), Impl("led_torch"))
+_MODELS: dict = {}
+
+
+def model_for(impl: Impl, architecture: str):
+    """A cached model of `architecture` (float64, seed 0) for the bad-input table (which never mutates it)."""
+    key = (impl.name, architecture)
+    if key not in _MODELS:
+        _MODELS[key] = impl.build(architecture)
+    return _MODELS[key]
+
+
+def call(impl: Impl, entry: str, kwargs: dict):
+    """Call `entry` ("LEDModel", ..., "get_encoder", "generate") of `impl` with `kwargs` (numpy values)."""
+    kwargs = impl.arrays(kwargs)
+    if entry in CLASSES:
+        return model_for(impl, entry)(**kwargs)
+    model = model_for(impl, "LEDForConditionalGeneration")
+    if entry == "get_encoder":
+        return model.get_encoder()(**kwargs)
+    kwargs.setdefault("max_length", 4)
+    return model.generate(**kwargs)
+
+
+# ------------------------------------------------------------------------------------------ bad inputs
+@dataclass(frozen=True)
+class Bad:
+    """A bad input: the kwargs, the exception type, and the substrings its message must contain."""
+
+    id: str
+    kwargs: dict
+    error: type
+    mentions: tuple[str, ...]
+    entries: tuple[str, ...] = ENTRIES
+    defaults: dict = field(default_factory=dict)  # added when the entry needs them (decoder inputs)
+
+
+def _with(array: np.ndarray, index, value) -> np.ndarray:
+    out = array.copy()
+    out[index] = value
+    return out
+
+
+NAN_EMBEDS = _with(np.zeros((2, 6, 8)), (1, 2, 3), np.nan)
+FORWARDS = CLASSES
+NOT_GENERATE = CLASSES + ("get_encoder",)
+BAD_INPUTS = [
+    # ---- token ids
+    Bad("ids_above_vocab", dict(input_ids=_with(IDS, (0, 1), 25)), ValueError, ("input_ids", "25", "20")),
+    Bad("ids_negative", dict(input_ids=_with(IDS, (1, 2), -3)), ValueError, ("input_ids", "-3", "20")),
+    Bad("ids_float", dict(input_ids=IDS.astype(np.float32)), TypeError, ("input_ids", "float32")),
+    Bad("ids_bool", dict(input_ids=IDS > 3), TypeError, ("input_ids", "bool")),
+    Bad("ids_1d", dict(input_ids=IDS[0]), ValueError, ("input_ids", "(6,)")),
+    Bad("ids_3d", dict(input_ids=IDS[None]), ValueError, ("input_ids", "(1, 2, 6)")),
+    Bad("ids_no_tokens", dict(input_ids=np.zeros((2, 0), np.int64)), ValueError, ("input_ids", "(2, 0)")),
+    Bad("ids_no_rows", dict(input_ids=np.zeros((0, 3), np.int64)), ValueError, ("input_ids", "(0, 3)")),
+    Bad("ids_too_long", dict(input_ids=np.full((1, 19), 4)), ValueError,
+        ("input_ids", "19", "max_encoder_position_embeddings=18")),
+    # 17 tokens fit the table of 18 but the window padding (to 20) does not.
+    Bad("ids_too_long_once_padded", dict(input_ids=np.full((1, 17), 4)), ValueError,
+        ("input_ids", "17", "max_encoder_position_embeddings=18")),
+    # ---- encoder masks
+    Bad("mask_shape", dict(input_ids=IDS, attention_mask=np.ones((2, 4), np.int64)), ValueError,
+        ("attention_mask", "(2, 4)", "(2, 6)")),
+    Bad("mask_value", dict(input_ids=IDS, attention_mask=_with(MASK, (0, 0), 2)), ValueError,
+        ("attention_mask", "2", "0 or 1")),
+    Bad("mask_nan", dict(input_ids=IDS, attention_mask=_with(MASK.astype(float), (0, 3), np.nan)), ValueError,
+        ("attention_mask", "nan", "0 or 1")),
+    Bad("global_mask_value", dict(input_ids=IDS, global_attention_mask=np.full((2, 6), 0.5)), ValueError,
+        ("global_attention_mask", "0.5", "0 or 1")),
+    Bad("global_mask_shape", dict(input_ids=IDS, global_attention_mask=np.ones((1, 6), np.int64)), ValueError,
+        ("global_attention_mask", "(1, 6)", "(2, 6)")),
+    Bad("mask_strings", dict(input_ids=IDS, attention_mask=np.full((2, 6), "1")), TypeError, ("attention_mask",)),
+    # ---- ids or embeddings
+    Bad("ids_and_embeds", dict(input_ids=IDS, inputs_embeds=np.zeros((2, 6, 8)), decoder_input_ids=DEC),
+        ValueError, ("input_ids", "inputs_embeds", "both"), NOT_GENERATE),
+    Bad("neither_ids_nor_embeds", dict(decoder_input_ids=DEC), ValueError, ("input_ids", "inputs_embeds"),
+        ("LEDModel", "LEDForConditionalGeneration", "LEDForQuestionAnswering")),
+    Bad("encoder_neither", dict(attention_mask=MASK), ValueError, ("input_ids", "inputs_embeds"), ("get_encoder",)),
+    Bad("embeds_width", dict(inputs_embeds=np.zeros((2, 6, 7)), decoder_input_ids=DEC), ValueError,
+        ("inputs_embeds", "(2, 6, 7)", "d_model=8"), ("LEDModel", "LEDForConditionalGeneration", "get_encoder")),
+    Bad("embeds_int", dict(inputs_embeds=np.zeros((2, 6, 8), np.int64), decoder_input_ids=DEC), TypeError,
+        ("inputs_embeds", "int64"), ("LEDModel", "LEDForConditionalGeneration", "get_encoder")),
+    Bad("embeds_nan", dict(inputs_embeds=NAN_EMBEDS, decoder_input_ids=DEC), ValueError,
+        ("inputs_embeds", "nan"), ("LEDModel", "LEDForConditionalGeneration", "get_encoder")),
+    Bad("embeds_too_long", dict(inputs_embeds=np.zeros((1, 19, 8)), decoder_input_ids=DEC[:1]), ValueError,
+        ("inputs_embeds", "19", "max_encoder_position_embeddings=18"),
+        ("LEDModel", "LEDForConditionalGeneration", "get_encoder")),
+    # ---- head masks
+    Bad("head_mask_shape", dict(input_ids=IDS, head_mask=np.ones((1, 2))), ValueError,
+        ("head_mask", "(1, 2)", "layers=2"), NOT_GENERATE),
+    Bad("head_mask_nan", dict(input_ids=IDS, head_mask=np.full((2, 2), np.nan)), ValueError,
+        ("head_mask", "nan"), NOT_GENERATE),
+    Bad("decoder_head_mask_shape", dict(input_ids=IDS, decoder_head_mask=np.ones((2, 2))), ValueError,
+        ("decoder_head_mask", "(2, 2)", "layers=1"), FORWARDS),
+    Bad("cross_head_mask_shape", dict(input_ids=IDS, cross_attn_head_mask=np.ones((1, 3))), ValueError,
+        ("cross_attn_head_mask", "(1, 3)", "heads=2"), FORWARDS),
+    # ---- decoder inputs (the forward passes)
+    Bad("decoder_ids_above_vocab", dict(input_ids=IDS, decoder_input_ids=_with(DEC, (1, 1), 21)), ValueError,
+        ("decoder_input_ids", "21", "20"), ("LEDModel", "LEDForConditionalGeneration", "LEDForQuestionAnswering")),
+    Bad("decoder_ids_float", dict(input_ids=IDS, decoder_input_ids=DEC.astype(np.float64)), TypeError,
+        ("decoder_input_ids", "float64"), FORWARDS),
+    Bad("decoder_too_long", dict(input_ids=IDS, decoder_input_ids=np.full((2, 7), 4)), ValueError,
+        ("decoder_input_ids", "7", "max_decoder_position_embeddings=6"), FORWARDS),
+    Bad("decoder_batch", dict(input_ids=IDS, decoder_input_ids=DEC[:1]), ValueError,
+        ("decoder_input_ids", "batch", "1", "2"), FORWARDS),
+    Bad("decoder_mask_shape", dict(input_ids=IDS, decoder_input_ids=DEC, decoder_attention_mask=np.ones((2, 2))),
+        ValueError, ("decoder_attention_mask", "(2, 2)", "(2, 3)"),
+        ("LEDModel", "LEDForConditionalGeneration", "LEDForQuestionAnswering")),
+    Bad("decoder_mask_value", dict(input_ids=IDS, decoder_input_ids=DEC,
+                                   decoder_attention_mask=_with(np.ones((2, 3)), (0, 1), -1)),
+        ValueError, ("decoder_attention_mask", "-1", "0 or 1"),
+        ("LEDModel", "LEDForConditionalGeneration", "LEDForQuestionAnswering")),
+    Bad("decoder_ids_and_embeds", dict(input_ids=IDS, decoder_input_ids=DEC, decoder_inputs_embeds=np.zeros((2, 3, 8))),
+        ValueError, ("decoder_input_ids", "decoder_inputs_embeds"), FORWARDS),
+    Bad("decoder_embeds_width", dict(input_ids=IDS, decoder_inputs_embeds=np.zeros((2, 3, 5))), ValueError,
+        ("decoder_inputs_embeds", "(2, 3, 5)", "d_model=8"),
+        ("LEDModel", "LEDForConditionalGeneration", "LEDForQuestionAnswering")),
+    Bad("decoder_embeds_nan", dict(input_ids=IDS, decoder_inputs_embeds=_with(np.zeros((2, 3, 8)), (0, 0, 0), np.inf)),
+        ValueError, ("decoder_inputs_embeds", "inf"),
+        ("LEDModel", "LEDForConditionalGeneration", "LEDForQuestionAnswering")),
+    Bad("encoder_outputs_str", dict(encoder_outputs="hello", decoder_input_ids=DEC), TypeError,
+        ("encoder_outputs", "str"), ("LEDModel", "LEDForConditionalGeneration", "LEDForQuestionAnswering")),
+    Bad("encoder_outputs_batch", dict(encoder_outputs=(np.zeros((1, 6, 8)),), decoder_input_ids=DEC), ValueError,
+        ("encoder_outputs", "1", "2"), ("LEDModel", "LEDForConditionalGeneration", "LEDForQuestionAnswering")),
+    Bad("encoder_outputs_width", dict(encoder_outputs=(np.zeros((2, 6, 5)),), decoder_input_ids=DEC), ValueError,
+        ("encoder_outputs", "(2, 6, 5)", "d_model=8"),
+        ("LEDModel", "LEDForConditionalGeneration", "LEDForQuestionAnswering")),
+    Bad("past_key_values_str", dict(input_ids=IDS, decoder_input_ids=DEC, past_key_values="cache"), TypeError,
+        ("past_key_values", "str"), ("LEDModel", "LEDForConditionalGeneration")),
+    # ---- labels
+    Bad("lm_labels_above_vocab", dict(input_ids=IDS, labels=_with(DEC, (1, 2), 20)), ValueError,
+        ("labels", "20", "-100"), ("LEDForConditionalGeneration",)),
+    Bad("lm_labels_negative", dict(input_ids=IDS, labels=_with(DEC, (0, 2), -1)), ValueError,
+        ("labels", "-1", "-100"), ("LEDForConditionalGeneration",)),
+    Bad("lm_labels_float", dict(input_ids=IDS, labels=DEC.astype(np.float32)), TypeError,
+        ("labels", "float32"), ("LEDForConditionalGeneration",)),
+    Bad("lm_labels_batch", dict(input_ids=IDS, labels=DEC[:1]), ValueError, ("labels", "1", "2"),
+        ("LEDForConditionalGeneration",)),
+    Bad("lm_labels_length", dict(input_ids=IDS, decoder_input_ids=DEC, labels=np.full((2, 4), 3)), ValueError,
+        ("labels", "4", "3"), ("LEDForConditionalGeneration",)),
+    Bad("class_labels_range", dict(input_ids=IDS, labels=np.array([0, 5])), ValueError,
+        ("labels", "5", "num_labels=3"), ("LEDForSequenceClassification",)),
+    Bad("class_labels_batch", dict(input_ids=IDS, labels=np.array([0, 1, 2])), ValueError,
+        ("labels", "3", "2"), ("LEDForSequenceClassification",)),
+    Bad("class_no_eos", dict(input_ids=np.array([[0, 4, 5], [0, 6, 7]])), ValueError,
+        ("input_ids", "eos_token_id=2"), ("LEDForSequenceClassification",)),
+    Bad("class_embeds_only", dict(inputs_embeds=np.zeros((2, 6, 8)), decoder_input_ids=DEC), ValueError,
+        ("input_ids",), ("LEDForSequenceClassification",)),
+    Bad("qa_positions_float", dict(input_ids=IDS, start_positions=np.array([1.0, 2.0]),
+                                   end_positions=np.array([2, 3])), TypeError,
+        ("start_positions", "float64"), ("LEDForQuestionAnswering",)),
+    Bad("qa_positions_batch", dict(input_ids=IDS, start_positions=np.array([1, 2, 3]),
+                                   end_positions=np.array([2, 3])), ValueError,
+        ("start_positions", "(3,)", "2"), ("LEDForQuestionAnswering",)),
+    # ---- generation settings
+    Bad("more_sequences_than_beams", dict(input_ids=IDS, num_beams=2, num_return_sequences=3), ValueError,
+        ("num_return_sequences", "3", "num_beams=2"), ("generate",)),
+    Bad("zero_beams", dict(input_ids=IDS, num_beams=0), ValueError, ("num_beams", "0", "1"), ("generate",)),
+    Bad("float_beams", dict(input_ids=IDS, num_beams=2.0), TypeError, ("num_beams", "2.0"), ("generate",)),
+    Bad("max_length_one", dict(input_ids=IDS, max_length=1), ValueError, ("max_length", "1", "2"), ("generate",)),
+    Bad("max_length_past_positions", dict(input_ids=IDS, max_length=9), ValueError,
+        ("max_length", "9", "max_decoder_position_embeddings=6"), ("generate",)),
+    Bad("zero_new_tokens", dict(input_ids=IDS, max_new_tokens=0), ValueError, ("max_new_tokens", "0", "1"),
+        ("generate",)),
+    Bad("negative_min_length", dict(input_ids=IDS, min_length=-1), ValueError, ("min_length", "-1", "0"),
+        ("generate",)),
+    Bad("negative_ngram", dict(input_ids=IDS, no_repeat_ngram_size=-2), ValueError,
+        ("no_repeat_ngram_size", "-2", "0"), ("generate",)),
+    Bad("early_stopping_word", dict(input_ids=IDS, num_beams=2, early_stopping="maybe"), ValueError,
+        ("early_stopping", "maybe"), ("generate",)),
+    Bad("length_penalty_str", dict(input_ids=IDS, num_beams=2, length_penalty="long"), TypeError,
+        ("length_penalty", "long"), ("generate",)),
+]
+
+
+GENERATE_ARGS = GENERATE_INPUTS + ("num_beams", "num_return_sequences", "max_length", "max_new_tokens",
+                                   "min_length", "no_repeat_ngram_size", "early_stopping", "length_penalty")
+ACCEPTS = {"get_encoder": set(ENCODER_ARGS), "generate": set(GENERATE_ARGS)}
+
+
+def _table():
+    """(impl, entry, bad) for every entry the bad input applies to and whose signature takes its kwargs."""
+    for impl in IMPLS:
+        for bad in BAD_INPUTS:
+            for entry in bad.entries:
+                if entry in ACCEPTS and not set(bad.kwargs) <= ACCEPTS[entry]:
+                    continue
+                yield pytest.param(impl, entry, bad, id=f"{impl.name}-{entry}-{bad.id}")
+
+
+@pytest.mark.parametrize("impl, entry, bad", list(_table()))
+def test_bad_input_is_refused_naming_argument_value_and_limit(impl, entry, bad):
+    with pytest.raises((ValueError, TypeError)) as err:
+        call(impl, entry, dict(bad.kwargs))
+    message = str(err.value)
+    assert isinstance(err.value, bad.error), f"{type(err.value).__name__} instead of {bad.error.__name__}: {message}"
+    missing = [m for m in bad.mentions if m not in message]
+    assert not missing, f"message {message!r} does not mention {missing}"
+
+
+# ------------------------------------------------------------------------------------------ bad configs
+@pytest.mark.parametrize("window, mentions", [
+    (3, ("attention_window", "3", "even")),
+    (0, ("attention_window", "0", "even")),
+    (-4, ("attention_window", "-4", "even")),
+    ([2, 4, 6], ("attention_window", "3", "encoder_layers=2")),
+    ([2, 5], ("attention_window[1]", "5", "even")),
+    (4.0, ("attention_window", "4.0", "int")),
+])
+def test_bad_windows_are_refused(window, mentions):
+    with pytest.raises(ValueError) as err:
+        LEDConfig(encoder_layers=2, attention_window=window)
+    assert all(m in str(err.value) for m in mentions), str(err.value)
+
+
+@pytest.mark.parametrize("impl", IMPLS, ids=lambda i: i.name)
+@pytest.mark.parametrize("window", [3, [2, 4, 6]])
+def test_a_config_broken_after_construction_is_refused_by_the_model(impl, window):
+    """Configs are mutable (HF habit); a model must not be built on one that no longer validates."""
+    config = LEDConfig.from_dict(CONFIG.to_dict())
+    weights = random_weights(config, "LEDModel", seed=0)
+    config.attention_window = window
+    with pytest.raises(ValueError, match="attention_window"):
+        impl.build("LEDModel", config=config, weights=weights)
+
+
+@pytest.mark.parametrize("impl, dtype", [(IMPLS[0], np.int32), (IMPLS[1], torch.int32), (IMPLS[1], "float32")],
+                         ids=["led_ref-int32", "led_torch-int32", "led_torch-str"])
+def test_bad_model_dtype_is_refused(impl, dtype):
+    with pytest.raises(TypeError, match="dtype"):
+        impl.build("LEDModel", dtype=dtype)
+
+
+# ------------------------------------------------------------------------------------------ degenerate inputs
+def _outputs(impl: Impl, architecture: str, config: LEDConfig, kwargs: dict, weights=None) -> dict[str, np.ndarray]:
+    """Every float output of one forward pass (attentions included), as float64 numpy."""
+    model = impl.build(architecture, config=config, weights=weights)
+    out = model(**impl.arrays(kwargs), output_attentions=True, output_hidden_states=True, use_cache=False)
+    flat = {}
+    for name in out.keys():
+        value = getattr(out, name)
+        items = value if isinstance(value, tuple) else (value,)
+        for i, item in enumerate(items):
+            if item is not None and not isinstance(item, (float, int)):
+                flat[f"{name}[{i}]"] = impl.numpy(item)
+            elif isinstance(item, float):
+                flat[f"{name}[{i}]"] = np.asarray(item)
+    return flat
+
+
+def assert_finite(outputs: dict[str, np.ndarray], what: str) -> None:
+    bad = [name for name, value in outputs.items() if not np.all(np.isfinite(value))]
+    assert not bad, f"{what}: non-finite values in {bad}"
+
+
+def assert_agree(a: dict, b: dict, budget: float, what: str, skip: tuple[str, ...] = ()) -> None:
+    """Same output names and every array within `budget` (scaled error)."""
+    names = [n for n in a if not n.startswith(skip)]
+    assert set(names) == {n for n in b if not n.startswith(skip)}, f"{what}: {sorted(a)} vs {sorted(b)}"
+    errors = {n: scaled_error(a[n], b[n]) for n in names}
+    worst = max(errors, key=errors.get)
+    assert errors[worst] < budget, f"{what}: {worst} differs by {errors[worst]:.3g} (budget {budget})"
+
+
+def _both(architecture: str, kwargs: dict, config: LEDConfig = CONFIG, weights=None):
+    ref = _outputs(IMPLS[0], architecture, config, kwargs, weights)
+    ours = _outputs(IMPLS[1], architecture, config, kwargs, weights)
+    return ref, ours
+
+
+# HF (and this project) leaves the key axis of global_attentions padded and fills slots without a global token
+# differently; compare the rest exactly.
+GLOBAL = "encoder_global_attentions"
+
+
+@pytest.mark.parametrize("architecture", CLASSES)
+def test_fully_padded_row_is_finite_and_has_zero_attention(architecture):
+    mask = MASK.copy()
+    mask[1] = 0
+    glob = np.zeros_like(IDS)
+    glob[0, 1] = 1
+    kwargs = dict(input_ids=IDS, attention_mask=mask, global_attention_mask=glob)
+    ref, ours = _both(architecture, kwargs)
+    for what, out in (("led_ref", ref), ("led_torch", ours)):
+        assert_finite(out, what)
+        for layer in range(CONFIG.encoder_layers):
+            assert np.all(out[f"encoder_attentions[{layer}]"][1] == 0), f"{what}: padded row attends"
+            assert np.all(out[f"{GLOBAL}[{layer}]"][1] == 0), f"{what}: padded row has global attention"
+    assert_agree(ref, ours, 1e-9, f"{architecture} padded row, led_ref vs led_torch")
+    # The padded row does not change the other row: same as running row 0 alone.
+    alone = _outputs(IMPLS[0], architecture, CONFIG, {k: v[:1] for k, v in kwargs.items()})
+    assert scaled_error(ref["encoder_last_hidden_state[0]"][:1], alone["encoder_last_hidden_state[0]"]) < 1e-12
+
+
+def test_fully_padded_batch_generates_the_same_tokens():
+    mask = np.zeros_like(IDS)
+    tokens = [IMPLS[i].numpy(model_for(IMPLS[i], "LEDForConditionalGeneration").generate(
+        IMPLS[i].array(IDS), attention_mask=IMPLS[i].array(mask), max_length=5, num_beams=2)) for i in (0, 1)]
+    np.testing.assert_array_equal(tokens[0], tokens[1])
+
+
+@pytest.mark.parametrize("impl", IMPLS, ids=lambda i: i.name)
+@pytest.mark.parametrize("architecture", ["LEDForConditionalGeneration", "LEDForSequenceClassification"])
+def test_global_flag_on_padding_is_ignored(impl, architecture):
+    base = dict(input_ids=IDS, attention_mask=MASK, global_attention_mask=_with(np.zeros_like(IDS), (0, 1), 1))
+    flagged = dict(base, global_attention_mask=_with(base["global_attention_mask"], (1, 5), 1))  # (1, 5) is padding
+    a = _outputs(impl, architecture, CONFIG, base)
+    b = _outputs(impl, architecture, CONFIG, flagged)
+    assert_finite(b, impl.name)
+    assert_agree(b, a, 1e-12, f"{impl.name}: global flag on a padding token")
+
+
+def test_all_global_is_finite_agrees_and_ignores_the_window():
+    """With every token global, each attends to all tokens with the global projections: the window is moot."""
+    kwargs = dict(input_ids=IDS, attention_mask=MASK, global_attention_mask=np.ones_like(IDS))
+    weights = random_weights(CONFIG, "LEDForConditionalGeneration", seed=3, std=0.3)
+    ref, ours = _both("LEDForConditionalGeneration", kwargs, weights=weights)
+    assert_finite(ref, "led_ref")
+    assert_finite(ours, "led_torch")
+    assert_agree(ref, ours, 1e-9, "all global, led_ref vs led_torch")
+    wide = LEDConfig.from_dict(CONFIG.to_dict() | {"attention_window": [8, 6]})
+    for impl, out in zip(IMPLS, (ref, ours), strict=True):
+        other = _outputs(impl, "LEDForConditionalGeneration", wide, kwargs, weights)
+        for name in ("logits[0]", "encoder_last_hidden_state[0]"):
+            assert scaled_error(other[name], out[name]) < 1e-9, f"{impl.name}: {name} depends on the window"
+
+
+def test_window_wider_than_sequence_equals_any_covering_window():
+    """A window wider than the text sees every token: windows 12 and 40 over 6 tokens give the same result."""
+    kwargs = dict(input_ids=IDS, attention_mask=MASK, global_attention_mask=_with(np.zeros_like(IDS), (0, 0), 1))
+    weights = random_weights(CONFIG, "LEDForConditionalGeneration", seed=4, std=0.3)
+    results = {}
+    for window in (12, 40):
+        config = LEDConfig.from_dict(CONFIG.to_dict() | {"attention_window": window,
+                                                         "max_encoder_position_embeddings": 40})
+        results[window] = _both("LEDForConditionalGeneration", kwargs, config, weights)
+    for out in (*results[12], *results[40]):
+        assert_finite(out, "window > sequence")
+    for i, impl in enumerate(IMPLS):
+        for name in ("logits[0]", "encoder_last_hidden_state[0]"):
+            assert scaled_error(results[40][i][name], results[12][i][name]) < 1e-9, f"{impl.name}: {name}"
+    assert_agree(*results[40], 1e-9, "window 40, led_ref vs led_torch", skip=("encoder_attentions",))
+
+
+@pytest.mark.parametrize("global_first", [False, True])
+@pytest.mark.parametrize("architecture", CLASSES)
+def test_one_token_sequence(architecture, global_first):
+    ids = np.array([[2], [2]])  # a lone eos, so classification can pool
+    kwargs = dict(input_ids=ids, global_attention_mask=np.full_like(ids, int(global_first)))
+    ref, ours = _both(architecture, kwargs)
+    assert_finite(ref, "led_ref")
+    assert_finite(ours, "led_torch")
+    assert_agree(ref, ours, 1e-9, f"{architecture} one token")
+    # A lone token attends only to itself: probability 1 at the self column (local) or global slot.
+    column = ref["encoder_attentions[0]"].shape[-1] // 2 if not global_first else 0
+    probs = ref[f"{GLOBAL}[0]"] if global_first else ref["encoder_attentions[0]"]
+    np.testing.assert_allclose(probs[..., 0, column], 1.0, rtol=0, atol=1e-12)
+
+
+# ------------------------------------------------------------------------------------------ fp16 near overflow
+FP16_BUDGET = 0.05  # measured worst ~1e-2 on these cases (scaled error against float64), with headroom
+
+
+@pytest.mark.parametrize("case", ["huge_embeddings", "huge_scores", "huge_decoder_embeddings"])
+def test_fp16_near_overflow_stays_finite_and_close_to_float64(case):
+    config = LEDConfig.from_dict(CONFIG.to_dict() | {"max_encoder_position_embeddings": 16})
+    weights = random_weights(config, "LEDForConditionalGeneration", seed=5, std=0.3)
+    rng = np.random.default_rng(0)
+    glob = _with(np.zeros_like(IDS), (0, 1), 1)
+    kwargs = dict(attention_mask=MASK, global_attention_mask=glob, decoder_input_ids=DEC)
+    if case == "huge_scores":
+        # Query/key weights x30: attention scores in the thousands, far beyond exp()'s fp16 range.
+        for name in list(weights):
+            if any(p in name for p in ("query", "key", "q_proj", "k_proj")) and name.endswith("weight"):
+                weights[name] = weights[name] * 30.0
+        kwargs["input_ids"] = IDS
+    else:
+        # Embeddings near the fp16 maximum (65504): sums and squares overflow unless the norm is computed safely.
+        embeds = np.clip(rng.standard_normal((2, 6, 8)) * 2e4, -6e4, 6e4)
+        if case == "huge_embeddings":
+            kwargs["inputs_embeds"] = embeds
+        else:
+            kwargs["input_ids"] = IDS
+            kwargs.pop("decoder_input_ids")
+            kwargs["decoder_inputs_embeds"] = embeds[:, :3]
+    impl = IMPLS[1]
+    outs = {}
+    for dtype in (torch.float16, torch.float64):
+        model = led_torch.LEDForConditionalGeneration.from_weights(config, weights, dtype=dtype)
+        args = {k: torch.from_numpy(v).to(dtype) if v.dtype.kind == "f" else torch.from_numpy(v)
+                for k, v in kwargs.items()}
+        out = model(**args)
+        outs[dtype] = {n: impl.numpy(getattr(out, n)) for n in ("logits", "encoder_last_hidden_state")}
+    assert_finite(outs[torch.float16], f"fp16 {case}")
+    assert_agree(outs[torch.float16], outs[torch.float64], FP16_BUDGET, f"fp16 {case} vs float64")
