@@ -206,7 +206,8 @@ def run_from_model(args, parser) -> int:
         parser.error(f"--head {args.head} is out of range 0..{config.encoder_attention_heads - 1} "
                      "(encoder_attention_heads)")
     global_positions = [0] if args.global_positions is None else args.global_positions
-    seq_len = len(explorer.encode_text(tokenizer, text, config.max_encoder_position_embeddings)[1])
+    limit = explorer.model_token_limit(config)
+    seq_len = len(explorer.encode_text(tokenizer, text, limit)[1])
     try:
         explorer.check_example(seq_len, global_positions, 0, ("the text's token count", "--global", "pad"))
     except ValueError as err:
@@ -214,9 +215,13 @@ def run_from_model(args, parser) -> int:
     found = explorer.model_attentions(model, tokenizer, text, global_positions)
     layers = list(range(config.encoder_layers)) if args.layer is None else [args.layer]
     heads = None if args.head is None else [args.head]
-    print(f"checkpoint: {checkpoint}")
+    print(f"checkpoint: {'the embedded default model, ' if args.checkpoint is None else ''}{checkpoint}")
     print(f"{seq_len} tokens, global: {', '.join(map(str, global_positions)) or 'none'}, windows per layer: "
           f"{', '.join(map(str, found.windows))}")
+    full_len = len(tokenizer(text)["input_ids"])
+    if full_len > seq_len:
+        print(f"the text has {full_len} tokens; showing the first {seq_len} (max_encoder_position_embeddings="
+              f"{config.max_encoder_position_embeddings}, --from-model's limit {explorer.MAX_MODEL_TOKENS})")
     print(explorer.padding_note(seq_len, found.windows), end="")
     print(explorer.top_keys_text(found, layers, heads), end="")
     error = explorer.roundtrip_error(found)

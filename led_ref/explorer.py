@@ -30,6 +30,8 @@ from . import layout
 
 # Beyond this the grid is unreadable and the dense mask needlessly big; the real model has no such limit.
 MAX_EXPLORER_SEQ_LEN = 4096
+# --from-model keeps (heads, seq, seq) float64 per layer in memory: texts are cut to this many tokens.
+MAX_MODEL_TOKENS = 1024
 
 
 class Cell(IntEnum):
@@ -371,6 +373,11 @@ class ModelAttentions:
         return self.attention_mask.shape[1]
 
 
+def model_token_limit(config) -> int:
+    """How many tokens of a text `--from-model` shows: the model's limit, at most MAX_MODEL_TOKENS."""
+    return min(config.max_encoder_position_embeddings, MAX_MODEL_TOKENS)
+
+
 def encode_text(tokenizer, text: str, max_length: int) -> tuple[np.ndarray, list[str]]:
     """Token ids (1, seq) of `text` (with <s> ... </s>, truncated to `max_length`) and readable token strings."""
     ids = np.asarray(tokenizer(text, truncation=True, max_length=max_length, return_tensors="np")["input_ids"])
@@ -380,7 +387,7 @@ def encode_text(tokenizer, text: str, max_length: int) -> tuple[np.ndarray, list
 
 def model_attentions(model, tokenizer, text: str, global_positions: Sequence[int] | None = (0,)) -> ModelAttentions:
     """Run `model`'s encoder on `text` with output_attentions=True (global attention on `global_positions`)."""
-    ids, tokens = encode_text(tokenizer, text, model.config.max_encoder_position_embeddings)
+    ids, tokens = encode_text(tokenizer, text, model_token_limit(model.config))
     seq_len = ids.shape[1]
     attention_mask, global_attention_mask = example_masks(seq_len, list(global_positions or ()), 0)
     out = model.get_encoder()(input_ids=ids, attention_mask=attention_mask,

@@ -84,8 +84,9 @@ class CheckResult:
 class Progress:
     """A plain-text progress bar on stderr (no dependency); silent when disabled."""
 
-    def __init__(self, total: int, label: str, enabled: bool = True, stream=sys.stderr):
-        self.total, self.label, self.enabled, self.stream, self.done = max(total, 1), label, enabled, stream, 0
+    def __init__(self, total: int, label: str, enabled: bool = True, stream=None):
+        self.total, self.label, self.enabled, self.done = max(total, 1), label, enabled, 0
+        self.stream = stream or sys.stderr  # looked up now, not at import (pytest swaps sys.stderr)
 
     def step(self, note: str = "") -> None:
         self.done += 1

@@ -14,14 +14,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from led_torch.backends import masks
-from led_torch.backends.flex import flex_longformer_attention
+from led_torch.backends.flex import flex_longformer_attention, longformer_block_mask
 from parity.strategies import AttentionCase, attention_cases, token_kinds
 
 pytestmark = pytest.mark.filterwarnings("ignore:flex_attention called without torch.compile")
 
 WINDOWS = (2, 4, 6, 8, 10, 12, 14, 16)
 # scaled error budgets vs the float64 brute force, measured on the sweeps below (docs/kernels.md): ~3x margin
-HALF_BUDGETS = {torch.float16: 5e-3, torch.bfloat16: 3e-2}
+HALF_BUDGETS = {torch.float16: 6e-3, torch.bfloat16: 5e-2}
 
 
 # ------------------------------------------------------------------------------------------ the reference
@@ -153,6 +153,28 @@ def test_combinators_need_a_mask():
         masks.and_masks()
 
 
+# ------------------------------------------------------------------------------------------ block mask
+@given(st.sampled_from(WINDOWS), st.integers(1, 3), st.integers(1, 40), st.sampled_from([2, 4, 8, 16]), st.data())
+def test_block_mask_covers_every_allowed_tile(window, batch, seq, block, data):
+    """Eager flex ignores block sparsity, so this is what guards the compiled path: every tile holding an
+    allowed (query, key) pair is visited, and only tiles meeting the band or holding a global token are."""
+    kinds = torch.as_tensor(data.draw(token_kinds(batch, seq)))
+    tiles = longformer_block_mask(kinds, window, block).to_dense()[:, 0].bool()  # (batch, q tiles, kv tiles)
+    allowed = masks.dense_mask(masks.longformer_local_mask(kinds, window), batch, 1, seq, seq)[:, 0]
+    n = tiles.shape[-1]
+    padded = torch.nn.functional.pad(allowed, (0, n * block - seq, 0, n * block - seq))
+    any_allowed = padded.view(batch, n, block, n, block).any(dim=(2, 4))
+    assert not (any_allowed & ~tiles).any()
+    q_tile = torch.arange(seq) // block
+    reach = (torch.arange(seq)[:, None] - torch.arange(seq)[None, :]).abs() <= window // 2
+    band_tiles = torch.zeros(n, n, dtype=torch.bool)
+    band_tiles[q_tile[:, None].expand(seq, seq)[reach], q_tile[None, :].expand(seq, seq)[reach]] = True
+    global_tiles = torch.zeros(batch, n, dtype=torch.bool)
+    for b in range(batch):
+        global_tiles[b, q_tile[kinds[b] == 2]] = True
+    assert torch.equal(tiles, band_tiles[None] | global_tiles[:, None, :])
+
+
 # ------------------------------------------------------------------------------------------ flex, eager sweep
 @given(contract_cases())
 def test_flex_float64_matches_brute_force(case):
@@ -228,23 +250,28 @@ def test_flex_backward_matches_brute_force_on_cuda(compiled):
     inputs = [t.float() for t in inputs]
     ours = _grads(flex_longformer_attention, inputs, kinds, weights, compiled=compiled)
     reference = _grads(brute_force_context, [t.double() for t in inputs], kinds, weights.double())
-    for o, r in zip(ours, reference):
+    for o, r in zip(ours, reference, strict=True):
         assert scaled_error(o, r) < 1e-4
 
 
 # ------------------------------------------------------------------------------------------ flex, compiled
 @pytest.mark.compile
 def test_flex_compiled_float32_one_shape():
-    """One fixed shape through torch.compile(flex_attention); a second token layout reuses the compiled graph."""
+    """One fixed shape through torch.compile(flex_attention): three 128-row tiles, so the block-sparse skip
+    is real (query tile 2 of a row without globals in tile 0 skips key tile 0); a second token layout
+    reuses the compiled graph."""
     rng = np.random.default_rng(3)
-    args = [torch.as_tensor(rng.standard_normal((2, 2, 32, 8)), dtype=torch.float32) for _ in range(6)]
-    first = torch.ones(2, 32, dtype=torch.long)
+    seq = 384
+    args = [torch.as_tensor(rng.standard_normal((2, 2, seq, 8)) * 2, dtype=torch.float32) for _ in range(6)]
+    first = torch.ones(2, seq, dtype=torch.long)
     first[0, [0, 17]] = 2
-    first[0, 28:] = 0
+    first[0, 200:] = 0
     first[1, 5] = 0
-    second = torch.ones(2, 32, dtype=torch.long)
-    second[1, 1:31:3] = 2
+    second = torch.ones(2, seq, dtype=torch.long)
+    second[1, 1:250:7] = 2
+    second[0, 130:] = 0
     for kinds in (first, second):
+        assert longformer_block_mask(kinds, 8).to_dense().sum() < 2 * 9  # some tiles are skipped
         got = flex_longformer_attention(*args, kinds, 8, compiled=True)
         assert scaled_error(got, brute_force_context(*args, kinds, 8)) < 1e-5
 

@@ -485,3 +485,42 @@ def test_from_model_on_the_embedded_default_model():
         mask = brute_force_mask(found.seq_len, window, [0], 0)
         assert np.all(dense[:, ~mask] == 0) and np.all(dense[:, mask] > 0)
         np.testing.assert_allclose(dense.sum(axis=-1), 1.0, atol=1e-12)
+
+
+def test_tour_shows_what_the_cli_prints():
+    """Every synthetic `$ python -m led_ref layout ...` block of docs/tour.md (not --from-model, whose numbers
+    belong to the embedded model's recipe) prints what the page says; `...` stands for skipped lines."""
+    import re
+    import shlex
+
+    with open(os.path.join(REPO, "docs", "tour.md"), encoding="utf-8") as fh:
+        tour = fh.read()
+    checked = 0
+    for block in re.findall(r"```console\n(.*?)```", tour, re.S):
+        for command in re.split(r"^\$ ", block, flags=re.M)[1:]:
+            line, _, expected = command.partition("\n")
+            argv = shlex.split(line)
+            if argv[:3] != ["python", "-m", "led_ref"] or "--from-model" in argv:
+                continue
+            argv = argv[3:]
+            if "--png" in argv:  # do not rewrite the committed pictures
+                k = argv.index("--png")
+                del argv[k:k + 2]
+            _, out, err = run_cli(argv)
+            got = (out + err).splitlines()
+            position = 0
+            for wanted in (w for w in expected.splitlines() if w != "..." and not w.startswith("wrote ")):
+                assert wanted in got[position:], f"{line}: {wanted!r} not printed (in order)"
+                position = got.index(wanted, position) + 1
+            checked += 1
+    assert checked >= 5
+
+
+def test_from_model_cuts_long_texts_and_says_so(tiny_checkpoint, tmp_path):
+    path = tmp_path / "long.txt"
+    path.write_text("x" * 100, encoding="utf-8")  # 102 tokens with <s> </s>; the tiny model has 64 positions
+    status, out, err = run_cli(["layout", "--from-model", "--checkpoint", tiny_checkpoint, "--text-file", str(path),
+                                "--check-roundtrip"])
+    assert status == 0, err
+    assert "64 tokens, global: 0" in out and "the text has 102 tokens; showing the first 64" in out
+    assert "max abs diff 0 (exact)" in out

@@ -7,8 +7,10 @@ each other and with led_ref's spec; every kernel of BROKEN_KERNELS must be rejec
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -155,3 +157,22 @@ def test_cli_gate_rejects_broken_kernel_and_accepts_correct_one():
     assert "token_kind=" in bad.stdout + bad.stderr and "--seed 5" in bad.stdout + bad.stderr
     good = run("parity.broken_kernels:dense_attention")
     assert good.returncode == 0, good.stdout + good.stderr
+
+
+@pytest.mark.parametrize("backend", ["banded", "flex"])
+def test_led_torch_backends_pass_the_gate(backend):
+    get_backend = pytest.importorskip("led_torch.backends").get_backend
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # flex without torch.compile warns that it is unfused
+        result = gate(get_backend(backend), examples=15, seed=6, name=backend)
+    assert result.passed, result.message()
+
+
+def test_led_torch_triton_backend_passes_the_gate_interpreted():
+    """The Triton kernel under TRITON_INTERPRET=1 (CPU), in float32 (the interpreter's natural dtype)."""
+    pytest.importorskip("triton")
+    env = dict(os.environ, TRITON_INTERPRET="1", PYTHONWARNINGS="ignore")
+    done = subprocess.run([sys.executable, "-m", "parity", "gate", "--attention",
+                           "led_torch.backends.triton_banded:triton_longformer_attention", "--examples", "6",
+                           "--seed", "7", "--dtype", "float32"], capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0 and "ok:" in done.stdout, done.stdout + done.stderr

@@ -1,0 +1,70 @@
+"""The CLI end to end: exit codes, the default run, check/audit/info output, argument errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from parity import cli
+
+
+def run_cli(*args, timeout=240):
+    return subprocess.run([sys.executable, "-m", "parity", *args], capture_output=True, text=True, timeout=timeout)
+
+
+def test_check_subprocess_agrees_and_writes_json(tmp_path):
+    report = tmp_path / "report.json"
+    done = run_cli("check", "--examples", "2", "--seed", "3", "--no-default", "--backend", "banded",
+                   "--dtype", "float32", "--no-progress", "--json", str(report))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "seed: 3" in done.stderr and "all agree (seed 3)" in done.stdout
+    data = json.loads(report.read_text())
+    assert data["passed"] is True and data["seed"] == 3 and data["comparisons"]
+    assert all(c["first_divergence"] is None for c in data["comparisons"])
+
+
+def test_default_run_is_check_on_the_default_model(capsys):
+    assert cli.main(["--examples", "1", "--seed", "0", "--dtype", "float32", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "default-" in out and "generation" in out and "all agree" in out
+
+
+def test_info(capsys):
+    assert cli.main(["info", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert os.path.isfile(os.path.join(info["checkpoint"], "config.json")) and info["parameters"] > 0
+    assert "banded" in info["torch_backends_cpu"]
+
+
+def test_audit_with_hf(tmp_path, capsys):
+    pytest.importorskip("transformers")
+    from led_ref.default_model import DEFAULT_TEXT, default_checkpoint_dir
+
+    text = tmp_path / "text.txt"
+    text.write_text(DEFAULT_TEXT)
+    report = tmp_path / "audit.json"
+    code = cli.main(["audit", "--checkpoint", str(default_checkpoint_dir()), "--text", str(text), "--hf",
+                     "--max-new-tokens", "3", "--json", str(report)])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "torch:banded:float32 vs ref:float64: agree" in out and "hf:float32 vs ref:float64: agree" in out
+    assert json.loads(report.read_text())["passed"] is True
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["gate", "--attention", "no_colon"], "package.module:function"),
+    (["gate", "--attention", "parity.broken_kernels:missing"], "missing"),
+    (["gate", "--attention", "parity.broken_kernels:dense_attention", "--examples", "0"], "--examples"),
+])
+def test_usage_errors_exit_2(argv, message, capsys):
+    assert cli.main(argv) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_replay_missing_file_names_it(tmp_path):
+    with pytest.raises(FileNotFoundError, match="case.json"):
+        cli.main(["replay", str(tmp_path / "nope")])
