@@ -17,7 +17,7 @@ from led_ref.config import LEDConfig
 
 from .activations import activation
 from .backends import BACKENDS, get_backend, resolve_backend
-from .backends.banded import banded_longformer_attention
+from .backends.banded import banded_longformer_attention, global_slots
 from .outputs import LEDEncoderBaseModelOutput
 from .validation import check_embeds, check_exactly_one, check_head_mask, check_ids, check_length, check_mask
 
@@ -63,7 +63,7 @@ class LongformerSelfAttention(nn.Module):
         k = split_heads(self.key(hidden), self.heads)
         v = split_heads(self.value(hidden), self.heads)
         if any_global:
-            gq = split_heads(self.query_global(hidden) / scale, self.heads)
+            gq = split_heads(self._global_queries(hidden, token_kind) / scale, self.heads)
             gk = split_heads(self.key_global(hidden), self.heads)
             gv = split_heads(self.value_global(hidden), self.heads)
         else:
@@ -75,8 +75,18 @@ class LongformerSelfAttention(nn.Module):
                                               return_probs=output_attentions, dropout_p=dropout,
                                               training=self.training)
             return out if output_attentions else (out, None, None)
-        name = resolve_backend(self.backend, hidden.device, hidden.dtype, need_probs=False)
+        need_grad = torch.is_grad_enabled() and hidden.requires_grad
+        name = resolve_backend(self.backend, hidden.device, hidden.dtype, need_probs=False, need_grad=need_grad)
         return get_backend(name)(q, k, v, gq, gk, gv, token_kind, self.window), None, None
+
+
+    def _global_queries(self, hidden, token_kind):
+        """query_global of the global tokens only (zeros elsewhere: no backend reads them), saving one of the
+        six seq x d x d projections."""
+        positions, valid = global_slots(token_kind)
+        index = positions[:, :, None].expand(-1, -1, hidden.shape[-1])
+        rows = self.query_global(torch.gather(hidden, 1, index)) * valid[:, :, None].to(hidden.dtype)
+        return torch.zeros_like(hidden).scatter_add(1, index, rows)
 
 
 class EncoderAttention(nn.Module):

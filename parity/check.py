@@ -10,17 +10,21 @@ shrinks the case, and the shrunk case is saved as a reproducer (parity.report) t
 
 from __future__ import annotations
 
+import hashlib
 import os
 import random
 import sys
 import tempfile
+import time
 from dataclasses import dataclass, field
 
+import numpy as np
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import seed as hypothesis_seed
 from hypothesis.reporting import with_reporter
 
 from .compare import Comparison, OutputDiff, compare_outputs
+from .generation import generation_parity
 from .implementations import Side
 from .report import save_reproducer, text_table
 from .strategies import ModelCase, model_cases
@@ -65,10 +69,14 @@ NO_EXPLAIN = [p for p in Phase if p.name != "explain"]  # hypothesis' line-cover
 
 
 class CaseDiverged(AssertionError):
-    def __init__(self, case: ModelCase, comparisons: list[Comparison]):
-        first = next(c for c in comparisons if not c.passed)
-        super().__init__(f"{first.actual} diverged from {first.expected} at {first.first_divergence.name}")
-        self.case, self.comparisons = case, comparisons
+    def __init__(self, case: ModelCase, comparisons: list[Comparison], generations: list | None = None):
+        bad = [c for c in comparisons if not c.passed]
+        if bad:
+            what = f"{bad[0].actual} diverged from {bad[0].expected} at {bad[0].first_divergence.name}"
+        else:
+            what = next(g for g in generations if not g.passed).describe()
+        super().__init__(what)
+        self.case, self.comparisons, self.generations = case, comparisons, generations or []
 
 
 @dataclass
@@ -77,6 +85,7 @@ class CheckResult:
     examples: int
     passed: bool = True
     rows: list[tuple[str, Comparison]] = field(default_factory=list)
+    generations: list = field(default_factory=list)
     failure: str = ""
     reproducer: str | None = None
 
@@ -101,28 +110,59 @@ class Progress:
             self.stream.write("\n")
 
 
+def case_key(case: ModelCase) -> str:
+    """A fingerprint of a model case (config, architecture, weight seed/std, input bytes)."""
+    digest = hashlib.sha256(case.config.to_json_string().encode())
+    digest.update(f"{case.architecture}/{case.weight_seed}/{case.weight_std}".encode())
+    for name in sorted(case.inputs):
+        digest.update(name.encode() + np.ascontiguousarray(case.inputs[name]).tobytes())
+    return digest.hexdigest()
+
+
 def check_random(sides: list[Side], examples: int = 10, seed: int | None = None,
                  architectures: tuple[str, ...] = ARCHITECTURES, repro_dir: str | None = None,
-                 progress: bool = True, config=None) -> CheckResult:
-    """Hypothesis cases through reference and `sides`; the shrunk first divergence is saved as a reproducer."""
+                 progress: bool = True, config=None, shrink_seconds: float = 60.0,
+                 max_new_tokens: int = 3) -> CheckResult:
+    """Hypothesis cases through reference and `sides`; the shrunk first divergence is saved as a reproducer.
+
+    Shrinking a model case is expensive (each try builds and runs every side), and a divergence just
+    above tolerance shrinks slowly; after `shrink_seconds` only cases already seen failing fail again,
+    so hypothesis stops at the smallest failing case found so far. LEDForConditionalGeneration cases also
+    generate `max_new_tokens` greedily on every side (tie-aware, parity.generation).
+    """
     if isinstance(examples, bool) or not isinstance(examples, int) or examples < 1:
         raise ValueError(f"examples must be a positive int, got {examples!r}")
     seed = random.SystemRandom().randrange(2**32) if seed is None else int(seed)
     result = CheckResult(seed, examples)
     bar = Progress(examples, "check", progress)
     hf_compatible = any(s.family == "hf" for s in sides)
+    first_failure: list[float] = []
+    failing: set[str] = set()
 
     @settings(max_examples=examples, database=None, deadline=None, print_blob=True, report_multiple_bugs=False,
               suppress_health_check=list(HealthCheck),
               phases=NO_EXPLAIN)
     @given(case=model_cases(architectures=architectures, hf_compatible=hf_compatible, config=config))
     def run(case: ModelCase) -> None:
-        comparisons = run_case(case.config, case.architecture, case.weights(), case.inputs, sides)
-        bar.step(case.architecture)
-        if all(c.passed for c in comparisons):
-            result.rows += [(f"random #{len(result.rows) // max(len(sides), 1)}", c) for c in comparisons]
+        key = case_key(case)
+        if first_failure and time.monotonic() - first_failure[0] > shrink_seconds and key not in failing:
+            return  # shrink budget spent: this smaller case is not tried
+        weights = case.weights()
+        comparisons = run_case(case.config, case.architecture, weights, case.inputs, sides)
+        generations = []
+        if case.architecture == "LEDForConditionalGeneration" and all(c.passed for c in comparisons):
+            _, generations = generation_parity(case.config, weights, case.inputs, sides, REFERENCE,
+                                               max_new_tokens=max_new_tokens)
+        if not first_failure:
+            bar.step(case.architecture)
+        if all(c.passed for c in comparisons) and all(g.passed for g in generations):
+            name = f"random #{bar.done}"
+            result.rows += [(name, c) for c in comparisons]
+            result.generations += [(name, g) for g in generations]
             return
-        raise CaseDiverged(case, comparisons)
+        first_failure.append(time.monotonic())
+        failing.add(key)
+        raise CaseDiverged(case, comparisons, generations)
 
     report: list[str] = []
     with with_reporter(report.append):
@@ -131,17 +171,21 @@ def check_random(sides: list[Side], examples: int = 10, seed: int | None = None,
         except CaseDiverged as diverged:
             result.passed = False
             case = diverged.case
-            first = next(c for c in diverged.comparisons if not c.passed)
+            first = next((c for c in diverged.comparisons if not c.passed), diverged.comparisons[0])
             directory = repro_dir or tempfile.mkdtemp(prefix="led-parity-repro-")
             result.reproducer = save_reproducer(
                 directory, case.config, case.architecture, case.weights(), case.inputs, first.actual,
-                first.expected, first, seed=seed, weight_seed=case.weight_seed, weight_std=case.weight_std)
+                first.expected, first, seed=seed, weight_seed=case.weight_seed, weight_std=case.weight_std,
+                generation=[g.to_dict() for g in diverged.generations])
             result.rows += [("shrunk counterexample", c) for c in diverged.comparisons]
+            result.generations += [("shrunk counterexample", g) for g in diverged.generations]
             notes = [str(n) for n in getattr(diverged, "__notes__", [])]
+            details = [text_table(c, only_failures=True) for c in diverged.comparisons if not c.passed]
+            details += [g.describe() for g in diverged.generations if not g.passed]
             result.failure = "\n".join([
                 f"mismatch: {diverged} (seed {seed})",
                 f"  case: {case.describe()}",
-                text_table(first, only_failures=True),
+                *details,
                 f"  reproducer: {result.reproducer}  (python -m parity replay {os.path.dirname(result.reproducer)})",
                 # the case itself is saved above; of hypothesis' notes keep the replay decorator
                 *[f"  {line.strip()}" for line in report + notes if "reproduce_failure" in line],

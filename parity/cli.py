@@ -53,6 +53,8 @@ def add_check_arguments(parser) -> None:
     parser.add_argument("--json", default=None, help="write the JSON report here")
     parser.add_argument("--repro-dir", default=None, help="where to save the reproducer of a divergence")
     parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--shrink-seconds", type=float, default=60.0,
+                        help="stop shrinking a divergent case after this long (default 60)")
 
 
 def sides_for(args):
@@ -82,11 +84,12 @@ def run_check(args) -> int:
             rows += default[0]
             generations += default[1]
             ok &= all(c.passed for _, c in default[0]) and all(g.passed for g in default[1])
-    result = check_random(sides, args.examples, seed, repro_dir=args.repro_dir, progress=not args.no_progress)
+    result = check_random(sides, args.examples, seed, repro_dir=args.repro_dir, progress=not args.no_progress,
+                          shrink_seconds=args.shrink_seconds)
     rows += result.rows
+    generations += [g for _, g in result.generations]
     print(summary_table(rows))
-    for g in generations:
-        print(g.describe())
+    print(generation_summary(generations))
     if args.json:
         with open(args.json, "w", encoding="utf-8") as fh:
             fh.write(to_json([c for _, c in rows], seed=seed, reproducer=result.reproducer,
@@ -96,6 +99,13 @@ def run_check(args) -> int:
     ok &= result.passed
     print(("all agree" if ok else "mismatch") + f" (seed {seed})")
     return EXIT_OK if ok else EXIT_MISMATCH
+
+
+def generation_summary(generations) -> str:
+    """Counts of identical / tie / MISMATCH generations, then every one that was not identical."""
+    counts = {status: sum(g.status == status for g in generations) for status in ("identical", "tie", "MISMATCH")}
+    lines = ["generation: " + ", ".join(f"{n} {status}" for status, n in counts.items())]
+    return "\n".join(lines + [g.describe() for g in generations if not g.identical])
 
 
 def default_inputs(tokenizer, config, text: str) -> dict:

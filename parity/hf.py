@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import warnings
 
 import numpy as np
 
@@ -33,7 +34,8 @@ def hf_model(config: LEDConfig, weights: dict[str, np.ndarray], architecture: st
     data = config.to_dict()
     data.pop("architectures", None)
     data.pop("model_type", None)
-    with hf_dtype_scope(dtype):
+    with hf_dtype_scope(dtype), warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # 4.57 announces LEDForSequenceClassification's removal
         model = getattr(transformers, architecture)(transformers.LEDConfig(**data)).to(torch_dtype).eval()
     state = {k: torch.from_numpy(np.ascontiguousarray(v)).to(torch_dtype) for k, v in weights.items()}
     missing, unexpected = model.load_state_dict(state, strict=False)

@@ -6,8 +6,8 @@ large outputs (logits, losses of big vocabularies). `b` is always the reference 
 
 The budget depends on the lower precision of the two sides and, for half precisions, on the kind of
 output (errors grow through the layers and the vocabulary projection). The half-precision budgets are
-provisional: set with a margin above what a correct implementation reaches on the embedded default
-model; re-measure with `python -m parity check --dtype bfloat16` when an implementation changes.
+measured (see the comment on TOLERANCES); re-measure with `python -m parity check --dtype bfloat16
+--examples 25` when an implementation changes.
 """
 
 from __future__ import annotations
@@ -18,12 +18,19 @@ import numpy as np
 KINDS = ("context", "hidden", "attention", "logits", "loss", "cache")
 
 # Budget per (lower-precision dtype, output kind); "*" is the default for the dtype.
+# Half precisions: about 3x the worst error measured for led_torch (banded, CPU) against the float64 spec
+# on the embedded default model + 25 hypothesis cases (weight std up to 1.0), 2026-11-24:
+#   float16   attention 1.1e-2  cache 2.8e-2  hidden 2.9e-2  logits 5.7e-3  loss 6.2e-4
+#   bfloat16  attention 1.8e-2  cache 6.3e-2  hidden 5.2e-2  logits 2.7e-2  loss 5.0e-3
+# (float32 reached 1.4e-6 at most.) "context" is the attention kernel's output (the gate), one layer deep.
 TOLERANCES: dict[str, dict[str, float]] = {
     "float64": {"*": 1e-9},
     "hf-float64": {"*": 1e-6},  # HF takes every encoder softmax in float32 even for float64 models
     "float32": {"*": 1e-4},
-    "float16": {"*": 2e-2, "context": 5e-3, "attention": 5e-3, "logits": 5e-2, "loss": 5e-2},
-    "bfloat16": {"*": 8e-2, "context": 3e-2, "attention": 3e-2, "logits": 2e-1, "loss": 2e-1},
+    "float16": {"*": 1e-1, "context": 1e-2, "attention": 4e-2, "cache": 1e-1, "hidden": 1e-1, "logits": 2e-2,
+                "loss": 2e-3},
+    "bfloat16": {"*": 2e-1, "context": 5e-2, "attention": 6e-2, "cache": 2e-1, "hidden": 2e-1, "logits": 1e-1,
+                 "loss": 2e-2},
 }
 
 DTYPE_ORDER = ("float64", "float32", "float16", "bfloat16")  # most to least precise

@@ -134,6 +134,11 @@ def test_registry():
     assert available_backends("cpu", torch.float32, need_probs=False) == ["banded"]
     assert resolve_backend("auto", "cpu", torch.float32, need_probs=False) == "banded"
     assert resolve_backend("flex", "cpu", torch.float32, need_probs=True) == "banded"
+    # On CUDA: only banded returns probabilities, triton is forward-only and has no float64.
+    assert available_backends("cuda", torch.float32, need_probs=True) == ["banded"]
+    assert "triton" not in available_backends("cuda", torch.float32, need_grad=True)
+    assert "triton" not in available_backends("cuda", torch.float64)
+    assert available_backends("cuda", torch.float16)[-1] == "banded"
     for name in ("flex", "triton"):
         try:
             fn = get_backend(name)

@@ -50,26 +50,27 @@ def _importable(name: str) -> bool:
 
 
 def available_backends(device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32,
-                       need_probs: bool = False) -> list[str]:
-    """Backends usable for (device, dtype), best first. Only "banded" returns attention probabilities.
+                       need_probs: bool = False, need_grad: bool = False) -> list[str]:
+    """Backends usable for (device, dtype), best first. Only "banded" returns attention probabilities;
+    "triton" is forward-only (skipped when gradients are needed) and has no float64.
 
-    Triton and flex need CUDA; on CPU the banded backend is the measured fastest (docs/torch.md).
+    Triton and flex are for CUDA; on CPU the banded backend is the measured fastest (docs/torch.md).
     """
     device = torch.device(device)
     if need_probs or device.type != "cuda":
         return ["banded"]
     names = []
-    if dtype in (torch.float16, torch.bfloat16, torch.float32) and _importable("triton"):
+    if not need_grad and dtype in (torch.float16, torch.bfloat16, torch.float32) and _importable("triton"):
         names.append("triton")
     if _importable("flex"):
         names.append("flex")
     return names + ["banded"]
 
 
-def resolve_backend(name: str | None, device, dtype, need_probs: bool) -> str:
+def resolve_backend(name: str | None, device, dtype, need_probs: bool, need_grad: bool = False) -> str:
     """The backend name a layer uses for `attn_implementation=name` ("auto"/None picks the best)."""
     if name in (None, "auto"):
-        return available_backends(device, dtype, need_probs)[0]
+        return available_backends(device, dtype, need_probs, need_grad)[0]
     if name not in BACKENDS:
         raise ValueError(f"attn_implementation must be one of auto, {', '.join(BACKENDS)}; got {name!r}")
     if need_probs and name != "banded":

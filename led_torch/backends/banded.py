@@ -70,6 +70,14 @@ def _slabs(t: torch.Tensor, block: int, window: int, rows: int) -> torch.Tensor:
     return padded.unfold(2, block + window, block)
 
 
+def _with_globals(slabs: torch.Tensor, g_rows: torch.Tensor) -> torch.Tensor:
+    """Slab views (b, h, blocks, d, block + window) and global rows (b, h, x, d) -> one contiguous
+    (b, h, blocks, x + block + window, d): every block's global keys first, then its own slab."""
+    b, h, blocks, d, _ = slabs.shape
+    front = g_rows[:, :, None].expand(b, h, blocks, g_rows.shape[2], d)
+    return torch.cat([front, slabs.transpose(-1, -2)], dim=-2)
+
+
 def _local_rows(query, key, value, token_kind, positions, valid, window, block,
                 dropout_p, training, return_probs):
     """Context of every query row from band + global keys (batch, heads, seq, d); and probs if asked."""
@@ -78,47 +86,39 @@ def _local_rows(query, key, value, token_kind, positions, valid, window, block,
     blocks = math.ceil(seq / block)
     rows = blocks * block
     q = F.pad(query, (0, 0, 0, rows - seq)).view(b, heads, blocks, block, d)
-    k_slabs = _slabs(key, block, window, rows)  # (b, h, blocks, d, block + window)
-    v_slabs = _slabs(value, block, window, rows).transpose(-1, -2)
+    k_slabs = _slabs(key, block, window, rows)  # strided views, (b, h, blocks, d, block + window)
+    v_slabs = _slabs(value, block, window, rows)
+    # Local rows reach global keys through the *local* key/value projections (HF semantics).
+    g_keys = _gather_rows(key, positions)  # (b, h, x, d)
+    g_values = _gather_rows(value, positions)
     half = window // 2
     # Band keys must be ordinary tokens: padding is never attended, globals are counted in their own column.
     kind = F.pad(token_kind, (half, rows - seq + half))
     key_is_local = kind.unfold(1, block + window, block) == 1  # (b, blocks, block + window)
     band_ok = _band_mask(block, window, query.device)[None, None] & key_is_local[:, :, None, :]
-    g_keys = _gather_rows(key, positions)  # (b, h, x, d)
-    # Local rows reach global keys through the *local* key/value projections (HF semantics).
-    g_values = _gather_rows(value, positions)
-    slot_ok = valid[:, None, None, None, :]
+    ok = torch.cat([valid[:, None, None, :].expand(b, blocks, block, x), band_ok], dim=-1)
+    acc = softmax_dtype(query.dtype)
+    # Additive mask, no heads axis: finite, so rows with nothing to attend (padding rows) stay finite.
+    bias = torch.zeros(ok.shape, dtype=acc, device=query.device).masked_fill_(~ok, _MASKED)[:, None]
 
     per_block = b * heads * block * (block + window + x) * 4
     group = max(1, _SCORE_BUDGET_BYTES // max(per_block, 1))
-    contexts, band_probs, glob_probs = [], [], []
+    contexts, local_probs = [], []
     for start in range(0, blocks, group):
-        stop = min(blocks, start + group)
-        qs = q[:, :, start:stop]
-        band_scores = torch.matmul(qs, k_slabs[:, :, start:stop])
-        glob_scores = torch.matmul(qs, g_keys[:, :, None].transpose(-1, -2))
-        scores = torch.cat([glob_scores, band_scores], dim=-1).to(softmax_dtype(query.dtype))
-        ok = torch.cat([slot_ok.expand(b, 1, stop - start, block, x), band_ok[:, None, start:stop]], dim=-1)
-        probs = torch.softmax(scores.masked_fill(~ok, _MASKED), dim=-1)
-        # A padding row may have nothing to attend; it is zeroed later, keep it finite here.
-        probs = probs.masked_fill(~ok, 0.0).to(query.dtype)
+        part = slice(start, min(blocks, start + group))
+        keys = _with_globals(k_slabs[:, :, part], g_keys)
+        values = _with_globals(v_slabs[:, :, part], g_values)
+        scores = torch.matmul(q[:, :, part], keys.transpose(-1, -2)).to(acc)
+        probs = torch.softmax(scores.add_(bias[:, :, part]), dim=-1).to(query.dtype)
         if dropout_p and training:
             probs = F.dropout(probs, p=dropout_p)
-        ctx = torch.matmul(probs[..., x:], v_slabs[:, :, start:stop])
-        if x:
-            ctx = ctx + torch.matmul(probs[..., :x], g_values[:, :, None])
-        contexts.append(ctx)
+        contexts.append(torch.matmul(probs, values))
         if return_probs:
-            glob_probs.append(probs[..., :x])
-            band_probs.append(_diagonals(probs[..., x:].contiguous(), window))
+            local_probs.append(torch.cat([probs[..., :x], _diagonals(probs[..., x:].contiguous(), window)], -1))
     context = torch.cat(contexts, dim=2).reshape(b, heads, rows, d)[:, :, :seq]
     if not return_probs:
         return context, None
-    glob = torch.cat(glob_probs, dim=2).reshape(b, heads, rows, x)
-    band = torch.cat(band_probs, dim=2).reshape(b, heads, rows, window + 1)
-    local = torch.cat([glob, band], dim=-1)[:, :, :seq]
-    return context, local
+    return context, torch.cat(local_probs, dim=2).reshape(b, heads, rows, x + window + 1)[:, :, :seq]
 
 
 def _diagonals(slab_probs: torch.Tensor, window: int) -> torch.Tensor:

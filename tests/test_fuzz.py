@@ -1,0 +1,206 @@
+"""Fuzzing every public entry point of both packages (issue 7): whatever goes in, what comes out is either a
+ValueError/TypeError whose message names an argument, or a result that is entirely finite.
+
+Inputs are drawn two ways: wild (any argument, any shape, dtype and value: negative, huge, NaN, strings,
+ragged lists, None) and nearly valid (a valid call with one or two arguments swapped for wild values), the
+second reaching the checks deep inside a forward pass. Never allowed out: IndexError, KeyError,
+RuntimeError, AttributeError, OverflowError, ..., or NaN/inf in a result.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+from safetensors.numpy import save_file
+
+from led_ref.config import LEDConfig
+from led_ref.init import random_weights
+from tests.test_reliability import CLASSES, CONFIG, DEC, IDS, IMPLS, MASK, Impl, model_for
+
+ENTRIES = CLASSES + ("get_encoder", "generate")
+DTYPES = ("int8", "int16", "int32", "int64", "uint8", "float16", "float32", "float64", "bool", "object")
+CLEAR = (ValueError, TypeError)
+
+
+# ------------------------------------------------------------------------------------------ wild values
+def _elements(dtype: np.dtype):
+    """Values for one dtype: mostly near the valid range (ids, 0/1), sometimes anything the dtype holds."""
+    if dtype.kind == "b":
+        return st.booleans()
+    if dtype.kind in "iu":
+        info = np.iinfo(dtype)
+        return st.one_of(st.integers(max(info.min, -3), min(info.max, 24)), st.integers(info.min, info.max))
+    if dtype.kind == "f":
+        width = 8 * dtype.itemsize
+        return st.one_of(st.sampled_from([0.0, 1.0, 0.5, -1.0, 3.0]), st.floats(width=width))
+    return st.one_of(st.integers(-3, 24), st.floats(), st.none(), st.text(max_size=2))
+
+
+@st.composite
+def wild_arrays(draw) -> np.ndarray:
+    """Any small array: 0-4 dims of 0-7, any dtype of DTYPES, values from ordinary ids to NaN and 1e30."""
+    dtype = np.dtype(draw(st.sampled_from(DTYPES)))
+    shape = draw(hnp.array_shapes(min_dims=0, max_dims=4, min_side=0, max_side=7))
+    return draw(hnp.arrays(dtype, shape, elements=_elements(dtype)))
+
+
+def wild_values():
+    """Anything a careless caller might pass as an argument."""
+    scalars = st.one_of(st.none(), st.booleans(), st.integers(-(2**40), 2**40),
+                        st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=3))
+    ragged = st.lists(st.lists(st.integers(-2, 22), max_size=4), max_size=3)
+    return st.one_of(scalars, ragged, wild_arrays(), wild_arrays().map(lambda a: (a,)))
+
+
+def parameters(impl: Impl, entry: str) -> list[str]:
+    """The keyword arguments `entry` accepts (from its signature)."""
+    model = model_for(impl, "LEDForConditionalGeneration" if entry in ("get_encoder", "generate") else entry)
+    if entry == "generate":
+        func = model.generate
+    else:
+        target = model.get_encoder() if entry == "get_encoder" else model
+        func = target.forward if isinstance(target, torch.nn.Module) else target.__call__
+    return [p for p in inspect.signature(func).parameters if p not in ("self", "return_dict", "compile")]
+
+
+def valid_call(entry: str) -> dict:
+    """A call that succeeds (numpy values)."""
+    if entry == "generate":
+        return dict(input_ids=IDS, attention_mask=MASK, max_length=4)
+    if entry == "get_encoder":
+        return dict(input_ids=IDS, attention_mask=MASK)
+    kwargs = dict(input_ids=IDS, attention_mask=MASK)
+    if entry in ("LEDModel", "LEDForConditionalGeneration", "LEDForQuestionAnswering"):
+        kwargs["decoder_input_ids"] = DEC
+    return kwargs
+
+
+@st.composite
+def fuzzed_calls(draw, impl: Impl, entry: str) -> dict:
+    names = parameters(impl, entry)
+    if draw(st.booleans()):  # nearly valid
+        kwargs = valid_call(entry)
+        for name in draw(st.lists(st.sampled_from(names), min_size=1, max_size=2, unique=True)):
+            kwargs[name] = draw(wild_values())
+    else:  # wild
+        chosen = draw(st.lists(st.sampled_from(names), min_size=0, max_size=4, unique=True))
+        kwargs = {name: draw(wild_values()) for name in chosen}
+    if entry == "generate":
+        # Keep decoding short: a wild max_length is still checked, a huge valid one is capped by the config.
+        kwargs.setdefault("max_length", 4)
+        kwargs.pop("compile", None)
+    return kwargs
+
+
+# ------------------------------------------------------------------------------------------ outcomes
+def float_arrays(value, path: str = "out"):
+    """Every floating array inside an output (objects, tuples, tensors), with a path for the message."""
+    if isinstance(value, torch.Tensor):
+        if value.is_floating_point():
+            yield path, value.detach().to(torch.float64).numpy()
+    elif isinstance(value, np.ndarray):
+        if np.issubdtype(value.dtype, np.floating):
+            yield path, value
+    elif isinstance(value, float):
+        yield path, np.asarray(value)
+    elif isinstance(value, (tuple, list)):
+        for i, item in enumerate(value):
+            yield from float_arrays(item, f"{path}[{i}]")
+    elif hasattr(value, "keys"):
+        for name in value.keys():
+            yield from float_arrays(value[name], f"{path}.{name}")
+
+
+def assert_clear_error_or_finite(impl: Impl, entry: str, kwargs: dict) -> None:
+    arguments = parameters(impl, entry)
+    try:
+        with torch.no_grad():
+            out = _call(impl, entry, kwargs)
+    except CLEAR as err:
+        message = str(err)
+        assert message.strip(), f"{type(err).__name__} with an empty message"
+        named = [a for a in arguments + ["config", "eos"] if a in message]
+        assert named, f"{type(err).__name__}({message!r}) names none of the arguments"
+        return
+    bad = [path for path, array in float_arrays(out) if not np.all(np.isfinite(array))]
+    assert not bad, f"non-finite values in {bad}"
+    if entry == "generate":
+        tokens = impl.numpy(out)
+        assert tokens.ndim == 2 and np.all((tokens >= 0) & (tokens < CONFIG.vocab_size)), tokens
+
+
+def _call(impl: Impl, entry: str, kwargs: dict):
+    kwargs = impl.arrays(kwargs)
+    if entry in CLASSES:
+        return model_for(impl, entry)(**kwargs)
+    model = model_for(impl, "LEDForConditionalGeneration")
+    if entry == "get_encoder":
+        return model.get_encoder()(**kwargs)
+    return model.generate(**kwargs)
+
+
+@pytest.mark.parametrize("entry", ENTRIES)
+@pytest.mark.parametrize("impl", IMPLS, ids=lambda i: i.name)
+@settings(suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much])
+@given(data=st.data())
+def test_entry_point_gives_a_clear_error_or_a_finite_result(impl, entry, data):
+    kwargs = data.draw(fuzzed_calls(impl, entry), label="kwargs")
+    assert_clear_error_or_finite(impl, entry, kwargs)
+
+
+# ------------------------------------------------------------------------------------------ configs and files
+CONFIG_FIELDS = ("vocab_size", "d_model", "encoder_layers", "decoder_layers", "encoder_attention_heads",
+                 "encoder_ffn_dim", "attention_window", "max_encoder_position_embeddings", "dropout",
+                 "activation_function", "pad_token_id", "eos_token_id", "num_labels", "problem_type")
+
+
+@given(st.dictionaries(st.sampled_from(CONFIG_FIELDS), wild_values().map(
+    lambda v: v.tolist() if isinstance(v, np.ndarray) else v), max_size=3))
+def test_config_gives_a_clear_error_or_a_valid_config(fields):
+    try:
+        config = LEDConfig(**fields)
+    except CLEAR as err:
+        assert any(name in str(err) for name in CONFIG_FIELDS), str(err)
+        return
+    config.validate()
+    assert config.max_window % 2 == 0 and config.max_window > 0
+
+
+@pytest.mark.parametrize("package", ["led_ref", "led_torch"])
+@settings(max_examples=8)
+@given(flips=st.lists(st.tuples(st.floats(0, 1, exclude_max=True), st.integers(0, 255)), min_size=1, max_size=4),
+       cut=st.one_of(st.none(), st.floats(0, 1)))
+def test_damaged_weights_file_gives_a_clear_error_or_finite_weights(tmp_path_factory, package, flips, cut):
+    """Bytes of a valid model.safetensors overwritten (and perhaps cut short): refused by name, or loaded with
+    every weight finite."""
+    import led_ref
+    import led_torch
+
+    folder = tmp_path_factory.mktemp("damaged")
+    config = LEDConfig.from_dict(CONFIG.to_dict())
+    config.save_pretrained(folder)
+    path = os.path.join(folder, "model.safetensors")
+    save_file(random_weights(config, "LEDModel", seed=0), path, metadata={"format": "pt"})
+    data = bytearray(open(path, "rb").read())
+    for where, byte in flips:
+        data[int(where * len(data))] = byte
+    if cut is not None:
+        data = data[: int(cut * len(data))]
+    with open(path, "wb") as fh:
+        fh.write(bytes(data))
+    try:
+        if package == "led_ref":
+            weights = led_ref.LEDModel.from_pretrained(folder).weights.values()
+        else:
+            weights = [t.detach().numpy() for t in led_torch.LEDModel.from_pretrained(folder).state_dict().values()]
+    except CLEAR as err:
+        assert "model.safetensors" in str(err) or "weights" in str(err), str(err)
+        return
+    assert all(np.all(np.isfinite(w)) for w in weights)
