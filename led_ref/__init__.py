@@ -9,12 +9,6 @@ See docs/spec.md. Imports numpy, scipy, safetensors and tokenizers only.
 """
 
 from .config import LEDConfig
-from .model import (
-    LEDForConditionalGeneration,
-    LEDForQuestionAnswering,
-    LEDForSequenceClassification,
-    LEDModel,
-)
 
 __all__ = [
     "LEDConfig",
@@ -25,11 +19,22 @@ __all__ = [
     "LEDTokenizer",
 ]
 
+_MODELS = ("LEDModel", "LEDForConditionalGeneration", "LEDForSequenceClassification", "LEDForQuestionAnswering")
+
 
 def __getattr__(name: str):
-    # The tokenizer is imported on first use: it needs `tokenizers`, which the numerics do not.
+    # Imported on first use, so `import led_ref.config` (what led_torch reads) stays light and the
+    # tokenizer's `tokenizers` dependency is only needed by those who use it.
+    if name in _MODELS:
+        from . import model
+
+        return getattr(model, name)
     if name == "LEDTokenizer":
         from .tokenizer import LEDTokenizer
 
         return LEDTokenizer
     raise AttributeError(f"module 'led_ref' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -64,7 +64,7 @@ class LEDPreTrainedModel(nn.Module):
         """
         _check_dtype(dtype)
         with torch.device("meta"):
-            model = cls(config)
+            model = cls(config).to(dtype=dtype)  # cast before loading: float64 weights must not pass float32
         model.to_empty(device=device)
         model.tie_weights()
         state = model._adapt_names({k: torch.as_tensor(np.asarray(v) if not isinstance(v, torch.Tensor) else v)
@@ -89,7 +89,6 @@ class LEDPreTrainedModel(nn.Module):
                 with torch.no_grad():
                     t.copy_(fresh)
         model.tie_weights()
-        model.to(dtype=dtype)
         model.set_attn_implementation(attn_implementation)
         return model.eval()
 

@@ -1,0 +1,6 @@
+"""parity: prove led_ref (the NumPy spec) and led_torch agree, and gate attention kernels against the contract.
+
+Modules: strategies (hypothesis), tolerances (the one table), compare + report (per-output errors, first
+divergence, JSON, reproducers), check (model-level runs), generation (tie-aware), gate (kernel contract),
+broken_kernels (the gate's teeth), pytest_plugin, cli (`python -m parity`). See docs/parity.md.
+"""

@@ -36,6 +36,7 @@ BUGS = {
     "float32_accumulation": "scores and sums accumulated in float32",
     "kinds_from_first_row": "token kinds of batch row 0 used for every row",
     "heads_flipped": "the context of head h written to head heads-1-h",
+    "in_place_scaling": "the caller's query tensors scaled in place (then used unscaled by the kernel)",
 }
 
 
@@ -52,6 +53,11 @@ def dense_attention(query, key, value, global_query, global_key, global_value, t
     if bug is not None and bug not in BUGS:
         raise ValueError(f"bug must be one of {', '.join(BUGS)}; got {bug!r}")
     out_dtype = query.dtype
+    if bug == "in_place_scaling":  # its own result is right; the caller's tensors are not any more
+        callers = (query, global_query)
+        query, global_query = query.clone(), global_query.clone()
+        for t in callers:
+            t.mul_(2.0)
     if bug == "float32_accumulation":
         query, key, value, global_query, global_key, global_value = (
             t.float() for t in (query, key, value, global_query, global_key, global_value))

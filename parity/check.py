@@ -176,7 +176,7 @@ def check_random(sides: list[Side], examples: int = 10, seed: int | None = None,
             result.reproducer = save_reproducer(
                 directory, case.config, case.architecture, case.weights(), case.inputs, first.actual,
                 first.expected, first, seed=seed, weight_seed=case.weight_seed, weight_std=case.weight_std,
-                generation=[g.to_dict() for g in diverged.generations])
+                max_new_tokens=max_new_tokens, generation=[g.to_dict() for g in diverged.generations])
             result.rows += [("shrunk counterexample", c) for c in diverged.comparisons]
             result.generations += [("shrunk counterexample", g) for g in diverged.generations]
             notes = [str(n) for n in getattr(diverged, "__notes__", [])]

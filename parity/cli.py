@@ -92,7 +92,7 @@ def run_check(args) -> int:
     print(generation_summary(generations))
     if args.json:
         with open(args.json, "w", encoding="utf-8") as fh:
-            fh.write(to_json([c for _, c in rows], seed=seed, reproducer=result.reproducer,
+            fh.write(to_json(rows, seed=seed, reproducer=result.reproducer,
                              generation=[g.to_dict() for g in generations]))
     if not result.passed:
         print(result.failure, file=sys.stderr)
@@ -198,7 +198,15 @@ def run_replay(args) -> int:
                            [Side.parse(case["actual"])], Side.parse(case["expected"]))
     for c in comparisons:
         print(text_table(c))
-    if all(c.passed for c in comparisons):
+    generations = []
+    if case["architecture"] == "LEDForConditionalGeneration":
+        from .generation import generation_parity
+
+        _, generations = generation_parity(case["config"], case["weights"], case["inputs"],
+                                           [Side.parse(case["actual"])], Side.parse(case["expected"]),
+                                           max_new_tokens=case.get("max_new_tokens", 3))
+        print(generation_summary(generations))
+    if all(c.passed for c in comparisons) and all(g.passed for g in generations):
         print("no mismatch: the saved case agrees now")
         return EXIT_OK
     print("mismatch reproduced")
@@ -234,7 +242,7 @@ def run_audit(args) -> int:
         print(g.describe())
     if args.json:
         with open(args.json, "w", encoding="utf-8") as fh:
-            fh.write(to_json([c for _, c in rows], checkpoint=args.checkpoint,
+            fh.write(to_json(rows, checkpoint=args.checkpoint,
                              generation=[g.to_dict() for g in generations]))
     ok = all(c.passed for _, c in rows) and all(g.passed for g in generations)
     print("all agree" if ok else "mismatch")

@@ -28,6 +28,7 @@ from .strategies import AttentionCase, attention_cases
 from .tolerances import dtype_name, scaled_error, tolerance
 
 KIND_NAMES = {0: "padding", 1: "local", 2: "global"}
+ARGUMENTS = ("query", "key", "value", "global_query", "global_key", "global_value", "token_kind")
 
 
 NO_EXPLAIN = [p for p in Phase if p.name != "explain"]  # hypothesis' line-coverage notes are noise here
@@ -118,10 +119,15 @@ def case_error(kernel: Callable, case: AttentionCase, dtype="float64", device="c
     import torch
 
     case = rounded(case, dtype)
+    args = case.torch_args(getattr(torch, dtype_name(dtype)), device)
+    before = [a.clone() for a in args[:7]]
     try:
-        out = kernel(*case.torch_args(getattr(torch, dtype_name(dtype)), device))
+        out = kernel(*args)
     except Exception as err:  # a crash on a valid input is a disagreement too
         return float("inf"), f"kernel raised {type(err).__name__}: {err}"
+    for name, old, new in zip(ARGUMENTS, before, args, strict=False):
+        if not torch.equal(old, new):  # the caller may still need them (and the spec reads the same values)
+            return float("inf"), f"kernel modified its input {name!r} in place"
     got = out.detach().double().cpu().numpy() if isinstance(out, torch.Tensor) else np.asarray(out, np.float64)
     expected = reference(case)
     if got.shape != expected.shape:
@@ -159,7 +165,7 @@ def gate(
         raise TypeError(f"kernel must be callable, got {type(kernel).__name__}")
     seed = random.SystemRandom().randrange(2**32) if seed is None else int(seed)
     dtype = dtype_name(dtype)
-    budget = tolerance(dtype) if atol is None else atol
+    budget = tolerance(dtype, kind="context") if atol is None else atol
     name = name or f"{getattr(kernel, '__module__', '?')}:{getattr(kernel, '__qualname__', repr(kernel))}"
     result = GateResult(kernel=name, passed=True, seed=seed, examples=examples, dtype=dtype, tolerance=budget)
 

@@ -47,9 +47,14 @@ def summary_table(rows: list[tuple[str, Comparison]]) -> str:
     return "\n".join(lines)
 
 
-def to_json(comparisons: list[Comparison], **meta) -> str:
-    return json.dumps({**meta, "passed": all(c.passed for c in comparisons),
-                       "comparisons": [c.to_dict() for c in comparisons]}, indent=2) + "\n"
+def to_json(rows: list, **meta) -> str:
+    """The report as JSON: `passed`, then one entry per comparison (each with `first_divergence` and every
+    output's error and tolerance). `rows` holds Comparisons or (case name, Comparison) pairs."""
+    pairs = [row if isinstance(row, tuple) else (None, row) for row in rows]
+    entries = [{"case": case, **c.to_dict()} for case, c in pairs]
+    generation = meta.get("generation") or []
+    passed = all(c.passed for _, c in pairs) and all(g.get("passed", True) for g in generation)
+    return json.dumps({**meta, "passed": passed, "comparisons": entries}, indent=2) + "\n"
 
 
 def save_reproducer(directory: str, config: LEDConfig, architecture: str, weights: dict[str, np.ndarray],

@@ -32,6 +32,14 @@ ARCHITECTURES = ("LEDModel", "LEDForConditionalGeneration", "LEDForSequenceClass
                  "LEDForQuestionAnswering")
 
 
+def profile_examples(n: int, ci_examples: int = 12) -> int:
+    """`n` examples under the `ci` profile (max_examples=ci_examples), proportionally more under a bigger
+    one (`thorough`): for expensive tests that fix their own max_examples."""
+    from hypothesis import settings
+
+    return max(n, n * settings.default.max_examples // ci_examples)
+
+
 # ---------------------------------------------------------------------------------------------- configs
 @st.composite
 def layer_windows(draw, layers: int, hf_compatible: bool = False) -> list[int]:
@@ -303,8 +311,9 @@ class AttentionCase:
         import torch
 
         dtype = dtype or torch.float64
-        tensors = tuple(torch.as_tensor(a, dtype=dtype, device=device) for a in self.arrays())
-        return (*tensors, torch.as_tensor(self.token_kind, dtype=torch.long, device=device), self.window)
+        # fresh copies: a kernel writing into its inputs must not change the case (or the spec's view of it)
+        tensors = tuple(torch.tensor(a, dtype=dtype, device=device) for a in self.arrays())
+        return (*tensors, torch.tensor(self.token_kind, dtype=torch.long, device=device), self.window)
 
     def describe(self) -> str:
         b, h, s, d = self.query.shape

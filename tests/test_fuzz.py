@@ -155,6 +155,32 @@ def test_entry_point_gives_a_clear_error_or_a_finite_result(impl, entry, data):
     assert_clear_error_or_finite(impl, entry, kwargs)
 
 
+# ------------------------------------------------------------------------------------------ extreme values
+def _extreme_floats(limit: float):
+    """Ordinary values, values up to +-limit, and NaN/inf."""
+    return st.one_of(st.floats(-3, 3), st.floats(-limit, limit), st.sampled_from([np.nan, np.inf, -np.inf]))
+
+
+@pytest.mark.parametrize("impl", IMPLS, ids=lambda i: i.name)
+@given(data=st.data())
+def test_right_shapes_extreme_values(impl, data):
+    """Embeddings and head masks of the right shape but any value: NaN/inf are refused by name, huge finite
+    values (up to 1e100) give finite results."""
+    argument = data.draw(st.sampled_from(["inputs_embeds", "decoder_inputs_embeds", "head_mask", "decoder_head_mask",
+                                          "cross_attn_head_mask"]), label="argument")
+    shapes = {"inputs_embeds": (2, 6, 8), "decoder_inputs_embeds": (2, 3, 8), "head_mask": (2, 2),
+              "decoder_head_mask": (1, 2), "cross_attn_head_mask": (1, 2)}
+    value = data.draw(hnp.arrays(np.float64, shapes[argument], elements=_extreme_floats(1e100)), label="value")
+    kwargs = dict(input_ids=IDS, attention_mask=MASK, decoder_input_ids=DEC)
+    kwargs.pop({"inputs_embeds": "input_ids", "decoder_inputs_embeds": "decoder_input_ids"}.get(argument, ""), None)
+    kwargs[argument] = value
+    if not np.all(np.isfinite(value)):
+        with pytest.raises(ValueError, match=argument):
+            _call(impl, "LEDForConditionalGeneration", kwargs)
+        return
+    assert_clear_error_or_finite(impl, "LEDForConditionalGeneration", kwargs)
+
+
 # ------------------------------------------------------------------------------------------ configs and files
 CONFIG_FIELDS = ("vocab_size", "d_model", "encoder_layers", "decoder_layers", "encoder_attention_heads",
                  "encoder_ffn_dim", "attention_window", "max_encoder_position_embeddings", "dropout",

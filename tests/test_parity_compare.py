@@ -14,11 +14,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from parity import cli
-from parity.check import run_case
+from parity.check import check_random, run_case
 from parity.compare import compare_outputs, flatten_outputs, valid_global_slots
 from parity.implementations import Side
 from parity.report import load_reproducer, save_reproducer, summary_table, text_table, to_json
-from parity.strategies import led_configs, model_cases
+from parity.strategies import led_configs, model_cases, profile_examples
 from parity.tolerances import TOLERANCES, scaled_error, tolerance
 
 pytest.importorskip("transformers")
@@ -46,7 +46,7 @@ def test_scaled_error_definition():
     assert scaled_error(np.zeros(2), np.zeros(3)) == float("inf")
 
 
-@settings(max_examples=3)
+@settings(max_examples=profile_examples(3))
 @given(model_cases(architectures=(ARCH,), hf_compatible=True, with_head_masks=False))
 def test_same_model_agrees_and_orders_outputs(case):
     weights = case.weights()
@@ -61,7 +61,7 @@ def test_same_model_agrees_and_orders_outputs(case):
     assert comparison.passed and comparison.max_error == 0.0 and comparison.first_divergence is None
 
 
-@settings(max_examples=3)
+@settings(max_examples=profile_examples(3))
 @given(model_cases(architectures=(ARCH,), with_head_masks=False,
                    configs=led_configs(hf_compatible=True, min_head_dim=4)),  # layer norm of 2 features is a sign
        st.sampled_from(["fc2.bias", "self_attn.output.bias"]))
@@ -97,7 +97,7 @@ def test_global_attentions_compared_on_valid_slots_only():
     assert scaled_error(*valid_global_slots(a, b, counts)) > 0.5
 
 
-@settings(max_examples=4)
+@settings(max_examples=profile_examples(4))
 @given(model_cases(architectures=(ARCH,), hf_compatible=True))
 def test_hf_float32_vs_float64_within_float32_budget(case):
     """HF in float32 against HF in float64 (NaN garbage in unused global slots) passes at the float32 budget."""
@@ -108,7 +108,7 @@ def test_hf_float32_vs_float64_within_float32_budget(case):
     assert comparison.passed, text_table(comparison)
 
 
-@settings(max_examples=3)
+@settings(max_examples=profile_examples(3))
 @given(model_cases(architectures=("LEDForConditionalGeneration", "LEDForSequenceClassification",
                                   "LEDForQuestionAnswering", "LEDModel"), hf_compatible=True))
 def test_run_case_led_ref_against_hf(case):
@@ -154,3 +154,22 @@ def test_reproducer_round_trip_and_replay_exit_codes(capsys, case):
             assert cli.main(["replay", os.path.join(tmp, "repro")]) == 1
         out = capsys.readouterr().out
         assert "mismatch reproduced" in out and "DIVERGED first at logits" in out
+
+
+def test_check_random_shrinks_a_divergence_and_saves_it(tmp_path):
+    """check_random on a side with a planted logits skew: it fails, names logits, and keeps a minimal case."""
+    original = Side.forward
+
+    def skewed(self, model, inputs, **kw):
+        out = original(self, model, inputs, **kw)
+        if self.backend == "skewed" and getattr(out, "logits", None) is not None:
+            out.logits = out.logits + 1e-3
+        return out
+
+    with mock.patch.object(Side, "forward", skewed):
+        result = check_random([Side("ref", "skewed", "float64")], examples=5, seed=0, architectures=(ARCH,),
+                              repro_dir=str(tmp_path / "repro"), progress=False, shrink_seconds=20)
+    assert not result.passed and "mismatch" in result.failure and "DIVERGED first at logits" in result.failure
+    saved = load_reproducer(result.reproducer)
+    assert saved["seed"] == 0 and saved["report"]["first_divergence"]["name"] == "logits"
+    assert saved["inputs"]["input_ids"].shape == (1, 1)  # shrunk to the smallest input

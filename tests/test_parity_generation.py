@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from parity.generation import compare_sequences, first_difference, generation_parity, log_softmax, tie_budget
 from parity.implementations import Side
-from parity.strategies import model_cases
+from parity.strategies import model_cases, profile_examples
 
 VOCAB = 6
 
@@ -54,7 +54,7 @@ def test_identical_tie_and_mismatch_statuses():
     assert log_softmax(clear)[3] - log_softmax(clear)[4] == pytest.approx(5.0)
 
 
-@settings(max_examples=2)
+@settings(max_examples=profile_examples(2))
 @given(model_cases(hf_compatible=True, with_head_masks=False), st.sampled_from([1, 2]))
 def test_led_ref_generation_matches_hf(case, beams):
     """led_ref against HF's generate (an independent implementation): identical or an honest tie."""

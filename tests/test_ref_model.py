@@ -19,6 +19,13 @@ HF_TOL = 1e-6  # HF takes its encoder softmaxes in float32 (design.md)
 SELF_TOL = 1e-9  # float64 against float64
 
 
+def hf_tolerance(weight_std: float) -> float:
+    """HF rounds every encoder attention score to float32 before its softmax: an error of |score| * 6e-8.
+    Weights of std 1.0 give scores near 100, so probabilities (and all that follows) move by up to ~1e-6
+    there; 1e-6 holds for the smaller stds."""
+    return HF_TOL if weight_std <= 0.3 else 10 * HF_TOL
+
+
 # ------------------------------------------------------------------------------------------- helpers
 def run_hf(model, inputs: dict, **flags):
     """Call an HF model on numpy inputs in float64; returns its output object."""
@@ -95,7 +102,7 @@ def test_every_output_field_matches_hf(case):
     ours = cls(case.config, weights)(**inputs, output_attentions=True, output_hidden_states=True)
     theirs = run_hf(hf_model(case.config, weights, case.architecture), inputs,
                     output_attentions=True, output_hidden_states=True)
-    assert_matches_hf(ours, theirs, inputs)
+    assert_matches_hf(ours, theirs, inputs, hf_tolerance(case.weight_std))
 
 
 @pytest.mark.parametrize("case", ["fully_padded_row", "all_global", "window_wider_than_text", "one_token"])

@@ -343,3 +343,16 @@ def test_state_dict_names_are_hf_names():
     assert list(model.state_dict()) == list(hf.state_dict()) or set(model.state_dict()) == set(hf.state_dict())
     for name, t in hf.state_dict().items():
         assert model.state_dict()[name].shape == t.shape, name
+
+
+@pytest.mark.parametrize("architecture", ["LEDModel", "LEDForConditionalGeneration", "LEDForQuestionAnswering"])
+def test_from_weights_is_exact_in_float64(architecture):
+    config, _ = _small()
+    weights = random_weights(config, architecture, seed=7)
+    model = {"LEDModel": LEDModel, "LEDForConditionalGeneration": LEDForConditionalGeneration,
+             "LEDForQuestionAnswering": LEDForQuestionAnswering}[architecture].from_weights(config, weights,
+                                                                                             dtype=torch.float64)
+    state = model.state_dict()
+    for name, value in weights.items():
+        assert state[name].dtype == torch.float64
+        assert np.array_equal(state[name].numpy(), value), name

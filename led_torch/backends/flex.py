@@ -4,10 +4,10 @@ for the few global rows.
 Local rows: `flex_attention(query, key, value, block_mask)` with mask_mod
 `masks.longformer_local_mask(token_kind, window)` ("window or global key, not padding"), per batch row.
 The BlockMask is built from tile-level facts (`longformer_block_mask`: band tiles plus tiles holding a
-global token), so flex skips every other key tile and nothing of size seq x seq is ever materialised. Global rows:
-the global query rows are gathered (x = most global tokens in any row), attend over every non-padding key
-with the global projections in float32 (float64 for float64 input), and replace their local result.
-Padding rows are zeroed.
+global token), so flex skips every other key tile and nothing of size seq x seq is materialised.
+Global rows: the global query rows are gathered (x = most global tokens in any row), attend over every
+non-padding key with the global projections in float32 (float64 for float64 input), and replace their
+local result. Padding rows are zeroed.
 
 Compiled vs eager: `compiled=True` runs `torch.compile(flex_attention)` (inductor's C++ kernel on CPU,
 Triton on CUDA); compiling costs ~20 s per new shape on CPU, so hypothesis sweeps pass `compiled=False` or
@@ -41,7 +41,7 @@ def _flex(compiled: bool):
     if not compiled:
         return flex_attention
     if _compiled_flex is None:
-        _compiled_flex = torch.compile(flex_attention)
+        _compiled_flex = torch.compile(flex_attention, dynamic=False)
     return _compiled_flex
 
 
@@ -67,14 +67,11 @@ def longformer_block_mask(token_kind: torch.Tensor, window: int, block_size: int
     """
     batch, seq = token_kind.shape
     tiles = -(-seq // block_size)
-    device = token_kind.device
-    first_row = torch.arange(tiles, device=device) * block_size
-    last_row = torch.clamp(first_row + block_size - 1, max=seq - 1)
-    first_key = torch.arange(tiles, device=device) * block_size
-    last_key = torch.clamp(first_key + block_size - 1, max=seq - 1)
+    first = torch.arange(tiles, device=token_kind.device) * block_size  # first position of each tile
+    last = torch.clamp(first + block_size - 1, max=seq - 1)
     half = window // 2
-    # Key tile j meets the band of query tile i iff the two position intervals, widened by half, overlap.
-    band = (first_key[None, :] <= last_row[:, None] + half) & (last_key[None, :] >= first_row[:, None] - half)
+    # Key tile j meets the band of query tile i iff j's positions overlap i's widened by half either side.
+    band = (first[None, :] <= last[:, None] + half) & (last[None, :] >= first[:, None] - half)
     padded = torch.nn.functional.pad(token_kind == GLOBAL, (0, tiles * block_size - seq))
     has_global = padded.view(batch, tiles, block_size).any(dim=-1)  # (batch, key tiles)
     needed = band[None] | has_global[:, None, :]  # (batch, query tiles, key tiles)
