@@ -39,27 +39,6 @@ class LEDEncoderBaseModelOutput(_Output):
 
 
 @dataclass
-class LEDDecoderOutput(_Output):
-    last_hidden_state: torch.Tensor = None
-    past_key_values: Any = None
-    hidden_states: Tensors = None
-    attentions: Tensors = None
-    cross_attentions: Tensors = None
-
-
-@dataclass
-class _Seq2SeqTail(_Output):
-    past_key_values: Any = None
-    decoder_hidden_states: Tensors = None
-    decoder_attentions: Tensors = None
-    cross_attentions: Tensors = None
-    encoder_last_hidden_state: torch.Tensor = None
-    encoder_hidden_states: Tensors = None
-    encoder_attentions: Tensors = None
-    encoder_global_attentions: Tensors = None
-
-
-@dataclass
 class LEDSeq2SeqModelOutput(_Output):
     last_hidden_state: torch.Tensor = None
     past_key_values: Any = None
@@ -105,5 +84,3 @@ class LEDSeq2SeqQuestionAnsweringModelOutput(_Output):
     encoder_attentions: Tensors = None
     encoder_global_attentions: Tensors = None
 
-
-SEQ2SEQ_TAIL = tuple(f.name for f in fields(_Seq2SeqTail))

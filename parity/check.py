@@ -128,7 +128,8 @@ def check_random(sides: list[Side], examples: int = 10, seed: int | None = None,
     Shrinking a model case is expensive (each try builds and runs every side), and a divergence just
     above tolerance shrinks slowly; after `shrink_seconds` only cases already seen failing fail again,
     so hypothesis stops at the smallest failing case found so far. LEDForConditionalGeneration cases also
-    generate `max_new_tokens` greedily on every side (tie-aware, parity.generation).
+    generate `max_new_tokens` on every side (greedy, or 2 beams for odd weight seeds; tie-aware,
+    parity.generation).
     """
     if isinstance(examples, bool) or not isinstance(examples, int) or examples < 1:
         raise ValueError(f"examples must be a positive int, got {examples!r}")
@@ -151,8 +152,9 @@ def check_random(sides: list[Side], examples: int = 10, seed: int | None = None,
         comparisons = run_case(case.config, case.architecture, weights, case.inputs, sides)
         generations = []
         if case.architecture == "LEDForConditionalGeneration" and all(c.passed for c in comparisons):
+            beams = 1 + case.weight_seed % 2  # greedy and beam search, fixed by the case so it replays
             _, generations = generation_parity(case.config, weights, case.inputs, sides, REFERENCE,
-                                               max_new_tokens=max_new_tokens)
+                                               max_new_tokens=max_new_tokens, num_beams=beams)
         if not first_failure:
             bar.step(case.architecture)
         if all(c.passed for c in comparisons) and all(g.passed for g in generations):

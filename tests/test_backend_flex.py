@@ -276,6 +276,23 @@ def test_flex_compiled_float32_one_shape():
         assert scaled_error(got, brute_force_context(*args, kinds, 8)) < 1e-5
 
 
+@pytest.mark.slow
+@pytest.mark.compile
+def test_flex_compiled_new_shape_and_window():
+    """A second compile with another seq and window: with automatic dynamic shapes inductor's CPU flex kernel
+    indexed out of bounds here (torch 2.13), hence dynamic=False. Also half precision compiled."""
+    rng = np.random.default_rng(4)
+    for seq, window, dtype, budget in ((384, 8, torch.float32, 1e-5), (200, 6, torch.float32, 1e-5),
+                                       (200, 6, torch.bfloat16, HALF_BUDGETS[torch.bfloat16])):
+        args = [torch.as_tensor(rng.standard_normal((2, 3, seq, 16))) for _ in range(6)]
+        kinds = torch.ones(2, seq, dtype=torch.long)
+        kinds[0, 1::9] = 2
+        kinds[0, seq - 20:] = 0
+        kinds[1, 100] = 2
+        got = flex_longformer_attention(*[a.to(dtype) for a in args], kinds, window, compiled=True)
+        assert scaled_error(got, brute_force_context(*args, kinds, window)) < budget
+
+
 # ------------------------------------------------------------------------------------------ bad input
 def _good_args():
     t = torch.zeros(1, 1, 4, 2)

@@ -59,6 +59,11 @@ def wild_values():
     return st.one_of(scalars, ragged, wild_arrays(), wild_arrays().map(lambda a: (a,)))
 
 
+# Switches get plausible values only: arrays as flags are covered once, in test_reliability's table.
+FLAGS = ("output_attentions", "output_hidden_states", "use_cache")
+FLAG_VALUES = st.one_of(st.none(), st.booleans(), st.sampled_from([0, 1, 2, "yes"]))
+
+
 def parameters(impl: Impl, entry: str) -> list[str]:
     """The keyword arguments `entry` accepts (from its signature)."""
     model = model_for(impl, "LEDForConditionalGeneration" if entry in ("get_encoder", "generate") else entry)
@@ -88,10 +93,10 @@ def fuzzed_calls(draw, impl: Impl, entry: str) -> dict:
     if draw(st.booleans()):  # nearly valid
         kwargs = valid_call(entry)
         for name in draw(st.lists(st.sampled_from(names), min_size=1, max_size=2, unique=True)):
-            kwargs[name] = draw(wild_values())
+            kwargs[name] = draw(FLAG_VALUES if name in FLAGS else wild_values())
     else:  # wild
         chosen = draw(st.lists(st.sampled_from(names), min_size=0, max_size=4, unique=True))
-        kwargs = {name: draw(wild_values()) for name in chosen}
+        kwargs = {name: draw(FLAG_VALUES if name in FLAGS else wild_values()) for name in chosen}
     if entry == "generate":
         # Keep decoding short: a wild max_length is still checked, a huge valid one is capped by the config.
         kwargs.setdefault("max_length", 4)
@@ -179,6 +184,70 @@ def test_right_shapes_extreme_values(impl, data):
             _call(impl, "LEDForConditionalGeneration", kwargs)
         return
     assert_clear_error_or_finite(impl, "LEDForConditionalGeneration", kwargs)
+
+
+# ------------------------------------------------------------------------------------------ tokenizer
+_TOKENIZER: list = []
+
+
+def tokenizer():
+    """A small byte-level BPE trained once per session (the tokenizer is led_ref's public text entry point)."""
+    if not _TOKENIZER:
+        import tempfile
+
+        from led_ref.tokenizer import train_byte_level_bpe
+
+        folder = tempfile.mkdtemp(prefix="led-fuzz-tok-")
+        _TOKENIZER.append(train_byte_level_bpe(["the cat sat on the mat", "a dog", "hello world"] * 3, 300, folder))
+    return _TOKENIZER[0]
+
+
+TEXTS = st.one_of(st.text(max_size=12), st.lists(st.text(max_size=8), max_size=3), st.none(), st.integers(),
+                  st.lists(st.integers(), max_size=2))
+TOKENIZER_OPTIONS = {
+    "padding": st.one_of(st.booleans(), st.sampled_from(["longest", "max_length", "do_not_pad", "sideways", 2])),
+    "truncation": st.one_of(st.none(), st.booleans(), st.sampled_from(["longest_first", "only_first",
+                                                                       "only_second", "upwards"])),
+    "max_length": st.one_of(st.none(), st.integers(-3, 12), st.floats(0, 5), st.text(max_size=2)),
+    "pad_to_multiple_of": st.one_of(st.none(), st.integers(-2, 5)),
+    "return_tensors": st.one_of(st.none(), st.sampled_from(["np", "pt", "tf", ""])),
+    "add_prefix_space": st.one_of(st.none(), st.booleans()),
+}
+
+
+@given(text=TEXTS, pair=st.one_of(st.none(), TEXTS), options=st.fixed_dictionaries({}, optional=TOKENIZER_OPTIONS))
+def test_tokenizer_gives_a_clear_error_or_ids_in_the_vocabulary(text, pair, options):
+    tok = tokenizer()
+    try:
+        encoded = tok(text, text_pair=pair, **options)
+    except CLEAR as err:
+        named = [a for a in ["text", "text_pair", *TOKENIZER_OPTIONS] if a in str(err)]
+        assert named, f"{type(err).__name__}({err!r}) names no argument"
+        return
+    flat = np.asarray(list(_leaves(encoded["input_ids"])), dtype=np.int64)
+    assert np.all((flat >= 0) & (flat < len(tok))), flat
+
+
+def _leaves(value):
+    """The numbers in a nested list / array / tensor."""
+    if hasattr(value, "tolist"):
+        value = value.tolist()
+    if isinstance(value, list):
+        for item in value:
+            yield from _leaves(item)
+    else:
+        yield value
+
+
+@given(ids=st.one_of(wild_values(), st.lists(st.integers(-5, 400), max_size=6)), skip=st.booleans())
+def test_decode_gives_a_clear_error_or_text(ids, skip):
+    tok = tokenizer()
+    try:
+        text = tok.decode(ids, skip_special_tokens=skip)
+    except CLEAR as err:
+        assert "token_ids" in str(err) or "id" in str(err), f"{type(err).__name__}({err!r})"
+        return
+    assert isinstance(text, str)
 
 
 # ------------------------------------------------------------------------------------------ configs and files

@@ -3,7 +3,10 @@ own full forward passes.
 
 Random weights give flat next-token distributions where float32 (HF) and float64 (here) could order two
 candidates differently; the weights are drawn with a large std so the choices are decisive, and the eos
-logit is boosted so that hypotheses finish early and beams run out.
+logit is boosted so that hypotheses finish early and beams run out. Where the outputs still differ, the
+difference must be a tie under led_ref's own scores (`assert_identical_or_tied`): it is then recorded as a
+hypothesis event ("tie"), never counted as identical. d_model = 2 is left out: a layer norm over two
+numbers outputs +-1, which makes exact ties common.
 """
 
 from __future__ import annotations
@@ -12,10 +15,11 @@ import dataclasses
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import assume, event, given
 from hypothesis import strategies as st
 
 from led_ref import LEDConfig, LEDForConditionalGeneration
+from led_ref.functional import log_softmax
 from led_ref.generation import banned_ngram_tokens, resolve_settings
 from led_ref.init import random_weights
 from parity.strategies import encoder_inputs, led_configs
@@ -33,6 +37,46 @@ def hf_generate(config: LEDConfig, weights: dict, inputs: dict, **kwargs) -> np.
     with hf_dtype_scope(torch.float64):
         tensors = {k: torch.as_tensor(v) for k, v in inputs.items()}
         return model.generate(**tensors, do_sample=False, **kwargs).numpy()
+
+
+TIE_TOL = 1e-6  # HF scores in float32; two candidates closer than this may come out in either order
+
+
+def hypothesis_score(model, inputs: dict, row: int, sequence: np.ndarray, length_penalty: float, eos: int) -> float:
+    """led_ref's beam score of one output row: sum of log-probs of the generated tokens (up to the first
+    eos) / their count ** length_penalty."""
+    generated = sequence[1:]
+    ends = np.flatnonzero(generated == eos)
+    count = int(ends[0]) + 1 if ends.size else len(generated)
+    one = {k: v[row:row + 1] for k, v in inputs.items()}
+    logits = model(**one, decoder_input_ids=sequence[None, :count], use_cache=False).logits[0]
+    logp = log_softmax(logits, axis=-1)[np.arange(count), generated[:count]]
+    return float(logp.sum()) / count**length_penalty
+
+
+def assert_identical_or_tied(model, inputs: dict, ours: np.ndarray, theirs: np.ndarray, args: dict) -> None:
+    """Token-identical, or every differing row is a tie: for greedy the two tokens at the first difference,
+    for beams the two hypotheses' scores, are within TIE_TOL under led_ref."""
+    if ours.shape == theirs.shape and np.array_equal(ours, theirs):
+        return
+    eos, per_input = model.config.eos_token_id, args.get("num_return_sequences", 1)
+    length = max(ours.shape[1], theirs.shape[1])
+    pad = model.config.pad_token_id
+    ours = np.pad(ours, ((0, 0), (0, length - ours.shape[1])), constant_values=pad)
+    theirs = np.pad(theirs, ((0, 0), (0, length - theirs.shape[1])), constant_values=pad)
+    for row in np.flatnonzero((ours != theirs).any(axis=1)):
+        source = row // per_input
+        if args.get("num_beams", 1) == 1:
+            step = int(np.flatnonzero(ours[row] != theirs[row])[0])
+            one = {k: v[source:source + 1] for k, v in inputs.items()}
+            logits = model(**one, decoder_input_ids=ours[row:row + 1, :step], use_cache=False).logits[0, -1]
+            margin = abs(logits[ours[row, step]] - logits[theirs[row, step]])
+        else:
+            lp = args.get("length_penalty", 1.0)
+            margin = abs(hypothesis_score(model, inputs, source, ours[row], lp, eos)
+                         - hypothesis_score(model, inputs, source, theirs[row], lp, eos))
+        assert margin < TIE_TOL, f"row {row}: ours {ours[row]} vs HF {theirs[row]}, score margin {margin:.3g}"
+    event("tie between led_ref and HF (outputs differ only where scores are within 1e-6)")
 
 
 @st.composite
@@ -58,13 +102,14 @@ def generation_args(draw) -> dict:
 @given(led_configs(hf_compatible=True), generation_args(), st.integers(0, 999), st.sampled_from([0.0, 1.5, 3.0]),
        st.data())
 def test_generate_matches_hf_token_for_token(config, args, seed, eos_boost, data):
+    assume(config.d_model > 2)
     config = dataclasses.replace(config, vocab_size=max(config.vocab_size, 16), max_decoder_position_embeddings=16)
     model, weights = decisive_model(config, seed, eos_boost)
     inputs = data.draw(encoder_inputs(config, max_batch=3))
     ours = model.generate(**inputs, **args)
     theirs = hf_generate(config, weights, inputs, **args)
     assert ours.dtype == np.int64
-    np.testing.assert_array_equal(ours, theirs)
+    assert_identical_or_tied(model, inputs, ours, theirs, args)
 
 
 @pytest.mark.parametrize("args", [
@@ -114,8 +159,8 @@ def test_greedy_tokens_are_the_argmax_of_full_forward_passes(config, seed, data)
         for t in range(1, len(tokens)):
             if eos in tokens[1:t]:  # finished: the rest is padding
                 assert tokens[t] == pad
-            else:
-                assert tokens[t] == np.argmax(logits[row, t - 1])
+            else:  # the argmax, up to float64 rounding between the cached and the full computation
+                assert logits[row, t - 1, tokens[t]] >= logits[row, t - 1].max() - 1e-9
 
 
 def test_banned_ngram_tokens():

@@ -41,6 +41,8 @@ def _flex(compiled: bool):
     if not compiled:
         return flex_attention
     if _compiled_flex is None:
+        # Static shapes: with automatic dynamic shapes, a recompile for a new seq *and* window made inductor's
+        # CPU flex kernel index out of bounds (torch 2.13). One compile per (shape, dtype, window) instead.
         _compiled_flex = torch.compile(flex_attention, dynamic=False)
     return _compiled_flex
 
