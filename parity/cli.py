@@ -335,4 +335,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.command in ("check", "gate") and (isinstance(args.examples, int) and args.examples < 1):
         print(f"error: --examples must be >= 1, got {args.examples}", file=sys.stderr)
         return EXIT_USAGE
+    if getattr(args, "device", "cpu") == "cuda" and not _cuda_available():
+        print("error: --device cuda asked for, but torch sees no CUDA device here", file=sys.stderr)
+        return EXIT_USAGE
     return args.run(args)
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()

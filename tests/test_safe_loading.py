@@ -223,6 +223,21 @@ def test_truncated_weights_file_is_reported(tmp_path, package):
         load(package, tmp_path)
 
 
+@pytest.mark.parametrize("package", PACKAGES)
+def test_shard_index_cannot_point_outside_the_folder(tmp_path, package):
+    """A shard name like ../x.safetensors in model.safetensors.index.json is refused, not followed."""
+    outside = tmp_path / "outside.safetensors"
+    weights = random_weights(CONFIG, ARCH, seed=5)
+    save_file(weights, str(outside))
+    folder = tmp_path / "ckpt"
+    folder.mkdir()
+    CONFIG.save_pretrained(folder)
+    index = {"metadata": {}, "weight_map": {name: "../outside.safetensors" for name in weights}}
+    (folder / "model.safetensors.index.json").write_text(json.dumps(index))
+    with pytest.raises((ValueError, FileNotFoundError), match="outside.safetensors"):
+        load(package, folder)
+
+
 # ------------------------------------------------------------------------------------------ atomic saving
 def _model(package: str, seed: int, config: LEDConfig = CONFIG):
     weights = random_weights(config, ARCH, seed=seed)
