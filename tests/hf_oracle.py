@@ -1,26 +1,24 @@
-"""HF transformers' LED as the behavioural oracle: build it from the project's own random weights.
+"""HF transformers' LED as the behavioural oracle for the tests, built from the project's own weights.
 
-transformers 4.57 is pinned in the `test` extra (it applies head masks and still has
-LEDForSequenceClassification). Its decoder builds the causal mask with `torch.full(..., finfo(dtype).min)`
-without a dtype, which overflows the float32 default for float64 models; running the oracle with the
-default dtype set to the model's dtype (`hf_dtype_scope`) avoids that without touching its numerics.
-HF takes every encoder softmax in float32, so float64 comparisons against it use a 1e-6 budget.
+A thin layer over `parity.hf` (which the CLI uses for `audit --hf`) that takes torch dtypes. transformers
+4.57 is pinned in the `test` extra (it applies head masks and still has LEDForSequenceClassification). HF
+takes every encoder softmax in float32, so float64 comparisons against it use a 1e-6 budget.
 """
 
 from __future__ import annotations
-
-import contextlib
-import logging
 
 import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
-logging.getLogger("transformers").setLevel(logging.ERROR)
 
 from led_ref.config import LEDConfig  # noqa: E402
-from led_ref.names import TIED_NAMES, TIED_TOP_LEVEL, base_prefix  # noqa: E402
+from parity import hf as _hf  # noqa: E402
+
+
+def _dtype_name(dtype) -> str:
+    return str(dtype).removeprefix("torch.")
 
 
 def hf_config(config: LEDConfig):
@@ -32,30 +30,12 @@ def hf_config(config: LEDConfig):
 
 def hf_model(config: LEDConfig, weights: dict[str, np.ndarray], architecture: str, dtype=None):
     """An HF `architecture` in eval mode carrying exactly `weights` (HF names, tied ones absent)."""
-    dtype = dtype or torch.float64
-    cls = getattr(transformers, architecture)
-    with hf_dtype_scope(dtype):
-        model = cls(hf_config(config)).to(dtype).eval()
-    state = {k: torch.from_numpy(np.ascontiguousarray(v)).to(dtype) for k, v in weights.items()}
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    prefix = base_prefix(architecture)
-    allowed_missing = {prefix + n for n in TIED_NAMES} | set(TIED_TOP_LEVEL)
-    assert not unexpected, f"oracle got unexpected tensors {unexpected}"
-    assert set(missing) <= allowed_missing, f"oracle is missing {set(missing) - allowed_missing}"
-    model.tie_weights()
-    return model
+    return _hf.hf_model(config, weights, architecture, dtype=_dtype_name(dtype or torch.float64))
 
 
-@contextlib.contextmanager
 def hf_dtype_scope(dtype):
-    """Run HF with torch's default dtype set to `dtype` (see module docstring)."""
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(dtype if dtype in (torch.float32, torch.float64) else torch.float32)
-    try:
-        with torch.no_grad():
-            yield
-    finally:
-        torch.set_default_dtype(previous)
+    """Run HF with torch's default dtype set to `dtype` (its decoder mask builder needs it) and no grad."""
+    return _hf.hf_dtype_scope(_dtype_name(dtype))
 
 
 def to_numpy(x):

@@ -89,7 +89,7 @@ def test_classification_refuses_rows_with_different_eos_counts():
 
 @given(model_cases(architectures=("LEDForQuestionAnswering",), hf_compatible=True), st.data())
 def test_question_answering_matches_hf(case, data):
-    inputs = dict(case.inputs)
+    inputs = {k: v for k, v in case.inputs.items() if k not in ("start_positions", "end_positions")}
     batch, length = inputs["decoder_input_ids"].shape
     # Positions past the end are clamped to `length` and ignored; keep one in range so the loss is defined.
     starts = np.array(data.draw(st.lists(st.integers(0, length + 3), min_size=batch, max_size=batch)))
