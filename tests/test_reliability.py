@@ -195,6 +195,14 @@ BAD_INPUTS = [
         ("LEDModel", "LEDForConditionalGeneration", "LEDForQuestionAnswering")),
     Bad("past_key_values_str", dict(input_ids=IDS, decoder_input_ids=DEC, past_key_values="cache"), TypeError,
         ("past_key_values", "str"), ("LEDModel", "LEDForConditionalGeneration")),
+    Bad("past_key_values_layers", dict(input_ids=IDS, decoder_input_ids=DEC,
+                                       past_key_values=((np.zeros((2, 2, 1, 4)),) * 4,) * 3), ValueError,
+        ("past_key_values", "3", "1"), ("LEDModel", "LEDForConditionalGeneration")),
+    Bad("past_key_values_batch", dict(input_ids=IDS, decoder_input_ids=DEC,
+                                      past_key_values=((np.zeros((1, 2, 1, 4)),) * 4,)), ValueError,
+        ("past_key_values", "(1, 2, 1, 4)", "batch=2"), ("LEDModel", "LEDForConditionalGeneration")),
+    Bad("past_key_values_scalar", dict(input_ids=IDS, decoder_input_ids=DEC, past_key_values=(np.array(0),)),
+        ValueError, ("past_key_values",), ("LEDModel", "LEDForConditionalGeneration")),
     # ---- labels
     Bad("lm_labels_above_vocab", dict(input_ids=IDS, labels=_with(DEC, (1, 2), 20)), ValueError,
         ("labels", "20", "-100"), ("LEDForConditionalGeneration",)),
@@ -264,6 +272,27 @@ def test_bad_input_is_refused_naming_argument_value_and_limit(impl, entry, bad):
     assert isinstance(err.value, bad.error), f"{type(err.value).__name__} instead of {bad.error.__name__}: {message}"
     missing = [m for m in bad.mentions if m not in message]
     assert not missing, f"message {message!r} does not mention {missing}"
+
+
+@pytest.mark.parametrize("dtype", ["int8", "int16", "int32", "uint8"])
+@pytest.mark.parametrize("entry", ["LEDForConditionalGeneration", "get_encoder", "generate"])
+@pytest.mark.parametrize("impl", IMPLS, ids=lambda i: i.name)
+def test_narrow_integer_ids_work_or_are_refused_by_name(impl, entry, dtype):
+    """Ids, masks and labels of any integer width: the int64 result, or a TypeError naming argument and dtype."""
+    kwargs = dict(input_ids=IDS, attention_mask=MASK)
+    if entry == "LEDForConditionalGeneration":
+        kwargs |= dict(decoder_input_ids=DEC, labels=DEC)
+    want = call(impl, entry, kwargs)
+    try:
+        got = call(impl, entry, {k: v.astype(dtype) for k, v in kwargs.items()})
+    except TypeError as err:
+        assert dtype in str(err) and any(k in str(err) for k in kwargs), str(err)
+        return
+    for name in ("logits", "loss", "last_hidden_state") if entry != "generate" else ():
+        if getattr(want, name, None) is not None:
+            np.testing.assert_array_equal(impl.numpy(getattr(got, name)), impl.numpy(getattr(want, name)))
+    if entry == "generate":
+        np.testing.assert_array_equal(impl.numpy(got), impl.numpy(want))
 
 
 # ------------------------------------------------------------------------------------------ bad configs
