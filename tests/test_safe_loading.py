@@ -238,6 +238,18 @@ def test_shard_index_cannot_point_outside_the_folder(tmp_path, package):
         load(package, folder)
 
 
+@pytest.mark.parametrize("package", PACKAGES)
+def test_bad_path_and_dtype_arguments_are_named(tmp_path, package):
+    write_checkpoint(tmp_path, random_weights(CONFIG, ARCH))
+    cls = getattr(PACKAGES[package], ARCH)
+    for path in (None, 123, [str(tmp_path)]):
+        with pytest.raises(TypeError, match="path"):
+            cls.from_pretrained(path)
+    for dtype in ("float33", torch.int32 if package == "led_torch" else np.int32):
+        with pytest.raises(TypeError, match="dtype"):
+            cls.from_pretrained(tmp_path, dtype=dtype)
+
+
 # ------------------------------------------------------------------------------------------ atomic saving
 def _model(package: str, seed: int, config: LEDConfig = CONFIG):
     weights = random_weights(config, ARCH, seed=seed)
