@@ -137,13 +137,15 @@ def check_random(sides: list[Side], examples: int = 10, seed: int | None = None,
     result = CheckResult(seed, examples)
     bar = Progress(examples, "check", progress)
     hf_compatible = any(s.family == "hf" for s in sides)
+    half_precision = any(s.dtype in ("float16", "bfloat16") for s in sides)
     first_failure: list[float] = []
     failing: set[str] = set()
 
     @settings(max_examples=examples, database=None, deadline=None, print_blob=True, report_multiple_bugs=False,
               suppress_health_check=list(HealthCheck),
               phases=NO_EXPLAIN)
-    @given(case=model_cases(architectures=architectures, hf_compatible=hf_compatible, config=config))
+    @given(case=model_cases(architectures=architectures, hf_compatible=hf_compatible, config=config,
+                            moderate_weights=half_precision))
     def run(case: ModelCase) -> None:
         key = case_key(case)
         if first_failure and time.monotonic() - first_failure[0] > shrink_seconds and key not in failing:

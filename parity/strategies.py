@@ -102,13 +102,16 @@ def weights(draw, config: LEDConfig, architecture: str = "LEDForConditionalGener
     return random_weights(config, architecture, seed=seed, std=std)
 
 
-def weight_seeds(hf_compatible: bool = False):
+def weight_seeds(hf_compatible: bool = False, moderate: bool = False):
     """(seed, std): large stds make attention far from uniform, small ones are closest to trained models.
 
     Against HF (`hf_compatible`) std stays <= 0.3: HF's float32 encoder softmax error grows with the
-    weights and std 1.0 can carry it past the 1e-6 budget for float64 comparisons.
+    weights and std 1.0 can carry it past the 1e-6 budget for float64 comparisons. `moderate` keeps the same
+    bound for half-precision checks: with std 1.0 the attention scores reach tens, where a bfloat16 rounding
+    of the score (8 bits) moves a probability by ~10%, far outside any useful budget; the published
+    half-precision budgets hold for std <= 0.3.
     """
-    stds = [0.3, 0.02, 0.1] if hf_compatible else [0.3, 0.02, 0.1, 1.0]
+    stds = [0.3, 0.02, 0.1] if hf_compatible or moderate else [0.3, 0.02, 0.1, 1.0]
     return st.tuples(st.integers(0, 2**31 - 1), st.sampled_from(stds))
 
 
@@ -255,6 +258,7 @@ def model_cases(
     with_head_masks: bool = True,
     config: LEDConfig | None = None,
     configs=None,
+    moderate_weights: bool = False,
 ) -> ModelCase:
     """A config (the given one, or drawn from `configs`, default `led_configs(hf_compatible=...)`), weights
     seed/std, encoder + decoder inputs, labels and head masks."""
@@ -265,7 +269,7 @@ def model_cases(
         # shifted right), so the decoder must hold as many positions as the encoder.
         longest = max(config.max_encoder_position_embeddings, config.max_decoder_position_embeddings)
         config = dataclasses.replace(config, max_decoder_position_embeddings=longest)
-    seed, std = draw(weight_seeds(hf_compatible))
+    seed, std = draw(weight_seeds(hf_compatible, moderate=moderate_weights))
     inputs = draw(encoder_inputs(config))
     batch = inputs["input_ids"].shape[0]
     if architecture == "LEDForSequenceClassification":
