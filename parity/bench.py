@@ -504,6 +504,12 @@ def format_table(result: BenchResult) -> str:
     return "\n".join(header + [line(row) for row in cells])
 
 
+def markdown_table(result: BenchResult) -> str:
+    """The same table as GitHub markdown (for docs)."""
+    rows = [COLUMNS, ["---"] * len(COLUMNS), *table_rows(result)]
+    return "\n".join("| " + " | ".join(cells) + " |" for cells in rows)
+
+
 def _shape_text(shape: str) -> str:
     s = SHAPES[shape]
     return (f"d_model {s['d_model']}, {s['encoder_attention_heads']} heads, {s['encoder_layers']}+"
@@ -531,6 +537,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--beams", type=int, default=None, help="beam width for generate (default 4)")
     parser.add_argument("--seed", type=int, default=0, help="weights and inputs seed")
     parser.add_argument("--json", default=None, help="also write the results as JSON here")
+    parser.add_argument("--markdown", action="store_true", help="also print the table as markdown")
     parser.add_argument("--quick", action="store_true", help="tiny shapes, a few seconds (CI)")
 
 
@@ -566,6 +573,8 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     result = run_bench(options, progress=lambda msg: print(msg, file=sys.stderr, flush=True))
     print(format_table(result))
+    if args.markdown:
+        print("\n" + markdown_table(result) + "\n")
     if args.json:
         with open(args.json, "w", encoding="utf-8") as fh:
             json.dump(result.to_dict(), fh, indent=2)
