@@ -33,7 +33,7 @@ def masked_softmax(scores: np.ndarray, allowed: np.ndarray) -> np.ndarray:
     masked = np.where(allowed, scores, -np.inf)
     top = masked.max(axis=-1, keepdims=True)
     top = np.where(np.isfinite(top), top, 0).astype(scores.dtype)
-    exp = np.where(allowed, np.exp(masked - top), 0).astype(scores.dtype)
+    exp = np.exp(masked - top)  # disallowed cells are exp(-inf) = 0 already
     total = exp.sum(axis=-1, keepdims=True)
     return np.divide(exp, total, out=np.zeros_like(exp), where=total > 0)
 
@@ -58,7 +58,8 @@ def scatter_band(band: np.ndarray, cols: np.ndarray, width: int) -> np.ndarray:
     return spread
 
 
-def local_chunk(query, key, value, token_kind, window, global_keys, global_values, slot_valid, head_mask, q0, q1):
+def local_chunk(query, key, value, token_kind, window, global_keys, global_values, slot_valid, head_mask, q0, q1,
+                band=None):
     """Context (batch, heads, C, d) and compact probabilities (batch, heads, C, x + w + 1) of queries q0..q1.
 
     The chunk only needs keys q0 - w/2 .. q1 + w/2 (its `span`): scores against the span are one matmul,
@@ -67,7 +68,8 @@ def local_chunk(query, key, value, token_kind, window, global_keys, global_value
     seq, half, x = query.shape[2], window // 2, global_keys.shape[2]
     k0, k1 = max(0, q0 - half), min(seq, q1 + half)
     span = k1 - k0
-    band = window_key_positions(seq, window)[q0:q1]  # (C, w + 1) absolute keys, UNUSED outside
+    if band is None:  # rows q0..q1 of the index map (local_rows builds the map once per layer and passes them)
+        band = window_key_positions(seq, window)[q0:q1]  # (C, w + 1) absolute keys, UNUSED outside
     cols = np.where(band == UNUSED, span, band - k0)  # UNUSED cells read/write an extra "nowhere" column `span`
     q = query[:, :, q0:q1]
     block = q @ np.swapaxes(key[:, :, k0:k1], -1, -2)  # (batch, heads, C, span)
@@ -103,10 +105,12 @@ def local_rows(query, key, value, token_kind, window, positions, slot_valid, hea
     context = np.zeros_like(query)
     probs_all = np.zeros((batch, heads, seq, x + window + 1), query.dtype) if keep_probs else None
     chunk = max(QUERY_CHUNK, window)
+    bands = window_key_positions(seq, window)  # once per layer: rebuilding it per chunk is O(seq^2 w / chunk)
     for q0 in range(0, seq, chunk):
         q1 = min(seq, q0 + chunk)
         context[:, :, q0:q1], probs = local_chunk(
-            query, key, value, token_kind, window, global_keys, global_values, slot_valid, head_mask, q0, q1
+            query, key, value, token_kind, window, global_keys, global_values, slot_valid, head_mask, q0, q1,
+            bands[q0:q1],
         )
         if keep_probs:
             probs_all[:, :, q0:q1] = probs

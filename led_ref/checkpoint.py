@@ -20,13 +20,14 @@ import os
 import re
 import struct
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from functools import partial
 
 import numpy as np
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.numpy import save as safetensors_bytes
 
-from .config import LEDConfig, write_text_atomic
+from .config import LEDConfig
 from .names import ARCHITECTURES, TIED_NAMES, TIED_TOP_LEVEL, base_prefix, checkpoint_shapes, head_shapes
 
 WEIGHTS_NAME = "model.safetensors"
@@ -92,12 +93,17 @@ def read_safetensors_file(path: str | os.PathLike) -> dict[str, np.ndarray]:
     path = os.fspath(path)
     header = safetensors_header(path)
     tensors: dict[str, np.ndarray] = {}
-    with safe_open(path, framework="np") as fh:
-        for name, info in header.items():
-            if info["dtype"] == "BF16":
-                tensors[name] = _read_bfloat16(path, header, name)
-            else:
-                tensors[name] = fh.get_tensor(name)
+    try:
+        with safe_open(path, framework="np") as fh:
+            for name, info in header.items():
+                if info["dtype"] == "BF16":
+                    tensors[name] = _read_bfloat16(path, header, name)
+                else:
+                    tensors[name] = fh.get_tensor(name)
+    except (SafetensorError, OSError, KeyError, TypeError, ValueError) as err:  # truncated or damaged file
+        if isinstance(err, CheckpointError):
+            raise
+        raise CheckpointError(f"{path!r} is not a readable safetensors file (truncated or damaged?): {err}") from None
     return tensors
 
 
@@ -276,6 +282,25 @@ def check_state_dict(
 
 
 # ------------------------------------------------------------------------------------------ whole checkpoints
+def checkpoint_path(path) -> str:
+    """`path` as a string, or a TypeError naming the argument."""
+    try:
+        return os.fspath(path)
+    except TypeError:
+        raise TypeError(f"path must be a str or os.PathLike checkpoint folder, got {path!r}") from None
+
+
+def float_dtype(dtype) -> np.dtype:
+    """A NumPy floating dtype from anything np.dtype understands, or a TypeError naming the argument."""
+    try:
+        dtype = np.dtype(dtype)
+    except TypeError:
+        raise TypeError(f"dtype must be a NumPy floating type such as np.float64, got {dtype!r}") from None
+    if not np.issubdtype(dtype, np.floating):
+        raise TypeError(f"dtype must be a NumPy floating type, got {dtype}")
+    return dtype
+
+
 def load_checkpoint(
     directory: str | os.PathLike,
     architecture: str | None = None,
@@ -288,14 +313,12 @@ def load_checkpoint(
     `architecture=None` uses the class that wrote the file. The weights are exactly the stored tensors of
     that class (tied embeddings absent), checked by `check_state_dict`.
     """
-    directory = os.fspath(directory)
+    directory = checkpoint_path(directory)
     if not os.path.isdir(directory):
         raise FileNotFoundError(f"checkpoint folder {directory!r} does not exist")
     if not os.path.isfile(os.path.join(directory, CONFIG_NAME)):
         raise FileNotFoundError(f"no {CONFIG_NAME} in checkpoint folder {directory!r}")
-    dtype = np.dtype(dtype)
-    if not np.issubdtype(dtype, np.floating):
-        raise TypeError(f"dtype must be a NumPy floating type, got {dtype}")
+    dtype = float_dtype(dtype)
     config = LEDConfig.from_pretrained(directory)
     stored = read_state_dict(directory)
     architecture = architecture or infer_architecture(stored)
@@ -314,8 +337,9 @@ def save_checkpoint(
     """Write `config.json` and the weights (dtype as given, tied copies left out) in HF's layout.
 
     With `max_shard_size` (bytes, or "10MB"/"2GiB") the weights are split into `model-0000i-of-0000n`
-    shards plus `model.safetensors.index.json`. Every file goes through a temp file in the same folder and
-    an atomic rename, and config.json is written last, so an interrupted save leaves no half checkpoint.
+    shards plus `model.safetensors.index.json`. Every file is first written in full to a temp file in the same
+    folder; only then are they renamed into place, config.json last, so an interrupted save leaves the previous
+    checkpoint as it was (and no temp files).
     """
     directory = os.fspath(directory)
     weights = adapt_state_dict(weights, config, architecture)
@@ -323,22 +347,21 @@ def save_checkpoint(
     limit = None if max_shard_size is None else parse_size(max_shard_size)
     os.makedirs(directory, exist_ok=True)
     shards = plan_shards(weights, limit)
-    written: set[str] = set()
+    # File name -> its bytes, produced only when written (one shard in memory at a time).
+    files: dict[str, Callable[[], bytes]] = {}
     if len(shards) == 1:
-        _write_bytes_atomic(os.path.join(directory, WEIGHTS_NAME), _safetensors_bytes(weights, shards[0]))
-        written.add(WEIGHTS_NAME)
+        files[WEIGHTS_NAME] = partial(_safetensors_bytes, weights, shards[0])
     else:
         weight_map: dict[str, str] = {}
         for i, names in enumerate(shards, start=1):
             shard = f"model-{i:05d}-of-{len(shards):05d}.safetensors"
-            _write_bytes_atomic(os.path.join(directory, shard), _safetensors_bytes(weights, names))
+            files[shard] = partial(_safetensors_bytes, weights, names)
             weight_map |= {name: shard for name in names}
-            written.add(shard)
         total = sum(np.asarray(v).nbytes for v in weights.values())
         index = {"metadata": {"total_size": total}, "weight_map": weight_map}
-        write_text_atomic(os.path.join(directory, WEIGHTS_INDEX_NAME), json.dumps(index, indent=2) + "\n")
-        written.add(WEIGHTS_INDEX_NAME)
-    _remove_stale_weights(directory, written)
+        files[WEIGHTS_INDEX_NAME] = (json.dumps(index, indent=2) + "\n").encode
+    _write_files_atomic(directory, files)
+    _remove_stale_weights(directory, set(files))
     to_save = LEDConfig.from_dict(config.to_dict() | {"architectures": [architecture]})
     to_save.save_pretrained(directory)
 
@@ -380,19 +403,34 @@ def _safetensors_bytes(weights: Mapping[str, np.ndarray], names: list[str]) -> b
     return safetensors_bytes({n: np.ascontiguousarray(weights[n]) for n in names}, metadata=SAFETENSORS_METADATA)
 
 
-def _write_bytes_atomic(path: str, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", prefix=".tmp-", suffix=".part")
+def _write_files_atomic(directory: str, files: dict[str, Callable[[], bytes]]) -> None:
+    """Every file is written in full to a temp file first; only then are they all renamed into place, so an
+    interrupted write (disk full, killed process) leaves the previous checkpoint untouched and no temp files."""
+    staged: list[tuple[str, str]] = []
+    try:
+        for name, produce in files.items():
+            staged.append((_write_temp(directory, produce()), os.path.join(directory, name)))
+        for tmp, path in staged:
+            os.replace(tmp, path)
+    finally:
+        for tmp, _ in staged:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+
+
+def _write_temp(directory: str, data: bytes) -> str:
+    """`data` in a fresh, flushed temp file in `directory` (removed again if writing fails)."""
+    fd, tmp = tempfile.mkstemp(dir=directory or ".", prefix=".tmp-", suffix=".part")
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
         os.chmod(tmp, 0o644)  # mkstemp makes 0600 files; checkpoints are meant to be shared
-        os.replace(tmp, path)
     except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        os.unlink(tmp)
         raise
+    return tmp
 
 
 def _remove_stale_weights(directory: str, keep: set[str]) -> None:

@@ -80,11 +80,14 @@ def resolve_settings(config, max_length=None, max_new_tokens=None, min_length=No
         raise ValueError(f"num_return_sequences={num_return_sequences} must be <= num_beams={num_beams} "
                          "(greedy and beam search return at most one sequence per beam)")
     early_stopping = pick(early_stopping, config.early_stopping)
-    if early_stopping not in (True, False, "never"):
+    if not (isinstance(early_stopping, (bool, np.bool_)) or (isinstance(early_stopping, str)
+                                                             and early_stopping == "never")):
         raise ValueError(f"early_stopping must be True, False or 'never', got {early_stopping!r}")
+    early_stopping = early_stopping if isinstance(early_stopping, str) else bool(early_stopping)
     length_penalty = pick(length_penalty, config.length_penalty)
-    if isinstance(length_penalty, bool) or not isinstance(length_penalty, (int, float)):
-        raise TypeError(f"length_penalty must be a number, got {length_penalty!r}")
+    if isinstance(length_penalty, bool) or not isinstance(length_penalty, (int, float)) \
+            or not np.isfinite(length_penalty):
+        raise TypeError(f"length_penalty must be a number (finite), got {length_penalty!r}")
     no_repeat = check.check_positive_int("no_repeat_ngram_size", pick(no_repeat_ngram_size,
                                                                       config.no_repeat_ngram_size), minimum=0)
     start = config.decoder_start_token_id if config.decoder_start_token_id is not None else config.bos_token_id

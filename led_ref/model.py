@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from . import validation as check
-from .checkpoint import adapt_state_dict, check_state_dict, load_checkpoint, save_checkpoint
+from .checkpoint import adapt_state_dict, check_state_dict, float_dtype, load_checkpoint, save_checkpoint
 from .config import LEDConfig
 from .decoder import decoder_forward
 from .encoder import encoder_forward
@@ -80,11 +80,13 @@ def check_cache(past_key_values: Any, config: LEDConfig, batch: int) -> tuple | 
     if len(past_key_values) != config.decoder_layers:
         raise ValueError(f"past_key_values must hold one entry per decoder layer ({config.decoder_layers}), "
                          f"got {len(past_key_values)}")
+    for layer, entry in enumerate(past_key_values):
+        if not isinstance(entry, (tuple, list)) or len(entry) != 4:
+            got = f"{len(entry)} items" if isinstance(entry, (tuple, list)) else type(entry).__name__
+            raise ValueError(f"past_key_values[{layer}] must be a tuple (self_k, self_v, cross_k, cross_v), got {got}")
     cache = tuple(tuple(np.asarray(t) for t in layer) for layer in past_key_values)
     heads, head_dim = config.decoder_attention_heads, config.d_model // config.decoder_attention_heads
     for layer, entry in enumerate(cache):
-        if len(entry) != 4:
-            raise ValueError(f"past_key_values[{layer}] must be (self_k, self_v, cross_k, cross_v), got {len(entry)}")
         for t in entry:
             if t.ndim != 4 or t.shape[0] != batch or t.shape[1] != heads or t.shape[3] != head_dim:
                 raise ValueError(
@@ -129,12 +131,14 @@ def seq2seq_forward(
     source = input_ids if input_ids is not None else inputs_embeds
     if source is not None:
         shape = source.shape[:2]
-        check.check_length("input_ids", shape[1], "max_encoder_position_embeddings",
-                           config.max_encoder_position_embeddings)
+        check.check_length("input_ids" if input_ids is not None else "inputs_embeds", shape[1],
+                           "max_encoder_position_embeddings", config.max_encoder_position_embeddings)
         if attention_mask is not None:
             attention_mask = check.check_mask("attention_mask", attention_mask, shape)
         if global_attention_mask is not None:
             global_attention_mask = check.check_mask("global_attention_mask", global_attention_mask, shape)
+    output_attentions = bool(check.check_flag("output_attentions", output_attentions))
+    output_hidden_states = bool(check.check_flag("output_hidden_states", output_hidden_states))
     head_mask = check.check_head_mask("head_mask", head_mask, config.encoder_layers, config.encoder_attention_heads)
 
     # ---- decoder inputs
@@ -162,7 +166,8 @@ def seq2seq_forward(
                                               config.decoder_attention_heads)
     cross_attn_head_mask = check.check_head_mask("cross_attn_head_mask", cross_attn_head_mask,
                                                  config.decoder_layers, config.decoder_attention_heads)
-    use_cache = config.use_cache if use_cache is None else bool(use_cache)
+    use_cache = check.check_flag("use_cache", use_cache)
+    use_cache = config.use_cache if use_cache is None else use_cache
 
     # ---- encoder
     if encoder_outputs is None:
@@ -227,7 +232,7 @@ def classification_loss(logits: np.ndarray, labels: Any, config: LEDConfig) -> f
     Without `config.problem_type`, the choice is HF's: regression when num_labels == 1, single-label for
     integer labels, multi-label otherwise (decided per call; HF also writes it into the config).
     """
-    labels = np.asarray(labels)
+    labels = check.numeric_array("labels", labels)
     problem = config.problem_type
     if problem is None:
         if config.num_labels == 1:
@@ -236,6 +241,8 @@ def classification_loss(logits: np.ndarray, labels: Any, config: LEDConfig) -> f
             problem = "single_label_classification"
         else:
             problem = "multi_label_classification"
+    if labels.shape[:1] != logits.shape[:1] and not (labels.ndim == 0 and logits.shape[0] == 1):
+        raise ValueError(f"labels must hold one entry per row (batch={logits.shape[0]}), got shape {labels.shape}")
     if problem == "regression":
         if config.num_labels == 1:
             return mse(np.squeeze(logits), np.squeeze(labels).astype(logits.dtype))
@@ -293,8 +300,10 @@ class LEDEncoder:
             inputs_embeds = check.check_embeds("inputs_embeds", inputs_embeds, config.d_model)
             source = inputs_embeds = inputs_embeds.astype(weights["shared.weight"].dtype)
         shape = source.shape[:2]
-        check.check_length("input_ids", shape[1], "max_encoder_position_embeddings",
-                           config.max_encoder_position_embeddings)
+        check.check_length("input_ids" if input_ids is not None else "inputs_embeds", shape[1],
+                           "max_encoder_position_embeddings", config.max_encoder_position_embeddings)
+        output_attentions = bool(check.check_flag("output_attentions", output_attentions))
+        output_hidden_states = bool(check.check_flag("output_hidden_states", output_hidden_states))
         if attention_mask is not None:
             attention_mask = check.check_mask("attention_mask", attention_mask, shape)
         if global_attention_mask is not None:
@@ -312,9 +321,8 @@ class _LEDBase:
                  dtype=np.float64):
         if not isinstance(config, LEDConfig):
             raise TypeError(f"config must be a led_ref.LEDConfig, got {type(config).__name__}")
-        dtype = np.dtype(dtype)
-        if not np.issubdtype(dtype, np.floating):
-            raise TypeError(f"dtype must be a NumPy floating type, got {dtype}")
+        config.validate()  # configs are mutable: one changed after construction is checked again here
+        dtype = float_dtype(dtype)
         self.config = config
         self.dtype = dtype
         if weights is None:
@@ -392,6 +400,9 @@ class LEDForConditionalGeneration(_LEDBase):
                  output_hidden_states=False) -> LEDSeq2SeqLMOutput:
         if labels is not None:
             labels = check.check_labels("labels", labels, self.config.vocab_size)
+            source = input_ids if input_ids is not None else inputs_embeds
+            if source is not None and encoder_outputs is None:
+                check.check_same_batch("labels", labels.shape[0], "input_ids", np.shape(source)[0])
             use_cache = False  # as HF: training calls return no cache
             if decoder_input_ids is None and decoder_inputs_embeds is None:
                 decoder_input_ids = shift_tokens_right(labels, self.config.pad_token_id,

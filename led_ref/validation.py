@@ -30,6 +30,14 @@ def _check_2d(name: str, array: np.ndarray) -> None:
         raise ValueError(f"{name} must hold at least one sequence of at least one token, got shape {array.shape}")
 
 
+def numeric_array(name: str, value: Any) -> np.ndarray:
+    """`value` as a rectangular array of numbers or booleans (labels, targets)."""
+    array = _as_array(name, value)
+    if not (array.dtype == bool or np.issubdtype(array.dtype, np.number)):
+        raise TypeError(f"{name} must hold numbers, got dtype {array.dtype}")
+    return array
+
+
 def integer_array(name: str, value: Any) -> np.ndarray:
     """`value` as an int64 array; floats and booleans are refused (token ids are integers)."""
     array = _as_array(name, value)
@@ -82,7 +90,17 @@ def check_embeds(name: str, value: Any, d_model: int) -> np.ndarray:
         raise ValueError(f"{name} must have shape (batch, sequence, d_model={d_model}), got {embeds.shape}")
     if embeds.shape[0] == 0 or embeds.shape[1] == 0:
         raise ValueError(f"{name} must hold at least one sequence of at least one token, got shape {embeds.shape}")
+    check_finite(name, embeds)
     return embeds
+
+
+def check_finite(name: str, array: np.ndarray) -> None:
+    """NaN or inf in an input would silently turn every output it reaches into NaN: refuse it by position."""
+    bad = ~np.isfinite(array)
+    if np.any(bad):
+        where = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise ValueError(f"{name} must be finite, found {array[where].item()!r} at index {where} "
+                         f"({int(bad.sum())} of {array.size} entries are nan/inf)")
 
 
 def check_head_mask(name: str, value: Any, layers: int, heads: int) -> np.ndarray | None:
@@ -94,7 +112,9 @@ def check_head_mask(name: str, value: Any, layers: int, heads: int) -> np.ndarra
         raise TypeError(f"{name} must be a numeric array, got dtype {mask.dtype}")
     if mask.shape != (layers, heads):
         raise ValueError(f"{name} must have shape (layers={layers}, heads={heads}), got {mask.shape}")
-    return mask.astype(np.float64)
+    mask = mask.astype(np.float64)
+    check_finite(name, mask)
+    return mask
 
 
 def check_length(name: str, length: int, limit_name: str, limit: int) -> None:
@@ -114,6 +134,15 @@ def exactly_one(name_a: str, a: Any, name_b: str, b: Any) -> None:
         raise ValueError(f"give either {name_a} or {name_b}, not both")
     if a is None and b is None:
         raise ValueError(f"give one of {name_a} or {name_b}; both are None")
+
+
+def check_flag(name: str, value: Any) -> bool | None:
+    """A switch such as `output_attentions`: None, a bool, or 0/1."""
+    if value is None or isinstance(value, (bool, np.bool_)):
+        return None if value is None else bool(value)
+    if isinstance(value, (int, np.integer)) and value in (0, 1):
+        return bool(value)
+    raise TypeError(f"{name} must be True, False or None, got {value!r} ({type(value).__name__})")
 
 
 def check_positive_int(name: str, value: Any, minimum: int = 1) -> int:

@@ -13,6 +13,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -146,8 +148,11 @@ def generate(model, input_ids, attention_mask=None, global_attention_mask=None, 
     _check_count("no_repeat_ngram_size", no_repeat_ngram_size, 0)
     if num_return_sequences > num_beams:
         raise ValueError(f"num_return_sequences={num_return_sequences} must be <= num_beams={num_beams}")
-    if early_stopping not in (True, False, "never"):
+    if not (isinstance(early_stopping, bool) or (isinstance(early_stopping, str) and early_stopping == "never")):
         raise ValueError(f"early_stopping must be True, False or 'never', got {early_stopping!r}")
+    if isinstance(length_penalty, bool) or not isinstance(length_penalty, (int, float)) \
+            or not math.isfinite(length_penalty):
+        raise TypeError(f"length_penalty must be a number (finite), got {length_penalty!r}")
     if attention_mask is None:
         attention_mask = _infer_attention_mask(config, input_ids) if isinstance(input_ids, torch.Tensor) and \
             not input_ids.dtype.is_floating_point and input_ids.dim() == 2 else None

@@ -26,7 +26,18 @@ from .outputs import (
     LEDSeq2SeqQuestionAnsweringModelOutput,
     LEDSeq2SeqSequenceClassifierOutput,
 )
-from .validation import check_batch, check_embeds, check_head_mask, check_ids, check_length, check_mask
+from .validation import (
+    check_batch,
+    check_cache,
+    check_embeds,
+    check_encoder_hidden,
+    check_flag,
+    check_head_mask,
+    check_ids,
+    check_length,
+    check_mask,
+    check_positions,
+)
 
 _DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
 
@@ -56,6 +67,7 @@ class LEDPreTrainedModel(nn.Module):
         super().__init__()
         if not isinstance(config, LEDConfig):
             raise TypeError(f"config must be an LEDConfig, got {type(config).__name__}")
+        config.validate()  # configs are mutable: one changed after construction is checked again here
         self.config = config
 
     # ------------------------------------------------------------------ construction
@@ -72,17 +84,11 @@ class LEDPreTrainedModel(nn.Module):
             model = cls(config).to(dtype=dtype)  # cast before loading: float64 weights must not pass float32
         model.to_empty(device=device)
         model.tie_weights()
-        state = model._adapt_names({k: torch.as_tensor(np.asarray(v) if not isinstance(v, torch.Tensor) else v)
-                                    for k, v in weights.items()})
+        state = model._adapt_names({k: _as_tensor(k, v) for k, v in weights.items()})
+        _check_weights(model, state, cls.__name__)
         missing, unexpected = model.load_state_dict(state, strict=False)
         missing = [m for m in missing if m not in model._tied_names()]
         head_missing = [m for m in missing if m in model._head_names()]
-        base_missing = [m for m in missing if m not in model._head_names()]
-        if base_missing:
-            raise ValueError(f"weights lack {len(base_missing)} tensors of {cls.__name__}, e.g. {base_missing[:3]}")
-        if unexpected:
-            raise ValueError(f"weights hold {len(unexpected)} tensors {cls.__name__} does not have, "
-                             f"e.g. {unexpected[:3]}")
         if head_missing:
             warnings.warn(f"{cls.__name__}: initialising missing head tensors {head_missing}", stacklevel=2)
             generator = torch.Generator().manual_seed(0)
@@ -100,11 +106,15 @@ class LEDPreTrainedModel(nn.Module):
     @classmethod
     def from_pretrained(cls, path, dtype=torch.float32, device="cpu", attn_implementation: str | None = None):
         """Read an HF-format directory (`config.json` + `model.safetensors`, or `pytorch_model.bin`)."""
-        path = os.fspath(path)
+        _check_dtype(dtype)
+        try:
+            path = os.fspath(path)
+        except TypeError:
+            raise TypeError(f"path must be a str or os.PathLike checkpoint folder, got {path!r}") from None
         bin_path = os.path.join(path, "pytorch_model.bin")
         if not os.path.isfile(os.path.join(path, "model.safetensors")) and os.path.isfile(bin_path):
             config = LEDConfig.from_pretrained(path)
-            weights = torch.load(bin_path, map_location="cpu", weights_only=True)
+            weights = _load_pickle_weights_only(bin_path)
         else:
             config, weights = _load_checkpoint(path, cls.architecture, dtype)
         return cls.from_weights(config, weights, dtype=dtype, device=device, attn_implementation=attn_implementation)
@@ -198,7 +208,10 @@ class LEDModel(LEDPreTrainedModel):
                 encoder_outputs=None, past_key_values=None, inputs_embeds=None, decoder_inputs_embeds=None,
                 use_cache=None, output_attentions=False, output_hidden_states=False, return_dict=True):
         config = self.config
+        use_cache = check_flag("use_cache", use_cache)
         use_cache = config.use_cache if use_cache is None else use_cache
+        output_attentions = bool(check_flag("output_attentions", output_attentions))
+        output_hidden_states = bool(check_flag("output_hidden_states", output_hidden_states))
         if decoder_input_ids is None and decoder_inputs_embeds is None:
             if input_ids is None:
                 raise ValueError("give decoder_input_ids or decoder_inputs_embeds (or input_ids to shift right)")
@@ -207,9 +220,14 @@ class LEDModel(LEDPreTrainedModel):
         if encoder_outputs is None:
             encoder_outputs = self.encoder(input_ids, attention_mask, global_attention_mask, head_mask,
                                            inputs_embeds, output_attentions, output_hidden_states)
-        elif not isinstance(encoder_outputs, LEDEncoderBaseModelOutput):
-            items = tuple(encoder_outputs) + (None,) * 3
-            encoder_outputs = LEDEncoderBaseModelOutput(*items[:4])
+        else:
+            encoder_outputs = _as_encoder_output(encoder_outputs)
+            check_encoder_hidden("encoder_outputs[0]", encoder_outputs.last_hidden_state, config.d_model)
+            given = decoder_input_ids if decoder_input_ids is not None else decoder_inputs_embeds
+            batch = encoder_outputs.last_hidden_state.shape[0]
+            if isinstance(given, torch.Tensor) and given.dim() >= 2 and given.shape[0] != batch:
+                raise ValueError(f"encoder_outputs has batch size {batch} but the decoder inputs have batch size "
+                                 f"{given.shape[0]}")
         encoder_hidden = encoder_outputs.last_hidden_state
         batch, src = encoder_hidden.shape[:2]
         check_mask("attention_mask", attention_mask, (batch, src))
@@ -241,9 +259,14 @@ class LEDModel(LEDPreTrainedModel):
             check_embeds("decoder_inputs_embeds", embeds, config.d_model)
             rows, length = embeds.shape[:2]
         check_batch("decoder_input_ids", rows, batch)
+        if past is not None:
+            past = legacy_cache(past) if hasattr(past, "to_legacy_cache") else past
+            check_cache("past_key_values", past, len(self.decoder.layers), rows, config.decoder_attention_heads,
+                        config.d_model // config.decoder_attention_heads, self.shared.weight.dtype)
         past = legacy_cache(past)
         past_len = past[0][0].shape[2] if past else 0
-        check_length("the decoder input (with past_key_values)", past_len + length,
+        name = "decoder_input_ids" if ids is not None else "decoder_inputs_embeds"
+        check_length(name + (f" (after {past_len} cached positions)" if past_len else ""), past_len + length,
                      config.max_decoder_position_embeddings, "max_decoder_position_embeddings")
         if mask is not None and length > 1:
             check_mask("decoder_attention_mask", mask, (rows, past_len + length))
@@ -283,6 +306,9 @@ class LEDForConditionalGeneration(LEDPreTrainedModel):
         """Logits (batch, target, vocab); with `labels` (-100 ignored) also the mean cross-entropy `loss`."""
         if labels is not None:
             check_ids("labels", labels, self.config.vocab_size, allow_ignore=True)
+            source = input_ids if input_ids is not None else inputs_embeds
+            if isinstance(source, torch.Tensor) and encoder_outputs is None and source.dim() >= 2:
+                check_batch("labels", labels.shape[0], source.shape[0])
             use_cache = False
             if decoder_input_ids is None and decoder_inputs_embeds is None:
                 decoder_input_ids = shift_tokens_right(labels, self.config.pad_token_id,
@@ -296,7 +322,7 @@ class LEDForConditionalGeneration(LEDPreTrainedModel):
             check_batch("labels", labels.shape[0], logits.shape[0])
             if labels.shape[1] != logits.shape[1]:
                 raise ValueError(f"labels has {labels.shape[1]} positions, the decoder produced {logits.shape[1]}")
-            loss = F.cross_entropy(_loss_precision(logits).reshape(-1, logits.shape[-1]), labels.reshape(-1))
+            loss = F.cross_entropy(_loss_precision(logits).reshape(-1, logits.shape[-1]), labels.reshape(-1).long())
         return LEDSeq2SeqLMOutput(loss=loss, logits=logits, **_tail(out))
 
     def prepare_decoder_input_ids_from_labels(self, labels: torch.Tensor) -> torch.Tensor:
@@ -362,6 +388,11 @@ class LEDForSequenceClassification(LEDPreTrainedModel):
     def _loss(self, logits, labels):
         n = self.config.num_labels
         logits = _loss_precision(logits)
+        if not isinstance(labels, torch.Tensor):
+            raise TypeError(f"labels must be a torch.Tensor, got {type(labels).__name__}")
+        if labels.shape[:1] != logits.shape[:1] and not (labels.dim() == 0 and logits.shape[0] == 1):
+            raise ValueError(f"labels must hold one entry per row (batch={logits.shape[0]}), "
+                             f"got shape {tuple(labels.shape)}")
         problem = self.config.problem_type
         if problem is None:
             if n == 1:
@@ -378,7 +409,10 @@ class LEDForSequenceClassification(LEDPreTrainedModel):
                 bad = labels[(labels < 0) | (labels >= n)]
                 if (bad != -100).any():
                     raise ValueError(f"labels must lie in [0, num_labels={n}) or be -100, got {int(bad[0])}")
-            return F.cross_entropy(logits.view(-1, n), labels.view(-1))
+            return F.cross_entropy(logits.view(-1, n), labels.view(-1).long())
+        if labels.shape != logits.shape:
+            raise ValueError(f"labels for multi_label_classification (chosen by their dtype {labels.dtype}, as HF "
+                             f"does) must have shape {tuple(logits.shape)}, got {tuple(labels.shape)}")
         return F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype))
 
 
@@ -405,14 +439,80 @@ class LEDForQuestionAnswering(LEDPreTrainedModel):
         start_logits, end_logits = self.qa_outputs(out.last_hidden_state).unbind(-1)
         loss = None
         if start_positions is not None and end_positions is not None:
+            check_positions("start_positions", start_positions, start_logits.shape[0])
+            check_positions("end_positions", end_positions, start_logits.shape[0])
             # Positions outside the sequence are ignored (clamped onto an ignore index), as in HF.
             ignored = start_logits.shape[1]
-            start = start_positions.reshape(-1).clamp(0, ignored)
-            end = end_positions.reshape(-1).clamp(0, ignored)
+            start = start_positions.reshape(-1).long().clamp(0, ignored)
+            end = end_positions.reshape(-1).long().clamp(0, ignored)
             loss = (F.cross_entropy(_loss_precision(start_logits), start, ignore_index=ignored)
                     + F.cross_entropy(_loss_precision(end_logits), end, ignore_index=ignored)) / 2
         return LEDSeq2SeqQuestionAnsweringModelOutput(loss=loss, start_logits=start_logits.contiguous(),
                                                       end_logits=end_logits.contiguous(), **_tail(out))
+
+
+def _as_tensor(name: str, value) -> torch.Tensor:
+    if isinstance(value, torch.Tensor):
+        return value
+    array = np.asarray(value)
+    if array.dtype.kind not in "biuf":
+        raise TypeError(f"weight {name} must be a numeric array or tensor, got {type(value).__name__} "
+                        f"of dtype {array.dtype}")
+    return torch.as_tensor(array)
+
+
+def _check_weights(model: nn.Module, state: dict, architecture: str) -> None:
+    """Every missing (base), unexpected, misshapen and non-finite tensor, named in one CheckpointError."""
+    from led_ref.checkpoint import CheckpointError
+
+    own = model.state_dict()
+    optional = model._tied_names() | model._head_names()
+    problems = [f"missing {n} (expected shape {tuple(t.shape)})" for n, t in own.items()
+                if n not in state and n not in optional]
+    for name, t in state.items():
+        if name not in own:
+            problems.append(f"unexpected {name} (shape {tuple(t.shape)})")
+        elif tuple(t.shape) != tuple(own[name].shape):
+            problems.append(f"wrong shape {name}: expected {tuple(own[name].shape)}, found {tuple(t.shape)}")
+        elif (t.dtype.is_floating_point or t.dtype.is_complex) and not torch.isfinite(t).all():
+            bad = int((~torch.isfinite(t)).sum())
+            problems.append(f"non-finite values in {name} ({bad} of {t.numel()} entries are inf/nan)")
+    if problems:
+        raise CheckpointError(f"{len(problems)} problem(s) with the weights for {architecture}:\n  "
+                              + "\n  ".join(problems))
+
+
+def _load_pickle_weights_only(path: str) -> dict:
+    """A pytorch_model.bin through torch's weights-only unpickler: plain tensors only, never code."""
+    import pickle
+
+    from led_ref.checkpoint import CheckpointError
+
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, AttributeError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(f"{path!r} was refused by torch's weights-only loader (it holds something other "
+                              f"than tensors, or is damaged); led_torch never unpickles code. Detail: {first}") \
+            from None
+    if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                              for k, v in state.items()):
+        raise CheckpointError(f"{path!r} must hold a dict of name -> tensor (a state dict), "
+                              f"got {type(state).__name__}")
+    return state
+
+
+def _as_encoder_output(encoder_outputs) -> LEDEncoderBaseModelOutput:
+    """The encoder's output object, or HF's tuple habit (last_hidden_state, hidden_states, attentions, ...)."""
+    if isinstance(encoder_outputs, LEDEncoderBaseModelOutput):
+        return encoder_outputs
+    if isinstance(encoder_outputs, torch.Tensor):
+        return LEDEncoderBaseModelOutput(encoder_outputs)
+    if isinstance(encoder_outputs, (tuple, list)) and len(encoder_outputs) > 0:
+        items = tuple(encoder_outputs) + (None,) * 3
+        return LEDEncoderBaseModelOutput(*items[:4])
+    raise TypeError("encoder_outputs must be the encoder's output or a tuple whose first item is the last hidden "
+                    f"state, got {type(encoder_outputs).__name__}")
 
 
 def _load_checkpoint(path: str, architecture: str, dtype: torch.dtype):

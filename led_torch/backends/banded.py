@@ -10,6 +10,12 @@ HF's 2x chunk overlap, and there are never `seq x seq` scores. Global keys are a
 Picture (seq 6, window 2, block 2, token 3 global): row 2's slab is keys 1..4; its band keys are 1, 2, 3;
 key 3 is global, so it is dropped from the band and counted once in the global column instead.
 
+Fast CPU path: when no probabilities, dropout or gradients are asked for (inference), float32/float64 inputs on
+CPU go through torch's fused flash-attention kernel instead: each block of queries attends to its slab of
+keys (a strided view, never copied) under an additive band mask, and the kernel returns the log-sum-exp of
+each row's band scores, through which the few global columns are merged into the same softmax afterwards.
+No score tensor is materialized; see docs/performance.md for what it saves.
+
 Softmax runs in float32 for fp32/fp16/bf16 inputs (float64 stays float64, unlike HF); probabilities are cast
 back to the input dtype before the value matmul (what HF does), so fp16/bf16 accumulate like HF's kernels.
 """
@@ -140,6 +146,81 @@ def _global_rows(global_query, global_key, global_value, token_kind, positions, 
     return torch.matmul(probs, global_value), probs
 
 
+_flash_cpu = getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu", None)
+
+
+def _flash_applies(query, key, value, return_probs, dropout_p, training) -> bool:
+    """The fused CPU path serves inference: CPU, float32/float64, no probabilities, no dropout, no gradient."""
+    if _flash_cpu is None or return_probs or (dropout_p and training):
+        return False
+    if query.device.type != "cpu" or query.dtype not in (torch.float32, torch.float64):
+        return False
+    return not (torch.is_grad_enabled() and any(t.requires_grad for t in (query, key, value)))
+
+
+def _band_bias(kind_row: torch.Tensor, block: int, window: int, rows: int, dtype) -> torch.Tensor:
+    """(blocks, 1, block, block + window) additive mask of one batch row: 0 where slab column c is in the band
+    of block row r (r <= c <= r + window) and holds a local token, -inf for keys outside the band, padding,
+    and global keys (those are counted once, in their own columns)."""
+    half = window // 2
+    device = kind_row.device
+    slab_kind = F.pad(kind_row, (half, rows - kind_row.shape[0] + half)).unfold(0, block + window, block)
+    key_bias = torch.zeros(slab_kind.shape, dtype=dtype, device=device).masked_fill_(slab_kind != 1, -math.inf)
+    band_bias = torch.zeros((block, block + window), dtype=dtype, device=device)
+    band_bias.masked_fill_(~_band_mask(block, window, device), -math.inf)
+    return (band_bias[None] + key_bias[:, None, :])[:, None]
+
+
+def _flash_band(query, key, value, token_kind, window, block):
+    """Band part of every row through the fused kernel.
+
+    -> context (batch, seq, heads, d) of the band keys alone, and the log-sum-exp (batch, seq, heads) of the
+    band scores (-inf where a row has no band key).
+    """
+    b, heads, seq, d = query.shape
+    blocks = math.ceil(seq / block)
+    rows = blocks * block
+    half = window // 2
+    q = query.transpose(1, 2)  # (b, seq, heads, d): free when query is a head view of (b, seq, heads * d)
+    if rows != seq:
+        q = F.pad(q, (0, 0, 0, 0, 0, rows - seq))
+    k = F.pad(key.transpose(1, 2), (0, 0, 0, 0, half, rows - seq + half))
+    v = F.pad(value.transpose(1, 2), (0, 0, 0, 0, half, rows - seq + half))
+    contexts, lses = [], []
+    for i in range(b):  # the slab view below is 4-d only within one batch row
+        q_blocks = q[i].reshape(blocks, block, heads, d).transpose(1, 2)  # (blocks, heads, block, d)
+        k_slabs = k[i].unfold(0, block + window, block).transpose(-1, -2)  # (blocks, heads, block + w, d)
+        v_slabs = v[i].unfold(0, block + window, block).transpose(-1, -2)
+        bias = _band_bias(token_kind[i], block, window, rows, query.dtype)
+        out, lse = _flash_cpu(q_blocks, k_slabs, v_slabs, 0.0, False, attn_mask=bias, scale=1.0)
+        contexts.append(out.transpose(1, 2).reshape(rows, heads, d)[:seq])
+        lses.append(lse.transpose(1, 2).reshape(rows, heads)[:seq])
+    return torch.stack(contexts), torch.stack(lses)
+
+
+def _flash_attention(query, key, value, global_query, global_key, global_value, token_kind, window, block):
+    """banded_longformer_attention's result through the fused CPU kernel (see the module docstring)."""
+    positions, valid = global_slots(token_kind)
+    context, band_lse = _flash_band(query, key, value, token_kind, window, block)  # (b, seq, h, d), (b, seq, h)
+    if positions.shape[1]:
+        # One softmax over band + global keys: rescale the band part by exp(lse_band - lse_all), add the
+        # global columns' share.
+        g_scores = torch.matmul(query, _gather_rows(key, positions).transpose(-1, -2))  # (b, h, seq, x)
+        g_scores = g_scores.masked_fill(~valid[:, None, None, :], -math.inf)
+        band_lse = band_lse.transpose(1, 2)[..., None]  # (b, h, seq, 1)
+        total = torch.logaddexp(band_lse, torch.logsumexp(g_scores, dim=-1, keepdim=True))
+        g_context = torch.matmul(torch.exp(g_scores - total), _gather_rows(value, positions))
+        context = context * torch.exp(band_lse - total).transpose(1, 2) + g_context.transpose(1, 2)
+        # Global rows take their own context (slot s of row b is token positions[b, s]).
+        from_global, _ = _global_rows(global_query, global_key, global_value, token_kind, positions, valid,
+                                      0.0, False)
+        rows, slots = torch.nonzero(valid, as_tuple=True)
+        context[rows, positions[rows, slots]] = from_global[rows, :, slots]
+    # Padding rows are 0 (where, not multiply: a row with nothing to attend may hold NaN here).
+    context = torch.where((token_kind != 0)[:, :, None, None], context, torch.zeros((), dtype=context.dtype))
+    return context.transpose(1, 2)
+
+
 def banded_longformer_attention(
     query: torch.Tensor,
     key: torch.Tensor,
@@ -165,6 +246,9 @@ def banded_longformer_attention(
     _check_inputs(query, key, value, global_query, global_key, global_value, token_kind, window)
     b, heads, seq, d = query.shape
     block = block or choose_block(window, seq)
+    if _flash_applies(query, key, value, return_probs, dropout_p, training):
+        return _flash_attention(query, key, value, global_query, global_key, global_value, token_kind, window,
+                                block)
     positions, valid = global_slots(token_kind)
     context, local_probs = _local_rows(
         query, key, value, token_kind, positions, valid, window, block,
