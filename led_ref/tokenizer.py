@@ -461,6 +461,8 @@ def _int_list(values: Any, name: str) -> list[int]:
         values = values.tolist()
     if isinstance(values, int):
         values = [values]
+    if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
+        raise TypeError(f"{name} must be a sequence of ints, got {values!r} ({type(values).__name__})")
     values = list(values)
     for v in values:
         if isinstance(v, bool) or not isinstance(v, int):

@@ -19,7 +19,15 @@ from .activations import activation
 from .backends import BACKENDS, get_backend, resolve_backend
 from .backends.banded import banded_longformer_attention, global_slots
 from .outputs import LEDEncoderBaseModelOutput
-from .validation import check_embeds, check_exactly_one, check_head_mask, check_ids, check_length, check_mask
+from .validation import (
+    check_embeds,
+    check_exactly_one,
+    check_flag,
+    check_head_mask,
+    check_ids,
+    check_length,
+    check_mask,
+)
 
 
 def token_kinds(attention_mask: torch.Tensor, global_attention_mask: torch.Tensor | None) -> torch.Tensor:
@@ -160,7 +168,8 @@ class LEDEncoder(nn.Module):
             fill = torch.full((inputs_embeds.shape[0], padded - inputs_embeds.shape[1]), pad_id,
                               device=inputs_embeds.device)
             inputs_embeds = torch.cat([inputs_embeds, F.embedding(fill, weight, padding_idx=pad_id)], dim=1)
-        positions = torch.arange(padded, device=inputs_embeds.device)
+        # Positions past the table only ever belong to window padding, which never reaches an output.
+        positions = torch.arange(padded, device=inputs_embeds.device).clamp(max=self.embed_positions.num_embeddings - 1)
         return inputs_embeds + self.embed_positions(positions)
 
     def forward(self, input_ids=None, attention_mask=None, global_attention_mask=None, head_mask=None,
@@ -180,10 +189,12 @@ class LEDEncoder(nn.Module):
         check_mask("attention_mask", attention_mask, (batch, seq))
         check_mask("global_attention_mask", global_attention_mask, (batch, seq))
         check_head_mask("head_mask", head_mask, config.encoder_layers, config.encoder_attention_heads)
+        check_length("input_ids" if input_ids is not None else "inputs_embeds", seq,
+                     config.max_encoder_position_embeddings, "max_encoder_position_embeddings")
+        output_attentions = bool(check_flag("output_attentions", output_attentions))
+        output_hidden_states = bool(check_flag("output_hidden_states", output_hidden_states))
         window = config.max_window
         padded = -(-seq // window) * window
-        check_length("the window-padded encoder input", padded, config.max_encoder_position_embeddings,
-                     "max_encoder_position_embeddings")
         if attention_mask is None:
             attention_mask = torch.ones(batch, seq, dtype=torch.long, device=device)
         kind = F.pad(token_kinds(attention_mask, global_attention_mask), (0, padded - seq))

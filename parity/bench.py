@@ -221,8 +221,11 @@ def round_robin(calls: dict[str, Callable[[], object]], repeats: int, warmup: in
 def memory_in_subprocess(options: Options, task: str, seq: int, impl: str) -> tuple[int | None, str]:
     """Peak bytes of one call of `impl` measured in a fresh Python process (see parity.peak_memory)."""
     spec = json.dumps({"options": asdict(options), "task": task, "seq": seq, "impl": impl})
+    # A fixed glibc mmap threshold: every large buffer is a fresh mapping (counted when touched, returned when
+    # freed), so memory freed while building the model cannot be silently reused by the measured call.
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536")
     proc = subprocess.run([sys.executable, "-m", "parity.bench", "--memory-worker", spec],
-                          capture_output=True, text=True, env=dict(os.environ), check=False)
+                          capture_output=True, text=True, env=env, check=False)
     for line in reversed(proc.stdout.splitlines()):
         if line.startswith("{"):
             result = json.loads(line)
@@ -237,7 +240,8 @@ def _memory_worker(spec: str) -> int:
     opts = data["options"]
     options = Options(**{k: tuple(v) if isinstance(v, list) else v for k, v in opts.items()})
     config = bench_config(options.shape)
-    impl = build_impl(data["impl"], config, _weights(config, options.seed), options)
+    weights = _weights(config, options.seed)  # kept alive: its memory stays in the baseline, not reusable
+    impl = build_impl(data["impl"], config, weights, options)
     inputs = _task_inputs(config, data["task"], data["seq"], options)
     fn = impl.encode if data["task"] == "encoder" else impl.generate
     gc.collect()
