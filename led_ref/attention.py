@@ -35,7 +35,8 @@ def masked_softmax(scores: np.ndarray, allowed: np.ndarray) -> np.ndarray:
     top = np.where(np.isfinite(top), top, 0).astype(scores.dtype)
     exp = np.exp(masked - top)  # disallowed cells are exp(-inf) = 0 already
     total = exp.sum(axis=-1, keepdims=True)
-    return np.divide(exp, total, out=np.zeros_like(exp), where=total > 0)
+    exp /= np.where(total > 0, total, 1)  # an all-disallowed row is all 0 already; keep it 0, not NaN
+    return exp
 
 
 def gather_positions(x: np.ndarray, positions: np.ndarray) -> np.ndarray:
