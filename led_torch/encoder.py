@@ -17,7 +17,8 @@ from led_ref.config import LEDConfig
 
 from .activations import activation
 from .backends import BACKENDS, get_backend, resolve_backend
-from .backends.banded import banded_longformer_attention, global_slots
+from .backends.banded import banded_longformer_attention
+from .backends.masks import global_slots
 from .outputs import LEDEncoderBaseModelOutput
 from .validation import (
     check_embeds,

@@ -27,6 +27,8 @@ import math
 import torch
 import torch.nn.functional as F
 
+from .masks import gather_rows, global_slots
+
 # Largest float32 score tensor (bytes) computed at once; bigger problems loop over groups of blocks.
 _SCORE_BUDGET_BYTES = 256 * 2**20
 _MASKED = torch.finfo(torch.float32).min
@@ -40,26 +42,6 @@ def softmax_dtype(dtype: torch.dtype) -> torch.dtype:
 def choose_block(window: int, seq: int) -> int:
     """Query rows per block: a quarter window (>= 32) balances masked waste against matmul size."""
     return max(1, min(max(window // 4, 32), seq))
-
-
-def global_slots(token_kind: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Positions of the global tokens of each row, in order, and which of the `x` slots are used.
-
-    token_kind: (batch, seq) -> positions (batch, x) long (unused slots point at 0), valid (batch, x) bool,
-    where x = the most global tokens in any row.
-    """
-    is_global = token_kind == 2
-    counts = is_global.sum(dim=1)
-    x = int(counts.max()) if counts.numel() else 0
-    order = torch.argsort((~is_global).to(torch.int8), dim=1, stable=True)[:, :x]
-    valid = torch.arange(x, device=token_kind.device)[None, :] < counts[:, None]
-    return torch.where(valid, order, torch.zeros_like(order)), valid
-
-
-def _gather_rows(t: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-    """t (batch, heads, seq, d), positions (batch, x) -> (batch, heads, x, d)."""
-    index = positions[:, None, :, None].expand(-1, t.shape[1], -1, t.shape[3])
-    return torch.gather(t, 2, index)
 
 
 def _band_mask(block: int, window: int, device) -> torch.Tensor:
@@ -95,8 +77,8 @@ def _local_rows(query, key, value, token_kind, positions, valid, window, block,
     k_slabs = _slabs(key, block, window, rows)  # strided views, (b, h, blocks, d, block + window)
     v_slabs = _slabs(value, block, window, rows)
     # Local rows reach global keys through the *local* key/value projections (HF semantics).
-    g_keys = _gather_rows(key, positions)  # (b, h, x, d)
-    g_values = _gather_rows(value, positions)
+    g_keys = gather_rows(key, positions)  # (b, h, x, d)
+    g_values = gather_rows(value, positions)
     half = window // 2
     # Band keys must be ordinary tokens: padding is never attended, globals are counted in their own column.
     kind = F.pad(token_kind, (half, rows - seq + half))
@@ -136,7 +118,7 @@ def _diagonals(slab_probs: torch.Tensor, window: int) -> torch.Tensor:
 
 def _global_rows(global_query, global_key, global_value, token_kind, positions, valid, dropout_p, training):
     """Global tokens attend to every non-padding key. -> context (b, h, x, d), probs (b, h, x, seq)."""
-    gq = _gather_rows(global_query, positions)
+    gq = gather_rows(global_query, positions)
     scores = torch.matmul(gq, global_key.transpose(-1, -2)).to(softmax_dtype(gq.dtype))
     ok = (token_kind != 0)[:, None, None, :] & valid[:, None, :, None]
     probs = torch.softmax(scores.masked_fill(~ok, _MASKED), dim=-1)
@@ -205,11 +187,11 @@ def _flash_attention(query, key, value, global_query, global_key, global_value, 
     if positions.shape[1]:
         # One softmax over band + global keys: rescale the band part by exp(lse_band - lse_all), add the
         # global columns' share.
-        g_scores = torch.matmul(query, _gather_rows(key, positions).transpose(-1, -2))  # (b, h, seq, x)
+        g_scores = torch.matmul(query, gather_rows(key, positions).transpose(-1, -2))  # (b, h, seq, x)
         g_scores = g_scores.masked_fill(~valid[:, None, None, :], -math.inf)
         band_lse = band_lse.transpose(1, 2)[..., None]  # (b, h, seq, 1)
         total = torch.logaddexp(band_lse, torch.logsumexp(g_scores, dim=-1, keepdim=True))
-        g_context = torch.matmul(torch.exp(g_scores - total), _gather_rows(value, positions))
+        g_context = torch.matmul(torch.exp(g_scores - total), gather_rows(value, positions))
         context = context * torch.exp(band_lse - total).transpose(1, 2) + g_context.transpose(1, 2)
         # Global rows take their own context (slot s of row b is token positions[b, s]).
         from_global, _ = _global_rows(global_query, global_key, global_value, token_kind, positions, valid,
@@ -263,7 +245,7 @@ def banded_longformer_attention(
         # Each global row takes its slot's context: slot = how many globals precede it in the row.
         is_global = token_kind == 2
         slot = (is_global.cumsum(dim=1) - 1).clamp(min=0)
-        from_global = _gather_rows(g_context, slot)
+        from_global = gather_rows(g_context, slot)
         context = torch.where(is_global[:, None, :, None], from_global, context)
     context = context * (token_kind != 0)[:, None, :, None].to(context.dtype)
     if not return_probs:

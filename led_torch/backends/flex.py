@@ -25,7 +25,7 @@ import os
 import torch
 from torch.nn.attention.flex_attention import BlockMask, flex_attention
 
-from .masks import GLOBAL, PADDING, check_kernel_inputs, longformer_local_mask
+from .masks import GLOBAL, PADDING, check_kernel_inputs, gather_rows, global_slots, longformer_local_mask
 
 # Default for `compiled=None`; LED_FLEX_COMPILE=0 makes eager the default (fast start, dense memory).
 COMPILE = os.environ.get("LED_FLEX_COMPILE", "1") != "0"
@@ -119,36 +119,17 @@ def _local_rows_any_grad(query, key, value, token_kind, window: int, compiled: b
     return local_rows(query, key, value, token_kind, window, compiled)
 
 
-def global_positions(token_kind: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Positions of each row's global tokens in order, padded to x = the most in any row.
-
-    token_kind (batch, seq) -> positions (batch, x) long (unused slots 0), used (batch, x) bool.
-    """
-    is_global = token_kind == GLOBAL
-    counts = is_global.sum(dim=1)
-    x = int(counts.max()) if counts.numel() else 0
-    positions = torch.argsort((~is_global).to(torch.int8), dim=1, stable=True)[:, :x]
-    used = torch.arange(x, device=token_kind.device)[None, :] < counts[:, None]
-    return torch.where(used, positions, torch.zeros_like(positions)), used
-
-
-def _rows(t: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-    """t (batch, heads, seq, d), positions (batch, n) -> (batch, heads, n, d)."""
-    index = positions[:, None, :, None].expand(-1, t.shape[1], -1, t.shape[3])
-    return torch.gather(t, 2, index)
-
-
 def global_rows(global_query, global_key, global_value, token_kind) -> torch.Tensor | None:
     """Context of the global rows, (batch, heads, x, d) in slot order; None when no row has a global token.
 
     Each global query attends to every non-padding key with the global projections; scores and softmax
     in float32 (float64 for float64 input); unused slots hold finite garbage (they are never read).
     """
-    positions, used = global_positions(token_kind)
+    positions, used = global_slots(token_kind)
     if positions.shape[1] == 0:
         return None
     work = torch.float64 if global_query.dtype == torch.float64 else torch.float32
-    queries = _rows(global_query, positions).to(work)
+    queries = gather_rows(global_query, positions).to(work)
     scores = queries @ global_key.to(work).transpose(-1, -2)  # (batch, heads, x, seq)
     allowed = (token_kind != PADDING)[:, None, None, :] & used[:, None, :, None]
     scores = scores.masked_fill(~allowed, torch.finfo(work).min)
@@ -182,6 +163,6 @@ def flex_longformer_attention(
     if from_globals is not None:
         # Global token p is slot (number of global tokens before p) of its row.
         slot = (is_global.cumsum(dim=1) - 1).clamp(min=0)
-        context = torch.where(is_global[:, None, :, None], _rows(from_globals, slot), context)
+        context = torch.where(is_global[:, None, :, None], gather_rows(from_globals, slot), context)
     keep = (token_kind != PADDING)[:, None, :, None]
     return torch.where(keep, context, torch.zeros((), dtype=context.dtype, device=context.device))

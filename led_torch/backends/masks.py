@@ -142,3 +142,25 @@ def check_kernel_inputs(query, key, value, global_query, global_key, global_valu
     if token_kind.numel() and (int(token_kind.min()) < PADDING or int(token_kind.max()) > GLOBAL):
         raise ValueError(f"token_kind values must be 0 (padding), 1 (local) or 2 (global), got values in "
                          f"[{int(token_kind.min())}, {int(token_kind.max())}]")
+
+
+# ---------------------------------------------------------------------------------------------- global slots
+def global_slots(token_kind: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Positions of the global tokens of each row, in order, and which of the `x` slots are used.
+
+    token_kind: (batch, seq) -> positions (batch, x) long (unused slots point at 0), valid (batch, x) bool,
+    where x = the most global tokens in any row. Kinds 1 1 2 1 2 / 2 1 1 1 1 -> [[2, 4], [0, 0]],
+    valid [[True, True], [True, False]].
+    """
+    is_global = token_kind == GLOBAL
+    counts = is_global.sum(dim=1)
+    x = int(counts.max()) if counts.numel() else 0
+    order = torch.argsort((~is_global).to(torch.int8), dim=1, stable=True)[:, :x]
+    valid = torch.arange(x, device=token_kind.device)[None, :] < counts[:, None]
+    return torch.where(valid, order, torch.zeros_like(order)), valid
+
+
+def gather_rows(t: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    """t (batch, heads, seq, d), positions (batch, n) -> (batch, heads, n, d): the rows at `positions`."""
+    index = positions[:, None, :, None].expand(-1, t.shape[1], -1, t.shape[3])
+    return torch.gather(t, 2, index)

@@ -26,7 +26,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .masks import GLOBAL, LOCAL, PADDING, check_kernel_inputs
+from .masks import LOCAL, PADDING, check_kernel_inputs, global_slots
 
 SUPPORTED_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 
@@ -159,14 +159,12 @@ def _interpreting() -> bool:
 
 def global_positions(token_kind: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Each row's global token positions in order -> positions (batch, max(1, x)) int32 (unused slots 0),
-    counts (batch,) int32; x = the most global tokens in any row."""
-    is_global = token_kind == GLOBAL
-    counts = is_global.sum(dim=1)
-    x = max(1, int(counts.max())) if counts.numel() else 1
-    positions = torch.argsort((~is_global).to(torch.int8), dim=1, stable=True)[:, :x]
-    used = torch.arange(positions.shape[1], device=token_kind.device)[None, :] < counts[:, None]
-    positions = torch.where(used, positions, torch.zeros_like(positions))
-    return positions.to(torch.int32).contiguous(), counts.to(torch.int32).contiguous()
+    counts (batch,) int32; x = the most global tokens in any row (one dummy slot when there are none, so the
+    kernels always get a valid pointer)."""
+    positions, valid = global_slots(token_kind)
+    if positions.shape[1] == 0:
+        positions = torch.zeros(token_kind.shape[0], 1, dtype=positions.dtype, device=token_kind.device)
+    return positions.to(torch.int32).contiguous(), valid.sum(dim=1).to(torch.int32).contiguous()
 
 
 def _check_triton_inputs(query: torch.Tensor, block_m: int, block_n: int) -> None:
