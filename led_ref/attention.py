@@ -5,8 +5,9 @@ tensors and the token kinds and returns the context, and optionally the probabil
 layout (`led_ref.layout`). `encoder_self_attention` wraps it with the seven linear projections of
 `self_attn.*`, exactly as an HF encoder layer calls its attention block.
 
-Memory is O(seq * (w + x)): the window band is gathered query chunk by query chunk through the explicit
-index map `window_key_positions`; no (seq, seq) array is ever built.
+Memory is O(seq * (w + x)): queries go chunk by chunk, each scoring the contiguous slab of keys its
+windows can reach with one matmul; the explicit index map `window_key_positions` decides which slab cells
+are window cells (and where they go in HF's compact layout). No (seq, seq) array is ever built.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ import numpy as np
 
 from .layout import LOCAL, PADDING, UNUSED, check_token_kind, check_window, global_slots, window_key_positions
 
-# Queries per chunk of the local pass (at least the window): bounds the (chunk, chunk + w) score block.
+# Queries per chunk of the local pass: a chunk scores its (chunk, chunk + w) key slab, of which the w + 1
+# band cells are used, so smaller chunks waste less; 256 keeps a 12-head float64 slab of LED's w = 1024
+# under 32 MB (numpy then reuses freed memory instead of page-faulting fresh) with BLAS-sized matmuls.
 QUERY_CHUNK = 256
 
 PROJECTIONS = ("query", "key", "value", "query_global", "key_global", "value_global")
@@ -30,10 +33,10 @@ def masked_softmax(scores: np.ndarray, allowed: np.ndarray) -> np.ndarray:
 
     Disallowed cells get probability 0; a row with no allowed cell is all 0 (a padding row), never NaN.
     """
-    masked = np.where(allowed, scores, -np.inf)
-    top = masked.max(axis=-1, keepdims=True)
-    top = np.where(np.isfinite(top), top, 0).astype(scores.dtype)
-    exp = np.exp(masked - top)  # disallowed cells are exp(-inf) = 0 already
+    exp = np.where(allowed, scores, -np.inf).astype(scores.dtype, copy=False)  # the one allocation; then in place
+    top = exp.max(axis=-1, keepdims=True)
+    exp -= np.where(np.isfinite(top), top, 0)
+    np.exp(exp, out=exp)  # disallowed cells are exp(-inf) = 0 already
     total = exp.sum(axis=-1, keepdims=True)
     exp /= np.where(total > 0, total, 1)  # an all-disallowed row is all 0 already; keep it 0, not NaN
     return exp
@@ -46,49 +49,55 @@ def gather_positions(x: np.ndarray, positions: np.ndarray) -> np.ndarray:
 
 
 def gather_band(block: np.ndarray, cols: np.ndarray) -> np.ndarray:
-    """block (batch, heads, C, span + 1), cols (C, w + 1) -> (batch, heads, C, w + 1): block[..., r, cols[r, c]]."""
-    return np.take_along_axis(block, np.broadcast_to(cols, block.shape[:2] + cols.shape), axis=-1)
+    """block (batch, heads, C, span), cols (C, w + 1) -> (batch, heads, C, w + 1): block[..., r, cols[r, c]],
+    0 where cols is UNUSED (a window cell outside the sequence)."""
+    index = np.broadcast_to(np.maximum(cols, 0), block.shape[:2] + cols.shape)
+    return np.where(cols == UNUSED, 0, np.take_along_axis(block, index, axis=-1)).astype(block.dtype, copy=False)
 
 
 def scatter_band(band: np.ndarray, cols: np.ndarray, width: int) -> np.ndarray:
-    """The inverse of `gather_band`: (batch, heads, C, w + 1) -> zeros (batch, heads, C, width) with the band
-    written at `cols`. Columns are distinct except the "nowhere" column (width - 1) of cells outside the
-    sequence, whose probabilities are 0 anyway."""
-    spread = np.zeros(band.shape[:3] + (width,), band.dtype)
-    np.put_along_axis(spread, np.broadcast_to(cols, band.shape), band, axis=-1)
-    return spread
+    """The inverse of `gather_band`: (batch, C, w + 1) -> zeros (batch, C, width) with the band written at
+    `cols`; UNUSED cells are dropped (columns of one row are otherwise distinct)."""
+    spread = np.zeros(band.shape[:2] + (width + 1,), band.dtype)  # extra "nowhere" column for UNUSED cells
+    np.put_along_axis(spread, np.broadcast_to(np.where(cols == UNUSED, width, cols), band.shape), band, axis=-1)
+    return spread[..., :width]
 
 
 def local_chunk(query, key, value, token_kind, window, global_keys, global_values, slot_valid, head_mask, q0, q1,
-                band=None):
-    """Context (batch, heads, C, d) and compact probabilities (batch, heads, C, x + w + 1) of queries q0..q1.
+                band=None, keep_probs=True):
+    """Context (batch, heads, C, d) and compact probabilities (batch, heads, C, x + w + 1) of queries q0..q1
+    (None unless keep_probs).
 
-    The chunk only needs keys q0 - w/2 .. q1 + w/2 (its `span`): scores against the span are one matmul,
-    and the window cells are gathered from it with `window_key_positions` shifted into the span.
+    The chunk only needs keys q0 - w/2 .. q1 + w/2 (its `span`, the "slab"). Scores against the slab are one
+    matmul; the index map `window_key_positions`, shifted into the slab, says which slab cells are window
+    cells: it is scattered into a (batch, C, span) mask shared by all heads, the softmax runs over the global
+    columns and the masked slab, and the context is probs_slab @ value_slab, one more matmul. Cells outside
+    the band are exp(-inf) = 0 exactly, so this equals the softmax over the w + 1 window cells.
     """
     seq, half, x = query.shape[2], window // 2, global_keys.shape[2]
     k0, k1 = max(0, q0 - half), min(seq, q1 + half)
     span = k1 - k0
     if band is None:  # rows q0..q1 of the index map (local_rows builds the map once per layer and passes them)
         band = window_key_positions(seq, window)[q0:q1]  # (C, w + 1) absolute keys, UNUSED outside
-    cols = np.where(band == UNUSED, span, band - k0)  # UNUSED cells read/write an extra "nowhere" column `span`
+    cols = np.where(band == UNUSED, UNUSED, band - k0)  # (C, w + 1) slab column of each window cell
     q = query[:, :, q0:q1]
-    block = q @ np.swapaxes(key[:, :, k0:k1], -1, -2)  # (batch, heads, C, span)
-    nowhere = np.zeros(block.shape[:3] + (1,), block.dtype)
-    band_scores = gather_band(np.concatenate([block, nowhere], axis=-1), cols)  # (batch, heads, C, w + 1)
-    global_scores = q @ np.swapaxes(global_keys, -1, -2)  # (batch, heads, C, x)
 
     # Window keys count only when local (padding is never attended, global keys have their own columns).
     band_kind = np.where(band == UNUSED, PADDING, token_kind[:, np.maximum(band, 0)])  # (batch, C, w + 1)
+    slab_ok = scatter_band(band_kind == LOCAL, cols, span)  # (batch, C, span)
     global_ok = np.broadcast_to(slot_valid[:, None, :], (query.shape[0], q1 - q0, x))
-    allowed = np.concatenate([global_ok, band_kind == LOCAL], axis=-1) & (token_kind[:, q0:q1] == LOCAL)[:, :, None]
-    probs = masked_softmax(np.concatenate([global_scores, band_scores], axis=-1), allowed[:, None])
-    if head_mask is not None:
-        probs = probs * head_mask[None, :, None, None]
+    allowed = np.concatenate([global_ok, slab_ok], axis=-1) & (token_kind[:, q0:q1] == LOCAL)[:, :, None]
 
-    spread = scatter_band(probs[..., x:], cols, span + 1)[..., :span]  # (batch, heads, C, span)
-    context = probs[..., :x] @ global_values + spread @ value[:, :, k0:k1]
-    return context, probs
+    slab_scores = q @ np.swapaxes(key[:, :, k0:k1], -1, -2)  # (batch, heads, C, span)
+    global_scores = q @ np.swapaxes(global_keys, -1, -2)  # (batch, heads, C, x)
+    probs = masked_softmax(np.concatenate([global_scores, slab_scores], axis=-1), allowed[:, None])
+    if head_mask is not None:
+        probs *= head_mask[None, :, None, None]
+
+    context = probs[..., :x] @ global_values + probs[..., x:] @ value[:, :, k0:k1]
+    if not keep_probs:
+        return context, None
+    return context, np.concatenate([probs[..., :x], gather_band(probs[..., x:], cols)], axis=-1)
 
 
 def local_rows(query, key, value, token_kind, window, positions, slot_valid, head_mask, keep_probs):
@@ -97,7 +106,7 @@ def local_rows(query, key, value, token_kind, window, positions, slot_valid, hea
     Row i of kind LOCAL softmaxes jointly over the x global keys (columns 0..x-1, key/value of the global
     tokens) and the w + 1 window keys (columns x.., `window_key_positions`), window cells holding padding or
     global keys excluded. Other rows get probability 0 and context 0. Queries go in chunks of
-    max(QUERY_CHUNK, w), so memory stays O(chunk * (chunk + w)) beyond the outputs.
+    QUERY_CHUNK, so memory stays O(chunk * (chunk + w + x)) beyond the outputs.
     """
     batch, heads, seq, _ = query.shape
     x = positions.shape[1]
@@ -105,13 +114,13 @@ def local_rows(query, key, value, token_kind, window, positions, slot_valid, hea
     global_values = gather_positions(value, positions)
     context = np.zeros_like(query)
     probs_all = np.zeros((batch, heads, seq, x + window + 1), query.dtype) if keep_probs else None
-    chunk = max(QUERY_CHUNK, window)
+    chunk = QUERY_CHUNK
     bands = window_key_positions(seq, window)  # once per layer: rebuilding it per chunk is O(seq^2 w / chunk)
     for q0 in range(0, seq, chunk):
         q1 = min(seq, q0 + chunk)
         context[:, :, q0:q1], probs = local_chunk(
             query, key, value, token_kind, window, global_keys, global_values, slot_valid, head_mask, q0, q1,
-            bands[q0:q1],
+            bands[q0:q1], keep_probs,
         )
         if keep_probs:
             probs_all[:, :, q0:q1] = probs
