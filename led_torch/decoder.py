@@ -44,6 +44,11 @@ def self_attention_bias(queries, past, decoder_attention_mask, dtype, device):
     return bias
 
 
+# Up to this many query rows per head (a decode step: 1 token, or one source's beams folded together), a plain
+# matmul + softmax beats CPU flash attention, whose blocking only pays off for long query axes.
+_FEW_QUERIES = 16
+
+
 class DecoderAttention(nn.Module):
     def __init__(self, config: LEDConfig):
         super().__init__()
@@ -72,7 +77,7 @@ class DecoderAttention(nn.Module):
             q = q.reshape(key.shape[0], group, self.heads, queries, -1).transpose(1, 2).flatten(2, 3)
         dropout = self.dropout if self.training else 0.0
         probs = None
-        if output_attentions:
+        if output_attentions or (q.shape[2] <= _FEW_QUERIES and not self.training):
             scores = q @ key.transpose(-1, -2)
             if bias is not None:
                 scores = scores + bias
@@ -80,6 +85,8 @@ class DecoderAttention(nn.Module):
             if head_mask is not None:
                 probs = probs * head_mask.to(probs.dtype)[None, :, None, None]
             context = F.dropout(probs, dropout, self.training) @ value
+            if not output_attentions:
+                probs = None
         else:
             context = F.scaled_dot_product_attention(q, key, value, attn_mask=bias, dropout_p=dropout, scale=1.0)
             if head_mask is not None:

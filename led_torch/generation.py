@@ -24,17 +24,21 @@ _NEG = -1.0e9  # HF's "impossible" beam score
 
 
 class StaticCache:
-    """Per-layer self-attention keys and values, (rows, heads, max_length, head_dim), written in place."""
+    """Every layer's self-attention keys and values in one (layers, 2, rows, heads, max_length, head_dim)
+    buffer, written in place; one buffer makes the per-step beam reorder a single index_select, and each
+    layer's keys/values stay contiguous."""
 
     def __init__(self, layers: int, rows: int, heads: int, length: int, head_dim: int, dtype, device):
-        shape = (rows, heads, length, head_dim)
-        self.keys = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(layers)]
-        self.values = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(layers)]
+        self.layers = layers
+        self.length = length
+        self.kv = torch.zeros((layers, 2, rows, heads, length, head_dim), dtype=dtype, device=device)
+        self._identity = torch.arange(rows, device=device)
 
     def extender(self, layer: int, position: torch.Tensor):
-        keys, values = self.keys[layer], self.values[layer]
+        kv = self.kv
 
         def extend(k, v):
+            keys, values = kv[layer, 0], kv[layer, 1]
             keys.index_copy_(2, position.view(1), k)
             values.index_copy_(2, position.view(1), v)
             return keys, values
@@ -42,8 +46,8 @@ class StaticCache:
 
     def reorder(self, rows: torch.Tensor) -> None:
         """Row r of the cache becomes old row rows[r] (beam search keeps the surviving beams' histories)."""
-        for t in self.keys + self.values:
-            t.copy_(t.index_select(0, rows))
+        if not torch.equal(rows, self._identity):  # beams that keep their own history need no copy
+            self.kv = self.kv.index_select(2, rows)
 
 
 def decode_step(model, cache: StaticCache, cross, cross_bias, tokens: torch.Tensor, position: torch.Tensor):
@@ -51,7 +55,7 @@ def decode_step(model, cache: StaticCache, cross, cross_bias, tokens: torch.Tens
     decoder = model.led.decoder
     embed = F.embedding(tokens, decoder.embed_tokens.weight, padding_idx=model.config.pad_token_id)
     hidden = decoder.layernorm_embedding(embed + decoder.embed_positions(position.view(1)))
-    length = cache.keys[0].shape[2] if cache.keys else 1
+    length = cache.length
     visible = torch.arange(length, device=tokens.device) <= position
     zero = torch.zeros((), dtype=hidden.dtype, device=hidden.device)
     self_bias = torch.where(visible, zero, torch.finfo(hidden.dtype).min)[None, None, None, :]
@@ -160,7 +164,8 @@ def generate(model, input_ids, attention_mask=None, global_attention_mask=None, 
     batch = encoder_hidden.shape[0]
     rows = batch * num_beams
     decoder = model.led.decoder
-    cross = [layer.encoder_attn.project_kv(encoder_hidden) for layer in decoder.layers]
+    # contiguous once per source: every step's cross-attention matmuls then read keys/values linearly
+    cross = [tuple(t.contiguous() for t in layer.encoder_attn.project_kv(encoder_hidden)) for layer in decoder.layers]
     cross_bias = padding_bias(attention_mask, encoder_hidden.dtype)
     heads = config.decoder_attention_heads
     cache = StaticCache(len(decoder.layers), rows, heads, max_length, config.d_model // heads,
