@@ -9,16 +9,12 @@ import json
 
 import numpy as np
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
 torch = pytest.importorskip("torch")
 
 from parity import bench  # noqa: E402
 from parity.flops import encoder_flops, encoder_flops_by_part, layer_flops  # noqa: E402
 from parity.peak_memory import cpu_peak_bytes  # noqa: E402
-from parity.strategies import attention_cases  # noqa: E402
-from parity.tolerances import scaled_error  # noqa: E402
 
 MB = 2**20
 
@@ -159,37 +155,3 @@ def test_compare_rows_flags_a_drifted_encoder_and_different_tokens():
 def test_bad_usage_exits_2_naming_the_value(argv, needle, capsys):
     assert bench.main(argv) == bench.EXIT_USAGE
     assert needle in capsys.readouterr().err
-
-
-# ------------------------------------------------------------------------------------------ fast CPU kernel path
-# The performance work added a fused inference path to led_torch's banded backend (no probabilities, no grad);
-# these tests hold it to the spec and to the backend's own probability path (move to tests/test_torch_backends.py).
-@given(attention_cases(max_chunks=3, windows=(2, 4, 6, 8, 16)), st.sampled_from([None, 1, 3, 64]),
-       st.sampled_from(["float64", "float32"]))
-def test_banded_inference_path_matches_the_spec_and_the_probability_path(case, block, dtype):
-    from led_ref.attention import longformer_attention
-    from led_torch.backends.banded import _flash_applies, banded_longformer_attention
-
-    args = case.torch_args(getattr(torch, dtype))
-    assert _flash_applies(*args[:3], return_probs=False, dropout_p=0.0, training=False)
-    with torch.no_grad():
-        fast = banded_longformer_attention(*args, block=block)
-        slow = banded_longformer_attention(*args, return_probs=True, block=block)[0]
-    spec = longformer_attention(*case.arrays(), case.token_kind, case.window)
-    budget = 1e-12 if dtype == "float64" else 1e-5
-    assert torch.isfinite(fast).all()
-    assert scaled_error(fast.numpy(), spec) <= budget, case.describe()
-    assert scaled_error(fast.numpy(), slow.numpy()) <= budget, case.describe()
-
-
-def test_banded_inference_path_is_not_taken_for_gradients_probabilities_or_cuda_dtypes():
-    from led_torch.backends.banded import _flash_applies
-
-    q = torch.zeros(1, 1, 4, 2, requires_grad=True)
-    assert not _flash_applies(q, q, q, return_probs=False, dropout_p=0.0, training=False)
-    with torch.no_grad():
-        assert _flash_applies(q, q, q, return_probs=False, dropout_p=0.0, training=False)
-        assert not _flash_applies(q, q, q, return_probs=True, dropout_p=0.0, training=False)
-        assert not _flash_applies(q, q, q, return_probs=False, dropout_p=0.1, training=True)
-        half = q.detach().to(torch.bfloat16)
-        assert not _flash_applies(half, half, half, return_probs=False, dropout_p=0.0, training=False)

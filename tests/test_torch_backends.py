@@ -9,6 +9,8 @@ from hypothesis import strategies as st
 
 from led_torch.backends import available_backends, get_backend, resolve_backend
 from led_torch.backends.banded import banded_longformer_attention, global_slots
+from parity.strategies import attention_cases
+from parity.tolerances import scaled_error
 
 torch.set_num_threads(1)
 
@@ -146,3 +148,37 @@ def test_registry():
             assert name in str(err)
         else:
             assert callable(fn)
+
+
+# ------------------------------------------------------------------------------------------ fast CPU kernel path
+# The performance work added a fused inference path to led_torch's banded backend (no probabilities, no grad);
+# these tests hold it to the spec and to the backend's own probability path.
+@given(attention_cases(max_chunks=3, windows=(2, 4, 6, 8, 16)), st.sampled_from([None, 1, 3, 64]),
+       st.sampled_from(["float64", "float32"]))
+def test_banded_inference_path_matches_the_spec_and_the_probability_path(case, block, dtype):
+    from led_ref.attention import longformer_attention
+    from led_torch.backends.banded import _flash_applies, banded_longformer_attention
+
+    args = case.torch_args(getattr(torch, dtype))
+    assert _flash_applies(*args[:3], return_probs=False, dropout_p=0.0, training=False)
+    with torch.no_grad():
+        fast = banded_longformer_attention(*args, block=block)
+        slow = banded_longformer_attention(*args, return_probs=True, block=block)[0]
+    spec = longformer_attention(*case.arrays(), case.token_kind, case.window)
+    budget = 1e-12 if dtype == "float64" else 1e-5
+    assert torch.isfinite(fast).all()
+    assert scaled_error(fast.numpy(), spec) <= budget, case.describe()
+    assert scaled_error(fast.numpy(), slow.numpy()) <= budget, case.describe()
+
+
+def test_banded_inference_path_is_not_taken_for_gradients_probabilities_or_cuda_dtypes():
+    from led_torch.backends.banded import _flash_applies
+
+    q = torch.zeros(1, 1, 4, 2, requires_grad=True)
+    assert not _flash_applies(q, q, q, return_probs=False, dropout_p=0.0, training=False)
+    with torch.no_grad():
+        assert _flash_applies(q, q, q, return_probs=False, dropout_p=0.0, training=False)
+        assert not _flash_applies(q, q, q, return_probs=True, dropout_p=0.0, training=False)
+        assert not _flash_applies(q, q, q, return_probs=False, dropout_p=0.1, training=True)
+        half = q.detach().to(torch.bfloat16)
+        assert not _flash_applies(half, half, half, return_probs=False, dropout_p=0.0, training=False)
