@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .functional import linear, merge_heads, split_heads
 from .layout import LOCAL, PADDING, UNUSED, check_token_kind, check_window, global_slots, window_key_positions
 
 # Queries per chunk of the local pass: a chunk scores its (chunk, chunk + w) key slab, of which the w + 1
@@ -212,23 +213,6 @@ def longformer_attention(query, key, value, global_query, global_key, global_val
                             head_mask=head_mask, return_probs=return_probs)
 
 
-def linear(x: np.ndarray, weight: np.ndarray, bias: np.ndarray) -> np.ndarray:
-    """x (..., in) @ weight (out, in).T + bias (out,) -> (..., out), HF's storage convention."""
-    return x @ weight.T + bias
-
-
-def split_heads(x: np.ndarray, num_heads: int) -> np.ndarray:
-    """(batch, seq, heads * head_dim) -> (batch, heads, seq, head_dim)."""
-    batch, seq, width = x.shape
-    return x.reshape(batch, seq, num_heads, width // num_heads).transpose(0, 2, 1, 3)
-
-
-def merge_heads(x: np.ndarray) -> np.ndarray:
-    """(batch, heads, seq, head_dim) -> (batch, seq, heads * head_dim)."""
-    batch, heads, seq, head_dim = x.shape
-    return x.transpose(0, 2, 1, 3).reshape(batch, seq, heads * head_dim)
-
-
 def encoder_self_attention(hidden, params, token_kind, window, num_heads, layer_head_mask=None,
                            output_attentions=False):
     """One encoder layer's `self_attn` block: projections, Longformer attention, output projection.
@@ -256,8 +240,7 @@ def encoder_self_attention(hidden, params, token_kind, window, num_heads, layer_
     scale = (d_model // num_heads) ** -0.5
 
     def project(name: str, x: np.ndarray) -> np.ndarray:
-        w, b = p[f"longformer_self_attn.{name}.weight"], p[f"longformer_self_attn.{name}.bias"]
-        return split_heads(linear(x, w, b), num_heads)
+        return split_heads(linear(x, p, f"longformer_self_attn.{name}"), num_heads)
 
     query = project("query", hidden) * scale
     key, value = project("key", hidden), project("value", hidden)
@@ -276,5 +259,5 @@ def encoder_self_attention(hidden, params, token_kind, window, num_heads, layer_
     result = banded_attention(query, key, value, global_query, global_key, global_value, token_kind, window,
                               head_mask=layer_head_mask, return_probs=output_attentions)
     context, attentions, global_attentions = result if output_attentions else (result, None, None)
-    output = linear(merge_heads(context), p["output.weight"], p["output.bias"])
+    output = linear(merge_heads(context), p, "output")
     return output, attentions, (global_attentions if has_global else None)

@@ -23,7 +23,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from .functional import activation, embedding, ffn, layer_norm, linear, softmax, subtree
+from .functional import activation, embedding, ffn, layer_norm, linear, merge_heads, softmax, split_heads, subtree
 
 LayerCache = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 
@@ -69,18 +69,6 @@ def self_attention_bias(
 
 
 # ------------------------------------------------------------------------------------------- attention
-def split_heads(x: np.ndarray, num_heads: int) -> np.ndarray:
-    """(batch, seq, d) -> (batch, heads, seq, d / heads)."""
-    batch, seq, d = x.shape
-    return x.reshape(batch, seq, num_heads, d // num_heads).transpose(0, 2, 1, 3)
-
-
-def merge_heads(x: np.ndarray) -> np.ndarray:
-    """(batch, heads, seq, head_dim) -> (batch, seq, heads * head_dim)."""
-    batch, heads, seq, head_dim = x.shape
-    return x.transpose(0, 2, 1, 3).reshape(batch, seq, heads * head_dim)
-
-
 def scaled_dot_product_attention(
     query: np.ndarray,
     key: np.ndarray,

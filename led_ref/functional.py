@@ -82,6 +82,18 @@ def linear(x: np.ndarray, params: Mapping[str, np.ndarray], name: str) -> np.nda
     return x @ params[f"{name}.weight"].T + params[f"{name}.bias"]
 
 
+def split_heads(x: np.ndarray, num_heads: int) -> np.ndarray:
+    """(batch, seq, heads * head_dim) -> (batch, heads, seq, head_dim)."""
+    batch, seq, width = x.shape
+    return x.reshape(batch, seq, num_heads, width // num_heads).transpose(0, 2, 1, 3)
+
+
+def merge_heads(x: np.ndarray) -> np.ndarray:
+    """(batch, heads, seq, head_dim) -> (batch, seq, heads * head_dim)."""
+    batch, heads, seq, head_dim = x.shape
+    return x.transpose(0, 2, 1, 3).reshape(batch, seq, heads * head_dim)
+
+
 def layer_norm(x: np.ndarray, params: Mapping[str, np.ndarray], name: str, eps: float = LAYER_NORM_EPS) -> np.ndarray:
     """Normalise the last axis to mean 0, variance 1 (biased variance), then scale and shift: (..., d)."""
     mean = x.mean(axis=-1, keepdims=True)
