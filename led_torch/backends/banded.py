@@ -27,7 +27,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from .masks import gather_rows, global_slots
+from .masks import check_kernel_inputs, gather_rows, global_slots
 
 # Largest float32 score tensor (bytes) computed at once; bigger problems loop over groups of blocks.
 _SCORE_BUDGET_BYTES = 256 * 2**20
@@ -225,7 +225,7 @@ def banded_longformer_attention(
     `global_attentions` (batch, heads, seq, x) (None when no row has a global token), unused slots zero.
     `dropout_p` drops attention probabilities when `training` (HF's attention_dropout).
     """
-    _check_inputs(query, key, value, global_query, global_key, global_value, token_kind, window)
+    check_kernel_inputs(query, key, value, global_query, global_key, global_value, token_kind, window)
     b, heads, seq, d = query.shape
     block = block or choose_block(window, seq)
     if _flash_applies(query, key, value, return_probs, dropout_p, training):
@@ -253,20 +253,3 @@ def banded_longformer_attention(
     local_probs = local_probs * (token_kind == 1)[:, None, :, None].to(local_probs.dtype)
     global_attentions = None if global_probs is None else global_probs.transpose(-1, -2)
     return context, local_probs, global_attentions
-
-
-def _check_inputs(query, key, value, global_query, global_key, global_value, token_kind, window):
-    if isinstance(window, bool) or not isinstance(window, int) or window < 2 or window % 2:
-        raise ValueError(f"window must be an even int >= 2, got {window!r}")
-    tensors = dict(query=query, key=key, value=value, global_query=global_query, global_key=global_key,
-                   global_value=global_value)
-    for name, t in tensors.items():
-        if not isinstance(t, torch.Tensor):
-            raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
-        if t.dim() != 4 or t.shape != query.shape:
-            raise ValueError(f"{name} must have the shape of query {tuple(query.shape)}, got {tuple(t.shape)}")
-    if not isinstance(token_kind, torch.Tensor) or token_kind.shape != query.shape[::2]:
-        shape = getattr(token_kind, "shape", None)
-        raise ValueError(f"token_kind must be a (batch, seq)={tuple(query.shape[::2])} tensor, got {shape}")
-    if token_kind.dtype.is_floating_point or token_kind.dtype == torch.bool:
-        raise TypeError(f"token_kind must be an integer tensor, got {token_kind.dtype}")
