@@ -18,6 +18,7 @@ from led_ref.config import LEDConfig
 
 from .activations import activation
 from .encoder import merge_heads, split_heads
+from .linear import Linear
 
 
 def padding_bias(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -56,10 +57,10 @@ class DecoderAttention(nn.Module):
         self.heads = config.decoder_attention_heads
         self.scaling = (d // self.heads) ** -0.5
         self.dropout = config.attention_dropout
-        self.q_proj = nn.Linear(d, d)
-        self.k_proj = nn.Linear(d, d)
-        self.v_proj = nn.Linear(d, d)
-        self.out_proj = nn.Linear(d, d)
+        self.q_proj = Linear(d, d)
+        self.k_proj = Linear(d, d)
+        self.v_proj = Linear(d, d)
+        self.out_proj = Linear(d, d)
 
     def project_kv(self, states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(batch, keys, d) -> keys, values (batch, heads, keys, head_dim)."""
@@ -115,8 +116,8 @@ class DecoderLayer(nn.Module):
         self.self_attn_layer_norm = nn.LayerNorm(d)
         self.encoder_attn = DecoderAttention(config)
         self.encoder_attn_layer_norm = nn.LayerNorm(d)
-        self.fc1 = nn.Linear(d, config.decoder_ffn_dim)
-        self.fc2 = nn.Linear(config.decoder_ffn_dim, d)
+        self.fc1 = Linear(d, config.decoder_ffn_dim)
+        self.fc2 = Linear(config.decoder_ffn_dim, d)
         self.final_layer_norm = nn.LayerNorm(d)
         self.act = activation(config.activation_function)
         self.dropout = config.dropout

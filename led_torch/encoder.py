@@ -19,6 +19,7 @@ from .activations import activation
 from .backends import BACKENDS, get_backend, resolve_backend
 from .backends.banded import banded_longformer_attention
 from .backends.masks import global_slots
+from .linear import Linear
 from .outputs import LEDEncoderBaseModelOutput
 from .validation import (
     check_embeds,
@@ -62,7 +63,7 @@ class LongformerSelfAttention(nn.Module):
         self.window = config.layer_windows[layer]
         self.dropout = config.attention_dropout
         for name in ("query", "key", "value", "query_global", "key_global", "value_global"):
-            setattr(self, name, nn.Linear(d, d))
+            setattr(self, name, Linear(d, d))
         self.backend = None  # set by the model: "banded", "flex", "triton" or None for auto
 
     def forward(self, hidden, token_kind, any_global: bool, output_attentions: bool):
@@ -102,7 +103,7 @@ class EncoderAttention(nn.Module):
     def __init__(self, config: LEDConfig, layer: int):
         super().__init__()
         self.longformer_self_attn = LongformerSelfAttention(config, layer)
-        self.output = nn.Linear(config.d_model, config.d_model)
+        self.output = Linear(config.d_model, config.d_model)
 
     def forward(self, hidden, token_kind, any_global, head_mask, output_attentions):
         context, probs, global_probs = self.longformer_self_attn(hidden, token_kind, any_global, output_attentions)
@@ -123,8 +124,8 @@ class EncoderLayer(nn.Module):
         d = config.d_model
         self.self_attn = EncoderAttention(config, layer)
         self.self_attn_layer_norm = nn.LayerNorm(d)
-        self.fc1 = nn.Linear(d, config.encoder_ffn_dim)
-        self.fc2 = nn.Linear(config.encoder_ffn_dim, d)
+        self.fc1 = Linear(d, config.encoder_ffn_dim)
+        self.fc2 = Linear(config.encoder_ffn_dim, d)
         self.final_layer_norm = nn.LayerNorm(d)
         self.act = activation(config.activation_function)
         self.dropout = config.dropout

@@ -19,6 +19,7 @@ from led_ref.names import TIED_NAMES, TIED_TOP_LEVEL, base_prefix
 
 from .decoder import LEDDecoder, legacy_cache
 from .encoder import LEDEncoder
+from .linear import Linear
 from .outputs import (
     LEDEncoderBaseModelOutput,
     LEDSeq2SeqLMOutput,
@@ -292,7 +293,7 @@ class LEDForConditionalGeneration(LEDPreTrainedModel):
         super().__init__(config)
         self.led = LEDModel(config)
         self.register_buffer("final_logits_bias", torch.zeros(1, config.vocab_size))
-        self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=False)
+        self.lm_head = Linear(config.d_model, config.vocab_size, bias=False)
         self.tie_weights()
 
     def tie_weights(self) -> None:
@@ -341,8 +342,8 @@ class LEDForConditionalGeneration(LEDPreTrainedModel):
 class ClassificationHead(nn.Module):
     def __init__(self, config: LEDConfig):
         super().__init__()
-        self.dense = nn.Linear(config.d_model, config.d_model)
-        self.out_proj = nn.Linear(config.d_model, config.num_labels)
+        self.dense = Linear(config.d_model, config.d_model)
+        self.out_proj = Linear(config.d_model, config.num_labels)
         self.dropout = config.classifier_dropout or 0.0
 
     def forward(self, x):
@@ -424,7 +425,7 @@ class LEDForQuestionAnswering(LEDPreTrainedModel):
     def __init__(self, config: LEDConfig):
         super().__init__(config)
         self.led = LEDModel(config)
-        self.qa_outputs = nn.Linear(config.d_model, 2)
+        self.qa_outputs = Linear(config.d_model, 2)
 
     def forward(self, input_ids=None, attention_mask=None, global_attention_mask=None, decoder_input_ids=None,
                 decoder_attention_mask=None, head_mask=None, decoder_head_mask=None, cross_attn_head_mask=None,

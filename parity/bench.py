@@ -382,7 +382,7 @@ def run_bench(options: Options, progress: Callable[[str], None] | None = None) -
     impl_names = options.impls or default_impls(options.device, options.dtype)
     say(f"matmul ceiling ({options.dtype}, {options.device}) ...")
     ceiling = matmul_ceiling(options.device, options.dtype, options.ceiling_size)
-    say(f"  {ceiling['gflops']:.1f} GFLOP/s")
+    say(f"  {ceiling['gflops']:.1f} GFLOP/s ({ceiling['kernel']})")
     weights = _weights(config, options.seed)
     impls: dict[str, Impl] = {}
     failed: dict[str, str] = {}
@@ -503,7 +503,8 @@ def format_table(result: BenchResult) -> str:
     header = [f"shape {result.options.shape} ({_shape_text(result.options.shape)}), device {result.options.device}",
               f"machine: {m['cpu_model']}, {m['cpu_count']} cpus, torch {m['torch']} ({m['torch_threads']} threads)"
               + (f", gpu {m['gpu']}" if "gpu" in m else ""),
-              f"matmul ceiling: {c['gflops']:.1f} GFLOP/s ({c['dtype']} {c['size']}x{c['size']})",
+              f"matmul ceiling: {c['gflops']:.1f} GFLOP/s ({c['dtype']} {c['size']}x{c['size']}, "
+              f"{c.get('kernel', 'torch.matmul')})",
               "", line(COLUMNS), line(["-" * w for w in widths])]
     return "\n".join(header + [line(row) for row in cells])
 

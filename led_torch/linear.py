@@ -1,0 +1,64 @@
+"""`Linear`: `nn.Linear` (same parameters, same names) whose CPU inference runs on oneDNN's matmul.
+
+Why: on CPU, `F.linear` goes to MKL's sgemm, which on this project's machines (AMD Zen 4, 2 cores) runs a
+product with few rows on one thread at ~6-9 GB/s of weight traffic. A decode step is exactly that case: 4
+beam rows times every decoder weight. oneDNN's matmul (`torch.ops.mkldnn._linear_pointwise`, the op torch's
+own inductor lowers CPU linears to) threads it. Measured on that machine (docs/performance.md): the 48
+projections of one LED-base decode step 20.5 ms -> 11.4 ms, and 4,096-row encoder projections 0-15% faster.
+
+The arithmetic is the same float32 (or bfloat16) dot product in a different summation order, so results
+differ from `F.linear` in the last bits only (tests/test_torch_linear.py). Whenever oneDNN is not the right
+tool the layer calls `F.linear`: autograd is recording (training, gradient checks), float64/float16, CUDA,
+builds without oneDNN, inside `torch.compile` (inductor picks its own GEMM there; its oneDNN lowering wants
+frozen weights), or `set_onednn_linear(False)` (for comparisons and profiling).
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+_AVAILABLE = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+_DTYPES = (torch.float32, torch.bfloat16)
+_enabled = True
+
+
+def onednn_linear_enabled() -> bool:
+    """Whether CPU inference linears go through oneDNN (available in this build and not switched off)."""
+    return _AVAILABLE and _enabled
+
+
+@contextlib.contextmanager
+def set_onednn_linear(enabled: bool):
+    """Switch the oneDNN path on or off inside a `with` block (the previous setting comes back after)."""
+    global _enabled
+    if not isinstance(enabled, bool):
+        raise TypeError(f"enabled must be a bool, got {enabled!r}")
+    previous, _enabled = _enabled, enabled
+    try:
+        yield
+    finally:
+        _enabled = previous
+
+
+def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """x @ weight.T + bias, through oneDNN for CPU float32/bfloat16 inference, `F.linear` otherwise."""
+    if (_enabled and _AVAILABLE and x.device.type == "cpu" and x.dtype in _DTYPES and weight.dtype == x.dtype
+            and x.numel() > 0 and x.shape[-1] == weight.shape[-1] and weight.is_contiguous()
+            and (bias is None or (bias.is_contiguous() and bias.shape == weight.shape[:1]))
+            and not torch.compiler.is_compiling()
+            and not (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad))):
+        # oneDNN refuses strided activations (a decode step's (rows, d) slices are small to copy); shapes that do
+        # not fit were sent to F.linear above, whose error names them
+        return torch.ops.mkldnn._linear_pointwise(x.contiguous(), weight, bias, "none", [], "")
+    return F.linear(x, weight, bias)
+
+
+class Linear(nn.Linear):
+    """`nn.Linear` with `linear` above as its forward; a drop-in replacement (state dict, init, repr)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return linear(x, self.weight, self.bias)

@@ -1,0 +1,130 @@
+"""led_torch.linear: the oneDNN inference path computes what F.linear computes, and is only taken where it
+should be (CPU float32/bfloat16 inference, outside torch.compile, switched on)."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch.profiler import ProfilerActivity, profile
+
+from led_torch.linear import Linear, linear, onednn_linear_enabled, set_onednn_linear
+
+needs_onednn = pytest.mark.skipif(not onednn_linear_enabled(), reason="this torch build has no oneDNN")
+
+
+def _ops(fn) -> set[str]:
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        fn()
+    return {event.key for event in prof.key_averages()}
+
+
+def _inputs(shape, dtype=torch.float32, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(*shape, generator=g).to(dtype)
+    weight = (torch.randn(48, shape[-1], generator=g) * 0.1).to(dtype)
+    bias = torch.randn(48, generator=g).to(dtype)
+    return x, weight, bias
+
+
+@needs_onednn
+@pytest.mark.parametrize("shape", [(4, 32), (1, 32), (3, 1, 32), (2, 300, 32), (700, 32)])
+@pytest.mark.parametrize("with_bias", [True, False])
+def test_onednn_path_matches_float64(shape, with_bias):
+    x, weight, bias = _inputs(shape)
+    bias = bias if with_bias else None
+    with torch.no_grad():
+        out = linear(x, weight, bias)
+    exact = F.linear(x.double(), weight.double(), None if bias is None else bias.double())
+    assert out.shape == exact.shape and out.dtype == torch.float32
+    # float32 rounding of a 32-term dot product: a few ulps of the result's scale
+    assert (out.double() - exact).abs().max() <= 1e-6 * max(1.0, exact.abs().max())
+    assert "mkldnn::_linear_pointwise" in _ops(lambda: linear(x, weight, bias))
+
+
+@needs_onednn
+def test_onednn_path_accepts_strided_inputs():
+    x, _, _ = _inputs((6, 64))
+    _, weight, bias = _inputs((3, 32))
+    view = x[::2, ::2]  # (3, 32), neither dimension contiguous
+    out = linear(view, weight, bias)
+    assert torch.allclose(out, F.linear(view.contiguous(), weight, bias), atol=1e-5, rtol=0)
+
+
+@needs_onednn
+def test_bfloat16_path_matches_float64_within_bf16_rounding():
+    x, weight, bias = _inputs((4, 32), torch.bfloat16)
+    out = linear(x, weight, bias)
+    exact = F.linear(x.double(), weight.double(), bias.double())
+    assert out.dtype == torch.bfloat16
+    assert (out.double() - exact).abs().max() <= 2 ** -7 * max(1.0, exact.abs().max())
+
+
+def _same_as_f_linear(x, weight, bias):
+    expected = F.linear(x, weight, bias)
+    out = linear(x, weight, bias)
+    assert torch.equal(out, expected)
+    return out
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float16])
+def test_float64_and_float16_take_f_linear_bit_for_bit(dtype):
+    x, weight, bias = _inputs((4, 32), dtype)
+    _same_as_f_linear(x, weight, bias)
+    assert "mkldnn::_linear_pointwise" not in _ops(lambda: linear(x, weight, bias))
+
+
+def test_autograd_takes_f_linear_and_gives_its_gradients():
+    layer = Linear(32, 48)
+    reference = torch.nn.Linear(32, 48)
+    reference.load_state_dict(layer.state_dict())
+    x = torch.randn(5, 32)
+    assert "mkldnn::_linear_pointwise" not in _ops(lambda: layer(x))
+    layer(x).square().sum().backward()
+    reference(x).square().sum().backward()
+    assert torch.equal(layer.weight.grad, reference.weight.grad)
+    assert torch.equal(layer.bias.grad, reference.bias.grad)
+
+
+def test_switching_off_gives_f_linear_and_the_setting_comes_back():
+    x, weight, bias = _inputs((4, 32))
+    before = onednn_linear_enabled()
+    with set_onednn_linear(False), torch.no_grad():
+        assert not onednn_linear_enabled()
+        _same_as_f_linear(x, weight, bias)
+        assert "mkldnn::_linear_pointwise" not in _ops(lambda: linear(x, weight, bias))
+    assert onednn_linear_enabled() == before
+
+
+def test_switch_rejects_non_bool():
+    with pytest.raises(TypeError, match="enabled must be a bool, got 1"):
+        with set_onednn_linear(1):
+            pass
+
+
+def test_empty_input_gives_an_empty_output():
+    x, weight, bias = _inputs((0, 32))
+    with torch.no_grad():
+        assert linear(x, weight, bias).shape == (0, 48)
+
+
+def test_linear_is_a_drop_in_nn_linear():
+    layer = Linear(32, 48, bias=False)
+    assert isinstance(layer, torch.nn.Linear)
+    assert list(layer.state_dict()) == ["weight"]
+    assert repr(layer) == "Linear(in_features=32, out_features=48, bias=False)"
+
+
+@needs_onednn
+def test_strided_weight_takes_f_linear():
+    x, weight, bias = _inputs((4, 32))
+    strided = torch.randn(32, 48).t()  # (48, 32), transposed view
+    with torch.no_grad():
+        _same_as_f_linear(x, strided, bias)
+
+
+def test_mismatched_shapes_get_f_linears_error():
+    x, weight, bias = _inputs((4, 32))
+    with torch.no_grad():
+        with pytest.raises(RuntimeError, match="cannot be multiplied"):
+            linear(torch.randn(4, 31), weight, bias)
+        with pytest.raises(RuntimeError, match="expanded size of the tensor .48. must match the existing size .47."):
+            linear(x, weight, bias[:47])
