@@ -116,6 +116,12 @@ class EncoderAttention(nn.Module):
         return self.output(merge_heads(context)), probs, global_probs
 
 
+# CPU inference runs the feed-forward block over this many rows (tokens) at a time: 512 x 3072 floats (6 MB)
+# stay in cache between fc1, the activation and fc2. LED-base at 4k: 3.08 s vs 3.18 s with one pass (medians of
+# 5, alternating); at 16k the (16384, 3072) fc1 activation (201 MB) no longer counts towards the peak.
+_FFN_ROWS = 512
+
+
 class EncoderLayer(nn.Module):
     """Post-layer-norm block: attention, residual, norm; feed-forward, residual, norm."""
 
@@ -134,13 +140,25 @@ class EncoderLayer(nn.Module):
     def forward(self, hidden, token_kind, any_global: bool, head_mask=None, output_attentions: bool = False):
         attn, probs, global_probs = self.self_attn(hidden, token_kind, any_global, head_mask, output_attentions)
         hidden = self.self_attn_layer_norm(hidden + F.dropout(attn, self.dropout, self.training))
-        ff = F.dropout(self.act(self.fc1(hidden)), self.activation_dropout, self.training)
-        hidden = self.final_layer_norm(hidden + F.dropout(self.fc2(ff), self.dropout, self.training))
+        if self.training or hidden.device.type != "cpu" or hidden.shape[0] * hidden.shape[1] <= _FFN_ROWS:
+            hidden = self._feed_forward(hidden)
+        else:
+            # CPU inference: row blocks keep the (rows, ffn) activation in cache and out of peak memory
+            # (LED-base 16k: a 201 MB tensor per layer); every op here is row-wise, so blocks change nothing.
+            rows = hidden.reshape(-1, hidden.shape[-1])
+            out = torch.empty_like(rows)
+            for start in range(0, rows.shape[0], _FFN_ROWS):
+                out[start:start + _FFN_ROWS] = self._feed_forward(rows[start:start + _FFN_ROWS])
+            hidden = out.view(hidden.shape)
         if hidden.dtype == torch.float16 and not torch.isfinite(hidden).all():
             # fp16 overflow guard (HF does the same): clamp instead of propagating inf.
             limit = torch.finfo(torch.float16).max - 1000
             hidden = hidden.clamp(-limit, limit)
         return hidden, probs, global_probs
+
+    def _feed_forward(self, hidden):
+        ff = F.dropout(self.act(self.fc1(hidden)), self.activation_dropout, self.training)
+        return self.final_layer_norm(hidden + F.dropout(self.fc2(ff), self.dropout, self.training))
 
 
 class LEDEncoder(nn.Module):

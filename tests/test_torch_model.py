@@ -189,6 +189,41 @@ def test_get_encoder_and_tuple_encoder_outputs():
     assert enc[0] is enc.last_hidden_state
 
 
+def test_long_inputs_take_the_blocked_feed_forward_and_match_hf():
+    """CPU inference runs the encoder FFN in row blocks once batch x seq exceeds led_torch.encoder._FFN_ROWS;
+    2 x 700 tokens = 1,400 rows: two full blocks and a partial one, padding and global tokens inside."""
+    import led_torch.encoder as encoder_module
+
+    config = LEDConfig(vocab_size=50, d_model=16, encoder_layers=2, decoder_layers=1, encoder_attention_heads=2,
+                       decoder_attention_heads=2, encoder_ffn_dim=40, decoder_ffn_dim=8, attention_window=[8, 16],
+                       max_encoder_position_embeddings=1024, max_decoder_position_embeddings=16)
+    assert 2 * 700 > 2 * encoder_module._FFN_ROWS
+    weights = random_weights(config, seed=5, std=0.3)
+    ours, hf = both(config, weights, "LEDForConditionalGeneration")
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(3, 50, (2, 700), generator=g)
+    mask = torch.ones_like(ids)
+    mask[1, 650:] = 0
+    glob = torch.zeros_like(ids)
+    glob[:, 0] = 1
+    glob[0, 399] = 1
+    kwargs = dict(input_ids=ids, attention_mask=mask, global_attention_mask=glob)
+    with hf_dtype_scope(torch.float64):
+        ref = hf.get_encoder()(**kwargs).last_hidden_state
+    with torch.no_grad():
+        blocked = ours.get_encoder()(**kwargs).last_hidden_state
+        assert_close(blocked, ref, what="float64 encoder, blocked FFN")
+        ours32 = LEDForConditionalGeneration.from_weights(config, weights, dtype=torch.float32)
+        blocked32 = ours32.get_encoder()(**kwargs).last_hidden_state
+        original, encoder_module._FFN_ROWS = encoder_module._FFN_ROWS, 10**9
+        try:
+            whole32 = ours32.get_encoder()(**kwargs).last_hidden_state
+        finally:
+            encoder_module._FFN_ROWS = original
+    assert_close(blocked32, whole32, budget=1e-6, what="float32 encoder, blocked vs one-pass FFN")
+    assert_close(blocked32, ref, budget=1e-5, what="float32 encoder, blocked FFN vs HF float64")
+
+
 # ------------------------------------------------------------------------------------------ beyond HF's limits
 def dense_backend(q, k, v, gq, gk, gv, kind, window):
     """Brute-force Longformer attention: one dense (seq x seq) mask per rule of design.md, float64."""
