@@ -155,6 +155,8 @@ def test_compare_rows_flags_a_drifted_encoder_and_different_tokens():
     (["--quick", "--impls", "hf,nope"], "nope"),
     (["--quick", "--seq", "1,x"], "1,x"),
     (["--quick", "--repeats", "0"], "repeats"),
+    pytest.param(["--quick", "--device", "cuda"], "no CUDA device",
+                 marks=pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")),
 ])
 def test_bad_usage_exits_2_naming_the_value(argv, needle, capsys):
     assert bench.main(argv) == bench.EXIT_USAGE
