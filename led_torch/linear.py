@@ -22,7 +22,16 @@ import torch.nn.functional as F
 from torch import nn
 
 _AVAILABLE = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
-_DTYPES = (torch.float32, torch.bfloat16)
+
+
+def _bf16_supported() -> bool:
+    try:  # oneDNN's bfloat16 kernels need AVX-512 (or AMX) on x86; elsewhere bfloat16 stays on F.linear
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+_DTYPES = (torch.float32, torch.bfloat16) if _AVAILABLE and _bf16_supported() else (torch.float32,)
 _enabled = True
 
 
@@ -46,15 +55,25 @@ def set_onednn_linear(enabled: bool):
 
 def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
     """x @ weight.T + bias, through oneDNN for CPU float32/bfloat16 inference, `F.linear` otherwise."""
-    if (_enabled and _AVAILABLE and x.device.type == "cpu" and x.dtype in _DTYPES and weight.dtype == x.dtype
-            and x.numel() > 0 and x.shape[-1] == weight.shape[-1] and weight.is_contiguous()
-            and (bias is None or (bias.is_contiguous() and bias.shape == weight.shape[:1]))
-            and not torch.compiler.is_compiling()
-            and not (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad))):
-        # oneDNN refuses strided activations (a decode step's (rows, d) slices are small to copy); shapes that do
-        # not fit were sent to F.linear above, whose error names them
+    if _onednn_takes(x, weight, bias):
+        # oneDNN refuses strided activations; a decode step's (rows, d) slices are small to copy
         return torch.ops.mkldnn._linear_pointwise(x.contiguous(), weight, bias, "none", [], "")
     return F.linear(x, weight, bias)
+
+
+def _onednn_takes(x, weight, bias) -> bool:
+    """The cases oneDNN is asked: switched on, CPU, one supported dtype throughout, shapes that fit (any other
+    goes to F.linear, whose error names it), a contiguous weight, no autograd recording, not compiling."""
+    if not (_enabled and _AVAILABLE and x.device.type == "cpu" and x.dtype in _DTYPES):
+        return False
+    if weight.dtype != x.dtype or not weight.is_contiguous() or x.numel() == 0 or x.shape[-1] != weight.shape[-1]:
+        return False
+    if bias is not None and (bias.dtype != x.dtype or not bias.is_contiguous() or bias.shape != weight.shape[:1]):
+        return False
+    if torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad
+                                    or (bias is not None and bias.requires_grad)):
+        return False
+    return not torch.compiler.is_compiling()
 
 
 class Linear(nn.Linear):

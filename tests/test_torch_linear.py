@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch.profiler import ProfilerActivity, profile
 
-from led_torch.linear import Linear, linear, onednn_linear_enabled, set_onednn_linear
+from led_torch.linear import _DTYPES, Linear, linear, onednn_linear_enabled, set_onednn_linear
 
 needs_onednn = pytest.mark.skipif(not onednn_linear_enabled(), reason="this torch build has no oneDNN")
 
@@ -50,12 +50,14 @@ def test_onednn_path_accepts_strided_inputs():
 
 
 @needs_onednn
+@pytest.mark.skipif(torch.bfloat16 not in _DTYPES, reason="oneDNN has no bfloat16 kernels on this CPU")
 def test_bfloat16_path_matches_float64_within_bf16_rounding():
     x, weight, bias = _inputs((4, 32), torch.bfloat16)
     out = linear(x, weight, bias)
     exact = F.linear(x.double(), weight.double(), bias.double())
     assert out.dtype == torch.bfloat16
     assert (out.double() - exact).abs().max() <= 2 ** -7 * max(1.0, exact.abs().max())
+    assert "mkldnn::_linear_pointwise" in _ops(lambda: linear(x, weight, bias))
 
 
 def _same_as_f_linear(x, weight, bias):
@@ -128,3 +130,26 @@ def test_mismatched_shapes_get_f_linears_error():
             linear(torch.randn(4, 31), weight, bias)
         with pytest.raises(RuntimeError, match="expanded size of the tensor .48. must match the existing size .47."):
             linear(x, weight, bias[:47])
+
+
+def test_mixed_dtypes_take_f_linear_and_its_error():
+    x, weight, bias = _inputs((4, 32))
+    with torch.no_grad(), pytest.raises(RuntimeError):
+        F.linear(x, weight, bias.double())  # what F.linear says about it ...
+    with torch.no_grad(), pytest.raises(RuntimeError):
+        linear(x, weight, bias.double())  # ... is what the layer says (oneDNN is not asked)
+    assert "mkldnn::_linear_pointwise" not in _ops(lambda: _try(linear, x, weight, bias.double()))
+
+
+def _try(fn, *args):
+    try:
+        fn(*args)
+    except RuntimeError:
+        pass
+
+
+def test_a_bias_that_needs_a_gradient_gets_one():
+    x, weight, bias = _inputs((4, 32))
+    bias.requires_grad_(True)
+    linear(x, weight, bias).sum().backward()
+    assert torch.equal(bias.grad, torch.full((48,), 4.0))
