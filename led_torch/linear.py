@@ -8,7 +8,8 @@ projections of one LED-base decode step 20.5 ms -> 11.4 ms, and 4,096-row encode
 
 The arithmetic is the same float32 (or bfloat16) dot product in a different summation order, so results
 differ from `F.linear` in the last bits only (tests/test_torch_linear.py). Whenever oneDNN is not the right
-tool the layer calls `F.linear`: autograd is recording (training, gradient checks), float64/float16, CUDA,
+tool the layer calls `F.linear`: small products (oneDNN costs ~15 us more per call, which a tiny model's
+every matmul would pay), autograd is recording (training, gradient checks), float64/float16, CUDA,
 builds without oneDNN, inside `torch.compile` (inductor picks its own GEMM there; its oneDNN lowering wants
 frozen weights), or `set_onednn_linear(False)` (for comparisons and profiling).
 """
@@ -33,6 +34,11 @@ def _bf16_supported() -> bool:
 
 _DTYPES = (torch.float32, torch.bfloat16) if _AVAILABLE and _bf16_supported() else (torch.float32,)
 _enabled = True
+# oneDNN pays ~15 us per call more than MKL (measured on the project's machine): it takes a product only when
+# the weight has at least 512 x 512 elements or the product at least 2^26 multiply-adds (e.g. 2,048 x 256 x 128);
+# below both, MKL was as fast or faster at every row count tried.
+_MIN_WEIGHT = 1 << 18
+_MIN_WORK = 1 << 26
 
 
 def onednn_linear_enabled() -> bool:
@@ -63,11 +69,14 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> 
 
 def _onednn_takes(x, weight, bias) -> bool:
     """The cases oneDNN is asked: switched on, CPU, one supported dtype throughout, shapes that fit (any other
-    goes to F.linear, whose error names it), a contiguous weight, no autograd recording, not compiling."""
+    goes to F.linear, whose error names it), a contiguous weight, a product big enough, no autograd recording,
+    not compiling."""
     if not (_enabled and _AVAILABLE and x.device.type == "cpu" and x.dtype in _DTYPES):
         return False
     if weight.dtype != x.dtype or not weight.is_contiguous() or x.numel() == 0 or x.shape[-1] != weight.shape[-1]:
         return False
+    if weight.numel() < _MIN_WEIGHT and x.numel() // x.shape[-1] * weight.numel() < _MIN_WORK:
+        return False  # a small product: oneDNN's ~15 us per call costs more than MKL's single thread
     if bias is not None and (bias.dtype != x.dtype or not bias.is_contiguous() or bias.shape != weight.shape[:1]):
         return False
     if torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad

@@ -17,34 +17,38 @@ def _ops(fn) -> set[str]:
     return {event.key for event in prof.key_averages()}
 
 
-def _inputs(shape, dtype=torch.float32, seed=0):
+def _inputs(shape, dtype=torch.float32, seed=0, out_features=48):
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(*shape, generator=g).to(dtype)
-    weight = (torch.randn(48, shape[-1], generator=g) * 0.1).to(dtype)
-    bias = torch.randn(48, generator=g).to(dtype)
+    weight = (torch.randn(out_features, shape[-1], generator=g) * 0.1).to(dtype)
+    bias = torch.randn(out_features, generator=g).to(dtype)
     return x, weight, bias
 
 
+# big enough for oneDNN: a (512, 512) weight has 2^18 elements (led_torch.linear._MIN_WEIGHT)
+BIG = 512
+
+
 @needs_onednn
-@pytest.mark.parametrize("shape", [(4, 32), (1, 32), (3, 1, 32), (2, 300, 32), (700, 32)])
+@pytest.mark.parametrize("shape", [(4, BIG), (1, BIG), (3, 1, BIG), (2, 300, BIG), (700, BIG)])
 @pytest.mark.parametrize("with_bias", [True, False])
 def test_onednn_path_matches_float64(shape, with_bias):
-    x, weight, bias = _inputs(shape)
+    x, weight, bias = _inputs(shape, out_features=BIG)
     bias = bias if with_bias else None
     with torch.no_grad():
         out = linear(x, weight, bias)
     exact = F.linear(x.double(), weight.double(), None if bias is None else bias.double())
     assert out.shape == exact.shape and out.dtype == torch.float32
-    # float32 rounding of a 32-term dot product: a few ulps of the result's scale
+    # float32 rounding of a 512-term dot product: a few ulps of the result's scale
     assert (out.double() - exact).abs().max() <= 1e-6 * max(1.0, exact.abs().max())
     assert "mkldnn::_linear_pointwise" in _ops(lambda: linear(x, weight, bias))
 
 
 @needs_onednn
 def test_onednn_path_accepts_strided_inputs():
-    x, _, _ = _inputs((6, 64))
-    _, weight, bias = _inputs((3, 32))
-    view = x[::2, ::2]  # (3, 32), neither dimension contiguous
+    x, _, _ = _inputs((6, 2 * BIG))
+    _, weight, bias = _inputs((3, BIG), out_features=BIG)
+    view = x[::2, ::2]  # (3, BIG), neither dimension contiguous
     out = linear(view, weight, bias)
     assert torch.allclose(out, F.linear(view.contiguous(), weight, bias), atol=1e-5, rtol=0)
 
@@ -52,7 +56,7 @@ def test_onednn_path_accepts_strided_inputs():
 @needs_onednn
 @pytest.mark.skipif(torch.bfloat16 not in _DTYPES, reason="oneDNN has no bfloat16 kernels on this CPU")
 def test_bfloat16_path_matches_float64_within_bf16_rounding():
-    x, weight, bias = _inputs((4, 32), torch.bfloat16)
+    x, weight, bias = _inputs((4, BIG), torch.bfloat16, out_features=BIG)
     out = linear(x, weight, bias)
     exact = F.linear(x.double(), weight.double(), bias.double())
     assert out.dtype == torch.bfloat16
@@ -69,16 +73,16 @@ def _same_as_f_linear(x, weight, bias):
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float16])
 def test_float64_and_float16_take_f_linear_bit_for_bit(dtype):
-    x, weight, bias = _inputs((4, 32), dtype)
+    x, weight, bias = _inputs((4, BIG), dtype, out_features=BIG)
     _same_as_f_linear(x, weight, bias)
     assert "mkldnn::_linear_pointwise" not in _ops(lambda: linear(x, weight, bias))
 
 
 def test_autograd_takes_f_linear_and_gives_its_gradients():
-    layer = Linear(32, 48)
-    reference = torch.nn.Linear(32, 48)
+    layer = Linear(BIG, BIG)
+    reference = torch.nn.Linear(BIG, BIG)
     reference.load_state_dict(layer.state_dict())
-    x = torch.randn(5, 32)
+    x = torch.randn(5, BIG)
     assert "mkldnn::_linear_pointwise" not in _ops(lambda: layer(x))
     layer(x).square().sum().backward()
     reference(x).square().sum().backward()
@@ -87,7 +91,7 @@ def test_autograd_takes_f_linear_and_gives_its_gradients():
 
 
 def test_switching_off_gives_f_linear_and_the_setting_comes_back():
-    x, weight, bias = _inputs((4, 32))
+    x, weight, bias = _inputs((4, BIG), out_features=BIG)
     before = onednn_linear_enabled()
     with set_onednn_linear(False), torch.no_grad():
         assert not onednn_linear_enabled()
@@ -117,23 +121,23 @@ def test_linear_is_a_drop_in_nn_linear():
 
 @needs_onednn
 def test_strided_weight_takes_f_linear():
-    x, weight, bias = _inputs((4, 32))
-    strided = torch.randn(32, 48).t()  # (48, 32), transposed view
+    x, weight, bias = _inputs((4, BIG), out_features=BIG)
+    strided = torch.randn(BIG, BIG).t()  # transposed view
     with torch.no_grad():
         _same_as_f_linear(x, strided, bias)
 
 
 def test_mismatched_shapes_get_f_linears_error():
-    x, weight, bias = _inputs((4, 32))
+    x, weight, bias = _inputs((4, BIG), out_features=BIG)
     with torch.no_grad():
         with pytest.raises(RuntimeError, match="cannot be multiplied"):
-            linear(torch.randn(4, 31), weight, bias)
-        with pytest.raises(RuntimeError, match="expanded size of the tensor .48. must match the existing size .47."):
-            linear(x, weight, bias[:47])
+            linear(torch.randn(4, BIG - 1), weight, bias)
+        with pytest.raises(RuntimeError, match="expanded size of the tensor .512. must match the existing size .511."):
+            linear(x, weight, bias[:-1])
 
 
 def test_mixed_dtypes_take_f_linear_and_its_error():
-    x, weight, bias = _inputs((4, 32))
+    x, weight, bias = _inputs((4, BIG), out_features=BIG)
     with torch.no_grad(), pytest.raises(RuntimeError):
         F.linear(x, weight, bias.double())  # what F.linear says about it ...
     with torch.no_grad(), pytest.raises(RuntimeError):
@@ -149,7 +153,22 @@ def _try(fn, *args):
 
 
 def test_a_bias_that_needs_a_gradient_gets_one():
-    x, weight, bias = _inputs((4, 32))
+    x, weight, bias = _inputs((4, BIG), out_features=BIG)
     bias.requires_grad_(True)
     linear(x, weight, bias).sum().backward()
-    assert torch.equal(bias.grad, torch.full((48,), 4.0))
+    assert torch.equal(bias.grad, torch.full((BIG,), 4.0))
+
+
+@needs_onednn
+@pytest.mark.parametrize("rows, features, out_features, onednn", [
+    (4, 32, 48, False),  # tiny: oneDNN's per-call cost would dominate
+    (1000, 128, 256, False),  # 2^25 multiply-adds, weight 2^15: below both limits
+    (2048, 128, 256, True),  # 2^26 multiply-adds
+    (1, BIG, BIG, True),  # weight 2^18
+])
+def test_only_big_enough_products_go_to_onednn(rows, features, out_features, onednn):
+    x, weight, bias = _inputs((rows, features), out_features=out_features)
+    with torch.no_grad():
+        assert ("mkldnn::_linear_pointwise" in _ops(lambda: linear(x, weight, bias))) is onednn
+        if not onednn:
+            _same_as_f_linear(x, weight, bias)
