@@ -140,7 +140,8 @@ class EncoderLayer(nn.Module):
     def forward(self, hidden, token_kind, any_global: bool, head_mask=None, output_attentions: bool = False):
         attn, probs, global_probs = self.self_attn(hidden, token_kind, any_global, head_mask, output_attentions)
         hidden = self.self_attn_layer_norm(hidden + F.dropout(attn, self.dropout, self.training))
-        if self.training or hidden.device.type != "cpu" or hidden.shape[0] * hidden.shape[1] <= _FFN_ROWS:
+        inference = not self.training and not (torch.is_grad_enabled() and hidden.requires_grad)
+        if not inference or hidden.device.type != "cpu" or hidden.shape[0] * hidden.shape[1] <= _FFN_ROWS:
             hidden = self._feed_forward(hidden)
         else:
             # CPU inference: row blocks keep the (rows, ffn) activation in cache; every op here is row-wise,

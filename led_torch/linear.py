@@ -4,7 +4,8 @@ Why: on CPU, `F.linear` goes to MKL's sgemm, which on this project's machines (A
 product with few rows on one thread at ~6-9 GB/s of weight traffic. A decode step is exactly that case: 4
 beam rows times every decoder weight. oneDNN's matmul (`torch.ops.mkldnn._linear_pointwise`, the op torch's
 own inductor lowers CPU linears to) threads it. Measured on that machine (docs/performance.md): the 48
-projections of one LED-base decode step 20.5 ms -> 11.4 ms, and 4,096-row encoder projections 0-15% faster.
+projections of one LED-base decode step 20.5 ms -> 11.4 ms; encoder projections of 1,024-4,096 rows run
+between 3% slower and 45% faster (faster for five of the six shapes timed).
 
 The arithmetic is the same float32 (or bfloat16) dot product in a different summation order, so results
 differ from `F.linear` in the last bits only (tests/test_torch_linear.py). Whenever oneDNN is not the right
