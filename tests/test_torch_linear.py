@@ -1,6 +1,8 @@
 """led_torch.linear: the oneDNN inference path computes what F.linear computes, and is only taken where it
 should be (CPU float32/bfloat16 inference, outside torch.compile, switched on)."""
 
+import platform
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -9,6 +11,15 @@ from torch.profiler import ProfilerActivity, profile
 from led_torch.linear import _DTYPES, Linear, linear, onednn_linear_enabled, set_onednn_linear
 
 needs_onednn = pytest.mark.skipif(not onednn_linear_enabled(), reason="this torch build has no oneDNN")
+
+
+@pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64") or not torch.backends.mkldnn.is_available(),
+                    reason="oneDNN's linear op is expected on x86-64 builds with oneDNN only")
+def test_the_onednn_op_is_there_on_x86_builds_with_onednn():
+    """The path rests on a private op: if a torch upgrade drops or renames it, this fails instead of every
+    other test here skipping quietly (led_torch itself would fall back to F.linear, correct but slower)."""
+    assert hasattr(torch.ops.mkldnn, "_linear_pointwise")
+    assert onednn_linear_enabled()
 
 
 def _ops(fn) -> set[str]:
