@@ -10,7 +10,7 @@ between 3% slower and 45% faster (faster for five of the six shapes timed).
 The arithmetic is the same float32 (or bfloat16) dot product in a different summation order, so results
 differ from `F.linear` in the last bits only (tests/test_torch_linear.py). Whenever oneDNN is not the right
 tool the layer calls `F.linear`: small products (oneDNN costs ~15 us more per call, which a tiny model's
-every matmul would pay), autograd is recording (training, gradient checks), float64/float16, CUDA,
+every matmul would pay), autograd is recording (training, gradient checks), CPU autocast, float64/float16, CUDA,
 builds without oneDNN, inside `torch.compile` (inductor picks its own GEMM there; its oneDNN lowering wants
 frozen weights), or `set_onednn_linear(False)` (for comparisons and profiling).
 """
@@ -71,7 +71,7 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> 
 def _onednn_takes(x, weight, bias) -> bool:
     """The cases oneDNN is asked: switched on, CPU, one supported dtype throughout, shapes that fit (any other
     goes to F.linear, whose error names it), a contiguous weight, a product big enough, no autograd recording,
-    not compiling."""
+    no CPU autocast, not compiling."""
     if not (_enabled and _AVAILABLE and x.device.type == "cpu" and x.dtype in _DTYPES):
         return False
     if weight.dtype != x.dtype or not weight.is_contiguous() or x.numel() == 0 or x.shape[-1] != weight.shape[-1]:
@@ -83,6 +83,8 @@ def _onednn_takes(x, weight, bias) -> bool:
     if torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad
                                     or (bias is not None and bias.requires_grad)):
         return False
+    if torch.is_autocast_enabled("cpu"):
+        return False  # autocast casts F.linear's operands; the oneDNN op would bypass it
     return not torch.compiler.is_compiling()
 
 

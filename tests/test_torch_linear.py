@@ -221,3 +221,11 @@ def test_a_model_on_the_onednn_path_agrees_with_the_spec():
     encoder_only = {k: inputs[k] for k in ("input_ids", "attention_mask", "global_attention_mask")}
     _, (result,) = generation_parity(config, weights, encoder_only, [side], spec, max_new_tokens=6, num_beams=2)
     assert result.passed, result.describe()
+
+
+def test_cpu_autocast_is_honoured():
+    x, weight, bias = _inputs((4, BIG), out_features=BIG)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        out = linear(x, weight, bias)
+        assert out.dtype == torch.bfloat16  # what F.linear gives under autocast
+        assert torch.equal(out, F.linear(x, weight, bias))
