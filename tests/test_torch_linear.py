@@ -6,6 +6,8 @@ import platform
 import pytest
 import torch
 import torch.nn.functional as F
+from hypothesis import given
+from hypothesis import strategies as st
 from torch.profiler import ProfilerActivity, profile
 
 from led_torch.linear import _DTYPES, Linear, linear, onednn_linear_enabled, set_onednn_linear
@@ -229,3 +231,20 @@ def test_cpu_autocast_is_honoured():
         out = linear(x, weight, bias)
         assert out.dtype == torch.bfloat16  # what F.linear gives under autocast
         assert torch.equal(out, F.linear(x, weight, bias))
+
+
+@needs_onednn
+@given(rows=st.integers(1, 70), lead=st.sampled_from([(), (2,), (1, 3)]), features=st.sampled_from([256, 512, 640]),
+       out_features=st.sampled_from([128, 512, 768]), with_bias=st.booleans(), seed=st.integers(0, 2**16))
+def test_any_shape_agrees_with_float64_and_routes_by_size(rows, lead, features, out_features, with_bias, seed):
+    x, weight, bias = _inputs((*lead, rows, features), seed=seed, out_features=out_features)
+    bias = bias if with_bias else None
+    with torch.no_grad():
+        out = linear(x, weight, bias)
+        used_onednn = "mkldnn::_linear_pointwise" in _ops(lambda: linear(x, weight, bias))
+    exact = F.linear(x.double(), weight.double(), None if bias is None else bias.double())
+    assert out.shape == (*lead, rows, out_features)
+    assert (out.double() - exact).abs().max() <= 2e-6 * max(1.0, exact.abs().max())
+    total_rows = rows * (lead[0] if lead else 1) * (lead[1] if len(lead) > 1 else 1)
+    big = out_features * features >= 512 * 512 or total_rows * out_features * features >= 2**26
+    assert used_onednn is big
