@@ -17,7 +17,7 @@ from torch.utils.checkpoint import checkpoint
 from led_ref.config import LEDConfig
 
 from .activations import activation
-from .encoder import merge_heads, split_heads
+from .encoder import feed_forward, merge_heads, split_heads
 from .linear import Linear
 
 
@@ -134,9 +134,7 @@ class DecoderLayer(nn.Module):
             attn, cross_probs = self.encoder_attn(hidden, cross_k, cross_v, cross_bias, cross_head_mask,
                                                   output_attentions)
             hidden = self.encoder_attn_layer_norm(hidden + F.dropout(attn, self.dropout, self.training))
-        ff = F.dropout(self.act(self.fc1(hidden)), self.activation_dropout, self.training)
-        hidden = self.final_layer_norm(hidden + F.dropout(self.fc2(ff), self.dropout, self.training))
-        return hidden, (k, v), self_probs, cross_probs
+        return feed_forward(self, hidden), (k, v), self_probs, cross_probs
 
 
 def legacy_cache(past_key_values):

@@ -122,6 +122,13 @@ class EncoderAttention(nn.Module):
 _FFN_ROWS = 512
 
 
+def feed_forward(layer: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
+    """The post-norm feed-forward block of an encoder or decoder layer: fc1, activation, fc2, residual, final
+    layer norm (activation and output dropout in train mode)."""
+    ff = F.dropout(layer.act(layer.fc1(hidden)), layer.activation_dropout, layer.training)
+    return layer.final_layer_norm(hidden + F.dropout(layer.fc2(ff), layer.dropout, layer.training))
+
+
 class EncoderLayer(nn.Module):
     """Post-layer-norm block: attention, residual, norm; feed-forward, residual, norm."""
 
@@ -142,24 +149,20 @@ class EncoderLayer(nn.Module):
         hidden = self.self_attn_layer_norm(hidden + F.dropout(attn, self.dropout, self.training))
         inference = not self.training and not (torch.is_grad_enabled() and hidden.requires_grad)
         if not inference or hidden.device.type != "cpu" or hidden.shape[0] * hidden.shape[1] <= _FFN_ROWS:
-            hidden = self._feed_forward(hidden)
+            hidden = feed_forward(self, hidden)
         else:
             # CPU inference: row blocks keep the (rows, ffn) activation in cache; every op here is row-wise,
             # so the blocks change nothing but the GEMM shapes.
             rows = hidden.reshape(-1, hidden.shape[-1])
             out = torch.empty_like(rows)
             for start in range(0, rows.shape[0], _FFN_ROWS):
-                out[start:start + _FFN_ROWS] = self._feed_forward(rows[start:start + _FFN_ROWS])
+                out[start:start + _FFN_ROWS] = feed_forward(self, rows[start:start + _FFN_ROWS])
             hidden = out.view(hidden.shape)
         if hidden.dtype == torch.float16 and not torch.isfinite(hidden).all():
             # fp16 overflow guard (HF does the same): clamp instead of propagating inf.
             limit = torch.finfo(torch.float16).max - 1000
             hidden = hidden.clamp(-limit, limit)
         return hidden, probs, global_probs
-
-    def _feed_forward(self, hidden):
-        ff = F.dropout(self.act(self.fc1(hidden)), self.activation_dropout, self.training)
-        return self.final_layer_norm(hidden + F.dropout(self.fc2(ff), self.dropout, self.training))
 
 
 class LEDEncoder(nn.Module):
