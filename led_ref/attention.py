@@ -1,6 +1,6 @@
 """LED's encoder self-attention (Longformer): sliding window + global tokens, in plain numpy.
 
-`longformer_attention` is the kernel contract of the project (design.md): it takes the six projected
+`longformer_attention` is the kernel contract of the project (docs/contract.md): it takes the six projected
 tensors and the token kinds and returns the context, and optionally the probabilities in HF's compact
 layout (`led_ref.layout`). `encoder_self_attention` wraps it with the seven linear projections of
 `self_attn.*`, exactly as an HF encoder layer calls its attention block.
@@ -193,7 +193,7 @@ def _check_projections(query, key, value, global_query, global_key, global_value
 # ------------------------------------------------------------------------------------------ public API
 def longformer_attention(query, key, value, global_query, global_key, global_value, token_kind, window,
                          head_mask=None, return_probs=False):
-    """The attention-kernel contract (design.md): Longformer context before the output projection.
+    """The attention-kernel contract (docs/contract.md): Longformer context before the output projection.
 
     query, key, value: (batch, heads, seq, head_dim) local projections, query already scaled by
         head_dim**-0.5. global_query, global_key, global_value: the global projections of every token

@@ -1,6 +1,6 @@
 """A dense, obviously-correct attention kernel and a family of planted bugs: the gate's teeth.
 
-`dense_attention` meets the kernel contract (design.md) by brute force: it scores every query against
+`dense_attention` meets the kernel contract (docs/contract.md) by brute force: it scores every query against
 every key and masks. Each entry of `BROKEN_KERNELS` is the same kernel with one realistic mistake
 planted (a window one too narrow, padding keys left visible, global keys counted twice, fp16 softmax, ...).
 `python -m parity gate --attention parity.broken_kernels:window_narrower` must fail for every one of them

@@ -327,7 +327,17 @@ def _unavailable(args, err) -> int:
     return EXIT_USAGE
 
 
+class UsageError(ValueError):
+    """Bad usage or input that a command found itself (exit 2, one line); raise it with the whole message."""
+
+
+# Errors that mean "the input is wrong" (a missing or malformed file, a bad value): exit 2 with one line.
+INPUT_ERRORS = (UsageError, ValueError, TypeError, OSError, UnicodeError)
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Every command's exit status: 0 agreement, 1 disagreement (or a crash inside a comparison), 2 bad usage
+    or input. Each failure is one line on stderr and no traceback (LED_PARITY_TRACEBACK=1 shows it)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0].startswith("-") and argv[0] not in ("-h", "--help"):
         argv = ["check", *argv]  # the default run: check on the embedded default model
@@ -338,7 +348,25 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "device", "cpu") == "cuda" and not _cuda_available():
         print("error: --device cuda asked for, but torch sees no CUDA device here", file=sys.stderr)
         return EXIT_USAGE
-    return args.run(args)
+    try:
+        return args.run(args)
+    except INPUT_ERRORS as err:
+        if os.environ.get("LED_PARITY_TRACEBACK"):
+            raise
+        print(f"error: {_one_line(err)}", file=sys.stderr)
+        return EXIT_USAGE
+    except Exception as err:  # a crash is never reported as agreement, and never as a traceback wall
+        if os.environ.get("LED_PARITY_TRACEBACK"):
+            raise
+        print(f"error: {type(err).__name__}: {_one_line(err)} (LED_PARITY_TRACEBACK=1 shows where)", file=sys.stderr)
+        return EXIT_MISMATCH
+
+
+def _one_line(err: BaseException) -> str:
+    text = " ".join(str(err).split()) or type(err).__name__
+    if isinstance(err, OSError) and err.filename and str(err.filename) not in text:
+        text += f": {err.filename}"
+    return text
 
 
 def _cuda_available() -> bool:

@@ -1,4 +1,4 @@
-"""The kernel gate: does a user's attention kernel meet the contract of design.md on hypothesis cases?
+"""The kernel gate: does a user's attention kernel meet the contract of docs/contract.md on hypothesis cases?
 
     from parity.gate import gate
     result = gate(my_kernel, examples=100, seed=0)

@@ -290,7 +290,7 @@ def model_cases(
 # ---------------------------------------------------------------------------------------------- kernel cases
 @dataclass
 class AttentionCase:
-    """Inputs of the attention-kernel contract (design.md), float64 numpy.
+    """Inputs of the attention-kernel contract (docs/contract.md), float64 numpy.
 
     query, key, value, global_query, global_key, global_value: (batch, heads, seq, head_dim), queries
     already scaled by head_dim**-0.5; token_kind: (batch, seq) int64 of 0 padding / 1 local / 2 global;

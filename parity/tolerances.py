@@ -1,6 +1,6 @@
 """Tolerances: the one table saying how close two outputs must be, and the scaled error they are held to.
 
-Every comparison in the harness is `scaled_error(a, b) = max|a-b| / max(1, max|b|)` (design.md): an
+Every comparison in the harness is `scaled_error(a, b) = max|a-b| / max(1, max|b|)` (docs/contract.md): an
 absolute error for outputs of size <= 1 (probabilities, normalised hidden states), a relative one for
 large outputs (logits, losses of big vocabularies). `b` is always the reference side.
 

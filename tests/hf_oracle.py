@@ -47,7 +47,7 @@ def to_numpy(x):
 
 
 def scaled_error(a, b) -> float:
-    """max|a-b| / max(1, max|b|), the project's comparison (design.md)."""
+    """max|a-b| / max(1, max|b|), the project's comparison (docs/contract.md)."""
     a = np.asarray(a, dtype=np.float64)
     b = np.asarray(b, dtype=np.float64)
     assert a.shape == b.shape, f"shape {a.shape} != {b.shape}"

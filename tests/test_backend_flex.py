@@ -46,7 +46,7 @@ def _masked_attention(q, k, v, allowed):
 
 
 def scaled_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
-    """max|a-b| / max(1, max|b|) (design.md)."""
+    """max|a-b| / max(1, max|b|) (docs/contract.md)."""
     actual, expected = actual.to(torch.float64), expected.to(torch.float64)
     return float((actual - expected).abs().max() / max(1.0, float(expected.abs().max())))
 

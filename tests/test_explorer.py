@@ -1,6 +1,6 @@
 """`python -m led_ref layout` and `led_ref.explorer` / `led_ref.pictures` against independent derivations.
 
-The printed 0/1 mask is compared with a brute-force mask written here from the rules of design.md; the
+The printed 0/1 mask is compared with a brute-force mask written here from the rules of docs/contract.md; the
 compact-layout explanation is compared with the columns HF's LED really fills; the PNG is read back pixel
 by pixel.
 """
@@ -27,7 +27,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # ---------------------------------------------------------------------------------------------- helpers
 def brute_force_mask(seq_len: int, window: int, global_positions, pad: int) -> np.ndarray:
-    """bool (N, N) from design.md, one cell at a time: kinds = attention_mask * (global + 1); a local row sees
+    """bool (N, N) from docs/contract.md, one cell at a time: kinds = attention_mask * (global + 1); a local row sees
     non-padding keys within w/2 plus every global key; a global row every non-padding key; padding nothing."""
     kind = []
     for p in range(seq_len):

@@ -24,7 +24,7 @@ def kinds_and_window(draw, max_batch: int = 3, max_seq: int = 20):
 
 # ------------------------------------------------------------------------------------------ brute force
 def brute_may_attend(kinds_row, window: int, i: int, j: int) -> bool:
-    """The definition in design.md, one cell at a time."""
+    """The definition in docs/contract.md, one cell at a time."""
     if kinds_row[i] == 0 or kinds_row[j] == 0:
         return False
     if kinds_row[i] == 2:

@@ -65,6 +65,18 @@ def test_usage_errors_exit_2(argv, message, capsys):
     assert message in capsys.readouterr().err
 
 
-def test_replay_missing_file_names_it(tmp_path):
-    with pytest.raises(FileNotFoundError, match="case.json"):
-        cli.main(["replay", str(tmp_path / "nope")])
+def test_replay_missing_file_exits_2_naming_it(tmp_path, capsys):
+    assert cli.main(["replay", str(tmp_path / "nope")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "case.json" in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_crash_inside_a_command_is_one_line_exit_1(monkeypatch, capsys):
+    def boom(args):
+        raise RuntimeError("kaboom\nsecond line")
+
+    monkeypatch.setattr(cli, "run_info", boom)
+    monkeypatch.setattr(cli, "COMMANDS", [cli.Command("info", "", cli.add_info_arguments, boom)])
+    assert cli.main(["info"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: RuntimeError: kaboom second line") and err.count("\n") == 1

@@ -15,7 +15,7 @@ from led_ref.outputs import LEDEncoderBaseModelOutput
 from parity.strategies import encoder_inputs, led_configs, model_cases
 from tests.hf_oracle import hf_dtype_scope, hf_model, scaled_error, to_numpy, torch
 
-HF_TOL = 1e-6  # HF takes its encoder softmaxes in float32 (design.md)
+HF_TOL = 1e-6  # HF takes its encoder softmaxes in float32 (docs/contract.md)
 SELF_TOL = 1e-9  # float64 against float64
 
 
@@ -69,7 +69,7 @@ def assert_close(ours, theirs, name: str, tol: float) -> float:
 
 
 def assert_global_attentions_match(ours, theirs, counts: np.ndarray, tol: float) -> None:
-    """Slots s < counts[b] must match HF; the others (HF garbage) must be zero here (design.md)."""
+    """Slots s < counts[b] must match HF; the others (HF garbage) must be zero here (docs/contract.md)."""
     assert len(ours) == len(theirs)
     for layer, (a, b) in enumerate(zip(ours, theirs, strict=True)):
         assert a.shape == b.shape, f"global_attentions[{layer}]: {a.shape} != {b.shape}"

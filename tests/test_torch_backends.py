@@ -39,7 +39,7 @@ def dense_reference(q, k, v, gq, gk, gv, kind, window):
 
 
 def compact_from_dense(p_local, p_global, kind, window):
-    """HF's compact layout from dense probabilities, by the index rules of design.md."""
+    """HF's compact layout from dense probabilities, by the index rules of docs/contract.md."""
     b, h, seq, _ = p_local.shape
     positions, valid = global_slots(kind)
     x = positions.shape[1]

@@ -226,7 +226,7 @@ def test_long_inputs_take_the_blocked_feed_forward_and_match_hf():
 
 # ------------------------------------------------------------------------------------------ beyond HF's limits
 def dense_backend(q, k, v, gq, gk, gv, kind, window):
-    """Brute-force Longformer attention: one dense (seq x seq) mask per rule of design.md, float64."""
+    """Brute-force Longformer attention: one dense (seq x seq) mask per rule of docs/contract.md, float64."""
     seq = q.shape[2]
     pos = torch.arange(seq)
     near = (pos[:, None] - pos[None, :]).abs() <= window // 2

@@ -1,4 +1,4 @@
-"""Registry of encoder attention backends; every one meets the kernel contract of design.md.
+"""Registry of encoder attention backends; every one meets the kernel contract (docs/contract.md).
 
 `get_backend(name)` returns the function. "banded" is always there; "flex" and "triton" live in their own
 modules and are imported only when asked for, so a machine without them (or without a GPU) still works.

@@ -219,7 +219,7 @@ def banded_longformer_attention(
 ):
     """Longformer self-attention context (batch, heads, seq, head_dim), zeros on padding rows.
 
-    Meets the kernel contract of design.md (query/global_query pre-scaled, token_kind 0/1/2). Any even window
+    Meets the kernel contract (docs/contract.md) (query/global_query pre-scaled, token_kind 0/1/2). Any even window
     works, also 2 and windows wider than `seq`; `seq` need not be a multiple of the window.
     With `return_probs`, also returns HF's compact `attentions` (batch, heads, seq, x + window + 1) and
     `global_attentions` (batch, heads, seq, x) (None when no row has a global token), unused slots zero.
