@@ -142,7 +142,10 @@ def compile_call(arch: int, dtype: str, head_dim: int) -> list[KernelReport]:
             report.shared_bytes = compiled.metadata.shared
             report.ok = True
         except Exception as err:  # every failure is a finding to report, not a crash of the sweep
-            report.error = f"{type(err).__name__}: {str(err).strip().splitlines()[0][:300] if str(err) else ''}"
+            lines = [line.strip() for line in str(err).strip().splitlines() if line.strip()] or [""]
+            # A CompilationError is "at L:C:", the source, then the cause: keep the first and the last line.
+            detail = lines[0] if len(lines) == 1 else f"{lines[0]} {lines[-1]}"
+            report.error = f"{type(err).__name__}: {detail[:300]}"
         report.seconds = round(time.perf_counter() - start, 2)
         reports.append(report)
     return reports
