@@ -187,6 +187,17 @@ def global_positions(token_kind: torch.Tensor) -> tuple[torch.Tensor, torch.Tens
     return positions.to(torch.int32).contiguous(), valid.sum(dim=1).to(torch.int32).contiguous()
 
 
+def unsupported_reason(query: torch.Tensor) -> str | None:
+    """Why these kernels cannot serve a call with this query (batch, heads, seq, head_dim), or None."""
+    if query.dtype not in SUPPORTED_DTYPES:
+        return f"dtype {query.dtype} is not one of float16, bfloat16, float32"
+    if query.shape[-1] > MAX_HEAD_DIM:
+        return f"head_dim {query.shape[-1]} is above {MAX_HEAD_DIM}"
+    if query.device.type != "cuda" and not _interpreting():
+        return f"device {query.device} is not CUDA (and the Triton interpreter is off)"
+    return None
+
+
 def _check_triton_inputs(query: torch.Tensor, block_m: int, block_n: int) -> None:
     if query.dtype not in SUPPORTED_DTYPES:
         raise TypeError(f"query dtype must be one of float16, bfloat16, float32 for the triton backend, "
