@@ -13,7 +13,8 @@ Steps, in order, each a subprocess with its own time limit (killed past it, reco
 It writes `summary.md` and `summary.json` (plus one log per step) to `--out`: per step its command, limit,
 status, wall time and numbers (test counts, gate verdicts, bench times / peak memory / TFLOP/s / share of
 the matmul ceiling), and the README targets met or missed. `--dry-run` prints the plan and exits 0 anywhere;
-without a CUDA device it exits 2. Exit 0 when every step passed, 1 otherwise.
+without a CUDA device it exits 2. Exit 0 when every step passed, 1 otherwise. Run it from a checkout (the
+first step runs the repository's tests).
 """
 
 from __future__ import annotations
@@ -136,6 +137,10 @@ def run_step(step: Step, out_dir: Path) -> StepResult:
     """Run one step (its own process group, killed at the limit); its output goes to <out>/<name>.log."""
     log = Path(out_dir) / (re.sub(r"[^a-z0-9]+", "-", step.name.lower()).strip("-") + ".log")
     result = StepResult(step.name, shlex.join(step.command), step.limit_s, log=str(log))
+    missing = [a for a in step.command if a.startswith("tests/") and not (ROOT / a).exists()]
+    if missing:  # an installed package without its tests: the CUDA tests live in a checkout
+        result.status, result.numbers = "error", {"reason": f"{', '.join(missing)} not found under {ROOT}"}
+        return result
     start = time.perf_counter()
     with open(log, "w", encoding="utf-8") as fh:
         proc = subprocess.Popen(step.command, stdout=fh, stderr=subprocess.STDOUT, cwd=ROOT, env=step_env(),
@@ -329,16 +334,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from .cli import UsageError
 
-    steps = plan(Path(args.out))
+    out = Path(args.out).resolve()  # the steps run in the repository root, the summary goes where asked
+    steps = plan(out)
     if args.dry_run:
         print(describe(steps))
-        print(describe_outputs(Path(args.out)))
+        print(describe_outputs(out))
         return 0
     import torch
 
     if not torch.cuda.is_available():
         raise UsageError("gpu-check needs a CUDA device and torch sees none here (--dry-run prints the plan)")
-    summary = run_all(steps, Path(args.out))
+    summary = run_all(steps, out)
     print(markdown(summary))
-    print(describe_outputs(Path(args.out)))
+    print(describe_outputs(out))
     return 0 if summary["status"] == "passed" else 1

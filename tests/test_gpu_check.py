@@ -104,6 +104,12 @@ def test_steps_run_with_limits_and_the_summary_records_each(tmp_path, monkeypatc
     assert (tmp_path / "ok.log").read_text().startswith("ok: k matches")
 
 
+def test_a_pytest_step_without_its_test_files_is_an_error_not_a_run(tmp_path):
+    step = gpu_check.Step("pytest (cuda)", [sys.executable, "-m", "pytest", "tests/no_such_test.py"], 30, "pytest")
+    result = gpu_check.run_step(step, tmp_path)
+    assert result.status == "error" and "tests/no_such_test.py not found" in result.numbers["reason"]
+
+
 def test_pytest_counts_come_from_the_junit_file(tmp_path):
     xml = tmp_path / "pytest.xml"
     xml.write_text('<testsuites><testsuite name="pytest" tests="5" failures="1" errors="0" skipped="2">'

@@ -8,7 +8,7 @@ arguments, constexprs and options -- down to a cubin with the ptxas of the trito
 
 CI compiles head_dim 64 (LED-base and LED-large) and 128 (the largest the launcher takes, where registers and
 shared memory peak): 2 targets x 3 dtypes x 2 head dims x 2 kernels. The `slow` test adds head_dim 16 and 32,
-the other tile widths (BLOCK_D) a launch can use.
+the other tile widths (BLOCK_D) a launch can use, and 40 (strides without divisibility-by-16 hints).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from led_torch.backends import triton_aot  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 CI_HEAD_DIMS = (64, 128)
-SLOW_HEAD_DIMS = (16, 32)
+SLOW_HEAD_DIMS = (16, 32, 40)  # 40: BLOCK_D 64 with strides not divisible by 16 (no alignment hints)
 
 
 def run_aot(tmp_path, head_dims) -> tuple[subprocess.CompletedProcess, list[dict]]:
