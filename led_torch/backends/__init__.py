@@ -59,8 +59,9 @@ def _importable(name: str) -> bool:
 
 def available_backends(device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32,
                        need_probs: bool = False, need_grad: bool = False) -> list[str]:
-    """Backends usable for (device, dtype), best first. Only "banded" returns attention probabilities;
-    "triton" is forward-only (skipped when gradients are needed) and has no float64.
+    """Backends usable for (device, dtype), best first: what `led-parity check` and `bench` compare. Only
+    "banded" returns attention probabilities; "triton" is forward-only (skipped when gradients are needed) and
+    has no float64. (A model's "auto" walks `auto_candidates` call by call, falling back; see `attend`.)
 
     Triton and flex are for CUDA; on CPU the banded backend is the measured fastest (docs/torch.md).
     """
@@ -76,7 +77,8 @@ def available_backends(device: torch.device | str = "cpu", dtype: torch.dtype = 
 
 
 def resolve_backend(name: str | None, device, dtype, need_probs: bool, need_grad: bool = False) -> str:
-    """The backend name a layer uses for `attn_implementation=name` ("auto"/None picks the best)."""
+    """The backend name for `attn_implementation=name` ("auto"/None: the first choice, before any per-call
+    fallback of `attend`)."""
     if name in (None, "auto"):
         return available_backends(device, dtype, need_probs, need_grad)[0]
     if name not in BACKENDS:
