@@ -130,3 +130,47 @@ def test_a_jit_function_that_no_launch_reaches_fails_the_completeness_check():
         check_complete(only_local, (64,))
     with pytest.raises(AssertionError):
         check_complete(only_local[1:], (64,))  # one (arch, dtype) missing
+
+
+TOY_KERNEL = '''
+import triton
+import triton.language as tl
+
+FILL = {fill}
+
+
+@triton.jit
+def add_one(X, n, BLOCK: tl.constexpr):
+    offs = tl.arange(0, BLOCK)
+    x = tl.load(X + offs, mask=offs < n, other=FILL)
+    tl.store(X + offs, x + 1, mask=offs < n)
+'''
+
+TOY_COMPILE = '''
+import sys, torch
+sys.path.insert(0, sys.argv[1])
+import toy
+from led_torch.backends import triton_aot
+try:
+    usage = triton_aot.compile_launch(toy.add_one, (torch.zeros(64), 50), dict(BLOCK=64), 80)
+except Exception as err:
+    print("FAILED", triton_aot.error_line(err))
+else:
+    print("OK", usage["registers"], usage["spill_stores"])
+'''
+
+
+@pytest.mark.parametrize(("fill", "expected"), [("0", "FAILED CompilationError"), ("tl.constexpr(0)", "OK")])
+def test_the_compile_catches_what_the_interpreter_lets_through(tmp_path, fill, expected):
+    """The bug this test file exists for: a kernel reading a plain module int runs in the interpreter and is
+    refused by the compiler (NameError naming the global); as a tl.constexpr it compiles."""
+    (tmp_path / "toy.py").write_text(TOY_KERNEL.format(fill=fill))
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    env["PYTHONPATH"] = str(ROOT)
+    proc = subprocess.run([sys.executable, "-c", TOY_COMPILE, str(tmp_path)], capture_output=True, text=True,
+                          env=env, cwd=ROOT, timeout=300)
+    assert proc.stdout.startswith(expected), proc.stdout + proc.stderr[-2000:]
+    if fill == "0":
+        assert "NameError" in proc.stdout and "FILL" in proc.stdout
+    else:
+        assert int(proc.stdout.split()[1]) > 0 and proc.stdout.split()[2] == "0"

@@ -117,17 +117,36 @@ def _ptxas_usage(log: str) -> tuple[int, int, int]:
     return int(registers.group(1)), int(spills.group(1)), int(spills.group(2))
 
 
-def compile_call(arch: int, dtype: str, head_dim: int) -> list[KernelReport]:
-    """Compile every kernel one call of (dtype, head_dim) launches, for sm_<arch>, and report each."""
+def compile_launch(kernel, args, kwargs, arch: int) -> dict:
+    """Compile one launch `kernel[grid](*args, **kwargs)` for sm_<arch> as the JIT would, without a GPU.
+    -> {"registers", "spill_stores", "spill_loads" (bytes per thread), "shared_bytes" (per block)}; raises what
+    the compiler raises (CompilationError, PTXASError, ...)."""
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource, make_backend
 
-    from . import triton_banded
-
-    if triton_banded._interpreting():
+    if type(kernel).__name__ == "InterpretedFunction":
         raise RuntimeError(f"{_INTERPRET_ENV} is set: the kernels are interpreted, nothing would be compiled")
     target = GPUTarget("cuda", arch, 32)
-    backend = make_backend(target)
+    signature, constexprs, attrs, options = _bind(kernel, make_backend(target), args, kwargs)
+    compiled, log = _compile_with_ptxas_log(ASTSource(kernel, signature, constexprs, attrs), target,
+                                            options.__dict__)
+    registers, spill_stores, spill_loads = _ptxas_usage(log)
+    return dict(registers=registers, spill_stores=spill_stores, spill_loads=spill_loads,
+                shared_bytes=compiled.metadata.shared)
+
+
+def error_line(err: BaseException) -> str:
+    """One line for a compile failure. A CompilationError is "at L:C:", the source, then the cause: the first
+    and the last line say it."""
+    lines = [line.strip() for line in str(err).strip().splitlines() if line.strip()] or [""]
+    detail = lines[0] if len(lines) == 1 else f"{lines[0]} {lines[-1]}"
+    return f"{type(err).__name__}: {detail[:300]}"
+
+
+def compile_call(arch: int, dtype: str, head_dim: int) -> list[KernelReport]:
+    """Compile every kernel one call of (dtype, head_dim) launches, for sm_<arch>, and report each."""
+    from . import triton_banded
+
     _, launches = triton_banded.launch_plan(*representative_inputs(getattr(torch, dtype), head_dim))
     reports = []
     for kernel, _grid, args, kwargs in launches:
@@ -135,17 +154,11 @@ def compile_call(arch: int, dtype: str, head_dim: int) -> list[KernelReport]:
                               num_warps=kwargs["num_warps"], num_stages=kwargs["num_stages"])
         start = time.perf_counter()
         try:
-            signature, constexprs, attrs, options = _bind(kernel, backend, args, kwargs)
-            compiled, log = _compile_with_ptxas_log(ASTSource(kernel, signature, constexprs, attrs), target,
-                                                    options.__dict__)
-            report.registers, report.spill_stores, report.spill_loads = _ptxas_usage(log)
-            report.shared_bytes = compiled.metadata.shared
+            for name, value in compile_launch(kernel, args, kwargs, arch).items():
+                setattr(report, name, value)
             report.ok = True
         except Exception as err:  # every failure is a finding to report, not a crash of the sweep
-            lines = [line.strip() for line in str(err).strip().splitlines() if line.strip()] or [""]
-            # A CompilationError is "at L:C:", the source, then the cause: keep the first and the last line.
-            detail = lines[0] if len(lines) == 1 else f"{lines[0]} {lines[-1]}"
-            report.error = f"{type(err).__name__}: {detail[:300]}"
+            report.error = error_line(err)
         report.seconds = round(time.perf_counter() - start, 2)
         reports.append(report)
     return reports
