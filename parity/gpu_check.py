@@ -1,6 +1,7 @@
 """`led-parity gpu-check`: everything a GPU must confirm, in one run of at most 8 minutes on one H100/H200.
 
-Steps, in order, each a subprocess with its own time limit (killed past it, recorded as a timeout):
+Steps, in order, each a subprocess with its own time limit (killed past it, recorded as a timeout; time a
+step leaves unused is added to the next one's limit, so the run still ends within the sum of the limits):
 
   1. the CUDA tests (`pytest -m cuda`): compiled Triton in every dtype and tile width, compiled flex forward
      and backward, the whole model in float16/bfloat16 against the float64 spec per backend;
@@ -114,7 +115,7 @@ def plan(out_dir: Path, python: str = sys.executable) -> list[Step]:
 
 def describe(steps: list[Step]) -> str:
     lines = [f"led-parity gpu-check: {len(steps)} steps, at most {sum(s.limit_s for s in steps)} s "
-             f"(budget {BUDGET_S} s)"]
+             f"(budget {BUDGET_S} s); time a step leaves unused is added to the next step's limit"]
     for i, step in enumerate(steps, 1):
         lines.append(f"{i}. [{step.limit_s:>3} s] {step.name}: {shlex.join(step.command)}")
     return "\n".join(lines)
@@ -133,10 +134,12 @@ def step_env() -> dict:
     return env
 
 
-def run_step(step: Step, out_dir: Path) -> StepResult:
-    """Run one step (its own process group, killed at the limit); its output goes to <out>/<name>.log."""
+def run_step(step: Step, out_dir: Path, limit_s: float | None = None) -> StepResult:
+    """Run one step (its own process group, killed after `limit_s`, default the step's own limit); its output
+    goes to <out>/<name>.log."""
+    limit_s = step.limit_s if limit_s is None else limit_s
     log = Path(out_dir) / (re.sub(r"[^a-z0-9]+", "-", step.name.lower()).strip("-") + ".log")
-    result = StepResult(step.name, shlex.join(step.command), step.limit_s, log=str(log))
+    result = StepResult(step.name, shlex.join(step.command), round(limit_s), log=str(log))
     missing = [a for a in step.command if a.startswith("tests/") and not (ROOT / a).exists()]
     if missing:  # an installed package without its tests: the CUDA tests live in a checkout
         result.status, result.numbers = "error", {"reason": f"{', '.join(missing)} not found under {ROOT}"}
@@ -146,7 +149,7 @@ def run_step(step: Step, out_dir: Path) -> StepResult:
         proc = subprocess.Popen(step.command, stdout=fh, stderr=subprocess.STDOUT, cwd=ROOT, env=step_env(),
                                 start_new_session=True)
         try:
-            result.returncode = proc.wait(timeout=step.limit_s)
+            result.returncode = proc.wait(timeout=limit_s)
             result.status = "passed" if result.returncode == 0 else "failed"
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
@@ -304,16 +307,20 @@ def markdown(summary: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def run_all(steps: list[Step], out_dir: Path) -> dict:
-    """Run every step (a failure does not stop the next), write summary.json and summary.md, return the summary."""
+def run_all(steps: list[Step], out_dir: Path, carry_over: bool = True) -> dict:
+    """Run every step (a failure does not stop the next), write summary.json and summary.md, return the summary.
+    With `carry_over`, time a step leaves unused is added to the next step's limit, so the run still ends
+    within the sum of the limits."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     started = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
     start = time.perf_counter()
-    results = []
+    results, spare = [], 0.0
     for step in steps:
-        print(f"gpu-check: {step.name} (limit {step.limit_s} s) ...", file=sys.stderr, flush=True)
-        result = run_step(step, out_dir)
+        limit = step.limit_s + spare
+        print(f"gpu-check: {step.name} (limit {limit:.0f} s) ...", file=sys.stderr, flush=True)
+        result = run_step(step, out_dir, limit)
+        spare = max(0.0, limit - result.wall_s) if carry_over else 0.0
         print(f"gpu-check: {step.name}: {result.status} in {result.wall_s} s", file=sys.stderr, flush=True)
         results.append(result)
     summary = {"started": started, "wall_s": round(time.perf_counter() - start, 1), "device": device_info(),

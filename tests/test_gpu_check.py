@@ -90,7 +90,7 @@ def test_steps_run_with_limits_and_the_summary_records_each(tmp_path, monkeypatc
                        30, "gate"),
         gpu_check.Step("hangs", [py, "-c", "import time; time.sleep(60)"], 1, "gate"),
     ]
-    summary = gpu_check.run_all(steps, tmp_path)
+    summary = gpu_check.run_all(steps, tmp_path, carry_over=False)
     status = {s["name"]: s["status"] for s in summary["steps"]}
     assert status == {"ok": "passed", "fails": "failed", "hangs": "timeout"}
     assert summary["status"] == "failed"
@@ -102,6 +102,16 @@ def test_steps_run_with_limits_and_the_summary_records_each(tmp_path, monkeypatc
     md = (tmp_path / "summary.md").read_text()
     assert "| hangs | timeout |" in md and "| fails | failed |" in md and "stand-in" in md
     assert (tmp_path / "ok.log").read_text().startswith("ok: k matches")
+
+
+def test_time_a_step_leaves_unused_goes_to_the_next(tmp_path, monkeypatch):
+    monkeypatch.setattr(gpu_check, "device_info", lambda: {})
+    py = sys.executable
+    steps = [gpu_check.Step("quick", [py, "-c", "pass"], 60, "gate"),
+             gpu_check.Step("needs more than its own limit", [py, "-c", "import time; time.sleep(3)"], 1, "gate")]
+    summary = gpu_check.run_all(steps, tmp_path)
+    assert [s["status"] for s in summary["steps"]] == ["passed", "passed"]
+    assert summary["steps"][1]["limit_s"] > 3
 
 
 def test_a_pytest_step_without_its_test_files_is_an_error_not_a_run(tmp_path):
