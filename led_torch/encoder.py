@@ -16,7 +16,7 @@ from torch.utils.checkpoint import checkpoint
 from led_ref.config import LEDConfig
 
 from .activations import activation
-from .backends import BACKENDS, get_backend, resolve_backend
+from .backends import BACKENDS, attend, get_backend, resolve_backend
 from .backends.banded import banded_longformer_attention
 from .backends.masks import global_slots
 from .linear import Linear
@@ -86,8 +86,12 @@ class LongformerSelfAttention(nn.Module):
                                               training=self.training)
             return out if output_attentions else (out, None, None)
         need_grad = torch.is_grad_enabled() and hidden.requires_grad
+        args = (q, k, v, gq, gk, gv, token_kind, self.window)
+        if self.backend in (None, "auto"):
+            # Falls back to the next backend (with a one-time warning) when one cannot serve the call.
+            return attend("auto", *args, need_grad=need_grad), None, None
         name = resolve_backend(self.backend, hidden.device, hidden.dtype, need_probs=False, need_grad=need_grad)
-        return get_backend(name)(q, k, v, gq, gk, gv, token_kind, self.window), None, None
+        return get_backend(name)(*args), None, None
 
 
     def _global_queries(self, hidden, token_kind):

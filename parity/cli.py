@@ -305,6 +305,9 @@ COMMANDS: list[Command] = [
     Command("info", "what the embedded default model contains", add_info_arguments, run_info),
     Command("bench", "time HF, led_torch backends and led_ref side by side (parity.bench)", _bench_arguments,
             _bench_run),
+    Command("gpu-check", "everything a GPU must confirm, one <= 8 min run with a markdown + JSON summary "
+            "(parity.gpu_check)", lambda p: __import__("parity.gpu_check").gpu_check.add_arguments(p),
+            lambda a: __import__("parity.gpu_check").gpu_check.run(a)),
 ]
 
 

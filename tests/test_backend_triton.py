@@ -138,3 +138,32 @@ def test_triton_refuses_cpu_tensors_without_the_interpreter(monkeypatch):
     t = torch.zeros(1, 1, 4, 2)
     with pytest.raises(ValueError, match="CUDA"):
         triton_longformer_attention(t, t, t, t, t, t, torch.ones(1, 4, dtype=torch.long), 2)
+
+
+# ------------------------------------------------------------------------------------------ compiled, on a GPU
+def led_like_case(head_dim: int, dtype, seq: int = 2048, window: int = 256, seed: int = 0):
+    """LED-shaped inputs on CUDA: batch 2, heads 4; row 0 has globals at 0 and 700 and right padding, row 1
+    none and padding inside. -> (args in dtype, the same args in float64)."""
+    rng = np.random.default_rng(seed)
+    exact = [torch.as_tensor(rng.standard_normal((2, 4, seq, head_dim)), device="cuda") for _ in range(6)]
+    exact[0], exact[3] = exact[0] * head_dim**-0.5, exact[3] * head_dim**-0.5
+    kinds = torch.ones(2, seq, dtype=torch.long, device="cuda")
+    kinds[0, [0, 700]] = 2
+    kinds[0, seq - 100:] = 0
+    kinds[1, 300:340] = 0
+    return [t.to(dtype) for t in exact] + [kinds, window], exact + [kinds, window]
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="compiles the kernels for this machine's GPU")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("head_dim", [16, 40, 64, 128])
+def test_triton_compiled_on_cuda_against_float64(dtype, head_dim):
+    """The JIT-compiled kernels (no interpreter) with the launcher's default tiles, every dtype, the
+    narrowest and widest BLOCK_D and an odd head_dim (40: masked columns, strides not divisible by 16)."""
+    assert not triton_banded._interpreting()
+    args, exact = led_like_case(head_dim, dtype)
+    got = triton_longformer_attention(*args)
+    assert got.dtype == dtype and bool(torch.isfinite(got).all())
+    budget = 1e-5 if dtype == torch.float32 else HALF_BUDGETS[dtype]
+    assert scaled_error(got, brute_force_context(*exact)) < budget

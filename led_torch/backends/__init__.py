@@ -2,12 +2,20 @@
 
 `get_backend(name)` returns the function. "banded" is always there; "flex" and "triton" live in their own
 modules and are imported only when asked for, so a machine without them (or without a GPU) still works.
+
+`attend(name, ...)` is what a layer calls. For `attn_implementation="auto"` it walks `auto_candidates`
+(CUDA: triton, flex, banded) and uses the first backend that can serve the call: a backend is skipped when it
+cannot be imported, when it does not support the call's dtype or shape (`unsupported_reason`), or when it
+raised on an earlier call of the same kind (compile error, out of resources, ...); each such skip warns once
+(`RuntimeWarning`, naming the backend and the reason). banded serves everything, and its errors propagate.
+An explicitly named backend never falls back.
 """
 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -51,8 +59,9 @@ def _importable(name: str) -> bool:
 
 def available_backends(device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32,
                        need_probs: bool = False, need_grad: bool = False) -> list[str]:
-    """Backends usable for (device, dtype), best first. Only "banded" returns attention probabilities;
-    "triton" is forward-only (skipped when gradients are needed) and has no float64.
+    """Backends usable for (device, dtype), best first: what `led-parity check` and `bench` compare. Only
+    "banded" returns attention probabilities; "triton" is forward-only (skipped when gradients are needed) and
+    has no float64. (A model's "auto" walks `auto_candidates` call by call, falling back; see `attend`.)
 
     Triton and flex are for CUDA; on CPU the banded backend is the measured fastest (docs/torch.md).
     """
@@ -68,7 +77,8 @@ def available_backends(device: torch.device | str = "cpu", dtype: torch.dtype = 
 
 
 def resolve_backend(name: str | None, device, dtype, need_probs: bool, need_grad: bool = False) -> str:
-    """The backend name a layer uses for `attn_implementation=name` ("auto"/None picks the best)."""
+    """The backend name for `attn_implementation=name` ("auto"/None: the first choice, before any per-call
+    fallback of `attend`)."""
     if name in (None, "auto"):
         return available_backends(device, dtype, need_probs, need_grad)[0]
     if name not in BACKENDS:
@@ -76,3 +86,89 @@ def resolve_backend(name: str | None, device, dtype, need_probs: bool, need_grad
     if need_probs and name != "banded":
         return "banded"  # only the banded backend can hand back probabilities
     return name
+
+
+def auto_candidates(device_type: str, need_probs: bool = False, need_grad: bool = False) -> list[str]:
+    """Backends `auto` tries, in order, for a call on `device_type`. Only banded returns probabilities; triton
+    is forward-only; on CPU banded is the measured fastest (docs/torch.md). Support for the call's dtype and
+    shape is checked per call by `attend` (with a warning), not here."""
+    if need_probs or device_type != "cuda":
+        return ["banded"]
+    return ["flex", "banded"] if need_grad else ["triton", "flex", "banded"]
+
+
+def unsupported_reason(name: str, query: torch.Tensor) -> str | None:
+    """Why backend `name` cannot serve a call with this query (batch, heads, seq, head_dim), or None. Raises
+    BackendUnavailable when the backend cannot be imported."""
+    if name == "triton":
+        get_backend(name)
+        from .triton_banded import unsupported_reason as triton_reason
+
+        return triton_reason(query)
+    if name == "flex":
+        get_backend(name)
+        if query.dtype == torch.float64:
+            return "flex cannot compile float64 (eager flex builds dense (seq, seq) scores)"
+    return None
+
+
+class _FallbackLog:
+    """What `auto` learnt this process: calls a backend failed on (not retried) and warnings already given."""
+
+    def __init__(self):
+        self.failed: dict[tuple, str] = {}
+        self.warned: set[tuple[str, str]] = set()
+
+    def warn_once(self, name: str, reason: str, next_name: str) -> None:
+        if (name, reason) not in self.warned:
+            self.warned.add((name, reason))
+            warnings.warn(f"attn_implementation='auto': the {name} attention backend cannot serve this call "
+                          f"({reason}); falling back to {next_name}", RuntimeWarning, stacklevel=4)
+
+
+FALLBACK_LOG = _FallbackLog()
+
+
+def _call_kind(name: str, query: torch.Tensor, window: int) -> tuple:
+    """Calls that compile to the same kernels: a failure on one is expected on all of them."""
+    return name, query.device.type, query.dtype, query.shape[-1], window
+
+
+def _reason(err: BaseException) -> str:
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    # A Triton CompilationError is "at L:C:", the source, then the cause: the first and last lines say it.
+    detail = lines[0] if len(lines) == 1 else f"{lines[0]} ... {lines[-1]}" if lines else ""
+    return f"{type(err).__name__}: {detail[:300]}"
+
+
+def attend_with_fallback(candidates: Sequence[str], query, key, value, global_query, global_key, global_value,
+                         token_kind, window: int, log: _FallbackLog | None = None) -> torch.Tensor:
+    """The context from the first of `candidates` that serves the call (the last one must serve it: its
+    errors propagate). Skips and failures of the others warn once each; failed call kinds are not retried."""
+    log = FALLBACK_LOG if log is None else log
+    args = (query, key, value, global_query, global_key, global_value, token_kind, window)
+    for i, name in enumerate(candidates[:-1]):
+        kind = _call_kind(name, query, window)
+        reason = log.failed.get(kind)
+        if reason is None:
+            try:
+                reason = unsupported_reason(name, query)
+            except BackendUnavailable as err:
+                reason = str(err)
+        if reason is None:
+            try:
+                return get_backend(name)(*args)
+            except Exception as err:  # compile errors, out of resources, ...: the next backend serves the call
+                reason = log.failed[kind] = _reason(err)
+        log.warn_once(name, reason, candidates[i + 1])
+    return get_backend(candidates[-1])(*args)
+
+
+def attend(name: str | None, query, key, value, global_query, global_key, global_value, token_kind,
+           window: int, need_grad: bool = False) -> torch.Tensor:
+    """Attention context through backend `name`, or for "auto"/None the first of `auto_candidates` that
+    serves the call. Tensors as the kernel contract (docs/contract.md)."""
+    args = (query, key, value, global_query, global_key, global_value, token_kind, window)
+    if name not in (None, "auto"):
+        return get_backend(resolve_backend(name, query.device, query.dtype, need_probs=False))(*args)
+    return attend_with_fallback(auto_candidates(query.device.type, need_grad=need_grad), *args)

@@ -29,6 +29,26 @@ import triton.language as tl
 from .masks import LOCAL, PADDING, check_kernel_inputs, global_slots
 
 SUPPORTED_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
+# The largest head_dim the kernels take: the AOT compile test checks BLOCK_D up to 128 for registers, spills and
+# shared memory (docs/kernels.md); wider heads would need other tiles, so they are an unsupported shape here
+# (`attn_implementation="auto"` then falls back to the next backend).
+MAX_HEAD_DIM = 128
+
+
+def default_blocks(dtype: torch.dtype, block_d: int) -> tuple[int, int]:
+    """(block_m, block_n) used when the caller gives none. float32 dots run on the CUDA cores (IEEE precision,
+    no tensor cores) with operands and accumulator in registers: 64 x 32 tiles spilled up to 1.4 kB per
+    thread at head_dim 64, so float32 takes 32-row tiles (and 16-key steps at head_dim 128). Half precision
+    runs on the tensor cores with 64 x 32. Measured by tests/test_triton_compile.py (docs/kernels.md)."""
+    if dtype == torch.float32:
+        return 32, (16 if block_d >= 128 else 32)
+    return 64, 32
+
+
+# Token kinds as compile-time constants: a @triton.jit function may read a module global only when it is a
+# tl.constexpr (the interpreter accepts plain ints, the compiler refuses them).
+_PADDING: tl.constexpr = tl.constexpr(PADDING)
+_LOCAL: tl.constexpr = tl.constexpr(LOCAL)
 
 
 @triton.jit
@@ -74,7 +94,7 @@ def _local_rows_kernel(
     d_ok = offs_d < head_dim
     q = tl.load(Q + base + offs_m[:, None] * stride_s + offs_d[None, :], mask=row_ok[:, None] & d_ok[None, :],
                 other=0.0)
-    kind_row = tl.load(KIND + b * seq + offs_m, mask=row_ok, other=PADDING)
+    kind_row = tl.load(KIND + b * seq + offs_m, mask=row_ok, other=_PADDING)
 
     acc = tl.zeros((BLOCK_M, BLOCK_D), dtype=tl.float32)
     m_i = tl.full((BLOCK_M,), float("-inf"), dtype=tl.float32)
@@ -98,16 +118,16 @@ def _local_rows_kernel(
     for n0 in range(lo, hi, BLOCK_N):
         offs_n = n0 + tl.arange(0, BLOCK_N)
         n_ok = offs_n < hi
-        kind_key = tl.load(KIND + b * seq + offs_n, mask=n_ok, other=PADDING)
+        kind_key = tl.load(KIND + b * seq + offs_n, mask=n_ok, other=_PADDING)
         kv_mask = n_ok[:, None] & d_ok[None, :]
         k = tl.load(K + base + offs_n[:, None] * stride_s + offs_d[None, :], mask=kv_mask, other=0.0)
         v = tl.load(V + base + offs_n[:, None] * stride_s + offs_d[None, :], mask=kv_mask, other=0.0)
         dist = offs_m[:, None] - offs_n[None, :]
-        allowed = (dist <= half) & (dist >= -half) & (kind_key == LOCAL)[None, :] & row_ok[:, None]
+        allowed = (dist <= half) & (dist >= -half) & (kind_key == _LOCAL)[None, :] & row_ok[:, None]
         acc, m_i, l_i = _attend(acc, m_i, l_i, q, k, v, allowed, PRECISION, UPCAST)
 
     out = acc / tl.where(l_i > 0, l_i, 1.0)[:, None]
-    out = tl.where((kind_row == LOCAL)[:, None], out, 0.0)
+    out = tl.where((kind_row == _LOCAL)[:, None], out, 0.0)
     tl.store(OUT + base + offs_m[:, None] * stride_s + offs_d[None, :], out.to(OUT.dtype.element_ty),
              mask=row_ok[:, None] & d_ok[None, :])
 
@@ -140,11 +160,11 @@ def _global_rows_kernel(
     for n0 in range(0, seq, BLOCK_N):
         offs_n = n0 + tl.arange(0, BLOCK_N)
         n_ok = offs_n < seq
-        kind_key = tl.load(KIND + b * seq + offs_n, mask=n_ok, other=PADDING)
+        kind_key = tl.load(KIND + b * seq + offs_n, mask=n_ok, other=_PADDING)
         kv_mask = n_ok[:, None] & d_ok[None, :]
         k = tl.load(GK + base + offs_n[:, None] * stride_s + offs_d[None, :], mask=kv_mask, other=0.0)
         v = tl.load(GV + base + offs_n[:, None] * stride_s + offs_d[None, :], mask=kv_mask, other=0.0)
-        allowed = slot_ok[:, None] & (kind_key != PADDING)[None, :]
+        allowed = slot_ok[:, None] & (kind_key != _PADDING)[None, :]
         acc, m_i, l_i = _attend(acc, m_i, l_i, q, k, v, allowed, PRECISION, UPCAST)
 
     out = acc / tl.where(l_i > 0, l_i, 1.0)[:, None]
@@ -167,6 +187,17 @@ def global_positions(token_kind: torch.Tensor) -> tuple[torch.Tensor, torch.Tens
     return positions.to(torch.int32).contiguous(), valid.sum(dim=1).to(torch.int32).contiguous()
 
 
+def unsupported_reason(query: torch.Tensor) -> str | None:
+    """Why these kernels cannot serve a call with this query (batch, heads, seq, head_dim), or None."""
+    if query.dtype not in SUPPORTED_DTYPES:
+        return f"dtype {query.dtype} is not one of float16, bfloat16, float32"
+    if query.shape[-1] > MAX_HEAD_DIM:
+        return f"head_dim {query.shape[-1]} is above {MAX_HEAD_DIM}"
+    if query.device.type != "cuda" and not _interpreting():
+        return f"device {query.device} is not CUDA (and the Triton interpreter is off)"
+    return None
+
+
 def _check_triton_inputs(query: torch.Tensor, block_m: int, block_n: int) -> None:
     if query.dtype not in SUPPORTED_DTYPES:
         raise TypeError(f"query dtype must be one of float16, bfloat16, float32 for the triton backend, "
@@ -174,29 +205,66 @@ def _check_triton_inputs(query: torch.Tensor, block_m: int, block_n: int) -> Non
     if query.device.type != "cuda" and not _interpreting():
         raise ValueError(f"query must be on a CUDA device for the triton backend (to run on CPU, set "
                          f"TRITON_INTERPRET=1 before importing {__name__}), got device {query.device}")
+    if query.shape[-1] > MAX_HEAD_DIM:
+        raise ValueError(f"query head_dim must be <= {MAX_HEAD_DIM} for the triton backend, got {query.shape[-1]}")
     for name, block in (("block_m", block_m), ("block_n", block_n)):
+        if block is None:
+            continue
         if isinstance(block, bool) or not isinstance(block, int) or block < 16 or block & (block - 1):
             raise ValueError(f"{name} must be a power of two >= 16, got {block!r}")
 
 
-def _launch(query, key, value, global_query, global_key, global_value, token_kind, window, block_m, block_n):
+def launch_config(dtype: torch.dtype, head_dim: int, block_m: int | None = None,
+                  block_n: int | None = None) -> dict:
+    """The compile-time parameters of both kernels for one call: their constexprs (BLOCK_M, BLOCK_N, BLOCK_D,
+    PRECISION, UPCAST) and compile options (num_warps, num_stages, enable_fp_fusion), as keyword arguments of
+    the launch. The launcher and the ahead-of-time compile test (led_torch/backends/triton_aot.py) both take
+    them from here, so the test compiles what a launch compiles. block_m / block_n None: the defaults."""
+    block_d = max(16, triton.next_power_of_2(head_dim))
+    return dict(
+        BLOCK_M=block_m or default_blocks(dtype, block_d)[0], BLOCK_N=block_n or default_blocks(dtype, block_d)[1],
+        BLOCK_D=block_d,
+        PRECISION="ieee" if dtype == torch.float32 else "tf32",  # float32: no TF32 rounding of the scores
+        UPCAST=_interpreting() and dtype == torch.bfloat16,
+        # 8 warps share the register-resident tiles of float32 and of 128-wide heads (no spills, see above).
+        num_warps=8 if dtype == torch.float32 or block_d >= 128 else 4,
+        # Explicit, so that no TRITON_* environment default changes the code (fp fusion = FMA contraction).
+        num_stages=2, enable_fp_fusion=True,
+    )
+
+
+def launch_plan(query, key, value, global_query, global_key, global_value, token_kind, window,
+                block_m: int | None = None, block_n: int | None = None):
+    """Everything one call launches, without launching: (out, [(kernel, grid, args, kwargs), ...]).
+
+    The global-rows kernel is planned only when some row has a global token. Inputs as
+    `triton_longformer_attention` (already checked); tensors on any device, so the AOT compile test can
+    plan on CPU tensors and compile exactly the argument types a CUDA launch passes.
+    """
     batch, heads, seq, head_dim = query.shape
     tensors = [t.contiguous() for t in (query, key, value, global_query, global_key, global_value)]
     kind = token_kind.to(device=query.device, dtype=torch.int32).contiguous()
     positions, counts = global_positions(kind)
     out = torch.empty_like(tensors[0])
     strides = tensors[0].stride()[:3]  # every tensor is contiguous with query's shape
-    block_d = max(16, triton.next_power_of_2(head_dim))
-    meta = dict(BLOCK_N=block_n, BLOCK_D=block_d, PRECISION="ieee" if query.dtype == torch.float32 else "tf32",
-                UPCAST=_interpreting() and query.dtype == torch.bfloat16)
+    meta = launch_config(query.dtype, head_dim, block_m, block_n)
+    block_m = meta["BLOCK_M"]
     grid = (triton.cdiv(seq, block_m), batch * heads)
-    _local_rows_kernel[grid](*tensors[:3], kind, positions, counts, out, *strides,
-                             heads, seq, head_dim, window // 2, positions.shape[1], BLOCK_M=block_m, **meta)
+    launches = [(_local_rows_kernel, grid, (*tensors[:3], kind, positions, counts, out, *strides,
+                                            heads, seq, head_dim, window // 2, positions.shape[1]), meta)]
     most_globals = int(counts.max())
     if most_globals:
         grid = (triton.cdiv(most_globals, block_m), batch * heads)
-        _global_rows_kernel[grid](*tensors[3:], kind, positions, counts, out, *strides,
-                                  heads, seq, head_dim, positions.shape[1], BLOCK_M=block_m, **meta)
+        launches.append((_global_rows_kernel, grid, (*tensors[3:], kind, positions, counts, out, *strides,
+                                                     heads, seq, head_dim, positions.shape[1]), meta))
+    return out, launches
+
+
+def _launch(query, key, value, global_query, global_key, global_value, token_kind, window, block_m, block_n):
+    out, launches = launch_plan(query, key, value, global_query, global_key, global_value, token_kind, window,
+                                block_m, block_n)
+    for kernel, grid, args, kwargs in launches:
+        kernel[grid](*args, **kwargs)
     return out
 
 
@@ -222,15 +290,17 @@ def triton_longformer_attention(
     global_value: torch.Tensor,
     token_kind: torch.Tensor,
     window: int,
-    block_m: int = 64,
-    block_n: int = 32,
+    block_m: int | None = None,
+    block_n: int | None = None,
 ) -> torch.Tensor:
     """Longformer attention context (batch, heads, seq, head_dim), zeros on padding rows (kernel contract).
 
     All six tensors (batch, heads, seq, head_dim) float16/bfloat16/float32 on CUDA (CPU under
     TRITON_INTERPRET=1), queries pre-scaled by head_dim**-0.5; non-contiguous inputs are copied. token_kind
-    (batch, seq) int of 0 padding / 1 local / 2 global; window even >= 2 (any seq, also seq < window).
-    block_m / block_n: query rows / keys per program step (powers of two >= 16). Forward only.
+    (batch, seq) int of 0 padding / 1 local / 2 global; window even >= 2 (any seq, also seq < window);
+    head_dim <= MAX_HEAD_DIM (128).
+    block_m / block_n: query rows / keys per program step (powers of two >= 16; None: `default_blocks`).
+    Forward only.
     """
     check_kernel_inputs(query, key, value, global_query, global_key, global_value, token_kind, window)
     _check_triton_inputs(query, block_m, block_n)
