@@ -231,7 +231,7 @@ def test_controls_recompute_at_led_base_scale(open_page):
     page.page.fill("#batch", "0,5000 / 2")
     page.page.dispatch_event("#batch", "change")
     assert page.page.inner_text("#error") == ""
-    assert page.js("() => [explorer.layout.padded, explorer.layout.width, explorer.layout.n]") == [16384, 1027, 96]
+    assert page.js("() => [explorer.layout.padded, explorer.layout.width, explorer.layout.n]") == [16384, 1027, 128]
     assert page.page.is_visible("#overview")
     assert "128 x 128 blocks of 128 tokens" in page.page.inner_text("#overviewTitle")
     red, orange = rgb_of(explorer_html.COLORS["globalRow"]), rgb_of(explorer_html.COLORS["globalKey"])
@@ -244,7 +244,7 @@ def test_controls_recompute_at_led_base_scale(open_page):
     box = page.js("() => explorer.cellBox('overview', 62, 62)")
     page.page.mouse.click(box["x"] + 1, box["y"] + 1)
     r0, c0 = page.js("() => [explorer.state.r0, explorer.state.c0]")
-    assert 62 * 128 <= r0 + 48 < 63 * 128 and r0 == c0
+    assert 62 * 128 <= r0 + 64 < 63 * 128 and r0 == c0
     sel = page.click("dense", r0 + 10, r0 + 10)
     assert sel["compact"] == [r0 + 10, 2 + 512]  # self at x + w/2
 

@@ -77,7 +77,7 @@ function blockKind(s, k) {                          // as explorer.block_kinds
 // ---------------------------------------------------------------- state
 const S = JSON.parse(JSON.stringify(DATA.state));
 S.head = -1;              // -1: mean over heads (model pages)
-const VIEW = 96;          // token-level views show at most VIEW rows / keys
+const VIEW = 128;         // token-level views show at most VIEW rows / keys
 const $ = (id) => document.getElementById(id);
 let M = null;             // the derived layout of the shown batch row
 let selection = null;
@@ -136,6 +136,10 @@ function globalCell(j, s) {
   if (s >= M.slots.length) return "unused";
   return M.kinds[j] === 0 ? "padKey" : "globalRow";
 }
+const WORDS = { window: "window key", self: "self", globalKey: "global key seen by a local row",
+  globalRow: "global row (global projections)", outside: "not attended (outside the window)",
+  padKey: "not attended (padding key)", padRow: "padding row (no probabilities)", unused: "unused global slot",
+  globalInWindow: "window cell of a global key (its weight is in the global column)" };
 function colour(panel, a, b, role) {
   const p = prob(panel, a, b);
   const attended = ["window", "self", "globalKey", "globalRow"].includes(role);
@@ -253,14 +257,15 @@ function select(panel, a, b) {
   if (panel === "dense") { i = a; j = b; }
   if (panel === "compact") { i = a; c = b; const key = compactKey(k, M.slots, M.x, M.w, i, c);
     if (k[i] === 1 && key >= 0 && k[key] !== 0) j = key;
-    else text = `attentions[${S.b}, h, ${i}, ${c}] holds 0: ${compactCell(i, c)} (${k[i] === 1 ? "no key here" : "row " + i + " is not local"})`; }
+    else text = `attentions[${S.b}, h, ${i}, ${c}] holds 0: ${WORDS[compactCell(i, c)] || compactCell(i, c)} (${k[i] === 1 ? "no key here" : "row " + i + " is not local"})`; }
   if (panel === "global") { j = a; s = b;
     if (s < M.slots.length) i = M.slots[s]; else text = `global_attentions[${S.b}, h, ${j}, ${s}] holds 0: slot ${s} is unused in batch row ${S.b}`; }
   const sel = { dense: null, compact: null, global: null };
   if (i !== null && j !== null) {
     sel.dense = [i, j];
     const role = denseCell(i, j); const p = prob("dense", i, j);
-    text = `dense (query ${i}${tokenName(i)}, key ${j}${tokenName(j)}): ${role}` + (p !== null ? `, p = ${p.toFixed(4)}` : "");
+    text = `dense (query ${i}${tokenName(i)}, key ${j}${tokenName(j)}): ${WORDS[role]}` +
+      (p !== null ? `, p = ${p.toFixed(4)}` : "");
     if (k[i] === 1 && attends(k, M.w, i, j)) { c = compactColumn(k, M.slots, M.x, M.w, i, j); sel.compact = [i, c];
       text += `  <->  attentions[${S.b}, h, ${i}, ${c}]` + (c < M.x ? ` (global slot ${c})` : ` (window slot ${c - M.x - M.w / 2 >= 0 ? "+" : ""}${c - M.x - M.w / 2})`); }
     else if (k[i] === 2) { s = M.slots.indexOf(i); sel.global = [j, s]; sel.compact = null;
