@@ -676,7 +676,8 @@ def batch_text(seq_len: int, windows: Sequence[int], batch: Sequence[tuple[Seque
     if unused:
         lines.append("Unused slots s hold 0 everywhere: column s of attentions[b] (every local row) and column s "
                      "of global_attentions[b]")
-        lines.extend(f"  row {b}: slots {count}..{x - 1} unused" for b, count in unused)
+        lines.extend(f"  row {b}: slot{f's {count}..{x - 1}' if x - count > 1 else f' {count}'} unused"
+                     for b, count in unused)
     for b, (g, pad) in enumerate(batch):
         note = padding_global_note(seq_len, g, pad)
         if note:

@@ -497,13 +497,16 @@ def test_from_model_on_the_embedded_default_model():
 
 
 def test_tour_shows_what_the_cli_prints():
-    """Every synthetic `$ python -m led_ref layout ...` block of docs/tour.md (not --from-model, whose numbers
-    belong to the embedded model's recipe) prints what the page says; `...` stands for skipped lines."""
+    """Every synthetic `$ python -m led_ref layout ...` block of docs/tour.md and README.md (not --from-model,
+    whose numbers belong to the embedded model's recipe) prints what the page says; `...` stands for skipped
+    lines."""
     import re
     import shlex
 
-    with open(os.path.join(REPO, "docs", "tour.md"), encoding="utf-8") as fh:
-        tour = fh.read()
+    tour = ""
+    for page in (os.path.join(REPO, "docs", "tour.md"), os.path.join(REPO, "README.md")):
+        with open(page, encoding="utf-8") as fh:
+            tour += fh.read()
     checked = 0
     for block in re.findall(r"```console\n(.*?)```", tour, re.S):
         for command in re.split(r"^\$ ", block, flags=re.M)[1:]:
@@ -512,9 +515,10 @@ def test_tour_shows_what_the_cli_prints():
             if argv[:3] != ["python", "-m", "led_ref"] or "--from-model" in argv:
                 continue
             argv = argv[3:]
-            if "--png" in argv:  # do not rewrite the committed pictures
-                k = argv.index("--png")
-                del argv[k:k + 2]
+            for option in ("--png", "--html"):  # do not rewrite the committed pictures, nor write pages here
+                if option in argv:
+                    k = argv.index(option)
+                    del argv[k:k + 2]
             _, out, err = run_cli(argv)
             got = (out + err).splitlines()
             position = 0
