@@ -56,6 +56,7 @@ BLOCK_COLORS = {  # `explorer.block_kinds` -> colour
     "global_key": CELL_COLORS[Cell.GLOBAL_KEY], "none": CELL_COLORS[Cell.OUTSIDE], "pad": CELL_COLORS[Cell.PAD_ROW],
 }
 NOT_ATTENDED = "#d9d9d9"  # heat-map cells outside the attention pattern
+HEAT_CELLS = 128  # heat maps of longer inputs show the max of each block, at most this many blocks a side
 
 
 class PicturesUnavailable(ImportError):
@@ -278,6 +279,10 @@ def draw_heatmaps(dense: Sequence[np.ndarray], layer_ids: Sequence[int], head_id
     cmap = colormaps["magma_r"].with_extremes(bad=NOT_ATTENDED)
     rows, cols = len(layer_ids), len(head_ids)
     seq = dense[0].shape[-1]
+    pool = -(-seq // HEAT_CELLS)  # long inputs: the max of each pool x pool block, so the band stays visible
+    if pool > 1:
+        dense = [_max_pool(d, pool) for d in dense]
+        patterns = None if patterns is None else [_max_pool(p, pool) for p in patterns]
     panel = min(4.0, max(2.2, 0.16 * seq))
     fig = _new_figure((panel * cols + 1.2, panel * rows + 0.9), layout="constrained")
     vmax = max(float(np.max(d[list(head_ids)])) for d in dense) or 1.0
@@ -286,7 +291,8 @@ def draw_heatmaps(dense: Sequence[np.ndarray], layer_ids: Sequence[int], head_id
         for c, head in enumerate(head_ids):
             ax = fig.add_subplot(rows, cols, r * cols + c + 1)
             shown = probs[head] if patterns is None else np.ma.masked_array(probs[head], ~patterns[r])
-            image = ax.imshow(shown, cmap=cmap, vmin=0.0, vmax=vmax, interpolation="nearest")
+            image = ax.imshow(shown, cmap=cmap, vmin=0.0, vmax=vmax, interpolation="nearest",
+                              extent=(-0.5, seq - 0.5, seq - 0.5, -0.5))
             ax.set_title(f"layer {layer}, head {head}", fontsize=8)
             if tokens is not None and seq <= 24:
                 ax.set_xticks(range(seq))
@@ -296,10 +302,20 @@ def draw_heatmaps(dense: Sequence[np.ndarray], layer_ids: Sequence[int], head_id
             else:
                 _index_ticks(ax, seq, "x")
                 _index_ticks(ax, seq, "y")
-    fig.suptitle(title or "encoder attention probabilities (row = query, column = key; grey: not attended)",
+    pooled = f" (max over blocks of {pool} x {pool})" if pool > 1 else ""
+    fig.suptitle((title or "encoder attention probabilities (row = query, column = key; grey: not attended)") + pooled,
                  fontsize=9)
     fig.colorbar(image, ax=fig.axes, shrink=0.8, label="probability")
     return fig
+
+
+def _max_pool(a: np.ndarray, pool: int) -> np.ndarray:
+    """Max over pool x pool blocks of the last two axes (padded with the minimum; bool arrays: any)."""
+    *lead, n, m = a.shape
+    rows, cols = -(-n // pool), -(-m // pool)
+    filled = np.full((*lead, rows * pool, cols * pool), a.min() if a.size else 0, dtype=a.dtype)
+    filled[..., :n, :m] = a
+    return filled.reshape(*lead, rows, pool, cols, pool).max(axis=(-3, -1))
 
 
 def save_heatmaps_png(path: str | os.PathLike, *args, **kwargs) -> None:

@@ -760,3 +760,25 @@ def test_from_model_rows_pick_the_described_rows(tiny_checkpoint):
     status, _, err = run_cli(["layout", "--from-model", "--checkpoint", tiny_checkpoint, "--text", "a cat sat",
                               "--row", "11"])
     assert status == 2 and "--row 11 is out of range 0..10" in err
+
+
+def test_long_heat_maps_pool_blocks_so_the_band_stays_visible():
+    """600 tokens, window 2: pooled to 120 x 120 blocks of 5, the band covers 3 blocks of a row block (not 3 keys
+    of 600, a hairline)."""
+    pytest.importorskip("matplotlib")
+    from led_ref.pictures import NOT_ATTENDED, draw_heatmaps, rgb
+
+    seq, window = 600, 2
+    mask = brute_force_mask(seq, window, [], 0)
+    dense = np.where(mask, 1.0 / mask.sum(axis=1, keepdims=True), 0.0)[None]
+    fig = draw_heatmaps([dense], [0], [0], None, "", [mask])
+    fig.canvas.draw()
+    image = np.asarray(fig.canvas.buffer_rgba())[..., :3] / 255.0
+    ax = fig.axes[0]
+    x0, y0 = ax.transData.transform((-0.5, 297))  # the middle of row block 59 (queries 295..299)
+    x1, _ = ax.transData.transform((seq - 0.5, 297))
+    row = image[int(round(image.shape[0] - y0)), int(round(x0)) + 1:int(round(x1)) - 1]
+    grey = np.all(np.abs(row - rgb(NOT_ATTENDED)) < 1.5 / 255, axis=-1)
+    band = (~grey).sum() / len(row)
+    assert 2.5 / 120 <= band <= 4 / 120, band  # their keys 294..300: key blocks 58, 59, 60 of 120
+    assert "max over blocks of 5 x 5" in fig._suptitle.get_text()
