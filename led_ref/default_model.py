@@ -1,8 +1,12 @@
 """The embedded default model: a small, deterministic LED checkpoint built on first use, no download needed.
 
-Everything that defines it lives in this file: the config (`default_config`), the corpus its byte-level BPE
-vocabulary is trained on (`DEFAULT_CORPUS`), and the seed of its weights (`led_ref.init.random_weights`).
-Its weights are random, so its outputs are meaningless, but every implementation must compute the same ones.
+What defines it: the config (`default_config`), the corpus its byte-level BPE vocabulary is trained on
+(`DEFAULT_CORPUS`), and its float32 weights, committed as `led_ref/assets/default_model.safetensors` (1 MB).
+The weights were trained by `scripts/train_default_model.py` (deterministic, a few CPU minutes, starting
+from `led_ref.init.random_weights(seed=WEIGHTS_SEED)`) on a synthetic task made from the corpus, where the
+window and the global `<s>` token matter: restore masked tokens of a span (from its neighbours) and name the
+paragraph it comes from (from the whole input). So its attention maps have learned structure and its
+generations are text, and every implementation must compute the same numbers from it.
 
     >>> from led_ref.default_model import default_checkpoint_dir, DEFAULT_TEXT
     >>> path = default_checkpoint_dir()          # doctest: +SKIP
@@ -26,16 +30,17 @@ import tempfile
 
 import numpy as np
 
-from .checkpoint import save_checkpoint
+from .checkpoint import read_safetensors_file, save_checkpoint
 from .config import LEDConfig
 from .init import random_weights
 from .tokenizer import LEDTokenizer, train_byte_level_bpe
 
-RECIPE_VERSION = 2  # bump when the build changes in a way the hash below cannot see
+RECIPE_VERSION = 3  # bump when the build changes in a way the hash below cannot see
 ARCHITECTURE = "LEDForConditionalGeneration"
 WEIGHTS_SEED = 20240601
 VOCAB_SIZE = 512
 CACHE_ENV = "LED_PARITY_CACHE"
+WEIGHTS_FILE = pathlib.Path(__file__).resolve().parent / "assets" / "default_model.safetensors"
 
 DEFAULT_CORPUS = (
     "The Longformer is a transformer for long documents. Instead of letting every token attend to every "
@@ -93,6 +98,7 @@ def recipe_hash() -> str:
         "config": default_config().to_dict(),
         "corpus": DEFAULT_CORPUS,
         "seed": WEIGHTS_SEED,
+        "weights": hashlib.sha256(WEIGHTS_FILE.read_bytes()).hexdigest(),
         "architecture": ARCHITECTURE,
     }
     return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode("utf-8")).hexdigest()[:12]
@@ -140,8 +146,22 @@ def build_default_checkpoint(directory: str | os.PathLike) -> None:
     # The tokenizer knows the encoder's limit, so truncation=True cuts there.
     LEDTokenizer(tokenizer.vocab, tokenizer.merges, model_max_length=config.max_encoder_position_embeddings
                  ).save_pretrained(directory)
-    weights = random_weights(config, ARCHITECTURE, seed=WEIGHTS_SEED, dtype=np.float32)
-    save_checkpoint(directory, config, weights, ARCHITECTURE)
+    save_checkpoint(directory, config, default_weights(config), ARCHITECTURE)
+
+
+def default_weights(config: LEDConfig | None = None) -> dict[str, np.ndarray]:
+    """The committed trained float32 weights (HF names), checked against the names and shapes of the config."""
+    config = default_config() if config is None else config
+    if not WEIGHTS_FILE.is_file():
+        raise FileNotFoundError(f"the default model's weights {WEIGHTS_FILE} are missing: run "
+                                "scripts/train_default_model.py (or restore the file from git)")
+    weights = read_safetensors_file(WEIGHTS_FILE)  # safetensors: loading never runs code
+    expected = random_weights(config, ARCHITECTURE, seed=WEIGHTS_SEED, dtype=np.float32)
+    wrong = sorted(set(weights) ^ set(expected)) or sorted(
+        n for n in expected if weights[n].shape != expected[n].shape or weights[n].dtype != np.float32)
+    if wrong:
+        raise ValueError(f"{WEIGHTS_FILE}: names/shapes/dtypes do not match the default config: {wrong[:5]}")
+    return weights
 
 
 def main(argv: list[str] | None = None) -> None:

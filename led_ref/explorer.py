@@ -28,8 +28,18 @@ import numpy as np
 
 from . import layout
 
-# Beyond this the grid is unreadable and the dense mask needlessly big; the real model has no such limit.
-MAX_EXPLORER_SEQ_LEN = 4096
+# LED-base's encoder limit; long sequences are drawn at block level, so output stays bounded.
+MAX_EXPLORER_SEQ_LEN = 16384
+# `--format mask` prints N lines of N characters: beyond this it is megabytes of 0/1.
+MAX_MASK_SEQ_LEN = 4096
+# The character grid shows one column per key up to this length, blocks of keys beyond it.
+TOKEN_GRID_MAX = 64
+# A forced token grid (`block=1`) is allowed up to this length (2 characters a key).
+MAX_TOKEN_GRID = 256
+# The block grid has at most this many blocks a side.
+BLOCK_GRID_CELLS = 64
+# At most this many rows get a compact-layout table (each is a few lines).
+MAX_ROWS_SHOWN = 32
 # --from-model keeps (heads, seq, seq) float64 per layer in memory: texts are cut to this many tokens.
 MAX_MODEL_TOKENS = 1024
 
@@ -75,8 +85,9 @@ ATTENDED = (Cell.WINDOW, Cell.SELF, Cell.GLOBAL_KEY, Cell.GLOBAL_ROW)
 def example_masks(seq_len: int, global_positions: Sequence[int] = (), pad: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """The (1, seq_len) int64 `attention_mask` and `global_attention_mask` of one example.
 
-    The last `pad` positions are padding (mask 0); `global_positions` get global attention and must not
-    be padding (a padding token cannot be global: its kind is 0 whatever its global flag says).
+    The last `pad` positions are padding (mask 0); `global_positions` get global attention. A global flag
+    on a padding position is kept, as a user may pass it to the model, which treats the token as padding
+    (its kind is 0 whatever its global flag says); `padding_global_note` says so.
     """
     check_example(seq_len, global_positions, pad)
     attention_mask = np.ones((1, seq_len), dtype=np.int64)
@@ -102,11 +113,18 @@ def check_example(seq_len: int, global_positions: Sequence[int], pad: int,
     for g in global_positions:
         if not 0 <= g < seq_len:
             raise ValueError(f"{global_name} {g} is out of range 0..{seq_len - 1} ({seq_name}={seq_len})")
-        if g >= seq_len - pad:
-            raise ValueError(f"{global_name} {g} is padding ({pad_name}={pad} makes positions "
-                             f"{seq_len - pad}..{seq_len - 1} padding)")
     if len(set(global_positions)) != len(global_positions):
         raise ValueError(f"{global_name} must be distinct positions, got {list(global_positions)}")
+
+
+def padding_global_note(seq_len: int, global_positions: Sequence[int], pad: int, pad_name: str = "pad") -> str:
+    """One line saying which global flags sit on padding and why they are drawn as padding ('' if none)."""
+    on_pad = sorted(g for g in global_positions if g >= seq_len - pad)
+    if not on_pad:
+        return ""
+    which = f"positions {_ranges(on_pad)} are" if len(on_pad) > 1 else f"position {on_pad[0]} is"
+    return (f"note: global {which} padding ({pad_name}={pad}): drawn as padding, because the model's token kind "
+            "is attention_mask * (global_attention_mask + 1) = 0 there (HF does the same).\n")
 
 
 def check_window(window: int, name: str = "window") -> None:
@@ -188,23 +206,28 @@ def global_positions_of(kinds: np.ndarray) -> np.ndarray:
     return np.asarray(positions)[0][np.asarray(valid)[0].astype(bool)]
 
 
-def row_columns(kinds: np.ndarray, window: int, row: int) -> list[CompactColumn]:
+def row_columns(kinds: np.ndarray, window: int, row: int, x: int | None = None) -> list[CompactColumn]:
     """The x + w + 1 columns of `attentions[b, h, row, :]` for a local `row`, in order.
 
     kinds: (padded_seq,) token kinds. The first x columns are the global keys in position order; then the
     window, slot k holding key row - w/2 + k (self at column x + w/2). Window cells that hold a global key
     or a padding key, or fall off either end of the padded sequence, are 0.
+    x: the batch's x (the most global tokens of any row), default this row's own count; the slots past this
+    row's count are unused (role "unused", key -1, always 0).
     """
     kinds = np.asarray(kinds)
     padded = kinds.shape[0]
     globals_ = global_positions_of(kinds)
-    x = len(globals_)
+    x = len(globals_) if x is None else x
+    if x < len(globals_):
+        raise ValueError(f"x must be >= this row's {len(globals_)} global tokens, got {x}")
     columns = [
         CompactColumn(s, int(p), "global", f"global key {int(p)} (slot {s}), its only place in this row")
         for s, p in enumerate(globals_)
-    ]
-    keys = window_keys(padded, window)[row]
+    ] + [CompactColumn(s, layout.UNUSED, "unused", f"global slot {s}: unused in this batch row, always 0")
+         for s in range(len(globals_), x)]
     half = window // 2
+    keys = row - half + np.arange(window + 1)  # `window_keys(padded, window)[row]`, without the (seq, w + 1) map
     for k, key in enumerate(keys):
         offset = k - half
         slot = f"window slot {offset:+d}"
@@ -233,12 +256,15 @@ def window_keys(padded_seq: int, window: int) -> np.ndarray:
     return np.where(keys == layout.UNUSED, would_be, keys)
 
 
-def compact_text(kinds: np.ndarray, window: int, row: int, seq_len: int) -> str:
-    """Which column of `attentions[..., row, :]` (or `global_attentions`) holds which absolute key."""
+def compact_text(kinds: np.ndarray, window: int, row: int, seq_len: int, x: int | None = None) -> str:
+    """Which column of `attentions[..., row, :]` (or `global_attentions`) holds which absolute key.
+
+    x: the batch's number of global slots (default: this row's own count of global tokens).
+    """
     kinds = np.asarray(kinds)
     padded = kinds.shape[0]
     globals_ = global_positions_of(kinds)
-    x = len(globals_)
+    x = len(globals_) if x is None else x
     width = x + window + 1
     kind = int(kinds[row])
     lines = []
@@ -263,13 +289,57 @@ def compact_text(kinds: np.ndarray, window: int, row: int, seq_len: int) -> str:
                  f"column{'s' if x != 1 else ''}:")
     lines.append(f"  attentions[b, h, {row}, c] for c = 0..{width - 1} (width x + w + 1 = {width})")
     lines.append("     c   key  what column c holds")
-    for col in row_columns(kinds, window, row):
-        lines.append(f"  {col.column:4d} {col.key:5d}  {col.note}")
+    for group in column_runs(row_columns(kinds, window, row, x)):
+        if len(group) < RUN_MIN:
+            lines.extend(f"  {col.column:4d} {col.key:5d}  {col.note}" for col in group)
+        else:
+            lines.append(f"  {group[0].column:4d}..{group[-1].column} ({len(group)} columns)  {_run_note(group, row)}")
     return "\n".join(lines) + "\n"
+
+
+RUN_MIN = 4  # runs of this many columns of one role print as one line (so window 1024 is a few lines, not 1,026)
+
+
+def column_runs(columns: Sequence[CompactColumn]) -> list[list[CompactColumn]]:
+    """Consecutive columns grouped by role (self and global-in-window cells are always alone)."""
+    groups: list[list[CompactColumn]] = []
+    for col in columns:
+        joinable = col.role in ("global", "unused", "window", "padding", "outside")
+        if groups and joinable and groups[-1][-1].role == col.role:
+            groups[-1].append(col)
+        else:
+            groups.append([col])
+    return groups
+
+
+def _run_note(group: Sequence[CompactColumn], row: int) -> str:
+    role, keys = group[0].role, [c.key for c in group]
+    if role == "unused":
+        return f"global slots {group[0].column}..{group[-1].column}: unused in this batch row, always 0"
+    if role == "global":
+        return f"global keys {short_ranges(keys)} (slots {group[0].column}..{group[-1].column}), their only place"
+    first, last = keys[0] - row, keys[-1] - row  # window slot offsets
+    slots = f"window slots {first:+d}..{last:+d}: keys {keys[0]}..{keys[-1]}"
+    if role == "window":
+        return f"{slots}, window keys"
+    if role == "padding":
+        return f"{slots} are padding, 0"
+    return f"{slots} are {'before position 0' if keys[0] < 0 else 'past the padded end'}, always 0"
+
+
+def short_ranges(positions: Sequence[int], parts: int = 8) -> str:
+    """`_ranges`, cut after `parts` ranges with a count of what is left (bounded output at any length)."""
+    text = _ranges(list(positions)).split(", ")
+    if len(text) <= parts:
+        return ", ".join(text)
+    return ", ".join(text[:parts]) + f", ... ({len(text) - parts} more ranges)"
 
 
 def _ranges(positions: Sequence[int]) -> str:
     """[3, 4, 5, 9] -> '3..5, 9'."""
+    positions = list(positions)
+    if not positions:
+        return ""
     out, start = [], None
     for a, b in zip(positions, list(positions[1:]) + [None], strict=True):
         start = a if start is None else start
@@ -296,6 +366,130 @@ def grid_text(cells: np.ndarray, kinds: np.ndarray) -> str:
     return "\n".join(lines) + "\n"
 
 
+@dataclass(frozen=True)
+class BlockStats:
+    """Cell counts of the (seq, seq) pattern summed over square blocks (like FlexAttention's block masks).
+
+    Every array is (blocks, blocks), block (r, c) covering queries r*B..r*B+B-1 and keys c*B..c*B+B-1
+    (the last block may be short). Computed per row from prefix sums, so 16,384 tokens cost O(seq * blocks),
+    never the O(seq^2) dense mask.
+    """
+
+    block: int
+    cells: np.ndarray  # cells in the block (rows x keys)
+    window: np.ndarray  # local row, non-global non-padding key within w/2 (self included): 'W' and '\\'
+    global_key: np.ndarray  # local row, global key: 'G'
+    global_row: np.ndarray  # global row, non-padding key: 'g'
+    pad_rows: np.ndarray  # cells on padding rows
+
+    @property
+    def attended(self) -> np.ndarray:
+        return self.window + self.global_key + self.global_row
+
+
+def block_stats(kinds: np.ndarray, window: int, block: int, seq_len: int | None = None) -> BlockStats:
+    """`BlockStats` of the first `seq_len` queries and keys of token kinds (padded_seq,) under window `window`."""
+    kinds = np.asarray(kinds)
+    seq_len = kinds.shape[0] if seq_len is None else seq_len
+    kinds = kinds[:seq_len]
+    if block < 1:
+        raise ValueError(f"block must be >= 1, got {block}")
+    half = window // 2
+    local_prefix = np.concatenate([[0], np.cumsum(kinds == layout.LOCAL)])
+    global_prefix = np.concatenate([[0], np.cumsum(kinds == layout.GLOBAL)])
+    edges = np.minimum(np.arange(0, seq_len + block, block), seq_len)
+    edges = edges[: int(np.searchsorted(edges, seq_len)) + 1]
+    starts, ends = edges[:-1][None, :], edges[1:][None, :]
+    rows = np.arange(seq_len)[:, None]
+    lo = np.maximum(starts, rows - half)
+    hi = np.maximum(np.minimum(ends, rows + half + 1), lo)
+    is_local = (kinds == layout.LOCAL)[:, None]
+    is_global = (kinds == layout.GLOBAL)[:, None]
+    per_row_window = np.where(is_local, local_prefix[hi] - local_prefix[lo], 0)
+    globals_in = global_prefix[ends] - global_prefix[starts]
+    per_row_gkey = np.where(is_local, globals_in, 0)
+    per_row_grow = np.where(is_global, globals_in + local_prefix[ends] - local_prefix[starts], 0)
+    per_row_pad = np.where((kinds == layout.PADDING)[:, None], ends - starts, 0)
+
+    def by_block(a):
+        return np.add.reduceat(a, edges[:-1], axis=0)
+
+    widths = np.diff(edges)
+    return BlockStats(block, widths[:, None] * widths[None, :], by_block(per_row_window), by_block(per_row_gkey),
+                      by_block(per_row_grow), by_block(per_row_pad))
+
+
+BLOCK_CHARS = {
+    "pad": " ", "full": "#", "window": "W", "global_row": "g", "global_key": "G", "none": ".",
+}
+BLOCK_MEANINGS = {
+    "full": "every cell of the block attended",
+    "window": "some cells attended, window keys among them (the band)",
+    "global_row": "only global-row cells (a global query attending)",
+    "global_key": "only global-key cells (local queries seeing a global key)",
+    "none": "nothing attended (outside the window, or padding keys)",
+    "pad": "padding rows only (blank)",
+}
+
+
+def block_kinds(stats: BlockStats) -> np.ndarray:
+    """The `BLOCK_CHARS` key of every block, as an object array (blocks, blocks)."""
+    out = np.full(stats.cells.shape, "none", dtype=object)
+    attended = stats.attended
+    out[stats.global_key > 0] = "global_key"
+    out[stats.global_row > 0] = "global_row"
+    out[stats.window > 0] = "window"
+    out[(attended == stats.cells) & (attended > 0)] = "full"
+    out[stats.pad_rows == stats.cells] = "pad"
+    return out
+
+
+def auto_block(seq_len: int) -> int:
+    """1 (a token grid) up to TOKEN_GRID_MAX tokens, else the smallest power of 2 giving <= BLOCK_GRID_CELLS blocks."""
+    if seq_len <= TOKEN_GRID_MAX:
+        return 1
+    block = 2
+    while -(-seq_len // block) > BLOCK_GRID_CELLS:
+        block *= 2
+    return block
+
+
+def block_grid_text(stats: BlockStats, kinds: np.ndarray, seq_len: int) -> str:
+    """One character per block: rows = query blocks (with their range and kinds), columns = key blocks."""
+    chars = block_kinds(stats)
+    block, blocks = stats.block, chars.shape[0]
+    label = [f"{r * block}..{min(seq_len, (r + 1) * block) - 1}" for r in range(blocks)]
+    width = max(len(t) for t in label)
+    lines = [f"{'':>{width}}   key blocks of {block}: column c covers keys c*{block}..c*{block}+{block - 1}"]
+    for r in range(blocks):
+        rows = np.asarray(kinds)[r * block:min(seq_len, (r + 1) * block)]
+        tag = "g" if (rows == layout.GLOBAL).any() else " "
+        body = "".join(BLOCK_CHARS[c] for c in chars[r])
+        lines.append(f"{label[r]:>{width}} {tag} {body}".rstrip())
+    lines.append(f"{'':>{width}}   (a 'g' before a row: the block holds a global query)")
+    return "\n".join(lines) + "\n"
+
+
+def block_legend_text() -> str:
+    lines = ["legend (blocks):"] + [f"  '{BLOCK_CHARS[k]}'  {m}" for k, m in BLOCK_MEANINGS.items()]
+    return "\n".join(lines) + "\n"
+
+
+def kinds_text(kinds: np.ndarray, seq_len: int) -> str:
+    """The token kinds line: every kind up to TOKEN_GRID_MAX tokens, runs of one kind beyond."""
+    kinds = np.asarray(kinds)[:seq_len]
+    if seq_len <= TOKEN_GRID_MAX:
+        return "token kinds: " + " ".join(str(int(k)) for k in kinds) + "   (0 pad, 1 local, 2 global)\n"
+    runs, start = [], 0
+    for p in range(1, seq_len + 1):
+        if p == seq_len or kinds[p] != kinds[start]:
+            runs.append(f"{start}..{p - 1}" if p - 1 > start else f"{start}")
+            runs[-1] += f" {KIND_NAMES[int(kinds[start])]}"
+            start = p
+    shown = runs if len(runs) <= 12 else runs[:12] + [f"... ({len(runs) - 12} more runs)"]
+    return "token kinds: " + ", ".join(shown) + "\n"
+
+
 def legend_text() -> str:
     lines = ["legend:"] + [f"  '{CELL_CHARS[c]}'  {CELL_MEANINGS[c]}" for c in CELL_MEANINGS]
     return "\n".join(lines) + "\n"
@@ -320,11 +514,41 @@ def padding_note(seq_len: int, windows: Sequence[int]) -> str:
             f"{which} padding it adds (not drawn; outputs are cut back to {seq_len}).\n")
 
 
+def check_rows(rows: Sequence[int], seq_len: int, name: str = "rows") -> list[int]:
+    """`rows` as a list of distinct in-range rows, at most MAX_ROWS_SHOWN (bounded output), or a ValueError."""
+    rows = list(dict.fromkeys(int(r) for r in rows))
+    for r in rows:
+        if not 0 <= r < seq_len:
+            raise ValueError(f"{name} {r} is out of range 0..{seq_len - 1} (seq_len={seq_len})")
+    if len(rows) > MAX_ROWS_SHOWN:
+        raise ValueError(f"{name}: at most {MAX_ROWS_SHOWN} rows are described, got {len(rows)}")
+    return rows
+
+
+def check_block(block: int | None, seq_len: int, name: str = "block") -> int:
+    """The block size of the grid: `auto_block` when None; a token grid (1) only up to MAX_TOKEN_GRID tokens."""
+    if block is None:
+        return auto_block(seq_len)
+    if block < 1:
+        raise ValueError(f"{name} must be >= 1, got {block}")
+    if block == 1 and seq_len > MAX_TOKEN_GRID:
+        raise ValueError(f"{name} 1 (one column per key) needs seq_len <= {MAX_TOKEN_GRID}, got {seq_len}")
+    if -(-seq_len // block) > 4 * BLOCK_GRID_CELLS:
+        smallest = -(-seq_len // (4 * BLOCK_GRID_CELLS))
+        raise ValueError(f"{name} {block} gives {-(-seq_len // block)} blocks a side for {seq_len} tokens; "
+                         f"at most {4 * BLOCK_GRID_CELLS} are drawn (use a block >= {smallest})")
+    return block
+
+
 def layout_report(seq_len: int, windows: Sequence[int], global_positions: Sequence[int] = (), pad: int = 0,
-                  row: int | None = None, layers: Sequence[int] | None = None) -> str:
-    """The `grid` output of `python -m led_ref layout`: per layer a grid, the legend, the compact layout of `row`.
+                  row: int | None = None, layers: Sequence[int] | None = None, rows: Sequence[int] | None = None,
+                  block: int | None = None) -> str:
+    """The `grid` output of `python -m led_ref layout`: per layer a grid, the legend, the compact layout of rows.
 
     windows: one even window per encoder layer; layers: which of them to show (default all).
+    row / rows: the query rows whose compact layout is described (default: the first local row).
+    block: keys per grid cell (default `auto_block`: a token grid up to TOKEN_GRID_MAX tokens, blocks beyond),
+    so the output stays a few hundred lines at 16,384 tokens.
     """
     windows = list(windows)
     layers = range(len(windows)) if layers is None else list(layers)
@@ -332,27 +556,172 @@ def layout_report(seq_len: int, windows: Sequence[int], global_positions: Sequen
         if not 0 <= layer < len(windows):
             raise ValueError(f"layer must be in 0..{len(windows) - 1} ({len(windows)} windows), got {layer}")
     kinds = example_kinds(seq_len, windows, global_positions, pad)
-    if row is None:
-        row = default_row(kinds, seq_len)
-    elif not 0 <= row < seq_len:
-        raise ValueError(f"row must be in 0..{seq_len - 1} (seq_len={seq_len}), got {row}")
-    globals_text = ", ".join(map(str, sorted(global_positions))) or "none"
+    if rows is None:
+        if row is None:
+            rows = [default_row(kinds, seq_len)]
+        elif not 0 <= row < seq_len:
+            raise ValueError(f"row must be in 0..{seq_len - 1} (seq_len={seq_len}), got {row}")
+        else:
+            rows = [row]
+    rows = check_rows(rows, seq_len)
+    block = check_block(block, seq_len)
+    globals_text = short_ranges(sorted(global_positions)) or "none"
     pad_text = f"{_ranges(list(range(seq_len - pad, seq_len)))}" if pad else "none"
     window_text = (f"window {windows[0]} (reach {windows[0] // 2} each side)" if len(windows) == 1
                    else f"per-layer windows {', '.join(map(str, windows))}")
     out = [f"Longformer attention pattern: {seq_len} tokens, {window_text}, global: {globals_text}, "
            f"padding: {pad_text}\n"]
-    out.append("token kinds: " + " ".join(str(int(k)) for k in kinds[:seq_len]) + "   (0 pad, 1 local, 2 global)\n")
+    out.append(kinds_text(kinds, seq_len))
+    out.append(padding_global_note(seq_len, global_positions, pad))
     out.append(padding_note(seq_len, windows))
     for layer in layers:
         window = windows[layer]
         out.append("\n")
         if len(windows) > 1:
             out.append(f"== layer {layer}: window {window} (reach {window // 2} each side) ==\n")
-        out.append("rows: query i and its kind; columns: key j\n")
-        out.append(grid_text(pattern_cells(kinds, window, seq_len), kinds))
-        out.append("\n" + compact_text(kinds, window, row, seq_len))
-    out.append("\n" + legend_text())
+        if block == 1:
+            out.append("rows: query i and its kind; columns: key j\n")
+            out.append(grid_text(pattern_cells(kinds, window, seq_len), kinds))
+        else:
+            out.append(f"rows: blocks of {block} queries; columns: blocks of {block} keys "
+                       "(--block 1 for one column per key, up to 256 tokens)\n")
+            out.append(block_grid_text(block_stats(kinds, window, block, seq_len), kinds, seq_len))
+        for r in rows:
+            out.append("\n" + compact_text(kinds, window, r, seq_len))
+    out.append("\n" + (legend_text() if block == 1 else block_legend_text()))
+    return "".join(out)
+
+
+# ---------------------------------------------------------------------------------------- across layers
+def reach_per_layer(kinds: np.ndarray, windows: Sequence[int], token: int, seq_len: int | None = None
+                    ) -> list[np.ndarray]:
+    """Where token `token`'s information has reached after each layer: bool (seq_len,) per layer.
+
+    Position q is reached after layer l when q's output of layer l depends on token's input: it was reached
+    before (the residual keeps it), or q attends (`layout.dense_mask` of layer l) a reached non-padding key.
+    A local query reads keys within w_l/2 and every global key; a global query reads every non-padding key,
+    so once a global token is reached the next layer reaches everything. O(seq) per layer (prefix sums).
+    """
+    kinds = np.asarray(kinds)
+    seq_len = kinds.shape[0] if seq_len is None else seq_len
+    kinds = kinds[:seq_len]
+    reached = np.zeros(seq_len, dtype=bool)
+    reached[token] = True
+    out = []
+    for window in windows:
+        source = reached & (kinds != layout.PADDING)
+        half = window // 2
+        prefix = np.concatenate([[0], np.cumsum(source)])
+        q = np.arange(seq_len)
+        near = prefix[np.minimum(q + half + 1, seq_len)] - prefix[np.maximum(q - half, 0)] > 0
+        via_global = bool((source & (kinds == layout.GLOBAL)).any())
+        reached = reached | ((kinds == layout.LOCAL) & (near | via_global)) | ((kinds == layout.GLOBAL) & source.any())
+        out.append(reached.copy())
+    return out
+
+
+def reach_text(seq_len: int, windows: Sequence[int], global_positions: Sequence[int], pad: int, token: int) -> str:
+    """How far token `token`'s information reaches after each layer (per-layer windows, the global hop)."""
+    if not 0 <= token < seq_len:
+        raise ValueError(f"reach token must be in 0..{seq_len - 1} (seq_len={seq_len}), got {token}")
+    kinds = example_kinds(seq_len, windows, global_positions, pad)
+    usable = int((kinds[:seq_len] != layout.PADDING).sum())
+    lines = [f"How far token {token} ({KIND_NAMES[int(kinds[token])]})'s information reaches: the positions whose "
+             "output depends on it, after each layer"]
+    if kinds[token] == layout.PADDING:
+        lines.append("  it is padding: no query attends it, so it reaches nobody but itself.")
+    local_span = 0
+    for layer, (window, reached) in enumerate(zip(windows, reach_per_layer(kinds, windows, token, seq_len),
+                                                  strict=True)):
+        local_span += window // 2
+        positions = np.flatnonzero(reached).tolist()
+        hop = ""
+        if kinds[token] != layout.PADDING:
+            lo, hi = max(0, token - local_span), min(seq_len - 1, token + local_span)
+            hop = f"; windows alone: {lo}..{hi}"
+        lines.append(f"  after layer {layer} (window {window}): {short_ranges(positions)}  "
+                     f"[{len(positions)} of {usable} tokens{hop}]")
+    return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------------------------------- batches
+def batch_kinds(seq_len: int, windows: Sequence[int], batch: Sequence[tuple[Sequence[int], int]]) -> np.ndarray:
+    """Token kinds (batch, padded_seq) of batch rows given as (global positions, pad) pairs."""
+    if not batch:
+        raise ValueError("batch must hold at least one (global positions, pad) row")
+    return np.stack([example_kinds(seq_len, windows, g, p) for g, p in batch])
+
+
+def batch_text(seq_len: int, windows: Sequence[int], batch: Sequence[tuple[Sequence[int], int]],
+               layer: int = 0) -> str:
+    """Several batch rows together: x (the most global tokens of any row), each row's slots, unused slots 0."""
+    kinds = batch_kinds(seq_len, windows, batch)
+    window = windows[layer]
+    positions, valid = layout.global_slots(kinds)
+    x = positions.shape[1]
+    lines = [f"A batch of {len(batch)} rows, {seq_len} tokens, window {window}: x = {x} "
+             "(the most global tokens in any row of the batch)",
+             f"  attentions[{layer}]: (batch={len(batch)}, heads, {seq_len}, x + w + 1 = {x + window + 1}), "
+             f"global_attentions[{layer}]: (batch={len(batch)}, heads, {layout.padded_length(seq_len, max(windows))}"
+             f", x = {x})"]
+    shown = min(x, 8)
+    head = "".join(f"  slot {s:<8d}" for s in range(shown)) + ("  ..." if x > shown else "")
+    lines.append(f"  row b  {'globals':<14s} {'padding':<12s}{head}".rstrip())
+    for b, (g, pad) in enumerate(batch):
+        cells = "".join(f"  {('key ' + str(int(positions[b, s]))) if valid[b, s] else 'unused: 0':<13s}"
+                        for s in range(shown))
+        pad_text = _ranges(list(range(seq_len - pad, seq_len))) if pad else "none"
+        lines.append(f"  {b:<5d}  {short_ranges(sorted(g), 3) or 'none':<14s} {pad_text:<12s}{cells}".rstrip())
+    unused = [(b, int(valid[b].sum())) for b in range(len(batch)) if valid[b].sum() < x]
+    if unused:
+        lines.append("Unused slots s hold 0 everywhere: column s of attentions[b] (every local row) and column s "
+                     "of global_attentions[b]")
+        lines.extend(f"  row {b}: slot{f's {count}..{x - 1}' if x - count > 1 else f' {count}'} unused"
+                     for b, count in unused)
+    for b, (g, pad) in enumerate(batch):
+        note = padding_global_note(seq_len, g, pad)
+        if note:
+            lines.append(f"  row {b}: {note.rstrip()}")
+    return "\n".join(lines) + "\n"
+
+
+MAX_BATCH_ROWS = 8
+
+
+def batch_report(seq_len: int, windows: Sequence[int], batch: Sequence[tuple[Sequence[int], int]],
+                 rows: Sequence[int] | None = None, layers: Sequence[int] | None = None,
+                 block: int | None = None) -> str:
+    """The `--batch` output: the batch's x slots, then per batch row its grid and compact rows with that x."""
+    windows = list(windows)
+    layers = list(range(len(windows))) if layers is None else list(layers)
+    if not 1 <= len(batch) <= MAX_BATCH_ROWS:
+        raise ValueError(f"batch must hold 1..{MAX_BATCH_ROWS} rows, got {len(batch)}")
+    for b, (g, pad) in enumerate(batch):
+        check_example(seq_len, g, pad, ("seq_len", f"batch row {b}: global", f"batch row {b}: pad"))
+    block = check_block(block, seq_len)
+    kinds = batch_kinds(seq_len, windows, batch)
+    x = layout.global_slots(kinds)[0].shape[1]
+    out = []
+    for layer in layers:
+        if len(windows) > 1:
+            out.append(f"== layer {layer}: window {windows[layer]} ==\n")
+        out.append(batch_text(seq_len, windows, batch, layer))
+    for b, (g, pad) in enumerate(batch):
+        shown = check_rows([default_row(kinds[b], seq_len)] if rows is None else rows, seq_len)
+        pad_text = _ranges(list(range(seq_len - pad, seq_len))) if pad else "none"
+        out.append(f"\n-- batch row {b}: global {short_ranges(sorted(g)) or 'none'}, padding {pad_text} --\n")
+        out.append(kinds_text(kinds[b], seq_len))
+        for layer in layers:
+            window = windows[layer]
+            if len(windows) > 1:
+                out.append(f"layer {layer}, window {window}:\n")
+            if block == 1:
+                out.append(grid_text(pattern_cells(kinds[b], window, seq_len), kinds[b]))
+            else:
+                out.append(block_grid_text(block_stats(kinds[b], window, block, seq_len), kinds[b], seq_len))
+            for r in shown:
+                out.append(compact_text(kinds[b], window, r, seq_len, x))
+    out.append("\n" + (legend_text() if block == 1 else block_legend_text()))
     return "".join(out)
 
 
@@ -450,8 +819,11 @@ def token_kinds_of(found: ModelAttentions) -> np.ndarray:
 
 
 def top_keys_text(found: ModelAttentions, layers: Sequence[int], heads: Sequence[int] | None = None,
-                  top: int = 3) -> str:
-    """For each layer, the `top` most attended keys of a few rows (mean over `heads`), from the dense view."""
+                  top: int = 3, rows: Sequence[int] | None = None) -> str:
+    """For each layer, the `top` most attended keys of a few rows (mean over `heads`), from the dense view.
+
+    rows: the rows to describe (default `summary_rows`).
+    """
     kinds = token_kinds_of(found)
     lines = []
     for layer in layers:
@@ -460,7 +832,7 @@ def top_keys_text(found: ModelAttentions, layers: Sequence[int], heads: Sequence
         mean = dense[shown].mean(axis=0)
         which = "mean over heads" if len(shown) > 1 else f"head {shown[0]}"
         lines.append(f"layer {layer} (window {found.windows[layer]}), {which}: top {top} keys per row")
-        for row in summary_rows(found):
+        for row in summary_rows(found) if rows is None else rows:
             order = np.argsort(-mean[row], kind="stable")[:top]
             keys = ", ".join(f"{int(j)} {found.tokens[j]!r} {mean[row, j]:.3f}" for j in order)
             lines.append(f"  row {row:3d} {found.tokens[row]!r} ({KIND_NAMES[int(kinds[row])]}): {keys}")

@@ -47,7 +47,16 @@ ROLE_MEANINGS = {
 
 CELL_INCHES = 0.32
 MAX_PANEL_INCHES = 12.0  # long sequences shrink the cells instead of growing the picture
+PIXEL_GRID_MAX = 1024  # beyond this many tokens the pattern is drawn from `explorer.block_stats` (never O(seq^2))
+BLOCK_IMAGE_CELLS = 256  # blocks a side of a long pattern (about 5 pixels each)
+MIN_LINE_PIXELS = 2.0  # global rows/columns and the strip's global/self columns are never thinner than this
+STRIP_INCHES = 0.45  # height of a long compact strip (cells wider than tall, so it stays visible)
+BLOCK_COLORS = {  # `explorer.block_kinds` -> colour
+    "full": CELL_COLORS[Cell.WINDOW], "window": CELL_COLORS[Cell.WINDOW], "global_row": CELL_COLORS[Cell.GLOBAL_ROW],
+    "global_key": CELL_COLORS[Cell.GLOBAL_KEY], "none": CELL_COLORS[Cell.OUTSIDE], "pad": CELL_COLORS[Cell.PAD_ROW],
+}
 NOT_ATTENDED = "#d9d9d9"  # heat-map cells outside the attention pattern
+HEAT_CELLS = 128  # heat maps of longer inputs show the max of each block, at most this many blocks a side
 
 
 class PicturesUnavailable(ImportError):
@@ -78,7 +87,8 @@ def cell_image(cells: np.ndarray) -> np.ndarray:
 
 
 def _index_ticks(ax, n: int, axis: str) -> None:
-    step = 1 if n <= 32 else next(s for s in (2, 5, 10, 20, 25, 50, 100, 200, 250, 500, 1000) if n / s <= 16)
+    steps = (2, 5, 10, 20, 25, 50, 100, 200, 250, 500, 1000, 2000, 2500, 5000)
+    step = 1 if n <= 32 else next(s for s in steps if n / s <= 16)
     ticks = np.arange(0, n, step)
     getattr(ax, f"set_{axis}ticks")(ticks)
     getattr(ax, f"set_{axis}ticklabels")([str(t) for t in ticks], fontsize=7)
@@ -92,10 +102,30 @@ def _cell_borders(ax, rows: int, cols: int) -> None:
     ax.tick_params(which="minor", length=0)
 
 
-def draw_pattern_axes(ax, cells: np.ndarray, title: str) -> None:
-    """The (seq, seq) pattern on `ax`: row = query i, column = key j."""
-    seq = cells.shape[0]
-    ax.imshow(cell_image(cells), interpolation="nearest")
+def draw_pattern_axes(ax, cells: np.ndarray | None, title: str, kinds: np.ndarray | None = None,
+                      window: int | None = None, seq_len: int | None = None) -> None:
+    """The (seq, seq) pattern on `ax`: row = query i, column = key j.
+
+    cells: `explorer.pattern_cells`, or None for a long sequence: then blocks (`explorer.block_stats` of
+    `kinds`, `window`, `seq_len`) are drawn, with every global row and column on top at least
+    MIN_LINE_PIXELS wide, so they stay visible at 16,384 tokens.
+    """
+    if cells is not None:
+        seq = cells.shape[0]
+        ax.imshow(cell_image(cells), interpolation="nearest")
+    else:
+        seq = seq_len
+        block = 1
+        while -(-seq // block) > BLOCK_IMAGE_CELLS:
+            block *= 2
+        kinds_of_blocks = explorer.block_kinds(explorer.block_stats(kinds, window, block, seq))
+        names = list(BLOCK_COLORS)
+        table = np.stack([rgb(BLOCK_COLORS[k]) for k in names])
+        index = np.vectorize(names.index, otypes=[np.int64])(kinds_of_blocks)
+        image = table[index]
+        ax.imshow(image, interpolation="nearest", extent=(-0.5, seq - 0.5, seq - 0.5, -0.5))
+    if kinds is not None and seq > 64:
+        _global_lines(ax, np.asarray(kinds)[:seq], seq)
     _index_ticks(ax, seq, "x")
     _index_ticks(ax, seq, "y")
     if seq <= 64:
@@ -105,6 +135,25 @@ def draw_pattern_axes(ax, cells: np.ndarray, title: str) -> None:
     ax.xaxis.set_label_position("top")
     ax.xaxis.tick_top()
     ax.set_title(title, fontsize=9, pad=18)
+
+
+def _line_points(ax, seq: int) -> float:
+    """A line width (points) of max(one cell, MIN_LINE_PIXELS pixels) on `ax` showing `seq` cells across."""
+    fig = ax.get_figure()
+    width_pixels = ax.get_position().width * fig.get_figwidth() * fig.dpi
+    return max(width_pixels / seq, MIN_LINE_PIXELS) * 72.0 / fig.dpi
+
+
+def _global_lines(ax, kinds: np.ndarray, seq: int) -> None:
+    """Every global column (over the local rows) and global row (over the non-padding keys), >= 2 px wide."""
+    points = _line_points(ax, seq)
+    keys = np.flatnonzero(kinds != layout.PADDING)
+    if not keys.size:
+        return
+    for g in np.flatnonzero(kinds == layout.GLOBAL):
+        ax.vlines(g, -0.5, seq - 0.5, colors=CELL_COLORS[Cell.GLOBAL_KEY], linewidth=points, zorder=3)
+    for g in np.flatnonzero(kinds == layout.GLOBAL):
+        ax.hlines(g, -0.5, keys[-1] + 0.5, colors=CELL_COLORS[Cell.GLOBAL_ROW], linewidth=points, zorder=4)
 
 
 def strip_cells(kinds: np.ndarray, window: int, row: int) -> tuple[list[str], list[str], str]:
@@ -133,14 +182,21 @@ def draw_strip_axes(ax, colors: Sequence[str], labels: Sequence[str], caption: s
     total_width: the x extent (in cells) of the axes, so strips of different layers share one cell size.
     """
     width = len(colors)
-    ax.imshow(np.stack([rgb(c) for c in colors])[None], interpolation="nearest")
+    long_strip = width > 40
+    ax.imshow(np.stack([rgb(c) for c in colors])[None], interpolation="nearest",
+              aspect="auto" if long_strip else "equal")
+    if long_strip:  # one-pixel cells: draw the global and self columns at least MIN_LINE_PIXELS wide
+        points = _line_points(ax, max(width, total_width or width))
+        for c, color in enumerate(colors):
+            if color in (ROLE_COLORS["global"], ROLE_COLORS["self"]):
+                ax.vlines(c, -0.5, 0.5, colors=color, linewidth=points, zorder=3)
     for c, label in enumerate(labels if width <= 24 else ()):  # labels of long strips would overlap
         ax.text(c, 0, label, ha="center", va="center", fontsize=7,
                 color="white" if colors[c] in (ROLE_COLORS["self"], ROLE_COLORS["window"]) else "black")
     _index_ticks(ax, width, "x")
     ax.set_yticks([])
     ax.set_xlabel("column c (in the cell: the absolute key)", fontsize=7)
-    edges = np.arange(-0.5, width, 1.0)
+    edges = np.arange(-0.5, width, 1.0) if not long_strip else np.array([-0.5, width - 0.5])
     ax.vlines(edges, -0.5, 0.5, color="#888888", linewidth=0.6, clip_on=False)
     ax.hlines([-0.5, 0.5], -0.5, width - 0.5, color="#888888", linewidth=0.6, clip_on=False)
     ax.set_xlim(-0.5, max(width, total_width or width) - 0.5)
@@ -190,10 +246,15 @@ def draw_layout(seq_len: int, windows: Sequence[int], global_positions: Sequence
         window = windows[layer]
         prefix = f"layer {layer}: " if len(windows) > 1 else ""
         ax = fig.add_subplot(grid[r, 0])
-        cells = explorer.pattern_cells(kinds, window, seq_len)
-        draw_pattern_axes(ax, cells, f"{prefix}window {window}, {seq_len} tokens")
+        cells = explorer.pattern_cells(kinds, window, seq_len) if seq_len <= PIXEL_GRID_MAX else None
+        draw_pattern_axes(ax, cells, f"{prefix}window {window}, {seq_len} tokens", kinds, window, seq_len)
         _mark_row(ax, row, seq_len)
-        draw_strip_axes(fig.add_subplot(grid[r, 1]), *strip_cells(kinds, window, row), total_width=strip_width)
+        strip = fig.add_subplot(grid[r, 1])
+        if strip_width > 40:  # a band of STRIP_INCHES at the top of its slot, not a hairline
+            pos = strip.get_position()
+            height = STRIP_INCHES / fig.get_figheight()
+            strip.set_position([pos.x0, pos.y1 - height - 0.5 / fig.get_figheight(), pos.width, height])
+        draw_strip_axes(strip, *strip_cells(kinds, window, row), total_width=strip_width)
     _legend(fig)
     return fig
 
@@ -218,6 +279,10 @@ def draw_heatmaps(dense: Sequence[np.ndarray], layer_ids: Sequence[int], head_id
     cmap = colormaps["magma_r"].with_extremes(bad=NOT_ATTENDED)
     rows, cols = len(layer_ids), len(head_ids)
     seq = dense[0].shape[-1]
+    pool = -(-seq // HEAT_CELLS)  # long inputs: the max of each pool x pool block, so the band stays visible
+    if pool > 1:
+        dense = [_max_pool(d, pool) for d in dense]
+        patterns = None if patterns is None else [_max_pool(p, pool) for p in patterns]
     panel = min(4.0, max(2.2, 0.16 * seq))
     fig = _new_figure((panel * cols + 1.2, panel * rows + 0.9), layout="constrained")
     vmax = max(float(np.max(d[list(head_ids)])) for d in dense) or 1.0
@@ -226,7 +291,8 @@ def draw_heatmaps(dense: Sequence[np.ndarray], layer_ids: Sequence[int], head_id
         for c, head in enumerate(head_ids):
             ax = fig.add_subplot(rows, cols, r * cols + c + 1)
             shown = probs[head] if patterns is None else np.ma.masked_array(probs[head], ~patterns[r])
-            image = ax.imshow(shown, cmap=cmap, vmin=0.0, vmax=vmax, interpolation="nearest")
+            image = ax.imshow(shown, cmap=cmap, vmin=0.0, vmax=vmax, interpolation="nearest",
+                              extent=(-0.5, seq - 0.5, seq - 0.5, -0.5))
             ax.set_title(f"layer {layer}, head {head}", fontsize=8)
             if tokens is not None and seq <= 24:
                 ax.set_xticks(range(seq))
@@ -236,12 +302,73 @@ def draw_heatmaps(dense: Sequence[np.ndarray], layer_ids: Sequence[int], head_id
             else:
                 _index_ticks(ax, seq, "x")
                 _index_ticks(ax, seq, "y")
-    fig.suptitle(title or "encoder attention probabilities (row = query, column = key; grey: not attended)",
+    pooled = f" (max over blocks of {pool} x {pool})" if pool > 1 else ""
+    fig.suptitle((title or "encoder attention probabilities (row = query, column = key; grey: not attended)") + pooled,
                  fontsize=9)
     fig.colorbar(image, ax=fig.axes, shrink=0.8, label="probability")
     return fig
 
 
+def _max_pool(a: np.ndarray, pool: int) -> np.ndarray:
+    """Max over pool x pool blocks of the last two axes (padded with the minimum; bool arrays: any)."""
+    *lead, n, m = a.shape
+    rows, cols = -(-n // pool), -(-m // pool)
+    filled = np.full((*lead, rows * pool, cols * pool), a.min() if a.size else 0, dtype=a.dtype)
+    filled[..., :n, :m] = a
+    return filled.reshape(*lead, rows, pool, cols, pool).max(axis=(-3, -1))
+
+
 def save_heatmaps_png(path: str | os.PathLike, *args, **kwargs) -> None:
     fig = draw_heatmaps(*args, **kwargs)
+    fig.savefig(os.fspath(path), format="png", dpi=fig.dpi, bbox_inches="tight", pad_inches=0.15)
+
+
+def draw_reach(seq_len: int, windows: Sequence[int], global_positions: Sequence[int], pad: int, token: int):
+    """How far `token`'s information reaches: one band per layer (`explorer.reach_per_layer`), keys across.
+
+    Row 0 is the input (only the token), row l + 1 the positions reached after layer l. Long sequences are
+    pooled to at most PIXEL_GRID_MAX columns (a column is reached when any of its positions is); global
+    positions are marked below the bands at least MIN_LINE_PIXELS wide.
+    """
+    if not 0 <= token < seq_len:
+        raise ValueError(f"reach token must be in 0..{seq_len - 1} (seq_len={seq_len}), got {token}")
+    kinds = explorer.example_kinds(seq_len, windows, global_positions, pad)[:seq_len]
+    rows = [np.arange(seq_len) == token] + explorer.reach_per_layer(kinds, windows, token, seq_len)
+    per = -(-seq_len // PIXEL_GRID_MAX)
+    columns = -(-seq_len // per)
+
+    def pooled(mask):
+        padded = np.zeros(columns * per, dtype=bool)
+        padded[:seq_len] = mask
+        return padded.reshape(columns, per).any(axis=1)
+
+    codes = np.zeros((len(rows), columns), dtype=np.int64)  # 0 not reached, 1 reached, 2 the token, 3 padding
+    is_pad = pooled(kinds == layout.PADDING) & ~pooled(kinds != layout.PADDING)
+    for r, reached in enumerate(rows):
+        codes[r] = np.where(pooled(reached), 1, np.where(is_pad, 3, 0))
+    codes[:, pooled(np.arange(seq_len) == token)] = 2
+    table = np.stack([rgb(c) for c in (CELL_COLORS[Cell.OUTSIDE], CELL_COLORS[Cell.WINDOW], CELL_COLORS[Cell.SELF],
+                                         CELL_COLORS[Cell.PAD_KEY])])
+    fig = _new_figure((12.0, 0.45 * len(rows) + 1.6), layout="constrained")
+    ax = fig.add_subplot(1, 1, 1)
+    ax.imshow(table[codes], aspect="auto", interpolation="nearest", extent=(-0.5, seq_len - 0.5, len(rows) - 0.5, -0.5))
+    points = _line_points(ax, seq_len)
+    for r, reached in enumerate(rows):  # a reached global token is the hop to everything: never thinner than 2 px
+        for g in np.flatnonzero(reached & (kinds == layout.GLOBAL)):
+            ax.vlines(g, r - 0.5, r + 0.5, colors=CELL_COLORS[Cell.WINDOW], linewidth=points)
+    for g in np.flatnonzero(kinds == layout.GLOBAL):
+        ax.vlines(g, len(rows) - 0.5, len(rows) - 0.1, colors=CELL_COLORS[Cell.GLOBAL_KEY], linewidth=points,
+                  clip_on=False)
+    counts = [int(r.sum()) for r in rows]
+    ax.set_yticks(range(len(rows)))
+    ax.set_yticklabels(["input"] + [f"after layer {k} (w {w}): {counts[k + 1]}" for k, w in enumerate(windows)],
+                       fontsize=7)
+    _index_ticks(ax, seq_len, "x")
+    ax.set_xlabel("position (orange ticks below: global tokens)", fontsize=8)
+    ax.set_title(f"how far token {token}'s information reaches, layer by layer ({seq_len} tokens)", fontsize=9)
+    return fig
+
+
+def save_reach_png(path: str | os.PathLike, *args, **kwargs) -> None:
+    fig = draw_reach(*args, **kwargs)
     fig.savefig(os.fspath(path), format="png", dpi=fig.dpi, bbox_inches="tight", pad_inches=0.15)

@@ -84,10 +84,54 @@ def test_cache_root_without_env(monkeypatch, tmp_path):
     assert default_model.cache_root() == tmp_path / ".cache" / "led-parity"
 
 
-def test_recipe_hash_tracks_the_recipe(monkeypatch):
+def test_recipe_hash_tracks_the_recipe(monkeypatch, tmp_path):
     original = default_model.recipe_hash()
     monkeypatch.setattr(default_model, "WEIGHTS_SEED", default_model.WEIGHTS_SEED + 1)
     assert default_model.recipe_hash() != original
+    monkeypatch.undo()
+    changed = tmp_path / "weights.safetensors"
+    data = bytearray(default_model.WEIGHTS_FILE.read_bytes())
+    data[-1] ^= 1  # one bit of one weight
+    changed.write_bytes(bytes(data))
+    monkeypatch.setattr(default_model, "WEIGHTS_FILE", changed)
+    assert default_model.recipe_hash() != original
+
+
+def test_missing_or_mismatched_weights_name_the_file(monkeypatch, tmp_path):
+    from safetensors.numpy import save_file
+
+    monkeypatch.setattr(default_model, "WEIGHTS_FILE", tmp_path / "absent.safetensors")
+    with pytest.raises(FileNotFoundError, match="absent.safetensors.*scripts/train_default_model.py"):
+        default_model.default_weights()
+    wrong = tmp_path / "wrong.safetensors"
+    save_file({"led.shared.weight": np.zeros((3, 3), np.float32)}, str(wrong))
+    monkeypatch.setattr(default_model, "WEIGHTS_FILE", wrong)
+    with pytest.raises(ValueError, match="wrong.safetensors: names/shapes/dtypes do not match"):
+        default_model.default_weights()
+
+
+def test_the_trained_model_has_learned_its_task(built):
+    """The synthetic task of scripts/train_default_model.py: name the paragraph (its first two words), then copy
+    the span with its masked tokens restored; and the attention is far from uniform."""
+    from led_ref.explorer import dense_layer, model_attentions
+    from led_ref.model import LEDForConditionalGeneration, LEDModel
+
+    tok = LEDTokenizer.from_pretrained(built)
+    model = LEDForConditionalGeneration.from_pretrained(built)
+    span = "Once upon a time, a long document was too long to read."
+    enc = tok(span, return_tensors="np")
+    masked = enc["input_ids"].copy()
+    masked[0, 3] = tok.convert_tokens_to_ids("<mask>")
+    glob = np.zeros_like(masked)
+    glob[:, 0] = 1
+    out = model.generate(masked, attention_mask=enc["attention_mask"], global_attention_mask=glob, num_beams=1)
+    assert tok.batch_decode(out, skip_special_tokens=True)[0] == f"Once upon: {span}"
+    found = model_attentions(LEDModel.from_pretrained(built), tok, DEFAULT_TEXT, [0])
+    for layer in range(2):
+        dense = dense_layer(found, layer)  # (heads, seq, seq)
+        keys = (dense > 0).sum(axis=-1)
+        # a uniform row puts 1/keys on its largest key; the trained heads put far more
+        assert np.mean(dense.max(axis=-1) * keys) > 3.0, layer
 
 
 def test_contents_are_the_recipe(built):
@@ -95,7 +139,11 @@ def test_contents_are_the_recipe(built):
     expected = default_config()
     assert config.to_dict() == LEDConfig.from_dict(expected.to_dict()).to_dict()
     assert config.layer_windows == [4, 8] and config.d_model == 64 and config.vocab_size == 512
-    want = random_weights(expected, "LEDForConditionalGeneration", seed=default_model.WEIGHTS_SEED, dtype=np.float32)
+    want = default_model.default_weights()
+    start = random_weights(expected, "LEDForConditionalGeneration", seed=default_model.WEIGHTS_SEED, dtype=np.float32)
+    assert set(want) == set(start) and all(want[n].shape == start[n].shape for n in start)
+    assert not np.array_equal(want["led.encoder.layers.0.self_attn.longformer_self_attn.query.weight"],
+                              start["led.encoder.layers.0.self_attn.longformer_self_attn.query.weight"])
     assert set(weights) == set(want)
     for name, value in want.items():
         np.testing.assert_array_equal(weights[name], value, err_msg=name)
@@ -110,7 +158,7 @@ def test_contents_are_the_recipe(built):
 def test_hf_loads_the_default(built):
     with hf_dtype_scope(torch.float32):
         model = transformers.LEDForConditionalGeneration.from_pretrained(built).eval()
-    want = random_weights(default_config(), "LEDForConditionalGeneration", seed=default_model.WEIGHTS_SEED)
+    want = default_model.default_weights()
     state = model.state_dict()
     for name, value in want.items():
         np.testing.assert_array_equal(state[name].numpy(), value.astype(np.float32), err_msg=name)
@@ -123,3 +171,18 @@ def test_hf_loads_the_default(built):
     with torch.no_grad():
         out = model(**batch, decoder_input_ids=torch.tensor([[2, 0], [2, 0]]))
     assert out.logits.shape == (2, 2, 512) and torch.isfinite(out.logits).all()
+
+
+@pytest.mark.slow
+def test_training_script_rebuilds_the_committed_weights(tmp_path):
+    """scripts/train_default_model.py is deterministic: it writes the committed file byte for byte (~5 CPU min)."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "weights.safetensors"
+    repo = pathlib.Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, str(repo / "scripts" / "train_default_model.py"), "--out", str(out)],
+                          cwd=repo, capture_output=True, text=True, timeout=1800,
+                          env={**os.environ, "PYTHONPATH": str(repo)})
+    assert done.returncode == 0, done.stderr
+    assert out.read_bytes() == default_model.WEIGHTS_FILE.read_bytes()

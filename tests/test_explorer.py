@@ -217,10 +217,19 @@ def test_row_columns_follow_the_compact_rule(case, data):
         (["layout", "--seq-len", "12", "--window", "four"], "'four'"),
         (["layout", "--seq-len", "12", "--layer-windows", "4,7"], "7"),
         (["layout", "--seq-len", "12", "--window", "4", "--global", "12"], "--global 12 is out of range 0..11"),
-        (["layout", "--seq-len", "12", "--window", "4", "--global", "11", "--pad", "2"], "11 is padding"),
         (["layout", "--seq-len", "12", "--window", "4", "--global", "0,0"], "[0, 0]"),
         (["layout", "--seq-len", "12", "--window", "4", "--pad", "13"], "--pad must be in 0..12 (--seq-len), got 13"),
-        (["layout", "--seq-len", "0", "--window", "4"], "--seq-len must be in 1..4096, got 0"),
+        (["layout", "--seq-len", "0", "--window", "4"], "--seq-len must be in 1..16384, got 0"),
+        (["layout", "--seq-len", "16385", "--window", "4"], "--seq-len must be in 1..16384, got 16385"),
+        (["layout", "--seq-len", "4097", "--window", "4", "--format", "mask"], "--seq-len must be <= 4096, got 4097"),
+        (["layout", "--seq-len", "300", "--window", "4", "--block", "1"], "--block 1 (one column per key) needs"),
+        (["layout", "--seq-len", "12", "--window", "4", "--rows", "3,12"], "--rows 12 is out of range 0..11"),
+        (["layout", "--seq-len", "99", "--window", "4", "--rows", "0..40"], "at most 32 rows"),
+        (["layout", "--seq-len", "12", "--window", "4", "--row", "1", "--rows", "2"], "not both"),
+        (["layout", "--seq-len", "12", "--window", "4", "--batch", "0", "--global", "1"], "drop --global/--pad"),
+        (["layout", "--seq-len", "12", "--window", "4", "--batch", "0", "x/1"], "'x/1'"),
+        (["layout", "--seq-len", "12", "--window", "4", "--batch", "12"], "--batch row 0: global 12 is out of range"),
+        (["layout", "--seq-len", "12", "--window", "4", "--reach", "12"], "--reach 12 is out of range 0..11"),
         (["layout", "--seq-len", "99999", "--window", "4"], "99999"),
         (["layout", "--seq-len", "12", "--window", "4", "--row", "12"], "--row 12"),
         (["layout", "--seq-len", "12", "--layer-windows", "4,8", "--layer", "2"], "--layer 2"),
@@ -488,13 +497,16 @@ def test_from_model_on_the_embedded_default_model():
 
 
 def test_tour_shows_what_the_cli_prints():
-    """Every synthetic `$ python -m led_ref layout ...` block of docs/tour.md (not --from-model, whose numbers
-    belong to the embedded model's recipe) prints what the page says; `...` stands for skipped lines."""
+    """Every synthetic `$ python -m led_ref layout ...` block of docs/tour.md and README.md (not --from-model,
+    whose numbers belong to the embedded model's recipe) prints what the page says; `...` stands for skipped
+    lines."""
     import re
     import shlex
 
-    with open(os.path.join(REPO, "docs", "tour.md"), encoding="utf-8") as fh:
-        tour = fh.read()
+    tour = ""
+    for page in (os.path.join(REPO, "docs", "tour.md"), os.path.join(REPO, "README.md")):
+        with open(page, encoding="utf-8") as fh:
+            tour += fh.read()
     checked = 0
     for block in re.findall(r"```console\n(.*?)```", tour, re.S):
         for command in re.split(r"^\$ ", block, flags=re.M)[1:]:
@@ -503,9 +515,10 @@ def test_tour_shows_what_the_cli_prints():
             if argv[:3] != ["python", "-m", "led_ref"] or "--from-model" in argv:
                 continue
             argv = argv[3:]
-            if "--png" in argv:  # do not rewrite the committed pictures
-                k = argv.index("--png")
-                del argv[k:k + 2]
+            for option in ("--png", "--html"):  # do not rewrite the committed pictures, nor write pages here
+                if option in argv:
+                    k = argv.index(option)
+                    del argv[k:k + 2]
             _, out, err = run_cli(argv)
             got = (out + err).splitlines()
             position = 0
@@ -524,3 +537,248 @@ def test_from_model_cuts_long_texts_and_says_so(tiny_checkpoint, tmp_path):
     assert status == 0, err
     assert "64 tokens, global: 0" in out and "the text has 102 tokens; showing the first 64" in out
     assert "max abs diff 0 (exact)" in out
+
+
+# ---------------------------------------------------------------------------------------------- real scale
+def brute_force_block_kind(mask: np.ndarray, kinds, i0: int, i1: int, j0: int, j1: int) -> str:
+    """The block character class of queries i0..i1-1 x keys j0..j1-1, cell by cell from the brute-force mask."""
+    kinds = np.asarray(kinds)
+    if all(kinds[i] == 0 for i in range(i0, i1)):
+        return "pad"
+    cells = [(i, j) for i in range(i0, i1) for j in range(j0, j1)]
+    attended = [(i, j) for i, j in cells if mask[i, j]]
+    if len(attended) == len(cells):
+        return "full"
+    if any(kinds[i] == 1 and kinds[j] == 1 for i, j in attended):
+        return "window"
+    if any(kinds[i] == 2 for i, _ in attended):
+        return "global_row"
+    return "global_key" if attended else "none"
+
+
+@given(layout_cases(max_len=40), st.integers(1, 9))
+def test_block_grid_classifies_blocks_like_brute_force(case, block):
+    seq_len, window, globals_, pad = case
+    status, out, err = run_cli(layout_args(seq_len, window, globals_, pad, "--block", str(block)))
+    assert status == 0, err
+    if block == 1:
+        return  # the token grid is checked by test_grid_cells_agree_with_brute_force
+    mask = brute_force_mask(seq_len, window, globals_, pad)
+    kinds = explorer.example_kinds(seq_len, [window], globals_, pad)
+    lines = out.split("\n")
+    start = next(k for k, line in enumerate(lines) if "key blocks of" in line) + 1
+    blocks = -(-seq_len // block)
+    chars = {v: k for k, v in explorer.BLOCK_CHARS.items()}
+    for r in range(blocks):
+        label = f"{r * block}..{min(seq_len, (r + 1) * block) - 1}"
+        line = lines[start + r]
+        assert line.strip().startswith(label), (line, label)
+        width = line.index(label) + len(label)
+        line = line.ljust(width + 3 + blocks)
+        tag, body = line[width + 1], line[width + 3:]
+        assert tag == ("g" if any(kinds[i] == 2 for i in range(r * block, min(seq_len, (r + 1) * block))) else " ")
+        for c in range(blocks):
+            want = brute_force_block_kind(mask, kinds, r * block, min(seq_len, (r + 1) * block), c * block,
+                                          min(seq_len, (c + 1) * block))
+            assert chars[body[c]] == want, (r, c, body, want)
+
+
+def test_led_base_scale_in_the_terminal_is_bounded():
+    """16,384 tokens, window 1024 (LED-base): a block grid and collapsed column runs, a few kB of output."""
+    status, out, err = run_cli(["layout", "--seq-len", "16384", "--window", "1024", "--global", "0,5000",
+                                "--pad", "2", "--rows", "1,5000,9000,16383"])
+    assert status == 0, err
+    assert len(out) < 12_000 and out.count("\n") < 150, (len(out), out.count("\n"))
+    assert "rows: blocks of 256 queries; columns: blocks of 256 keys" in out
+    assert "token kinds: 0 global, 1..4999 local, 5000 global, 5001..16381 local, 16382..16383 pad" in out
+    # row 9000: x = 2 global columns, then 512 window keys on each side of self (column x + w/2 = 514)
+    assert "     2..513 (512 columns)  window slots -512..-1: keys 8488..8999, window keys" in out
+    assert "   514  9000  window slot +0: self (column x + w/2 = 514)" in out
+    assert "   515..1026 (512 columns)  window slots +1..+512: keys 9001..9512, window keys" in out
+    assert "Row 5000 is global (slot 1 of x = 2)" in out and "Row 16383 is padding" in out
+    assert "     2..512 (511 columns)  window slots -512..-2: keys -511..-1 are before position 0, always 0" in out
+
+
+@given(layout_cases(max_len=30, windows=(8, 10, 12)), st.data())
+def test_collapsed_column_runs_cover_every_column_once(case, data):
+    """Every line of a local row's table (single or collapsed) adds up to the columns of `row_columns`."""
+    import re
+
+    seq_len, window, globals_, pad = case
+    kinds = explorer.example_kinds(seq_len, [window], globals_, pad)
+    local = [i for i in range(seq_len) if kinds[i] == 1]
+    if not local:
+        return
+    row = data.draw(st.sampled_from(local))
+    text = explorer.compact_text(kinds, window, row, seq_len)
+    columns = explorer.row_columns(kinds, window, row)
+    covered = []
+    for line in text.splitlines()[3:]:
+        run = re.match(r"\s+(\d+)\.\.(\d+) \((\d+) columns\)  (.*)", line)
+        if run:
+            first, last = int(run[1]), int(run[2])
+            assert int(run[3]) == last - first + 1 >= explorer.RUN_MIN
+            group = columns[first:last + 1]
+            assert len({c.role for c in group}) == 1
+            if group[0].role != "global":
+                assert f"keys {group[0].key}..{group[-1].key}" in run[4]
+            covered.extend(range(first, last + 1))
+        else:
+            c, key = map(int, line.split()[:2])
+            assert columns[c].key == key and columns[c].note in line
+            covered.append(c)
+    assert covered == list(range(len(columns)))
+
+
+def test_png_at_led_base_scale_keeps_globals_and_the_strip_visible():
+    pytest.importorskip("matplotlib")
+    from led_ref.explorer import Cell
+    from led_ref.pictures import CELL_COLORS, MIN_LINE_PIXELS, ROLE_COLORS, draw_layout, rgb
+
+    fig = draw_layout(16384, [1024], [0, 5000], 2, 9000)
+    fig.canvas.draw()
+    image = np.asarray(fig.canvas.buffer_rgba())[..., :3] / 255.0
+    height = image.shape[0]
+
+    def colour_at(ax, x, y):
+        px, py = ax.transData.transform((x, y))
+        return image[int(round(height - py)), int(round(px))]
+
+    def run_length(ax, x, y, color, axis):
+        """How many pixels of `color` in a row (axis 0: vertical) through data point (x, y)."""
+        px, py = ax.transData.transform((x, y))
+        px, py = int(round(px)), int(round(height - py))
+        line = image[py - 10:py + 11, px] if axis == 0 else image[py, px - 10:px + 11]
+        return int(np.sum(np.all(np.abs(line - rgb(color)) < 1.5 / 255, axis=-1)))
+
+    grid, strip = fig.axes[0], fig.axes[1]
+    np.testing.assert_allclose(colour_at(grid, 12000, 5000), rgb(CELL_COLORS[Cell.GLOBAL_ROW]), atol=1.5 / 255)
+    np.testing.assert_allclose(colour_at(grid, 5000, 12000), rgb(CELL_COLORS[Cell.GLOBAL_KEY]), atol=1.5 / 255)
+    assert run_length(grid, 12000, 5000, CELL_COLORS[Cell.GLOBAL_ROW], 0) >= MIN_LINE_PIXELS
+    assert run_length(grid, 5000, 12000, CELL_COLORS[Cell.GLOBAL_KEY], 1) >= MIN_LINE_PIXELS
+    np.testing.assert_allclose(colour_at(grid, 8000, 8000), rgb(CELL_COLORS[Cell.WINDOW]), atol=1.5 / 255)
+    np.testing.assert_allclose(colour_at(grid, 14000, 2000), rgb(CELL_COLORS[Cell.OUTSIDE]), atol=1.5 / 255)
+    # the strip: a band, not a hairline; self (column 514) and the global columns at least 2 px wide
+    assert strip.get_window_extent().height >= 30
+    np.testing.assert_allclose(colour_at(strip, 800, 0), rgb(ROLE_COLORS["window"]), atol=1.5 / 255)
+    assert run_length(strip, 514, 0, ROLE_COLORS["self"], 1) >= MIN_LINE_PIXELS
+    assert run_length(strip, 1, 0, ROLE_COLORS["global"], 1) >= MIN_LINE_PIXELS
+
+
+# ---------------------------------------------------------------------------------------------- show, don't refuse
+def test_global_flag_on_padding_is_drawn_as_padding_with_a_note():
+    status, out, err = run_cli(layout_args(12, 4, [0, 11], 2, "--format", "mask"))
+    assert status == 0, err
+    np.testing.assert_array_equal(parse_mask(out, 12), brute_force_mask(12, 4, [0], 2))  # 11 stays padding
+    status, out, err = run_cli(layout_args(12, 4, [0, 11], 2))
+    assert status == 0, err
+    assert ("note: global position 11 is padding (pad=2): drawn as padding, because the model's token kind is "
+            "attention_mask * (global_attention_mask + 1) = 0 there (HF does the same).") in out
+    assert "token kinds: 2 1 1 1 1 1 1 1 1 1 0 0" in out and parse_grid(out, 12)[11] == " " * 12
+
+
+def test_batch_shows_x_and_the_unused_slots():
+    status, out, err = run_cli(["layout", "--seq-len", "12", "--window", "4", "--batch", "0,5", "3/2", "/4"])
+    assert status == 0, err
+    assert "A batch of 3 rows, 12 tokens, window 4: x = 2" in out
+    assert "(batch=3, heads, 12, x + w + 1 = 7)" in out
+    assert "  1      3              10..11        key 3          unused: 0" in out
+    assert "  2      none           8..11         unused: 0      unused: 0" in out
+    # batch row 1's table: its one global key in slot 0, slot 1 unused, the window from column x = 2
+    kinds = explorer.batch_kinds(12, [4], [([0, 5], 0), ([3], 2), ([], 4)])
+    keys, _ = layout.compact_columns(kinds, 4)
+    section = out.split("-- batch row 1")[1].split("-- batch row 2")[0]
+    assert "     1    -1  global slot 1: unused in this batch row, always 0" in section
+    for c in range(7):
+        key = keys[1, 0, c]
+        line = next(line for line in section.splitlines() if line.startswith(f"  {c:4d} "))
+        if key != layout.UNUSED:
+            assert int(line.split()[1]) == key, line
+        else:
+            assert "always 0" in line or "is global" in line, line
+
+
+def reach_by_brute_force(seq_len, windows, globals_, pad, token):
+    """Positions whose output after layer l depends on token's input: closure of (mask_l or identity)."""
+    reached = np.zeros(seq_len, dtype=bool)
+    reached[token] = True
+    out = []
+    for w in windows:
+        mask = brute_force_mask(seq_len, w, globals_, pad) | np.eye(seq_len, dtype=bool)
+        reached = (mask & reached[None, :]).any(axis=1)
+        out.append(reached.copy())
+    return out
+
+
+@given(layout_cases(max_len=40), st.lists(st.sampled_from([2, 4, 6, 8]), min_size=1, max_size=4), st.data())
+def test_reach_per_layer_equals_brute_force(case, windows, data):
+    seq_len, _, globals_, pad = case
+    token = data.draw(st.integers(0, seq_len - 1))
+    kinds = explorer.example_kinds(seq_len, windows, globals_, pad)
+    got = explorer.reach_per_layer(kinds, windows, token, seq_len)
+    want = reach_by_brute_force(seq_len, windows, globals_, pad, token)
+    np.testing.assert_array_equal(np.array(got), np.array(want))
+
+
+def test_reach_text_and_png_show_the_global_hop(tmp_path):
+    path = tmp_path / "reach.png"
+    status, out, err = run_cli(["layout", "--seq-len", "64", "--layer-windows", "4,4,8", "--global", "40",
+                                "--reach", "5", "--png", str(path)])
+    assert status == 0, err
+    assert "How far token 5 (local)'s information reaches" in out
+    assert "  after layer 0 (window 4): 3..7, 40  [6 of 64 tokens; windows alone: 3..7]" in out
+    assert "  after layer 1 (window 4): 0..63  [64 of 64 tokens; windows alone: 1..9]" in out
+    pytest.importorskip("matplotlib")
+    from led_ref.explorer import Cell
+    from led_ref.pictures import CELL_COLORS, draw_reach, rgb
+
+    assert path.read_bytes()[:8] == PNG_MAGIC
+    fig = draw_reach(64, [4, 4, 8], [40], 0, 5)
+    fig.canvas.draw()
+    image = np.asarray(fig.canvas.buffer_rgba())[..., :3] / 255.0
+    ax = fig.axes[0]
+
+    def colour_at(x, y):
+        px, py = ax.transData.transform((x, y))
+        return image[int(round(image.shape[0] - py)), int(round(px))]
+
+    blue, white = rgb(CELL_COLORS[Cell.WINDOW]), rgb(CELL_COLORS[Cell.OUTSIDE])
+    np.testing.assert_allclose(colour_at(5, 0), rgb(CELL_COLORS[Cell.SELF]), atol=1.5 / 255)  # the input row
+    np.testing.assert_allclose(colour_at(20, 0), white, atol=1.5 / 255)
+    np.testing.assert_allclose(colour_at(7, 1), blue, atol=1.5 / 255)  # layer 0: the window ...
+    np.testing.assert_allclose(colour_at(40, 1), blue, atol=1.5 / 255)  # ... and the global token 40 reading all
+    np.testing.assert_allclose(colour_at(20, 1), white, atol=1.5 / 255)
+    np.testing.assert_allclose(colour_at(60, 2), blue, atol=1.5 / 255)  # layer 1: everyone reads token 40
+
+
+def test_from_model_rows_pick_the_described_rows(tiny_checkpoint):
+    status, out, err = run_cli(["layout", "--from-model", "--checkpoint", tiny_checkpoint, "--text", "a cat sat",
+                                "--rows", "3,7", "--reach", "3"])
+    assert status == 0, err
+    assert "row   3 'c' (local)" in out and "row   7 's' (local)" in out and "row   1 " not in out
+    assert "How far token 3 (local)'s information reaches" in out
+    status, _, err = run_cli(["layout", "--from-model", "--checkpoint", tiny_checkpoint, "--text", "a cat sat",
+                              "--row", "11"])
+    assert status == 2 and "--row 11 is out of range 0..10" in err
+
+
+def test_long_heat_maps_pool_blocks_so_the_band_stays_visible():
+    """600 tokens, window 2: pooled to 120 x 120 blocks of 5, the band covers 3 blocks of a row block (not 3 keys
+    of 600, a hairline)."""
+    pytest.importorskip("matplotlib")
+    from led_ref.pictures import NOT_ATTENDED, draw_heatmaps, rgb
+
+    seq, window = 600, 2
+    mask = brute_force_mask(seq, window, [], 0)
+    dense = np.where(mask, 1.0 / mask.sum(axis=1, keepdims=True), 0.0)[None]
+    fig = draw_heatmaps([dense], [0], [0], None, "", [mask])
+    fig.canvas.draw()
+    image = np.asarray(fig.canvas.buffer_rgba())[..., :3] / 255.0
+    ax = fig.axes[0]
+    x0, y0 = ax.transData.transform((-0.5, 297))  # the middle of row block 59 (queries 295..299)
+    x1, _ = ax.transData.transform((seq - 0.5, 297))
+    row = image[int(round(image.shape[0] - y0)), int(round(x0)) + 1:int(round(x1)) - 1]
+    grey = np.all(np.abs(row - rgb(NOT_ATTENDED)) < 1.5 / 255, axis=-1)
+    band = (~grey).sum() / len(row)
+    assert 2.5 / 120 <= band <= 4 / 120, band  # their keys 294..300: key blocks 58, 59, 60 of 120
+    assert "max over blocks of 5 x 5" in fig._suptitle.get_text()
