@@ -2,7 +2,7 @@
 
 What defines it: the config (`default_config`), the corpus its byte-level BPE vocabulary is trained on
 (`DEFAULT_CORPUS`), and its float32 weights, committed as `led_ref/assets/default_model.safetensors` (1 MB).
-The weights were trained by `scripts/train_default_model.py` (deterministic, a few CPU minutes, starting
+The weights were trained by `led_torch/train_default_model.py` (deterministic, a few CPU minutes, starting
 from `led_ref.init.random_weights(seed=WEIGHTS_SEED)`) on a synthetic task made from the corpus, where the
 window and the global `<s>` token matter: restore masked tokens of a span (from its neighbours) and name the
 paragraph it comes from (from the whole input). So its attention maps have learned structure and its
@@ -154,7 +154,7 @@ def default_weights(config: LEDConfig | None = None) -> dict[str, np.ndarray]:
     config = default_config() if config is None else config
     if not WEIGHTS_FILE.is_file():
         raise FileNotFoundError(f"the default model's weights {WEIGHTS_FILE} are missing: run "
-                                "scripts/train_default_model.py (or restore the file from git)")
+                                "led_torch/train_default_model.py (or restore the file from git)")
     weights = read_safetensors_file(WEIGHTS_FILE)  # safetensors: loading never runs code
     expected = random_weights(config, ARCHITECTURE, seed=WEIGHTS_SEED, dtype=np.float32)
     wrong = sorted(set(weights) ^ set(expected)) or sorted(

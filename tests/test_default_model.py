@@ -101,7 +101,7 @@ def test_missing_or_mismatched_weights_name_the_file(monkeypatch, tmp_path):
     from safetensors.numpy import save_file
 
     monkeypatch.setattr(default_model, "WEIGHTS_FILE", tmp_path / "absent.safetensors")
-    with pytest.raises(FileNotFoundError, match="absent.safetensors.*scripts/train_default_model.py"):
+    with pytest.raises(FileNotFoundError, match="absent.safetensors.*led_torch/train_default_model.py"):
         default_model.default_weights()
     wrong = tmp_path / "wrong.safetensors"
     save_file({"led.shared.weight": np.zeros((3, 3), np.float32)}, str(wrong))
@@ -111,7 +111,7 @@ def test_missing_or_mismatched_weights_name_the_file(monkeypatch, tmp_path):
 
 
 def test_the_trained_model_has_learned_its_task(built):
-    """The synthetic task of scripts/train_default_model.py: name the paragraph (its first two words), then copy
+    """The synthetic task of led_torch/train_default_model.py: name the paragraph (its first two words), then copy
     the span with its masked tokens restored; and the attention is far from uniform."""
     from led_ref.explorer import dense_layer, model_attentions
     from led_ref.model import LEDForConditionalGeneration, LEDModel
@@ -175,13 +175,13 @@ def test_hf_loads_the_default(built):
 
 @pytest.mark.slow
 def test_training_script_rebuilds_the_committed_weights(tmp_path):
-    """scripts/train_default_model.py is deterministic: it writes the committed file byte for byte (~5 CPU min)."""
+    """led_torch/train_default_model.py is deterministic: it writes the committed file byte for byte (~5 CPU min)."""
     import subprocess
     import sys
 
     out = tmp_path / "weights.safetensors"
     repo = pathlib.Path(__file__).resolve().parents[1]
-    done = subprocess.run([sys.executable, str(repo / "scripts" / "train_default_model.py"), "--out", str(out)],
+    done = subprocess.run([sys.executable, "-m", "led_torch.train_default_model", "--out", str(out)],
                           cwd=repo, capture_output=True, text=True, timeout=1800,
                           env={**os.environ, "PYTHONPATH": str(repo)})
     assert done.returncode == 0, done.stderr

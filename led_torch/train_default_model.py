@@ -1,7 +1,7 @@
 """Train the weights of the embedded default model (`led_ref.default_model`) and write them to
 `led_ref/assets/default_model.safetensors`.
 
-    python scripts/train_default_model.py            # about 4 CPU minutes; deterministic (one thread, fixed seeds)
+    python -m led_torch.train_default_model         # about 4 CPU minutes; deterministic (one thread, fixed seeds)
 
 The task is synthetic and made from the default corpus, so that the encoder's window and its global token
 both matter: every example is a span of one paragraph of `DEFAULT_CORPUS` with 15% of its tokens replaced by
@@ -29,7 +29,7 @@ from led_ref.init import random_weights
 from led_ref.tokenizer import train_byte_level_bpe
 from led_torch import LEDForConditionalGeneration
 
-OUT = pathlib.Path(__file__).resolve().parents[1] / "led_ref" / "assets" / "default_model.safetensors"
+OUT = default_model.WEIGHTS_FILE
 SEED = 20240601
 MASK_RATE = 0.15
 MAX_TARGET = 32  # the default config's max_length
