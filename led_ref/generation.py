@@ -232,8 +232,9 @@ def beam_search(decoder: Decoder, rules: Rules, batch: int, s: GenerationSetting
                     sequence = np.append(running[b, source_beam[b, rank]], token[b, rank])
                     hyps.add(length_normalised(top_scores[b, rank], cur_len, s.length_penalty), sequence)
 
-        # The best num_beams continuations that do not end keep running.
-        chosen = np.argsort(ends, axis=1, kind="stable")[:, :beams]
+        # The best num_beams continuations keep running, ended ones pushed down by 1e9 (HF's rule: an ended one
+        # runs on only where fewer than num_beams others have a finite score, e.g. all but eos forced to -inf).
+        chosen = np.argsort(-(top_scores + ends * UNREACHABLE), axis=1, kind="stable")[:, :beams]
         chosen_beam = np.take_along_axis(source_beam, chosen, axis=1)
         running = np.concatenate([np.take_along_axis(running, chosen_beam[:, :, None], axis=1),
                                   np.take_along_axis(token, chosen, axis=1)[:, :, None]], axis=2)

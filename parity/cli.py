@@ -104,7 +104,9 @@ def run_check(args) -> int:
 def generation_summary(generations) -> str:
     """Counts of identical / tie / MISMATCH generations, then every one that was not identical."""
     counts = {status: sum(g.status == status for g in generations) for status in ("identical", "tie", "MISMATCH")}
-    lines = ["generation: " + ", ".join(f"{n} {status}" for status, n in counts.items())]
+    scored = sum(getattr(g, "scores_compared", 0) for g in generations)
+    lines = ["generation: " + ", ".join(f"{n} {status}" for status, n in counts.items())
+             + (f"; beam scores compared on {scored} rows" if scored else "")]
     return "\n".join(lines + [g.describe() for g in generations if not g.identical])
 
 
