@@ -82,9 +82,9 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
 
 def _pickle_refusal(path: str) -> str:
     return (
-        f"{path!r} is a PyTorch pickle; led_ref never unpickles (it can run arbitrary code). Convert it to "
-        "safetensors (e.g. led_torch: LEDForConditionalGeneration.from_pretrained(dir).save_pretrained(new_dir)) "
-        "or load it through led_torch, which uses torch's weights-only loader."
+        f"{path!r} is a PyTorch pickle; led_ref never unpickles (it can run arbitrary code). Convert the folder "
+        "to safetensors with `led-parity convert SRC_FOLDER NEW_FOLDER` (torch's weights-only loader, no code "
+        "runs), or load it through led_torch, which uses the same loader."
     )
 
 

@@ -252,6 +252,21 @@ def run_audit(args) -> int:
     return EXIT_OK if ok else EXIT_MISMATCH
 
 
+# ---------------------------------------------------------------------------------------------- convert
+def add_convert_arguments(parser) -> None:
+    parser.add_argument("source", help="checkpoint folder with pytorch_model.bin (or its shards), or a cached hub id")
+    parser.add_argument("destination", help="new folder for the safetensors checkpoint")
+
+
+def run_convert(args) -> int:
+    from .convert import convert_checkpoint
+
+    done = convert_checkpoint(args.source, args.destination)
+    print(f"wrote {args.destination}: {done['tensors']} tensors of {done['architecture']} as safetensors"
+          + (f"; copied {', '.join(done['copied'])}" if done["copied"] else ""))
+    return EXIT_OK
+
+
 # ---------------------------------------------------------------------------------------------- info
 def add_info_arguments(parser) -> None:
     parser.add_argument("--json", action="store_true", help="print JSON instead of text")
@@ -305,6 +320,8 @@ COMMANDS: list[Command] = [
     Command("replay", "re-run a saved reproducer", add_replay_arguments, run_replay),
     Command("audit", "a real checkpoint + text through every implementation", add_audit_arguments, run_audit),
     Command("info", "what the embedded default model contains", add_info_arguments, run_info),
+    Command("convert", "rewrite a pytorch_model.bin checkpoint as safetensors (weights-only loading, no code runs)",
+            add_convert_arguments, run_convert),
     Command("bench", "time HF, led_torch backends and led_ref side by side (parity.bench)", _bench_arguments,
             _bench_run),
 ]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -229,3 +230,83 @@ def test_generation_config_file_errors_name_the_file(tmp_path):
         fh.write("{not json")
     with pytest.raises(ValueError, match="generation_config.json' is not valid JSON"):
         led_torch.LEDForConditionalGeneration.from_pretrained(folder)
+
+
+# ------------------------------------------------------------------------------- pytorch_model.bin and convert
+def test_pytorch_model_bin_converts_and_loads_in_both_packages(tmp_path, capsys):
+    from parity.cli import main
+
+    config = tiny_config(**FINE_TUNED)
+    weights = random_weights(config, seed=6, std=0.5)
+    source = str(tmp_path / "bin")
+    with hf_dtype_scope(torch.float64):
+        hf_model(config, weights, "LEDForConditionalGeneration", torch.float64).save_pretrained(
+            source, safe_serialization=False)
+    assert "pytorch_model.bin" in os.listdir(source) and "model.safetensors" not in os.listdir(source)
+    with pytest.raises(ValueError, match="led-parity convert"):
+        led_ref.LEDForConditionalGeneration.from_pretrained(source)
+    expected = hf_generate_from(source)
+    fast = led_torch.LEDForConditionalGeneration.from_pretrained(source, dtype=torch.float64)  # weights-only load
+    np.testing.assert_array_equal(fast.generate(**{k: torch.as_tensor(v) for k, v in inputs().items()}).numpy(),
+                                  expected)
+    target = str(tmp_path / "converted")
+    assert main(["convert", source, target]) == 0
+    assert "generation_config.json" in capsys.readouterr().out
+    assert {"model.safetensors", "config.json", GENERATION_CONFIG_NAME} <= set(os.listdir(target))
+    spec = led_ref.LEDForConditionalGeneration.from_pretrained(target)
+    for name, value in spec.weights.items():
+        np.testing.assert_array_equal(value, weights[name], err_msg=name)
+    np.testing.assert_array_equal(spec.generate(**inputs()), expected)
+    assert main(["convert", str(tmp_path / "missing"), target]) == 2
+
+
+def test_convert_never_runs_code_from_a_pickle(tmp_path, capsys):
+    from parity.cli import main
+
+    source = tmp_path / "evil"
+    source.mkdir()
+    tiny_config().save_pretrained(source)
+    marker = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    torch.save({"shared.weight": Payload()}, source / "pytorch_model.bin")
+    assert main(["convert", str(source), str(tmp_path / "out")]) == 2
+    assert "weights-only loader" in capsys.readouterr().err
+    assert not marker.exists() and not (tmp_path / "out" / "model.safetensors").exists()
+
+
+# ------------------------------------------------------------------------------- the local HF hub cache
+def hub_cache(tmp_path, folder: str, repo: str = "allenai/led-tiny", commit: str = "0123abcd" * 5) -> str:
+    """The layout huggingface_hub writes: blobs/ by content, snapshots/<commit>/ of symlinks, refs/main."""
+    root = tmp_path / "hub" / ("models--" + repo.replace("/", "--"))
+    (root / "blobs").mkdir(parents=True)
+    (root / "snapshots" / commit).mkdir(parents=True)
+    (root / "refs").mkdir()
+    (root / "refs" / "main").write_text(commit)
+    for i, name in enumerate(sorted(os.listdir(folder))):
+        blob = root / "blobs" / f"blob{i}"
+        blob.write_bytes((Path(folder) / name).read_bytes())
+        os.symlink(os.path.relpath(blob, root / "snapshots" / commit), root / "snapshots" / commit / name)
+    return str(tmp_path / "hub")
+
+
+def test_hub_ids_resolve_from_the_local_cache_without_network(tmp_path, monkeypatch):
+    folder = hf_saved(tmp_path, "new", **FINE_TUNED)
+    cache = hub_cache(tmp_path, folder)
+    monkeypatch.setenv("HF_HUB_CACHE", cache)
+    expected = hf_generate_from(folder)
+    spec = led_ref.LEDForConditionalGeneration.from_pretrained("allenai/led-tiny")
+    fast = led_torch.LEDForConditionalGeneration.from_pretrained("allenai/led-tiny", dtype=torch.float64)
+    np.testing.assert_array_equal(spec.generate(**inputs()), expected)
+    np.testing.assert_array_equal(fast.generate(**{k: torch.as_tensor(v) for k, v in inputs().items()}).numpy(),
+                                  expected)
+    monkeypatch.delenv("HF_HUB_CACHE")
+    monkeypatch.setenv("HF_HOME", str(tmp_path))  # HF_HOME/hub is the same cache
+    assert led_ref.LEDForConditionalGeneration.from_pretrained("allenai/led-tiny@main").config.vocab_size == 40
+    with pytest.raises(FileNotFoundError, match=r"hf download allenai/led-base-16384"):
+        led_ref.LEDForConditionalGeneration.from_pretrained("allenai/led-base-16384")
+    with pytest.raises(FileNotFoundError, match=r"revision 'v2' is not in the local HF cache"):
+        led_torch.LEDForConditionalGeneration.from_pretrained("allenai/led-tiny@v2")
