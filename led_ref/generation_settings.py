@@ -392,6 +392,23 @@ def _settings(g: GenerationConfig, config: Any, max_length_given: bool) -> Gener
     )
 
 
+def explicit_arguments(s: GenerationSettings) -> dict[str, Any]:
+    """generate() arguments that give exactly `s` in both packages and in HF, whatever model config or
+    generation config the receiving model holds (the parity harness passes them to every side)."""
+    out: dict[str, Any] = dict(
+        max_length=s.max_length, min_length=s.min_length, num_beams=s.num_beams, length_penalty=s.length_penalty,
+        early_stopping=s.early_stopping, no_repeat_ngram_size=s.no_repeat_ngram_size,
+        encoder_no_repeat_ngram_size=s.encoder_no_repeat_ngram_size, repetition_penalty=s.repetition_penalty,
+        num_return_sequences=s.num_return_sequences, decoder_start_token_id=s.decoder_start_token_id,
+    )
+    for name in ("eos_token_id", "pad_token_id", "forced_bos_token_id", "forced_eos_token_id"):
+        if getattr(s, name) is not None:
+            out[name] = getattr(s, name)
+    if s.bad_words_ids:
+        out["bad_words_ids"] = [list(w) for w in s.bad_words_ids]
+    return out
+
+
 # ------------------------------------------------------------------------------------------- field checks
 def _count(name: str, value: Any, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
