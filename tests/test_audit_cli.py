@@ -100,7 +100,7 @@ def test_progress_is_drawn_by_tqdm_on_a_terminal_only():
         bar.step("forward")
         bar.step("generate")
         bar.close()
-    assert "2/2" in terminal.getvalue() and log.getvalue() == ""
+    assert "audit:" in terminal.getvalue() and "/2 [" in terminal.getvalue() and log.getvalue() == ""
     quiet = Terminal()
     Progress(2, "audit", False, quiet).step()
     assert quiet.getvalue() == ""
