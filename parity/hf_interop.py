@@ -58,54 +58,55 @@ def to_hf(model):
     return hf.train(model.training)
 
 
-class LedTorchEncoderSelfAttention(nn.Module):
-    """Stands in for HF's `LEDEncoderSelfAttention`: same call and outputs, led_torch's computation.
+def _adapter_class():
+    from led_torch.encoder import LongformerSelfAttention, merge_heads
 
-    HF's encoder hands each layer masks derived from attention_mask * (global_attention_mask + 1)
-    (`is_index_masked`, `is_index_global_attn`); they become led_torch's token kinds 0/1/2. The six
-    projections are HF's own parameters, so training through HF updates the same tensors."""
+    class LedTorchEncoderSelfAttention(LongformerSelfAttention):
+        """Stands in for HF's `LEDEncoderSelfAttention`: same call, outputs and parameter names, led_torch's
+        computation.
 
-    def __init__(self, hf_attention: nn.Module, config: LEDConfig, layer: int, backend: str | None):
-        from led_torch.encoder import LongformerSelfAttention
+        HF's encoder hands each layer masks derived from attention_mask * (global_attention_mask + 1)
+        (`is_index_masked`, `is_index_global_attn`); they become led_torch's token kinds 0/1/2. The six
+        projections are HF's own modules, so the state dict keeps HF's names and training through HF updates
+        the same tensors."""
 
-        super().__init__()
-        with torch.device("meta"):
-            inner = LongformerSelfAttention(config, layer)
-        for name in ("query", "key", "value", "query_global", "key_global", "value_global"):
-            theirs, ours = getattr(hf_attention, name), getattr(inner, name)
-            ours.weight, ours.bias = theirs.weight, theirs.bias
-        inner.backend = backend
-        self.inner = inner
+        def __init__(self, hf_attention: nn.Module, config: LEDConfig, layer: int, backend: str | None):
+            with torch.device("meta"):
+                super().__init__(config, layer)
+            for name in ("query", "key", "value", "query_global", "key_global", "value_global"):
+                setattr(self, name, getattr(hf_attention, name))
+            self.backend = backend
 
-    def forward(self, hidden_states, attention_mask=None, layer_head_mask=None, is_index_masked=None,
-                is_index_global_attn=None, is_global_attn=None, output_attentions=False, **_):
-        from led_torch.encoder import merge_heads
+        def forward(self, hidden_states, attention_mask=None, layer_head_mask=None, is_index_masked=None,
+                    is_index_global_attn=None, is_global_attn=None, output_attentions=False, **_):
+            kind = torch.where(is_index_masked, 0, torch.where(is_index_global_attn, 2, 1))
+            context, probs, global_probs = super().forward(hidden_states, kind, bool(is_global_attn),
+                                                           output_attentions)
+            if layer_head_mask is not None:
+                scale = layer_head_mask.to(context.dtype)[None, :, None, None]
+                context = context * scale
+                probs = None if probs is None else probs * scale
+                global_probs = None if global_probs is None else global_probs * scale
+            out = (merge_heads(context),)
+            if output_attentions:  # HF's layer layouts: (batch, seq, heads, x + w + 1), (batch, heads, x, seq)
+                out += (probs.transpose(1, 2),)
+                if is_global_attn:
+                    out += (global_probs.transpose(2, 3),)
+            return out
 
-        kind = torch.where(is_index_masked, 0, torch.where(is_index_global_attn, 2, 1))
-        context, probs, global_probs = self.inner(hidden_states, kind, bool(is_global_attn), output_attentions)
-        if layer_head_mask is not None:
-            scale = layer_head_mask.to(context.dtype)[None, :, None, None]
-            context = context * scale
-            probs = None if probs is None else probs * scale
-            global_probs = None if global_probs is None else global_probs * scale
-        out = (merge_heads(context),)
-        if output_attentions:  # HF's layer-level layouts: (batch, seq, heads, x + w + 1), (batch, heads, x, seq)
-            out += (probs.transpose(1, 2),)
-            if is_global_attn:
-                out += (global_probs.transpose(2, 3),)
-        return out
+    return LedTorchEncoderSelfAttention
 
 
 def use_led_torch_attention(hf_model, backend: str | None = "banded"):
     """Replace the encoder self-attention of every layer of an HF LED model by led_torch's (in place);
     returns the model. `backend`: "banded", "flex", "triton" or None (the best for device and dtype)."""
+    adapter = _adapter_class()
     base = getattr(hf_model, "led", hf_model)
     config = LEDConfig.coerce(hf_model.config)
     for index, layer in enumerate(base.encoder.layers):
         attention = layer.self_attn
-        if not isinstance(attention.longformer_self_attn, LedTorchEncoderSelfAttention):
-            attention.longformer_self_attn = LedTorchEncoderSelfAttention(attention.longformer_self_attn, config,
-                                                                          index, backend)
+        if isinstance(attention.longformer_self_attn, adapter.__mro__[1]):  # already led_torch's
+            attention.longformer_self_attn.backend = backend
         else:
-            attention.longformer_self_attn.inner.backend = backend
+            attention.longformer_self_attn = adapter(attention.longformer_self_attn, config, index, backend)
     return hf_model

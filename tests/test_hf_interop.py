@@ -55,15 +55,23 @@ def test_swap_is_not_a_no_op():
     reference, swapped = pair()
     use_led_torch_attention(swapped)
     with torch.no_grad():  # breaking the led_torch side must show up in HF's outputs
-        swapped.led.encoder.layers[0].self_attn.longformer_self_attn.inner.query.weight.mul_(1.5)
+        swapped.led.encoder.layers[0].self_attn.longformer_self_attn.query.weight.mul_(1.5)
     tensors = {k: torch.as_tensor(v) for k, v in inputs().items()}
     with torch.no_grad():
         a = swapped.get_encoder()(**tensors).last_hidden_state
         b = reference.get_encoder()(**tensors).last_hidden_state
     assert scaled_error(a.numpy(), b.numpy()) > 1e-3
-    # the parameters are HF's own: the change is visible through HF's module too
-    assert swapped.led.encoder.layers[0].self_attn.longformer_self_attn.inner.query.weight is \
-        dict(swapped.named_parameters())["led.encoder.layers.0.self_attn.longformer_self_attn.inner.query.weight"]
+    # HF's parameter names are kept, so the swapped model's state dict loads into an unmodified HF model
+    assert set(swapped.state_dict()) == set(reference.state_dict())
+
+
+def test_swapped_model_saves_what_unmodified_hf_loads(tmp_path):
+    reference, swapped = pair()
+    use_led_torch_attention(swapped)
+    swapped.save_pretrained(tmp_path)
+    plain = transformers.LEDForConditionalGeneration.from_pretrained(tmp_path, torch_dtype=torch.float64)
+    for name, value in reference.state_dict().items():
+        assert torch.equal(plain.state_dict()[name], value), name
 
 
 def test_summarization_pipeline_runs_on_the_swapped_model(tmp_path):
@@ -93,3 +101,22 @@ def test_hf_to_led_torch_and_back():
         assert torch.equal(back.state_dict()[name], value), name
     with torch.no_grad():
         assert torch.equal(back.generate(**tensors), want)
+
+
+def test_training_through_hf_gives_hf_gradients():
+    reference, swapped = pair()
+    use_led_torch_attention(swapped)
+    tensors = {k: torch.as_tensor(v) for k, v in inputs().items()}
+    labels = torch.tensor([[5, 9, 12, 2], [17, 4, 2, 1]])
+    grads = []
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)  # HF's decoder mask builder follows the default dtype
+    try:
+        for model in (reference, swapped):  # eval mode: no dropout, gradients still flow
+            model.zero_grad()
+            model(**tensors, labels=labels).loss.backward()
+            grads.append(model.led.encoder.layers[1].self_attn.longformer_self_attn.query_global.weight.grad.numpy())
+    finally:
+        torch.set_default_dtype(previous)
+    assert np.abs(grads[0]).max() > 0
+    assert scaled_error(grads[1], grads[0]) < 1e-6
