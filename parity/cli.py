@@ -1,4 +1,4 @@
-"""`python -m parity` / `led-parity`: check, gate, replay, audit, info.
+"""`python -m parity` / `led-parity`: check, gate, replay, audit, convert, info, bench.
 
 With no subcommand it runs `check` on the embedded default model. Exit status: 0 agreement, 1 a
 divergence (the message says "mismatch"), 2 bad usage. Subcommands are registered in COMMANDS, one entry
