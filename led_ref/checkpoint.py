@@ -82,9 +82,9 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
 
 def _pickle_refusal(path: str) -> str:
     return (
-        f"{path!r} is a PyTorch pickle; led_ref never unpickles (it can run arbitrary code). Convert it to "
-        "safetensors (e.g. led_torch: LEDForConditionalGeneration.from_pretrained(dir).save_pretrained(new_dir)) "
-        "or load it through led_torch, which uses torch's weights-only loader."
+        f"{path!r} is a PyTorch pickle; led_ref never unpickles (it can run arbitrary code). Convert the folder "
+        "to safetensors with `led-parity convert SRC_FOLDER NEW_FOLDER` (torch's weights-only loader, no code "
+        "runs), or load it through led_torch, which uses the same loader."
     )
 
 
@@ -444,3 +444,54 @@ def _remove_stale_weights(directory: str, keep: set[str]) -> None:
 def _check_architecture(architecture: str) -> None:
     if architecture not in ARCHITECTURES:
         raise ValueError(f"architecture must be one of {', '.join(ARCHITECTURES)}; got {architecture!r}")
+
+
+# ------------------------------------------------------------------------------------------ the HF hub cache
+HUB_ID = re.compile(r"^(?P<repo>[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*)(?:@(?P<revision>[\w./-]+))?$")
+
+
+def hub_cache_dir() -> str:
+    """Where huggingface_hub keeps downloads: $HF_HUB_CACHE, else $HF_HOME/hub, else ~/.cache/huggingface/hub
+    ($XDG_CACHE_HOME replacing ~/.cache)."""
+    for variable in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE"):
+        if os.environ.get(variable):
+            return os.path.expanduser(os.environ[variable])
+    if os.environ.get("HF_HOME"):
+        return os.path.join(os.path.expanduser(os.environ["HF_HOME"]), "hub")
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(cache, "huggingface", "hub")
+
+
+def resolve_checkpoint(path: str | os.PathLike) -> str:
+    """A checkpoint folder: `path` itself when it exists, else a hub id ("allenai/led-base-16384", optionally
+    "@revision") looked up in the local HF cache without any network access:
+
+        <cache>/models--allenai--led-base-16384/refs/main          -> the commit hash
+        <cache>/models--allenai--led-base-16384/snapshots/<hash>/  -> config.json, ... (symlinks into blobs/)
+    """
+    path = checkpoint_path(path)
+    match = HUB_ID.match(path)
+    if os.path.exists(path) or match is None:
+        return path
+    repo, revision = match.group("repo"), match.group("revision") or "main"
+    cache = hub_cache_dir()
+    root = os.path.join(cache, "models--" + repo.replace("/", "--"))
+    how = (f"download it first (with network), e.g. `hf download {repo}` or `huggingface-cli download {repo}`, "
+           f"or in Python `huggingface_hub.snapshot_download({repo!r})`; set HF_HUB_CACHE or HF_HOME if your "
+           "cache is elsewhere")
+    if not os.path.isdir(root):
+        raise FileNotFoundError(f"{path!r} is neither a folder nor a model in the local HF cache {cache!r} "
+                                f"(no {os.path.basename(root)}/): {how}")
+    commit = revision
+    ref = os.path.join(root, "refs", revision)
+    if os.path.isfile(ref):
+        with open(ref, encoding="utf-8") as fh:
+            commit = fh.read().strip()
+    snapshot = os.path.join(root, "snapshots", commit)
+    if not re.fullmatch(r"[\w.-]+", commit) or not os.path.isdir(snapshot):
+        raise FileNotFoundError(f"{repo!r} revision {revision!r} is not in the local HF cache {root!r} "
+                                f"(no snapshot {commit!r}): {how}")
+    if not os.path.isfile(os.path.join(snapshot, CONFIG_NAME)):
+        raise FileNotFoundError(f"the cached snapshot {snapshot!r} of {repo!r} has no {CONFIG_NAME} (an "
+                                f"incomplete download?): {how}")
+    return snapshot

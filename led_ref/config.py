@@ -20,6 +20,10 @@ ACTIVATIONS = ("gelu", "relu", "silu", "swish", "gelu_new", "tanh", "gelu_fast",
 PROBLEM_TYPES = (None, "regression", "single_label_classification", "multi_label_classification")
 
 
+# Keys of a transformers config's to_dict() that describe the Python object, not the model.
+_HF_RUNTIME_KEYS = ("_commit_hash", "_attn_implementation_autoset", "_name_or_path", "_attn_implementation_internal")
+
+
 class ConfigError(ValueError):
     """A configuration value is out of its allowed range; the message names the field and value."""
 
@@ -53,13 +57,14 @@ class LEDConfig:
     attention_window: int | list[int] = 512
     num_labels: int = 2
     problem_type: str | None = None
-    # Generation defaults HF keeps on the model config (used when `generate` is not told otherwise).
-    max_length: int = 20
-    min_length: int = 0
-    num_beams: int = 1
-    length_penalty: float = 1.0
-    early_stopping: bool = False
-    no_repeat_ngram_size: int = 0
+    # Generation parameters HF keeps on the model config (the older layout; None = unset, as HF writes them
+    # next to a generation_config.json). `led_ref.generation_settings` decides which values generate uses.
+    max_length: int | None = 20
+    min_length: int | None = 0
+    num_beams: int | None = 1
+    length_penalty: float | None = 1.0
+    early_stopping: bool | str | None = False
+    no_repeat_ngram_size: int | None = 0
     forced_bos_token_id: int | None = None
     forced_eos_token_id: int | None = None
     # Everything else found in a config.json, written back untouched.
@@ -104,6 +109,12 @@ class LEDConfig:
             value = getattr(self, name)
             if value is not None:
                 _check_int(name, value, minimum=0, below=self.vocab_size)
+        from .generation_settings import check_model_config_fields
+
+        try:
+            check_model_config_fields(self)
+        except (TypeError, ValueError) as err:
+            raise ConfigError(str(err)) from None
 
     def _check_attention_window(self) -> None:
         window = self.attention_window
@@ -159,6 +170,22 @@ class LEDConfig:
         if "num_hidden_layers" in merged:  # HF writes this alias of encoder_layers; never let it go stale
             merged["num_hidden_layers"] = self.encoder_layers
         return merged
+
+    @classmethod
+    def coerce(cls, config: Any) -> LEDConfig:
+        """An LEDConfig from ours, a plain dict, or any config object with `to_dict()` (e.g. transformers'
+        LEDConfig; duck-typed, transformers is never imported)."""
+        if isinstance(config, LEDConfig):
+            return config
+        if isinstance(config, Mapping):
+            return cls.from_dict(config)
+        to_dict = getattr(config, "to_dict", None)
+        if callable(to_dict):
+            data = to_dict()
+            if isinstance(data, Mapping):
+                return cls.from_dict({k: v for k, v in data.items() if k not in _HF_RUNTIME_KEYS})
+        raise TypeError(f"config must be an LEDConfig, a dict or a config object with to_dict() (such as "
+                        f"transformers.LEDConfig), got {type(config).__module__}.{type(config).__name__}")
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> LEDConfig:

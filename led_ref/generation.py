@@ -1,9 +1,13 @@
 """Greedy and beam-search decoding with the KV cache, token for token what HF `generate(do_sample=False)` does.
 
-The encoder runs once; the decoder is fed one token per step and keeps its cache. Every step:
+Which settings apply (explicit arguments, `generation_config=`, the checkpoint's generation_config.json or
+config.json, HF's defaults) is decided by `led_ref.generation_settings`, shared with led_torch. Here: the
+decoding itself. The encoder runs once; the decoder is fed one token per step and keeps its cache. Every step:
 
-    scores = logits (greedy)  or  log_softmax(logits) + beam score (beam search)
-    scores = rules(scores)    no_repeat_ngram -> min_length -> forced_bos -> forced_eos (each sets -inf / 0)
+    scores = logits (greedy)  or  log_softmax(logits) (beam search)
+    scores = rules(scores)    repetition penalty -> no_repeat_ngram -> encoder_no_repeat_ngram -> bad words
+                              -> min_length -> forced_bos -> forced_eos (HF's order)
+    beam search adds the running beam score
 
 Greedy takes the argmax; finished rows (eos seen) are filled with pad. Beam search keeps, per batch item,
 `num_beams` running beams and up to `num_beams` finished hypotheses scored sum_logprobs / length**lp,
@@ -17,10 +21,8 @@ hypotheses, the best num_beams that do not end keep running. An item stops takin
     "never"  the same, but with max_length in place of the current length when lp > 0
 
 Decoding ends when every item is done or max_length is reached. Lengths count the decoder start token,
-as HF's `max_length` and `min_length` do; `max_new_tokens` sets max_length = 1 + max_new_tokens. Like HF,
-a max_length left at its default of 20 (not passed, and config.max_length == 20) means 20 new tokens (21).
-Scores are kept in the model's dtype (HF's are float32): the two agree except where two candidates are
-within float32 rounding of each other, which is a tie either way.
+as HF's `max_length` and `min_length` do. Scores are kept in the model's dtype (HF's are float32): the two
+agree except where two candidates are within float32 rounding of each other, which is a tie either way.
 """
 
 from __future__ import annotations
@@ -32,72 +34,10 @@ import numpy as np
 from . import validation as check
 from .decoder import decoder_forward
 from .functional import log_softmax
+from .generation_settings import GenerateOutput, GenerationSettings, resolve
 
 NEG_INF = -np.inf
-HF_DEFAULT_MAX_LENGTH = 20
 UNREACHABLE = -1.0e9  # HF's score for the beams that must not be picked at the first step
-
-
-@dataclass(frozen=True)
-class GenerationSettings:
-    """Everything that steers decoding, after defaults from the config are filled in."""
-
-    max_length: int
-    min_length: int
-    num_beams: int
-    length_penalty: float
-    early_stopping: bool | str
-    no_repeat_ngram_size: int
-    num_return_sequences: int
-    decoder_start_token_id: int
-    eos_token_id: int | None
-    pad_token_id: int | None
-    forced_bos_token_id: int | None
-    forced_eos_token_id: int | None
-
-
-def resolve_settings(config, max_length=None, max_new_tokens=None, min_length=None, num_beams=None,
-                     length_penalty=None, early_stopping=None, no_repeat_ngram_size=None,
-                     num_return_sequences=1) -> GenerationSettings:
-    """Fill unset arguments from the config (HF's generation defaults live there) and check them."""
-    def pick(value, default):
-        return default if value is None else value
-
-    if max_new_tokens is not None:
-        max_length = 1 + check.check_positive_int("max_new_tokens", max_new_tokens)
-    elif max_length is None:
-        max_length = config.max_length
-        if max_length == HF_DEFAULT_MAX_LENGTH:
-            max_length += 1  # HF's "20 new tokens by default": the untouched default gains the start token
-    max_length = check.check_positive_int("max_length", max_length, minimum=2)
-    if max_length - 1 > config.max_decoder_position_embeddings:
-        raise ValueError(f"max_length={max_length} needs {max_length - 1} decoder positions but "
-                         f"max_decoder_position_embeddings={config.max_decoder_position_embeddings}")
-    min_length = check.check_positive_int("min_length", pick(min_length, config.min_length), minimum=0)
-    num_beams = check.check_positive_int("num_beams", pick(num_beams, config.num_beams))
-    num_return_sequences = check.check_positive_int("num_return_sequences", num_return_sequences)
-    if num_return_sequences > num_beams:
-        raise ValueError(f"num_return_sequences={num_return_sequences} must be <= num_beams={num_beams} "
-                         "(greedy and beam search return at most one sequence per beam)")
-    early_stopping = pick(early_stopping, config.early_stopping)
-    if not (isinstance(early_stopping, (bool, np.bool_)) or (isinstance(early_stopping, str)
-                                                             and early_stopping == "never")):
-        raise ValueError(f"early_stopping must be True, False or 'never', got {early_stopping!r}")
-    early_stopping = early_stopping if isinstance(early_stopping, str) else bool(early_stopping)
-    length_penalty = pick(length_penalty, config.length_penalty)
-    if isinstance(length_penalty, bool) or not isinstance(length_penalty, (int, float)) \
-            or not np.isfinite(length_penalty):
-        raise TypeError(f"length_penalty must be a number (finite), got {length_penalty!r}")
-    no_repeat = check.check_positive_int("no_repeat_ngram_size", pick(no_repeat_ngram_size,
-                                                                      config.no_repeat_ngram_size), minimum=0)
-    start = config.decoder_start_token_id if config.decoder_start_token_id is not None else config.bos_token_id
-    if start is None:
-        raise ValueError("config.decoder_start_token_id and config.bos_token_id are both None: no token to start")
-    eos = config.eos_token_id
-    pad = config.pad_token_id if config.pad_token_id is not None else eos  # HF falls back to eos
-    return GenerationSettings(max_length, min_length, num_beams, float(length_penalty), early_stopping, no_repeat,
-                              num_return_sequences, start, eos, pad, config.forced_bos_token_id,
-                              config.forced_eos_token_id)
 
 
 # ------------------------------------------------------------------------------------------- scoring rules
@@ -113,22 +53,67 @@ def banned_ngram_tokens(sequence: np.ndarray, n: int) -> set[int]:
     return {int(sequence[i + n - 1]) for i in range(length - n + 1) if tuple(sequence[i:i + n - 1]) == prefix}
 
 
-def apply_rules(scores: np.ndarray, sequences: np.ndarray, s: GenerationSettings) -> np.ndarray:
+def ngram_table(tokens: np.ndarray, n: int) -> dict[tuple[int, ...], set[int]]:
+    """Every (n-1)-token prefix in `tokens` (1-D) -> the tokens that followed it."""
+    table: dict[tuple[int, ...], set[int]] = {}
+    for i in range(len(tokens) - n + 1):
+        table.setdefault(tuple(int(t) for t in tokens[i:i + n - 1]), set()).add(int(tokens[i + n - 1]))
+    return table
+
+
+def encoder_banned_tokens(table: dict, sequence: np.ndarray, n: int) -> set[int]:
+    """Tokens that would complete an n-gram of the source (`table` from ngram_table of the input ids)."""
+    if len(sequence) < n - 1:
+        return set()
+    return table.get(tuple(int(t) for t in sequence[len(sequence) - n + 1:]), set())
+
+
+def bad_word_tokens(sequence: np.ndarray, words) -> set[int]:
+    """Last tokens of the banned words whose other tokens end `sequence` (a one-token word: always)."""
+    banned = set()
+    for word in words:
+        prefix = word[:-1]
+        if len(word) <= len(sequence) and tuple(int(t) for t in sequence[len(sequence) - len(prefix):]) == prefix:
+            banned.add(word[-1])
+    return banned
+
+
+class Rules:
     """The logits processors HF uses for these settings, in HF's order: scores (rows, vocab), sequences
-    (rows, cur_len) -> new scores."""
-    scores = scores.copy()
-    cur_len = sequences.shape[1]
-    if s.no_repeat_ngram_size > 0:
+    (rows, cur_len) -> new scores. Row r belongs to batch item r // rows_per_item."""
+
+    def __init__(self, s: GenerationSettings, input_ids: np.ndarray, rows_per_item: int):
+        self.s = s
+        self.rows_per_item = rows_per_item
+        n = s.encoder_no_repeat_ngram_size
+        self.source_ngrams = [ngram_table(ids, n) for ids in input_ids] if n else None
+
+    def __call__(self, scores: np.ndarray, sequences: np.ndarray) -> np.ndarray:
+        s = self.s
+        scores = scores.copy()
+        cur_len = sequences.shape[1]
         for row, sequence in enumerate(sequences):
-            banned = list(banned_ngram_tokens(sequence, s.no_repeat_ngram_size))
-            scores[row, banned] = NEG_INF
-    if s.min_length > 0 and s.eos_token_id is not None and cur_len < s.min_length:
-        scores[:, s.eos_token_id] = NEG_INF
-    for token, when in ((s.forced_bos_token_id, 1), (s.forced_eos_token_id, s.max_length - 1)):
-        if token is not None and cur_len == when:
-            scores[:] = NEG_INF
-            scores[:, token] = 0.0
-    return scores
+            if s.repetition_penalty != 1.0:
+                seen = np.unique(sequence)
+                values = scores[row, seen]
+                scores[row, seen] = np.where(values < 0, values * s.repetition_penalty,
+                                             values / s.repetition_penalty)
+            banned = set()
+            if s.no_repeat_ngram_size > 0:
+                banned |= banned_ngram_tokens(sequence, s.no_repeat_ngram_size)
+            if self.source_ngrams is not None:
+                banned |= encoder_banned_tokens(self.source_ngrams[row // self.rows_per_item], sequence,
+                                                s.encoder_no_repeat_ngram_size)
+            if s.bad_words_ids:
+                banned |= bad_word_tokens(sequence, s.bad_words_ids)
+            scores[row, sorted(banned)] = NEG_INF
+        if s.min_length > 0 and s.eos_token_id is not None and cur_len < s.min_length:
+            scores[:, s.eos_token_id] = NEG_INF
+        for token, when in ((s.forced_bos_token_id, 1), (s.forced_eos_token_id, s.max_length - 1)):
+            if token is not None and cur_len == when:
+                scores[:] = NEG_INF
+                scores[:, token] = 0.0
+        return scores
 
 
 # ------------------------------------------------------------------------------------------- one step
@@ -158,12 +143,15 @@ class Decoder:
 
 
 # ------------------------------------------------------------------------------------------- greedy
-def greedy_search(decoder: Decoder, batch: int, s: GenerationSettings) -> np.ndarray:
-    """Argmax decoding: (batch, length) including the start token, finished rows filled with pad."""
+def greedy_search(decoder: Decoder, rules: Rules, batch: int, s: GenerationSettings, steps: list | None = None):
+    """Argmax decoding: (batch, length) including the start token, finished rows filled with pad. With
+    `steps` a list, each step's processed scores (batch, vocab) are appended to it."""
     sequences = np.full((batch, 1), s.decoder_start_token_id, dtype=np.int64)
     unfinished = np.ones(batch, dtype=bool)
     while True:
-        scores = apply_rules(decoder.step(sequences[:, -1]), sequences, s)
+        scores = rules(decoder.step(sequences[:, -1]), sequences)
+        if steps is not None:
+            steps.append(scores)
         tokens = np.argmax(scores, axis=-1)
         if s.eos_token_id is not None:
             tokens = np.where(unfinished, tokens, s.pad_token_id)
@@ -197,7 +185,7 @@ class Hypotheses:
 
 def length_normalised(score: float, generated: int, length_penalty: float) -> float:
     """A finished hypothesis' score: sum of log-probs / generated_tokens ** length_penalty."""
-    return score / generated**length_penalty
+    return score / np.float64(generated) ** length_penalty
 
 
 def can_improve(hyps: Hypotheses, best_running: float, cur_len: int, s: GenerationSettings) -> bool:
@@ -211,8 +199,10 @@ def can_improve(hyps: Hypotheses, best_running: float, cur_len: int, s: Generati
     return length_normalised(best_running, length, s.length_penalty) > min(hyps.scores)
 
 
-def beam_search(decoder: Decoder, batch: int, s: GenerationSettings) -> list[list[np.ndarray]]:
-    """Beam search; returns, per batch item, its finished hypotheses best first (start token included)."""
+def beam_search(decoder: Decoder, rules: Rules, batch: int, s: GenerationSettings,
+                steps: list | None = None) -> list[Hypotheses]:
+    """Beam search; returns, per batch item, its finished hypotheses best first (start token included).
+    With `steps` a list, each step's processed log-probabilities (batch * beams, vocab) are appended."""
     beams, vocab = s.num_beams, decoder.lm_weight.shape[0]
     keep = max(2, 1 + (s.eos_token_id is not None)) * beams  # enough that num_beams never-ending ones remain
     running = np.full((batch, beams, 1), s.decoder_start_token_id, dtype=np.int64)
@@ -222,7 +212,9 @@ def beam_search(decoder: Decoder, batch: int, s: GenerationSettings) -> list[lis
     cur_len = 1
     while True:
         logits = decoder.step(running[:, :, -1].reshape(-1))
-        logprobs = apply_rules(log_softmax(logits, axis=-1), running.reshape(batch * beams, cur_len), s)
+        logprobs = rules(log_softmax(logits, axis=-1), running.reshape(batch * beams, cur_len))
+        if steps is not None:
+            steps.append(logprobs)
         totals = (logprobs.reshape(batch, beams, vocab) + running_scores[:, :, None]).reshape(batch, -1)
         # The best `keep` continuations of every item, best first (ties: lowest beam, then lowest token).
         top = np.argsort(-totals, axis=1, kind="stable")[:, :keep]
@@ -240,8 +232,9 @@ def beam_search(decoder: Decoder, batch: int, s: GenerationSettings) -> list[lis
                     sequence = np.append(running[b, source_beam[b, rank]], token[b, rank])
                     hyps.add(length_normalised(top_scores[b, rank], cur_len, s.length_penalty), sequence)
 
-        # The best num_beams continuations that do not end keep running.
-        chosen = np.argsort(ends, axis=1, kind="stable")[:, :beams]
+        # The best num_beams continuations keep running, ended ones pushed down by 1e9 (HF's rule: an ended one
+        # runs on only where fewer than num_beams others have a finite score, e.g. all but eos forced to -inf).
+        chosen = np.argsort(-(top_scores + ends * UNREACHABLE), axis=1, kind="stable")[:, :beams]
         chosen_beam = np.take_along_axis(source_beam, chosen, axis=1)
         running = np.concatenate([np.take_along_axis(running, chosen_beam[:, :, None], axis=1),
                                   np.take_along_axis(token, chosen, axis=1)[:, :, None]], axis=2)
@@ -254,17 +247,19 @@ def beam_search(decoder: Decoder, batch: int, s: GenerationSettings) -> list[lis
                 finished[b].done = True
         all_full = all(h.full for h in finished)
         if all(h.done for h in finished) or (s.early_stopping is True and all_full) or ends.all():
-            return [h.sequences for h in finished]
+            return finished
 
 
-def pad_hypotheses(hypotheses: list[list[np.ndarray]], count: int, fill: int) -> np.ndarray:
-    """The best `count` hypotheses of every item, right-padded with `fill` to one length: (batch * count, L)."""
-    picked = [seq for item in hypotheses for seq in item[:count]]
-    length = max(len(seq) for seq in picked)
+def pad_hypotheses(hypotheses: list[Hypotheses], count: int, fill: int) -> tuple[np.ndarray, np.ndarray]:
+    """The best `count` hypotheses of every item, right-padded with `fill` to one length: (batch * count, L),
+    and their length-normalised scores (batch * count,)."""
+    picked = [(seq, score) for item in hypotheses
+              for seq, score in zip(item.sequences[:count], item.scores[:count], strict=True)]
+    length = max(len(seq) for seq, _ in picked)
     out = np.full((len(picked), length), fill, dtype=np.int64)
-    for row, seq in enumerate(picked):
+    for row, (seq, _) in enumerate(picked):
         out[row, : len(seq)] = seq
-    return out
+    return out, np.array([score for _, score in picked])
 
 
 # ------------------------------------------------------------------------------------------- entry point
@@ -275,21 +270,22 @@ def inferred_attention_mask(input_ids: np.ndarray, pad_token_id: int | None, eos
     return np.ones_like(input_ids)
 
 
-def generate(model, input_ids, attention_mask=None, global_attention_mask=None, max_length=None,
-             max_new_tokens=None, min_length=None, num_beams=None, length_penalty=None, early_stopping=None,
-             no_repeat_ngram_size=None, num_return_sequences=1) -> np.ndarray:
-    """Decode from an `LEDForConditionalGeneration`: int64 (batch * num_return_sequences, length).
+def generate(model, input_ids, attention_mask=None, global_attention_mask=None, generation_config=None,
+             **options):
+    """Decode from an `LEDForConditionalGeneration`: int64 (batch * num_return_sequences, length), or with
+    return_dict_in_generate=True a GenerateOutput (sequences, and with output_scores=True the per-step
+    processed `scores` and, for beam search, `sequences_scores`).
 
-    input_ids (batch, seq); masks (batch, seq) or None. Unset arguments come from `model.config`
-    (max_length 20, min_length 0, num_beams 1, ...). Rows start with decoder_start_token_id; finished
-    rows are padded with pad_token_id, as HF pads them.
+    input_ids (batch, seq); masks (batch, seq) or None. `options` are HF's generate options (see
+    `led_ref.generation_settings.SUPPORTED`); unset ones come from `generation_config`, the model's
+    generation config and HF's defaults. Rows start with decoder_start_token_id; finished rows are padded
+    with pad_token_id, as HF pads them.
     """
     config = model.config
-    s = resolve_settings(config, max_length, max_new_tokens, min_length, num_beams, length_penalty,
-                         early_stopping, no_repeat_ngram_size, num_return_sequences)
+    s = resolve(config, getattr(model, "generation_config", None), generation_config, **options)
     input_ids = check.check_token_ids("input_ids", input_ids, config.vocab_size)
     if attention_mask is None:
-        attention_mask = inferred_attention_mask(input_ids, config.pad_token_id, s.eos_token_id)
+        attention_mask = inferred_attention_mask(input_ids, s.pad_token_id, s.eos_token_id)
     attention_mask = check.check_mask("attention_mask", attention_mask, input_ids.shape)
     encoder = model.get_encoder()(input_ids, attention_mask=attention_mask,
                                   global_attention_mask=global_attention_mask)
@@ -297,9 +293,15 @@ def generate(model, input_ids, attention_mask=None, global_attention_mask=None, 
     # Every beam of an item reads the same encoder output.
     decoder = Decoder(model, np.repeat(encoder.last_hidden_state, s.num_beams, axis=0),
                       np.repeat(attention_mask, s.num_beams, axis=0))
+    rules = Rules(s, input_ids, s.num_beams)
+    steps = [] if s.return_dict_in_generate and s.output_scores else None
     if s.num_beams == 1:
-        return greedy_search(decoder, batch, s)
-    hypotheses = beam_search(decoder, batch, s)
-    # HF fills the unused tail of beam outputs with pad, or with eos when pad is 0 or unset.
-    fill = s.pad_token_id if s.pad_token_id else s.eos_token_id
-    return pad_hypotheses(hypotheses, s.num_return_sequences, -1 if fill is None else fill)
+        sequences = greedy_search(decoder, rules, batch, s, steps)
+        sequences_scores = None
+    else:
+        sequences, sequences_scores = pad_hypotheses(beam_search(decoder, rules, batch, s, steps),
+                                                     s.num_return_sequences, s.fill_token_id)
+    if not s.return_dict_in_generate:
+        return sequences
+    return GenerateOutput(sequences=sequences, scores=None if steps is None else tuple(steps),
+                          sequences_scores=sequences_scores if s.output_scores else None)

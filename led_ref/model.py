@@ -26,11 +26,19 @@ from typing import Any
 import numpy as np
 
 from . import validation as check
-from .checkpoint import adapt_state_dict, check_state_dict, float_dtype, load_checkpoint, save_checkpoint
+from .checkpoint import (
+    adapt_state_dict,
+    check_state_dict,
+    float_dtype,
+    load_checkpoint,
+    resolve_checkpoint,
+    save_checkpoint,
+)
 from .config import LEDConfig
 from .decoder import decoder_forward
 from .encoder import encoder_forward
 from .functional import bce_with_logits, cross_entropy, linear, mse, subtree
+from .generation_settings import GenerationConfig, model_generation_config, split_for_saving
 from .init import random_weights
 from .names import base_prefix, head_shapes
 from .outputs import (
@@ -319,11 +327,12 @@ class _LEDBase:
 
     def __init__(self, config: LEDConfig, weights: Mapping[str, np.ndarray] | None = None, seed: int = 0,
                  dtype=np.float64):
-        if not isinstance(config, LEDConfig):
-            raise TypeError(f"config must be a led_ref.LEDConfig, got {type(config).__name__}")
+        config = LEDConfig.coerce(config)  # ours, a dict, or transformers' LEDConfig (duck-typed)
         config.validate()  # configs are mutable: one changed after construction is checked again here
         dtype = float_dtype(dtype)
         self.config = config
+        # What HF calls model.generation_config: from_pretrained replaces it with generation_config.json.
+        self.generation_config = GenerationConfig.from_model_config(config)
         self.dtype = dtype
         if weights is None:
             weights = random_weights(config, self.ARCHITECTURE, seed=seed, dtype=dtype)
@@ -343,6 +352,7 @@ class _LEDBase:
     def from_pretrained(cls, path: str | os.PathLike, dtype=np.float64, seed: int = 0):
         """Load an HF-format folder (config.json + model.safetensors). A head missing from the file (e.g. a
         classification head on a summarisation checkpoint) is initialised from `seed`, with a warning."""
+        path = resolve_checkpoint(path)
         config, weights = load_checkpoint(path, architecture=cls.ARCHITECTURE, dtype=dtype,
                                           allow_missing_head=True)
         missing = [name for name in head_shapes(config, cls.ARCHITECTURE) if name not in weights]
@@ -351,11 +361,16 @@ class _LEDBase:
                           stacklevel=2)
             fresh = random_weights(config, cls.ARCHITECTURE, seed=seed, dtype=dtype)
             weights |= {name: fresh[name] for name in missing}
-        return cls(config, weights, dtype=dtype)
+        model = cls(config, weights, dtype=dtype)
+        model.generation_config = model_generation_config(config, path)
+        return model
 
     def save_pretrained(self, path: str | os.PathLike) -> None:
-        """Write config.json + model.safetensors in HF's format (tied embeddings left out)."""
-        save_checkpoint(path, self.config, self.weights, self.ARCHITECTURE)
+        """Write config.json + generation_config.json + model.safetensors in HF's format (tied embeddings left
+        out; generation parameters in generation_config.json, null in config.json, as HF writes them)."""
+        config_dict, generation = split_for_saving(self.config, self.generation_config)
+        save_checkpoint(path, LEDConfig.from_dict(config_dict), self.weights, self.ARCHITECTURE)
+        generation.save_pretrained(path)
 
     def get_encoder(self) -> LEDEncoder:
         return LEDEncoder(self)
@@ -424,17 +439,19 @@ class LEDForConditionalGeneration(_LEDBase):
             loss = cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1))
         return LEDSeq2SeqLMOutput(loss=loss, logits=logits, **seq2seq_fields(out))
 
-    def generate(self, input_ids, attention_mask=None, global_attention_mask=None, max_length=None,
-                 max_new_tokens=None, min_length=None, num_beams=None, length_penalty=None, early_stopping=None,
-                 no_repeat_ngram_size=None, num_return_sequences=1) -> np.ndarray:
-        """Token ids (batch * num_return_sequences, length), identical to HF `generate(do_sample=False)`;
-        arguments left None take the config's values. See `led_ref.generation.generate`."""
+    def generate(self, input_ids, attention_mask=None, global_attention_mask=None, generation_config=None,
+                 **options):
+        """Token ids (batch * num_return_sequences, length), identical to HF `generate(do_sample=False)`.
+
+        `options`: HF's deterministic generate options (max_length, max_new_tokens, min_length, min_new_tokens,
+        num_beams, length_penalty, early_stopping, no_repeat_ngram_size, encoder_no_repeat_ngram_size,
+        repetition_penalty, bad_words_ids, forced_bos_token_id, forced_eos_token_id, num_return_sequences,
+        do_sample=False, output_scores, return_dict_in_generate); unset ones come from `generation_config`,
+        then `self.generation_config`, then HF's defaults (see `led_ref.generation_settings`)."""
         from .generation import generate
 
         return generate(self, input_ids, attention_mask=attention_mask, global_attention_mask=global_attention_mask,
-                        max_length=max_length, max_new_tokens=max_new_tokens, min_length=min_length,
-                        num_beams=num_beams, length_penalty=length_penalty, early_stopping=early_stopping,
-                        no_repeat_ngram_size=no_repeat_ngram_size, num_return_sequences=num_return_sequences)
+                        generation_config=generation_config, **options)
 
 
 class LEDForSequenceClassification(_LEDBase):

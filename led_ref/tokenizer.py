@@ -29,6 +29,7 @@ MERGES_FILE = "merges.txt"
 TOKENIZER_FILE = "tokenizer.json"
 CONFIG_FILE = "tokenizer_config.json"
 SPECIAL_TOKENS_FILE = "special_tokens_map.json"
+ADDED_TOKENS_FILE = "added_tokens.json"
 # HF's stand-in for "no maximum length" (int(1e30)).
 NO_MAX_LENGTH = int(1e30)
 SPECIAL_ROLES = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token")
@@ -69,6 +70,7 @@ class LEDTokenizer:
         add_prefix_space: bool = False,
         model_max_length: int = NO_MAX_LENGTH,
         clean_up_tokenization_spaces: bool = False,
+        added_tokens: Sequence[Mapping[str, Any]] = (),
         **special_tokens: str,
     ) -> None:
         unknown = set(special_tokens) - set(SPECIAL_ROLES)
@@ -85,9 +87,23 @@ class LEDTokenizer:
         for role, token in self.special_tokens.items():
             if token not in self.vocab:
                 raise ValueError(f"{role}={token!r} is not in the vocabulary ({len(self.vocab)} tokens)")
+        # Tokens added on top of the BPE vocabulary (HF's add_tokens / additional_special_tokens): matched whole.
+        self.added_tokens = [dict(t) for t in added_tokens if t["content"] not in self.special_tokens.values()]
+        for token in self.added_tokens:
+            if token.get("id") is not None:
+                self.vocab.setdefault(token["content"], int(token["id"]))
+            self.vocab.setdefault(token["content"], len(self.vocab))
+        self.additional_special_tokens = [t["content"] for t in self.added_tokens if t.get("special")]
         self._backend = byte_level_bpe(
             self.vocab, self.merges, self.all_special_tokens, self.special_tokens["mask_token"]
         )
+        for token in self.added_tokens:
+            added = AddedToken(token["content"], lstrip=bool(token.get("lstrip", False)),
+                               rstrip=bool(token.get("rstrip", False)),
+                               single_word=bool(token.get("single_word", False)),
+                               normalized=bool(token.get("normalized", not token.get("special", False))),
+                               special=bool(token.get("special", False)))
+            (self._backend.add_special_tokens if token.get("special") else self._backend.add_tokens)([added])
         self._id_to_token = {i: t for t, i in self.vocab.items()}
 
     # ------------------------------------------------------------------------------ files
@@ -98,6 +114,8 @@ class LEDTokenizer:
         if not os.path.isdir(directory):
             raise FileNotFoundError(f"tokenizer folder {directory!r} does not exist")
         settings = _read_settings(directory)
+        if "added_tokens" not in settings:
+            settings["added_tokens"] = read_added_tokens(directory)
         vocab_path, merges_path = os.path.join(directory, VOCAB_FILE), os.path.join(directory, MERGES_FILE)
         if os.path.isfile(vocab_path) and os.path.isfile(merges_path):
             vocab, merges = read_vocab(vocab_path), read_merges(merges_path)
@@ -154,7 +172,8 @@ class LEDTokenizer:
 
     @property
     def all_special_tokens(self) -> list[str]:
-        return list(dict.fromkeys(self.special_tokens[r] for r in SPECIAL_ROLES))
+        roles = [self.special_tokens[r] for r in SPECIAL_ROLES]
+        return list(dict.fromkeys(roles + list(self.__dict__.get("additional_special_tokens", []))))
 
     @property
     def all_special_ids(self) -> list[int]:
@@ -524,6 +543,30 @@ def read_tokenizer_json(path: str) -> tuple[dict[str, int], list[tuple[str, str]
     return vocab, merges, bool(pre.get("add_prefix_space", False))
 
 
+def _added_token(path: str, token: Any) -> dict[str, Any]:
+    if not isinstance(token, Mapping) or not isinstance(token.get("content"), str):
+        raise ValueError(f"{path!r}: an added token must be an object with a string 'content', got {token!r}")
+    return dict(token)
+
+
+def read_added_tokens(directory: str) -> list[dict[str, Any]]:
+    """Added tokens from tokenizer.json's `added_tokens`, else the older `added_tokens.json` (content -> id)."""
+    path = os.path.join(directory, TOKENIZER_FILE)
+    if os.path.isfile(path):
+        with open(path, encoding="utf-8") as fh:
+            data = json.load(fh)
+        if isinstance(data, Mapping):
+            return [_added_token(path, t) for t in data.get("added_tokens") or []]
+    path = os.path.join(directory, ADDED_TOKENS_FILE)
+    if os.path.isfile(path):
+        with open(path, encoding="utf-8") as fh:
+            data = json.load(fh)
+        if not isinstance(data, Mapping):
+            raise ValueError(f"{path!r} must map added tokens to ids, got {type(data).__name__}")
+        return [{"content": k, "id": v, "special": False} for k, v in data.items()]
+    return []
+
+
 def _read_settings(directory: str) -> dict[str, Any]:
     """add_prefix_space, model_max_length, clean-up and special tokens from the optional HF config files."""
     settings: dict[str, Any] = {}
@@ -542,6 +585,9 @@ def _read_settings(directory: str) -> dict[str, Any]:
         for key in ("add_prefix_space", "model_max_length", "clean_up_tokenization_spaces"):
             if key in data:
                 settings[key] = data[key]
+        decoder = data.get("added_tokens_decoder")
+        if isinstance(decoder, Mapping):  # tokenizer_config.json of transformers >= 4.34: id -> token and flags
+            settings["added_tokens"] = [_added_token(path, dict(v, id=int(k))) for k, v in decoder.items()]
     if isinstance(settings.get("model_max_length"), float):
         settings["model_max_length"] = int(settings["model_max_length"])
     return settings

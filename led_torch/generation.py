@@ -7,16 +7,17 @@
   writes one position and attends to the whole buffer under a mask, so every step has the same shapes and
   `torch.compile` (compile=True) builds one graph.
 * Scores follow HF: logits in float32; greedy takes the argmax of the processed logits, beam search adds the
-  processed log-softmax to the running beam scores. Processors run in HF's order: no-repeat n-gram, min
-  length, forced BOS (first step), forced EOS (last step).
+  processed log-softmax to the running beam scores. Processors run in HF's order (LogitsProcessors).
+* Which settings apply is decided by `led_ref.generation_settings` (policy shared with led_ref; the numerics
+  here are led_torch's own).
 """
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
+
+from led_ref.generation_settings import GenerateOutput, GenerationSettings, resolve
 
 from .decoder import padding_bias
 
@@ -66,28 +67,51 @@ def decode_step(model, cache: StaticCache, cross, cross_bias, tokens: torch.Tens
 
 
 class LogitsProcessors:
-    """HF's processors for do_sample=False, in HF's order; `scores` (rows, vocab) float32, modified copy."""
+    """HF's processors for do_sample=False, in HF's order; `scores` (rows, vocab) float32, modified copy.
 
-    def __init__(self, config, max_length, min_length, no_repeat_ngram_size):
-        self.eos = config.eos_token_id
-        self.forced_bos = config.forced_bos_token_id
-        self.forced_eos = config.forced_eos_token_id
-        self.max_length = max_length
-        self.min_length = min_length
-        self.ngram = no_repeat_ngram_size
+    repetition penalty -> no-repeat n-gram -> encoder no-repeat n-gram -> bad words -> min length ->
+    forced BOS (first step) -> forced EOS (last step). Row r belongs to source r // rows_per_source."""
+
+    def __init__(self, s: GenerationSettings, input_ids, rows_per_source: int):
+        self.s = s
+        self.rows_per_source = rows_per_source
+        n = s.encoder_no_repeat_ngram_size
+        self.source_ngrams = None
+        if n and isinstance(input_ids, torch.Tensor):
+            self.source_ngrams = [_ngram_table(ids, n) for ids in input_ids.tolist()]
+        self.single_bad = [w[0] for w in s.bad_words_ids if len(w) == 1]
+        self.longer_bad = [w for w in s.bad_words_ids if len(w) > 1]
 
     def __call__(self, sequences: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        s = self.s
         scores = scores.clone()
         length = sequences.shape[1]
-        if self.ngram and length + 1 >= self.ngram:
-            for row, banned in enumerate(banned_ngram_tokens(sequences.tolist(), self.ngram)):
+        if s.repetition_penalty != 1.0:
+            seen = torch.gather(scores, 1, sequences)
+            seen = torch.where(seen < 0, seen * s.repetition_penalty, seen / s.repetition_penalty)
+            scores.scatter_(1, sequences, seen)
+        rows = sequences.tolist() if (s.no_repeat_ngram_size or self.source_ngrams or self.longer_bad) else None
+        if s.no_repeat_ngram_size and length + 1 >= s.no_repeat_ngram_size:
+            for row, banned in enumerate(banned_ngram_tokens(rows, s.no_repeat_ngram_size)):
                 scores[row, banned] = -float("inf")
-        if self.min_length and self.eos is not None and length < self.min_length:
-            scores[:, self.eos] = -float("inf")
-        if self.forced_bos is not None and length == 1:
-            scores = _only(scores, self.forced_bos)
-        if self.forced_eos is not None and length == self.max_length - 1:
-            scores = _only(scores, self.forced_eos)
+        if self.source_ngrams is not None:
+            n = s.encoder_no_repeat_ngram_size
+            for row, seq in enumerate(rows):
+                if length >= n - 1:
+                    banned = self.source_ngrams[row // self.rows_per_source].get(tuple(seq[length - n + 1:]), [])
+                    scores[row, list(banned)] = -float("inf")
+        if self.single_bad:
+            scores[:, self.single_bad] = -float("inf")
+        for word in self.longer_bad:
+            if len(word) <= length:
+                hit = [r for r, seq in enumerate(rows) if tuple(seq[length - len(word) + 1:]) == word[:-1]]
+                scores[hit, word[-1]] = -float("inf")
+        if s.min_length and s.eos_token_id is not None and length < s.min_length:
+            scores[:, s.eos_token_id] = -float("inf")
+        if s.forced_bos_token_id is not None and length == 1:
+            scores = _only(scores, s.forced_bos_token_id)
+        if s.forced_eos_token_id is not None and length == s.max_length - 1:
+            scores = _only(scores, s.forced_eos_token_id)
         return scores
 
 
@@ -95,6 +119,14 @@ def _only(scores: torch.Tensor, token: int) -> torch.Tensor:
     forced = torch.full_like(scores, -float("inf"))
     forced[:, token] = 0.0
     return forced
+
+
+def _ngram_table(tokens: list[int], n: int) -> dict[tuple[int, ...], set[int]]:
+    """(n-1)-token prefixes of `tokens` -> the tokens that followed them."""
+    table: dict[tuple[int, ...], set[int]] = {}
+    for i in range(len(tokens) - n + 1):
+        table.setdefault(tuple(tokens[i:i + n - 1]), set()).add(tokens[i + n - 1])
+    return table
 
 
 def banned_ngram_tokens(sequences: list[list[int]], n: int) -> list[list[int]]:
@@ -108,60 +140,28 @@ def banned_ngram_tokens(sequences: list[list[int]], n: int) -> list[list[int]]:
     return banned
 
 
-def _resolve_lengths(config, max_length, max_new_tokens, min_length):
-    if max_new_tokens is not None:
-        _check_count("max_new_tokens", max_new_tokens, 1)
-        max_length = max_new_tokens + 1  # the decoder prompt is the start token
-    elif max_length is None:
-        max_length = config.max_length
-        if max_length == 20:
-            max_length += 1  # HF: an untouched default of 20 means "20 new tokens" after the start token
-    _check_count("max_length", max_length, 2)
-    if max_length - 1 > config.max_decoder_position_embeddings:
-        raise ValueError(f"max_length={max_length} needs {max_length - 1} decoder positions, more than "
-                         f"max_decoder_position_embeddings={config.max_decoder_position_embeddings}")
-    min_length = config.min_length if min_length is None else min_length
-    _check_count("min_length", min_length, 0)
-    return max_length, min_length
-
-
-def _check_count(name, value, minimum):
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-
-
-def _infer_attention_mask(config, input_ids):
+def _infer_attention_mask(s: GenerationSettings, input_ids):
     """HF's rule when no mask is given: mask pad tokens if the input holds any and pad != eos."""
-    pad, eos = config.pad_token_id, config.eos_token_id
+    pad, eos = s.pad_token_id, s.eos_token_id
     if pad is None or pad == eos or not (input_ids == pad).any():
         return torch.ones_like(input_ids)
     return (input_ids != pad).long()
 
 
 @torch.no_grad()
-def generate(model, input_ids, attention_mask=None, global_attention_mask=None, max_length=None,
-             max_new_tokens=None, min_length=None, num_beams=1, length_penalty=1.0, early_stopping=False,
-             no_repeat_ngram_size=0, num_return_sequences=1, compile=False):
-    """Token ids (batch * num_return_sequences, length) starting with decoder_start_token_id."""
+def generate(model, input_ids, attention_mask=None, global_attention_mask=None, generation_config=None,
+             compile=False, **options):
+    """Token ids (batch * num_return_sequences, length) starting with decoder_start_token_id, or with
+    return_dict_in_generate=True a GenerateOutput (sequences; with output_scores=True the per-step processed
+    `scores` and, for beam search, `sequences_scores`). Settings: `led_ref.generation_settings.resolve`."""
     config = model.config
-    max_length, min_length = _resolve_lengths(config, max_length, max_new_tokens, min_length)
-    _check_count("num_beams", num_beams, 1)
-    _check_count("num_return_sequences", num_return_sequences, 1)
-    _check_count("no_repeat_ngram_size", no_repeat_ngram_size, 0)
-    if num_return_sequences > num_beams:
-        raise ValueError(f"num_return_sequences={num_return_sequences} must be <= num_beams={num_beams}")
-    if not (isinstance(early_stopping, bool) or (isinstance(early_stopping, str) and early_stopping == "never")):
-        raise ValueError(f"early_stopping must be True, False or 'never', got {early_stopping!r}")
-    if isinstance(length_penalty, bool) or not isinstance(length_penalty, (int, float)) \
-            or not math.isfinite(length_penalty):
-        raise TypeError(f"length_penalty must be a number (finite), got {length_penalty!r}")
+    s = resolve(config, getattr(model, "generation_config", None), generation_config, **options)
     if attention_mask is None:
-        attention_mask = _infer_attention_mask(config, input_ids) if isinstance(input_ids, torch.Tensor) and \
+        attention_mask = _infer_attention_mask(s, input_ids) if isinstance(input_ids, torch.Tensor) and \
             not input_ids.dtype.is_floating_point and input_ids.dim() == 2 else None
     encoder_hidden = model.led.encoder(input_ids, attention_mask, global_attention_mask).last_hidden_state
     batch = encoder_hidden.shape[0]
+    num_beams, max_length = s.num_beams, s.max_length
     rows = batch * num_beams
     decoder = model.led.decoder
     # contiguous once per source: every step's cross-attention matmuls then read keys/values linearly
@@ -175,21 +175,28 @@ def generate(model, input_ids, attention_mask=None, global_attention_mask=None, 
     def logits_for(tokens, position):
         return step(model, cache, cross, cross_bias, tokens, torch.tensor(position, device=tokens.device))
 
-    processors = LogitsProcessors(config, max_length, min_length, no_repeat_ngram_size)
-    start = torch.full((rows, 1), config.decoder_start_token_id, dtype=torch.long, device=encoder_hidden.device)
+    processors = LogitsProcessors(s, input_ids, num_beams)
+    steps = [] if s.return_dict_in_generate and s.output_scores else None
+    start = torch.full((rows, 1), s.decoder_start_token_id, dtype=torch.long, device=encoder_hidden.device)
     if num_beams == 1:
-        return _greedy(config, logits_for, processors, start, max_length)
-    return _beam_search(config, logits_for, processors, cache, start, batch, num_beams, max_length,
-                        length_penalty, early_stopping, num_return_sequences)
+        sequences, sequences_scores = _greedy(s, logits_for, processors, start, steps), None
+    else:
+        sequences, sequences_scores = _beam_search(s, config.vocab_size, logits_for, processors, cache, start,
+                                                   batch, steps)
+    if not s.return_dict_in_generate:
+        return sequences
+    return GenerateOutput(sequences=sequences, scores=None if steps is None else tuple(steps),
+                          sequences_scores=sequences_scores if s.output_scores else None)
 
 
-def _greedy(config, logits_for, processors, sequences, max_length):
-    eos = config.eos_token_id
-    pad = config.pad_token_id if config.pad_token_id is not None else eos
+def _greedy(s: GenerationSettings, logits_for, processors, sequences, steps):
+    eos, pad, max_length = s.eos_token_id, s.pad_token_id, s.max_length
     unfinished = torch.ones(sequences.shape[0], dtype=torch.bool, device=sequences.device)
     while True:
         length = sequences.shape[1]
         scores = processors(sequences, logits_for(sequences[:, -1:], length - 1))
+        if steps is not None:
+            steps.append(scores)
         tokens = scores.argmax(dim=-1)
         if eos is not None:
             tokens = torch.where(unfinished, tokens, torch.full_like(tokens, pad))
@@ -202,15 +209,15 @@ def _greedy(config, logits_for, processors, sequences, max_length):
             return sequences
 
 
-def _beam_search(config, logits_for, processors, cache, start, batch, beams, max_length, length_penalty,
-                 early_stopping, num_return):
+def _beam_search(s: GenerationSettings, vocab, logits_for, processors, cache, start, batch, steps):
     """HF's vectorised beam search: keep 2*beams candidates per source, the best `beams` unfinished ones run
-    on, finished ones (eos or max length) compete for `beams` slots by length-penalised score."""
-    eos, pad = config.eos_token_id, config.pad_token_id
-    vocab = config.vocab_size
+    on, finished ones (eos or max length) compete for `beams` slots by length-penalised score.
+    Returns (sequences (batch * num_return, length), their length-normalised scores)."""
+    eos, beams, max_length = s.eos_token_id, s.num_beams, s.max_length
+    length_penalty, early_stopping, num_return = s.length_penalty, s.early_stopping, s.num_return_sequences
     device = start.device
     keep = max(2, 1 + (eos is not None)) * beams
-    fill = (pad or eos) if eos is not None else -1
+    fill = s.fill_token_id
     running = torch.full((batch, beams, max_length), fill, dtype=torch.long, device=device)
     running[:, :, 0] = start.view(batch, beams)
     finished = running.clone()
@@ -225,8 +232,10 @@ def _beam_search(config, logits_for, processors, cache, start, batch, beams, max
     length = 1
     while True:
         flat = running[:, :, :length].reshape(batch * beams, length)
-        log_probs = F.log_softmax(logits_for(flat[:, -1:], length - 1), dim=-1)
-        log_probs = processors(flat, log_probs).view(batch, beams, vocab) + running_scores[:, :, None]
+        log_probs = processors(flat, F.log_softmax(logits_for(flat[:, -1:], length - 1), dim=-1))
+        if steps is not None:
+            steps.append(log_probs)
+        log_probs = log_probs.view(batch, beams, vocab) + running_scores[:, :, None]
         top_scores, top_index = torch.topk(log_probs.view(batch, beams * vocab), keep)
         source_beam = top_index // vocab
         candidates = torch.gather(running, 1, source_beam[:, :, None].expand(-1, -1, max_length)).clone()
@@ -264,7 +273,7 @@ def _beam_search(config, logits_for, processors, cache, start, batch, beams, max
             break
     out = finished[:, :num_return].reshape(batch * num_return, max_length)
     generated = int(finished_lengths[:, :num_return].max())
-    return out[:, : 1 + generated]
+    return out[:, : 1 + generated], finished_scores[:, :num_return].reshape(-1)
 
 
 def _still_improvable(improvable, running_scores, finished_scores, is_finished, length, max_length,

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from led_ref.config import LEDConfig
+from led_ref.generation_settings import GenerationConfig, model_generation_config, split_for_saving
 from led_ref.names import TIED_NAMES, TIED_TOP_LEVEL, base_prefix
 
 from .decoder import LEDDecoder, legacy_cache
@@ -66,10 +67,11 @@ class LEDPreTrainedModel(nn.Module):
 
     def __init__(self, config: LEDConfig):
         super().__init__()
-        if not isinstance(config, LEDConfig):
-            raise TypeError(f"config must be an LEDConfig, got {type(config).__name__}")
+        config = LEDConfig.coerce(config)  # ours, a dict, or transformers' LEDConfig (duck-typed)
         config.validate()  # configs are mutable: one changed after construction is checked again here
         self.config = config
+        # HF's model.generation_config; from_pretrained replaces it with the checkpoint's generation_config.json
+        self.generation_config = GenerationConfig.from_model_config(config)
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -81,6 +83,7 @@ class LEDPreTrainedModel(nn.Module):
         head missing from the file is initialised N(0, init_std) with a warning, like HF.
         """
         _check_dtype(dtype)
+        config = LEDConfig.coerce(config)
         with torch.device("meta"):
             model = cls(config).to(dtype=dtype)  # cast before loading: float64 weights must not pass float32
         model.to_empty(device=device)
@@ -106,22 +109,25 @@ class LEDPreTrainedModel(nn.Module):
 
     @classmethod
     def from_pretrained(cls, path, dtype=torch.float32, device="cpu", attn_implementation: str | None = None):
-        """Read an HF-format directory (`config.json` + `model.safetensors`, or `pytorch_model.bin`)."""
+        """Read an HF-format directory (`config.json` + `model.safetensors`, or `pytorch_model.bin`), or a hub
+        id ("allenai/led-base-16384") from the local HF cache; `generation_config.json` when present."""
+        from led_ref.checkpoint import resolve_checkpoint
+
         _check_dtype(dtype)
-        try:
-            path = os.fspath(path)
-        except TypeError:
-            raise TypeError(f"path must be a str or os.PathLike checkpoint folder, got {path!r}") from None
+        path = resolve_checkpoint(path)
         bin_path = os.path.join(path, "pytorch_model.bin")
         if not os.path.isfile(os.path.join(path, "model.safetensors")) and os.path.isfile(bin_path):
             config = LEDConfig.from_pretrained(path)
             weights = _load_pickle_weights_only(bin_path)
         else:
             config, weights = _load_checkpoint(path, cls.architecture, dtype)
-        return cls.from_weights(config, weights, dtype=dtype, device=device, attn_implementation=attn_implementation)
+        model = cls.from_weights(config, weights, dtype=dtype, device=device, attn_implementation=attn_implementation)
+        model.generation_config = model_generation_config(config, path)
+        return model
 
     def save_pretrained(self, path) -> None:
-        """Write `config.json` + `model.safetensors` with HF names, tied tensors left out (bf16 saved as fp32)."""
+        """Write `config.json` + `generation_config.json` + `model.safetensors` with HF names, tied tensors left
+        out (bf16 saved as fp32); generation parameters go to generation_config.json, as HF writes them."""
         tied = self._tied_names()
         weights = {}
         for name, t in self.state_dict().items():
@@ -129,7 +135,9 @@ class LEDPreTrainedModel(nn.Module):
                 continue
             t = t.detach().cpu()
             weights[name] = (t.float() if t.dtype == torch.bfloat16 else t).numpy()
-        _save_checkpoint(os.fspath(path), self.config, weights, self.architecture)
+        config_dict, generation = split_for_saving(self.config, self.generation_config)
+        _save_checkpoint(os.fspath(path), LEDConfig.from_dict(config_dict), weights, self.architecture)
+        generation.save_pretrained(path)
 
     # ------------------------------------------------------------------ names
     def _prefix(self) -> str:
@@ -200,6 +208,7 @@ class LEDModel(LEDPreTrainedModel):
 
     def __init__(self, config: LEDConfig):
         super().__init__(config)
+        config = self.config  # an LEDConfig now, whatever was passed
         self.shared = nn.Embedding(config.vocab_size, config.d_model)
         self.encoder = LEDEncoder(config, self.shared)
         self.decoder = LEDDecoder(config, self.shared)
@@ -291,6 +300,7 @@ class LEDForConditionalGeneration(LEDPreTrainedModel):
 
     def __init__(self, config: LEDConfig):
         super().__init__(config)
+        config = self.config  # an LEDConfig now, whatever was passed
         self.led = LEDModel(config)
         self.register_buffer("final_logits_bias", torch.zeros(1, config.vocab_size))
         self.lm_head = Linear(config.d_model, config.vocab_size, bias=False)
@@ -329,14 +339,19 @@ class LEDForConditionalGeneration(LEDPreTrainedModel):
     def prepare_decoder_input_ids_from_labels(self, labels: torch.Tensor) -> torch.Tensor:
         return shift_tokens_right(labels, self.config.pad_token_id, self.config.decoder_start_token_id)
 
-    def generate(self, input_ids, attention_mask=None, global_attention_mask=None, max_length=None,
-                 max_new_tokens=None, min_length=None, num_beams=1, length_penalty=1.0, early_stopping=False,
-                 no_repeat_ngram_size=0, num_return_sequences=1, compile=False):
-        """Greedy (num_beams=1) or beam search token ids, identical to HF `generate(do_sample=False)`."""
+    def generate(self, input_ids, attention_mask=None, global_attention_mask=None, generation_config=None,
+                 compile=False, **options):
+        """Greedy (num_beams=1) or beam search token ids, identical to HF `generate(do_sample=False)`.
+
+        `options`: HF's deterministic generate options (max_length, max_new_tokens, min_length, min_new_tokens,
+        num_beams, length_penalty, early_stopping, no_repeat_ngram_size, encoder_no_repeat_ngram_size,
+        repetition_penalty, bad_words_ids, forced_bos_token_id, forced_eos_token_id, num_return_sequences,
+        do_sample=False, output_scores, return_dict_in_generate); unset ones come from `generation_config`,
+        then `self.generation_config`, then HF's defaults (`led_ref.generation_settings`, shared with led_ref).
+        `compile=True` runs the decode step through torch.compile."""
         from .generation import generate
-        return generate(self, input_ids, attention_mask, global_attention_mask, max_length, max_new_tokens,
-                        min_length, num_beams, length_penalty, early_stopping, no_repeat_ngram_size,
-                        num_return_sequences, compile)
+        return generate(self, input_ids, attention_mask, global_attention_mask, generation_config, compile,
+                        **options)
 
 
 class ClassificationHead(nn.Module):
@@ -358,6 +373,7 @@ class LEDForSequenceClassification(LEDPreTrainedModel):
 
     def __init__(self, config: LEDConfig):
         super().__init__(config)
+        config = self.config  # an LEDConfig now, whatever was passed
         self.led = LEDModel(config)
         self.classification_head = ClassificationHead(config)
 
@@ -424,6 +440,7 @@ class LEDForQuestionAnswering(LEDPreTrainedModel):
 
     def __init__(self, config: LEDConfig):
         super().__init__(config)
+        config = self.config  # an LEDConfig now, whatever was passed
         self.led = LEDModel(config)
         self.qa_outputs = Linear(config.d_model, 2)
 

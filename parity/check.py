@@ -91,23 +91,29 @@ class CheckResult:
 
 
 class Progress:
-    """A plain-text progress bar on stderr (no dependency); silent when disabled."""
+    """A progress bar on stderr through tqdm (the `progress` extra), drawn only when stderr is a terminal, so
+    logs and CI output stay clean; silent when disabled, off a terminal, or without tqdm."""
 
     def __init__(self, total: int, label: str, enabled: bool = True, stream=None):
-        self.total, self.label, self.enabled, self.done = max(total, 1), label, enabled, 0
-        self.stream = stream or sys.stderr  # looked up now, not at import (pytest swaps sys.stderr)
+        self.total, self.label, self.done = max(total, 1), label, 0
+        stream = stream or sys.stderr  # looked up now, not at import (pytest swaps sys.stderr)
+        self.bar = None
+        if enabled and getattr(stream, "isatty", lambda: False)():
+            try:
+                from tqdm import tqdm
+            except ImportError:
+                return
+            self.bar = tqdm(total=self.total, desc=label, file=stream, leave=False)
 
     def step(self, note: str = "") -> None:
         self.done += 1
-        if self.enabled:
-            filled = min(20, 20 * self.done // self.total)
-            self.stream.write(f"\r{self.label} [{'#' * filled}{'.' * (20 - filled)}] {self.done}/{self.total} "
-                              f"{note[:40]:<40}")
-            self.stream.flush()
+        if self.bar is not None:
+            self.bar.set_postfix_str(note[:40], refresh=False)
+            self.bar.update(1)
 
     def close(self) -> None:
-        if self.enabled:
-            self.stream.write("\n")
+        if self.bar is not None:
+            self.bar.close()
 
 
 def case_key(case: ModelCase) -> str:

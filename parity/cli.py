@@ -1,4 +1,4 @@
-"""`python -m parity` / `led-parity`: check, gate, replay, audit, info.
+"""`python -m parity` / `led-parity`: check, gate, replay, audit, convert, info, bench.
 
 With no subcommand it runs `check` on the embedded default model. Exit status: 0 agreement, 1 a
 divergence (the message says "mismatch"), 2 bad usage. Subcommands are registered in COMMANDS, one entry
@@ -60,6 +60,13 @@ def add_check_arguments(parser) -> None:
 def sides_for(args):
     from .implementations import Side, available_torch_backends, torch_sides
 
+    if args.backend:
+        from led_torch.backends import BACKENDS
+
+        unknown = [b for b in args.backend if b not in BACKENDS]
+        if unknown:
+            raise UsageError(f"--backend {unknown[0]} is not a led_torch backend; choose from {', '.join(BACKENDS)} "
+                             f"(usable here: {', '.join(available_torch_backends(args.device, args.dtype))})")
     backends = args.backend or available_torch_backends(args.device, args.dtype)
     sides = torch_sides(backends, args.dtype, args.device)
     if getattr(args, "hf", False):
@@ -104,43 +111,74 @@ def run_check(args) -> int:
 def generation_summary(generations) -> str:
     """Counts of identical / tie / MISMATCH generations, then every one that was not identical."""
     counts = {status: sum(g.status == status for g in generations) for status in ("identical", "tie", "MISMATCH")}
-    lines = ["generation: " + ", ".join(f"{n} {status}" for status, n in counts.items())]
+    scored = sum(getattr(g, "scores_compared", 0) for g in generations)
+    lines = ["generation: " + ", ".join(f"{n} {status}" for status, n in counts.items())
+             + (f"; beam scores compared on {scored} rows" if scored else "")]
     return "\n".join(lines + [g.describe() for g in generations if not g.identical])
 
 
-def default_inputs(tokenizer, config, text: str) -> dict:
-    """Tokenized `text` (cut to what the model holds), first token global, teacher-forced decoder inputs."""
-    limit = min(config.max_encoder_position_embeddings - config.max_window, 4096)
-    enc = tokenizer(text, truncation=True, max_length=max(limit, 2), return_tensors="np")
+def token_limit(config) -> int:
+    """The longest input the model takes: its encoder positions, rounded down to a multiple of the largest
+    window (the input is padded to one)."""
+    return max(2, (config.max_encoder_position_embeddings // config.max_window) * config.max_window)
+
+
+def default_inputs(tokenizer, config, text: str, global_positions=(0,), max_tokens: int | None = None) -> dict:
+    """Tokenized `text` up to the model's limit (or `max_tokens`), `global_positions` global, teacher-forced
+    decoder inputs. Also returns what was cut: (inputs, {"text_tokens", "used_tokens", "limit"})."""
+    limit = token_limit(config) if max_tokens is None else min(token_limit(config), max_tokens)
+    whole = len(tokenizer(text)["input_ids"])
+    enc = tokenizer(text, truncation=True, max_length=limit, return_tensors="np")
     input_ids = np.asarray(enc["input_ids"], dtype=np.int64)
+    used = input_ids.shape[1]
     global_mask = np.zeros_like(input_ids)
-    global_mask[:, 0] = 1
+    for position in global_positions:
+        if not 0 <= position < used:
+            raise UsageError(f"--global position {position} is outside the {used} input tokens [0, {used})")
+        global_mask[:, position] = 1
     target = input_ids[:, : min(input_ids.shape[1], config.max_decoder_position_embeddings)]
     decoder = np.concatenate([[[config.decoder_start_token_id]], target[:, :-1]], axis=1).astype(np.int64)
-    return {"input_ids": input_ids, "attention_mask": np.asarray(enc["attention_mask"], dtype=np.int64),
-            "global_attention_mask": global_mask, "decoder_input_ids": decoder, "labels": target}
+    inputs = {"input_ids": input_ids, "attention_mask": np.asarray(enc["attention_mask"], dtype=np.int64),
+              "global_attention_mask": global_mask, "decoder_input_ids": decoder, "labels": target}
+    return inputs, {"text_tokens": whole, "used_tokens": used, "limit": limit}
 
 
-def checkpoint_parity(directory: str, text: str, sides, progress: bool = True, max_new_tokens: int = 8):
-    """Every side vs led_ref on a checkpoint + text: forward outputs, then greedy generation (tie-aware)."""
-    from led_ref.checkpoint import load_checkpoint
+def checkpoint_parity(directory: str, text: str, sides, progress: bool = True, max_new_tokens: int | None = 8,
+                      num_beams: int | None = None, global_positions=(0,), max_tokens: int | None = None,
+                      details: dict | None = None):
+    """Every side vs led_ref on a checkpoint + text: forward outputs, then generation (tie-aware, beam scores
+    compared). Generation uses the checkpoint's settings (generation_config.json, else config.json) with
+    `max_new_tokens` / `num_beams` overriding them; every side gets them explicitly. `details`, if given, is
+    filled with the token counts, global positions and generation settings used."""
+    from led_ref.checkpoint import load_checkpoint, resolve_checkpoint
+    from led_ref.generation_settings import explicit_arguments, model_generation_config, resolve
     from led_ref.tokenizer import LEDTokenizer
 
     from .check import Progress, run_case
     from .generation import generation_parity
     from .implementations import Side
 
+    directory = resolve_checkpoint(directory)
     config, weights = load_checkpoint(directory)
     architecture = _architecture_of(config, weights)
     if architecture != "LEDForConditionalGeneration":
         from led_ref.checkpoint import load_checkpoint as _load
 
         config, weights = _load(directory, "LEDForConditionalGeneration", allow_missing_head=True)
-    inputs = default_inputs(LEDTokenizer.from_pretrained(directory), config, text)
+    inputs, counts = default_inputs(LEDTokenizer.from_pretrained(directory), config, text, global_positions,
+                                    max_tokens)
+    if counts["used_tokens"] < counts["text_tokens"]:
+        print(f"note: the text has {counts['text_tokens']} tokens; using the first {counts['used_tokens']} "
+              f"(limit {counts['limit']}: the model's encoder positions, or --max-tokens)", file=sys.stderr)
+    settings = resolve(config, model_generation_config(config, directory), max_new_tokens=max_new_tokens,
+                       num_beams=num_beams)
+    generate_kwargs = explicit_arguments(settings)
+    if details is not None:
+        details.update(counts, global_positions=list(global_positions), generation_settings=generate_kwargs)
     bar = Progress(2, "checkpoint", progress)
     comparisons = run_case(config, "LEDForConditionalGeneration", weights, inputs, sides)
     bar.step("forward")
-    _, generations = generation_parity(config, weights, inputs, sides, Side("ref"), max_new_tokens=max_new_tokens)
+    _, generations = generation_parity(config, weights, inputs, sides, Side("ref"), **generate_kwargs)
     bar.step("generate")
     bar.close()
     return [(os.path.basename(os.path.normpath(directory)) or directory, c) for c in comparisons], generations
@@ -157,7 +195,8 @@ def default_model_check(sides, progress: bool = True):
     except ImportError:
         print("note: led_ref.default_model is not available; skipping the embedded default model", file=sys.stderr)
         return None
-    return checkpoint_parity(default_checkpoint_dir(), DEFAULT_TEXT, sides, progress)
+    return checkpoint_parity(default_checkpoint_dir(), DEFAULT_TEXT, sides, progress, max_new_tokens=8,
+                             num_beams=1)
 
 
 # ---------------------------------------------------------------------------------------------- gate
@@ -216,14 +255,69 @@ def run_replay(args) -> int:
 
 # ---------------------------------------------------------------------------------------------- audit
 def add_audit_arguments(parser) -> None:
-    parser.add_argument("--checkpoint", required=True, help="HF-format LED folder (config, safetensors, tokenizer)")
+    parser.add_argument("--checkpoint", required=True,
+                        help="HF-format LED folder (config, safetensors, tokenizer) or a hub id in the local HF cache")
     parser.add_argument("--text", required=True, help="a text file to run through the model")
     parser.add_argument("--hf", action="store_true", help="also compare HF transformers (float32)")
     parser.add_argument("--backend", action="append", default=None)
     parser.add_argument("--dtype", default="float32", choices=DTYPE_ORDER)
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
-    parser.add_argument("--max-new-tokens", type=int, default=8)
-    parser.add_argument("--json", default=None)
+    parser.add_argument("--max-tokens", type=_positive("--max-tokens"), default=None,
+                        help="use at most this many input tokens (default: the model's limit; a cut is reported)")
+    parser.add_argument("--global", dest="global_positions", type=_positions, default=[0],
+                        help="comma-separated input positions with global attention (default 0)")
+    parser.add_argument("--num-beams", type=_positive("--num-beams"), default=None,
+                        help="default: the checkpoint's generation settings")
+    parser.add_argument("--max-new-tokens", type=_positive("--max-new-tokens"), default=None,
+                        help="default: the checkpoint's generation settings")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar (never drawn off a terminal)")
+    parser.add_argument("--json", default=None, help="write the JSON report (with versions, device, positions)")
+
+
+def _positive(flag: str):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{flag} must be a positive integer, got {text!r}") from None
+        if value < 1:
+            raise argparse.ArgumentTypeError(f"{flag} must be a positive integer, got {value}")
+        return value
+    return parse
+
+
+def _positions(text: str) -> list[int]:
+    try:
+        positions = sorted({int(p) for p in text.split(",") if p.strip()})
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--global takes comma-separated token positions, got {text!r}") from None
+    if not positions or positions[0] < 0:
+        raise argparse.ArgumentTypeError(f"--global positions must be integers >= 0, got {text!r}")
+    return positions
+
+
+def versions() -> dict:
+    """Versions of what took part in a run (for the JSON report)."""
+    import platform
+    from importlib import metadata
+
+    out = {"python": platform.python_version()}
+    for name in ("led-parity", "numpy", "torch", "transformers", "tokenizers", "safetensors"):
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def device_description(device: str) -> str:
+    if device == "cuda":
+        import torch
+
+        return f"cuda ({torch.cuda.get_device_name()})"
+    import platform
+
+    return f"cpu ({platform.processor() or platform.machine()})"
 
 
 def run_audit(args) -> int:
@@ -231,23 +325,43 @@ def run_audit(args) -> int:
     from .report import text_table, to_json
 
     if args.hf and not hf_available():
-        print("error: --hf needs transformers (pip install 'led-parity[test]')", file=sys.stderr)
-        return EXIT_USAGE
+        raise UsageError("--hf needs transformers (pip install 'led-parity[test]')")
+    if not os.path.isfile(args.text):
+        raise UsageError(f"--text {args.text!r} is not a file")
     with open(args.text, encoding="utf-8") as fh:
         text = fh.read()
-    rows, generations = checkpoint_parity(args.checkpoint, text, sides_for(args), progress=True,
-                                          max_new_tokens=args.max_new_tokens)
+    details: dict = {}
+    rows, generations = checkpoint_parity(args.checkpoint, text, sides_for(args), progress=not args.no_progress,
+                                          max_new_tokens=args.max_new_tokens, num_beams=args.num_beams,
+                                          global_positions=args.global_positions, max_tokens=args.max_tokens,
+                                          details=details)
     for _, c in rows:
         print(text_table(c))
-    for g in generations:
-        print(g.describe())
+    print(generation_summary(generations))
     if args.json:
         with open(args.json, "w", encoding="utf-8") as fh:
-            fh.write(to_json(rows, checkpoint=args.checkpoint,
-                             generation=[g.to_dict() for g in generations]))
+            fh.write(to_json(rows, checkpoint=args.checkpoint, versions=versions(),
+                             device=device_description(args.device), dtype=args.dtype,
+                             seed=None,  # an audit draws nothing at random
+                             **details, generation=[g.to_dict() for g in generations]))
     ok = all(c.passed for _, c in rows) and all(g.passed for g in generations)
     print("all agree" if ok else "mismatch")
     return EXIT_OK if ok else EXIT_MISMATCH
+
+
+# ---------------------------------------------------------------------------------------------- convert
+def add_convert_arguments(parser) -> None:
+    parser.add_argument("source", help="checkpoint folder with pytorch_model.bin (or its shards), or a cached hub id")
+    parser.add_argument("destination", help="new folder for the safetensors checkpoint")
+
+
+def run_convert(args) -> int:
+    from .convert import convert_checkpoint
+
+    done = convert_checkpoint(args.source, args.destination)
+    print(f"wrote {args.destination}: {done['tensors']} tensors of {done['architecture']} as safetensors"
+          + (f"; copied {', '.join(done['copied'])}" if done["copied"] else ""))
+    return EXIT_OK
 
 
 # ---------------------------------------------------------------------------------------------- info
@@ -303,6 +417,8 @@ COMMANDS: list[Command] = [
     Command("replay", "re-run a saved reproducer", add_replay_arguments, run_replay),
     Command("audit", "a real checkpoint + text through every implementation", add_audit_arguments, run_audit),
     Command("info", "what the embedded default model contains", add_info_arguments, run_info),
+    Command("convert", "rewrite a pytorch_model.bin checkpoint as safetensors (weights-only loading, no code runs)",
+            add_convert_arguments, run_convert),
     Command("bench", "time HF, led_torch backends and led_ref side by side (parity.bench)", _bench_arguments,
             _bench_run),
     Command("gpu-check", "everything a GPU must confirm, one <= 8 min run with a markdown + JSON summary "

@@ -9,7 +9,11 @@ Only a margin within the tie tolerance is called a tie, and a tie is reported as
 "identical". The tie tolerance is what two correct implementations may disagree by on a log-probability:
 twice the logits budget of the dtype pair, scaled like the comparison (by max(1, max|logits|)).
 For beam search the margin is the token-level one at the first differing step (beam scores are sums of
-these, so a token-level tie is necessary for a legitimate beam divergence, not sufficient).
+these, so a token-level tie is necessary for a legitimate beam divergence, not sufficient). Beam search is
+also compared on its scores: every row with identical tokens must have the same `sequences_scores`
+(sum of log-probs / length ** length_penalty) within the tie budget times max(1, |score|) times the
+number of generated tokens (each step's log-probability may be off by one budget). The budget is at least
+four float32 epsilons: HF and led_torch keep beam scores in float32 whatever the model's dtype.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import numpy as np
 from .compare import to_numpy
 from .tolerances import tolerance
 
+FLOAT32_SCORE_BUDGET = 4 * float(np.finfo(np.float32).eps)  # beam scores are float32 in HF and led_torch
 Scorer = Callable[[int, np.ndarray], np.ndarray]  # (row, decoder prefix (t,)) -> logits (vocab,)
 
 
@@ -48,19 +53,39 @@ class TokenDivergence:
 
 
 @dataclass
+class ScoreDivergence:
+    """A beam-search row with identical tokens whose sequences_scores differ by more than the budget."""
+
+    row: int
+    expected_score: float
+    actual_score: float
+    tolerance: float
+
+    def describe(self) -> str:
+        return (f"row {self.row}: identical tokens but beam score {self.actual_score:.9g}, expected "
+                f"{self.expected_score:.9g} (|difference| {abs(self.actual_score - self.expected_score):.3e} > "
+                f"tolerance {self.tolerance:.1e}) -> MISMATCH")
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+@dataclass
 class GenerationComparison:
     actual: str
     expected: str
     divergences: list[TokenDivergence] = field(default_factory=list)
+    score_divergences: list[ScoreDivergence] = field(default_factory=list)
+    scores_compared: int = 0  # beam-search rows whose sequences_scores were compared
 
     @property
     def identical(self) -> bool:
-        return not self.divergences
+        return not self.divergences and not self.score_divergences
 
     @property
     def passed(self) -> bool:
-        """Identical, or every difference a tie (reported as such by `status`)."""
-        return all(d.tie for d in self.divergences)
+        """Identical, or every token difference a tie (reported as such by `status`), and beam scores agree."""
+        return all(d.tie for d in self.divergences) and not self.score_divergences
 
     @property
     def status(self) -> str:
@@ -69,11 +94,14 @@ class GenerationComparison:
     def describe(self) -> str:
         lines = [f"generation {self.actual} vs {self.expected}: {self.status}"]
         lines += [f"  {d.describe()}" for d in self.divergences]
+        lines += [f"  {d.describe()}" for d in self.score_divergences]
         return "\n".join(lines)
 
     def to_dict(self) -> dict:
         return {"actual": self.actual, "expected": self.expected, "status": self.status, "passed": self.passed,
-                "divergences": [d.to_dict() for d in self.divergences]}
+                "divergences": [d.to_dict() for d in self.divergences],
+                "score_divergences": [d.to_dict() for d in self.score_divergences],
+                "scores_compared": self.scores_compared}
 
 
 def log_softmax(logits: np.ndarray) -> np.ndarray:
@@ -114,6 +142,20 @@ def compare_sequences(actual: np.ndarray, expected: np.ndarray, scorer: Scorer, 
     return result
 
 
+def compare_beam_scores(result: GenerationComparison, actual_tokens: np.ndarray, expected_tokens: np.ndarray,
+                        actual_scores: np.ndarray, expected_scores: np.ndarray, budget: float, pad: int) -> None:
+    """Add a ScoreDivergence to `result` for every row with identical tokens but different beam scores."""
+    for row in range(expected_tokens.shape[0]):
+        if first_difference(actual_tokens[row], expected_tokens[row], pad) is not None:
+            continue  # already explained (or not) by the token comparison
+        expected, actual = float(expected_scores[row]), float(actual_scores[row])
+        generated = max(1, expected_tokens.shape[1] - 1)
+        tolerance = max(budget, FLOAT32_SCORE_BUDGET) * max(1.0, abs(expected)) * generated
+        result.scores_compared += 1
+        if not abs(actual - expected) <= tolerance:
+            result.score_divergences.append(ScoreDivergence(row, expected, actual, tolerance))
+
+
 def tie_budget(actual_dtype, expected_dtype) -> float:
     """Twice the logits budget of the pair: each side may be off by one budget."""
     return 2 * tolerance(actual_dtype, expected_dtype, "logits")
@@ -134,14 +176,19 @@ def reference_scorer(side, model, inputs: dict, rows_per_input: int = 1) -> Scor
 
 
 def generation_parity(config, weights: dict, inputs: dict, sides, reference, **generate_kwargs):
-    """Generate with `reference` and every side; compare each to the reference, tie-aware.
+    """Generate with `reference` and every side; compare each to the reference, tie-aware, and for beam
+    search (num_beams > 1) also compare the beam scores of rows with identical tokens.
 
     Returns (reference token ids, list of GenerationComparison). A side that raises is a MISMATCH row
     with step -1.
     """
     architecture = "LEDForConditionalGeneration"
+    beams = generate_kwargs.get("num_beams") or 1
+    if beams > 1:
+        generate_kwargs = dict(generate_kwargs, return_dict_in_generate=True, output_scores=True)
     ref_model = reference.build(config, weights, architecture)
     expected = reference.generate(ref_model, inputs, **generate_kwargs)
+    expected, expected_scores = expected if beams > 1 else (expected, None)
     scorer = reference_scorer(reference, ref_model, inputs, generate_kwargs.get("num_return_sequences", 1))
     results = []
     for side in sides:
@@ -153,6 +200,12 @@ def generation_parity(config, weights: dict, inputs: dict, sides, reference, **g
             failed.actual = f"{side.label} ({type(err).__name__}: {err})"
             results.append(failed)
             continue
-        results.append(compare_sequences(actual, expected, scorer, tie_budget(side.dtype, reference.dtype),
-                                         config.pad_token_id, side.label, reference.label))
+        actual, actual_scores = actual if beams > 1 else (actual, None)
+        budget = tie_budget(side.dtype, reference.dtype)
+        result = compare_sequences(actual, expected, scorer, budget, config.pad_token_id, side.label,
+                                   reference.label)
+        if expected_scores is not None and actual_scores is not None:
+            compare_beam_scores(result, actual, expected, actual_scores, expected_scores, budget,
+                                config.pad_token_id)
+        results.append(result)
     return expected, results

@@ -90,10 +90,9 @@ class Side:
         encoder_inputs = {k: v for k, v in inputs.items()
                           if k in ("input_ids", "attention_mask", "global_attention_mask")}
         if self.family == "ref":
-            return np.asarray(model.generate(**encoder_inputs, **kwargs), dtype=np.int64)
+            return _generated(model.generate(**encoder_inputs, **kwargs))
         with self._scope():
-            out = model.generate(**self.tensors(encoder_inputs), **kwargs)
-        return out.detach().cpu().numpy().astype(np.int64)
+            return _generated(model.generate(**self.tensors(encoder_inputs), **kwargs))
 
     def tensors(self, inputs: dict) -> dict:
         import torch
@@ -110,6 +109,18 @@ class Side:
         import torch
 
         return torch.no_grad() if self.family == "torch" else contextlib.nullcontext()
+
+
+def _generated(out):
+    """Token ids as int64 numpy; with return_dict_in_generate=True (token ids, sequences_scores as float64 or
+    None)."""
+    def numpy(x):
+        return np.asarray(x.detach().cpu().numpy() if hasattr(x, "detach") else x)
+
+    if hasattr(out, "sequences"):
+        scores = getattr(out, "sequences_scores", None)
+        return numpy(out.sequences).astype(np.int64), None if scores is None else numpy(scores).astype(np.float64)
+    return numpy(out).astype(np.int64)
 
 
 def torch_sides(backends, dtype: str = "float64", device: str = "cpu") -> list[Side]:

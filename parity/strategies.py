@@ -354,3 +354,36 @@ def attention_cases(
     arrays[0] *= head_dim**-0.5
     arrays[3] *= head_dim**-0.5
     return AttentionCase(*arrays, token_kind=kinds, window=window, seed=seed)
+
+
+# ---------------------------------------------------------------------------------------------- generate options
+@st.composite
+def generation_options(draw, config: LEDConfig) -> dict:
+    """HF's deterministic generate options for a tiny model: beams, lengths (max/min, total or new tokens),
+    length penalty, early stopping, n-gram and repetition rules, bad words, forced tokens, returned sequences."""
+    beams = draw(st.integers(1, 4))
+    options: dict = {"num_beams": beams}
+    if beams > 1:
+        options["num_return_sequences"] = draw(st.integers(1, beams))
+        options["length_penalty"] = draw(st.sampled_from([1.0, 2.0, 0.0, -1.0, 0.5]))
+        options["early_stopping"] = draw(st.sampled_from([False, True, "never"]))
+    room = config.max_decoder_position_embeddings
+    if draw(st.booleans()):
+        options["max_new_tokens"] = draw(st.integers(1, min(9, room)))
+    else:
+        options["max_length"] = draw(st.integers(2, min(10, room + 1)))
+    which_min = draw(st.sampled_from(["none", "min_length", "min_new_tokens"]))
+    if which_min != "none":
+        options[which_min] = draw(st.integers(0, 6))
+    for name, values in (("no_repeat_ngram_size", [1, 2, 3]), ("encoder_no_repeat_ngram_size", [1, 2, 3]),
+                         ("repetition_penalty", [1.3, 0.8, 2.0])):
+        if draw(st.booleans()):
+            options[name] = draw(st.sampled_from(values))
+    token = st.integers(0, config.vocab_size - 1)
+    if draw(st.booleans()):
+        options["bad_words_ids"] = draw(st.lists(st.lists(token, min_size=1, max_size=3), min_size=1, max_size=4))
+    if draw(st.integers(0, 3)) == 0:
+        options["forced_bos_token_id"] = draw(token)
+    if draw(st.integers(0, 3)) == 0:
+        options["forced_eos_token_id"] = draw(token)
+    return options

@@ -91,8 +91,8 @@ def test_generate_checks_its_inputs(model):
 
 
 def test_constructor_checks(model):
-    with pytest.raises(TypeError, match="config must be a led_ref.LEDConfig"):
-        LEDModel({"d_model": 8})
+    with pytest.raises(TypeError, match="config must be an LEDConfig, a dict or a config object"):
+        LEDModel(42)
     with pytest.raises(TypeError, match="dtype must be a NumPy floating type"):
         LEDModel(CONFIG, dtype=np.int32)
     weights = dict(LEDModel(CONFIG).weights)

@@ -1,0 +1,106 @@
+"""`led-parity audit` for auditors: the whole text up to the model's limit (a cut is reported), global
+positions, beams and new tokens from the checkpoint unless given, a JSON report with versions, device and
+positions, no progress bar off a terminal; and exit 2 with one line for every input error."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from led_ref.default_model import DEFAULT_TEXT, default_checkpoint_dir
+from led_ref.generation_settings import GenerationConfig
+from led_ref.tokenizer import LEDTokenizer
+from parity import cli
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    """The default model with fine-tuned-like generation settings in generation_config.json."""
+    folder = tmp_path_factory.mktemp("ckpt") / "led"
+    shutil.copytree(default_checkpoint_dir(), folder)
+    GenerationConfig(num_beams=2, max_length=5, no_repeat_ngram_size=3, length_penalty=2.0,
+                     decoder_start_token_id=2, bos_token_id=0, eos_token_id=2, pad_token_id=1).save_pretrained(folder)
+    return folder
+
+
+def test_audit_reads_settings_and_reports_cuts_and_positions(checkpoint, tmp_path, capsys):
+    text = tmp_path / "long.txt"
+    text.write_text(DEFAULT_TEXT * 3)
+    whole = len(LEDTokenizer.from_pretrained(checkpoint)(DEFAULT_TEXT * 3)["input_ids"])
+    report = tmp_path / "audit.json"
+    code = cli.main(["audit", "--checkpoint", str(checkpoint), "--text", str(text), "--backend", "banded",
+                     "--max-tokens", "40", "--global", "0,7,12", "--json", str(report)])
+    captured = capsys.readouterr()
+    assert code == 0, captured.out + captured.err
+    assert f"the text has {whole} tokens; using the first 40" in captured.err
+    data = json.loads(report.read_text())
+    assert data["passed"] is True and data["used_tokens"] == 40 and data["text_tokens"] == whole
+    assert data["global_positions"] == [0, 7, 12] and data["seed"] is None
+    assert data["versions"]["numpy"] and data["device"].startswith("cpu")
+    settings = data["generation_settings"]
+    assert (settings["num_beams"], settings["max_length"], settings["length_penalty"]) == (2, 5, 2.0)
+    assert "beam scores compared on 1 rows" in captured.out
+    assert "\r" not in captured.err  # no progress bar drawn into a captured (non-terminal) stream
+
+
+def test_audit_options_override_the_checkpoint(checkpoint, tmp_path, capsys):
+    text = tmp_path / "t.txt"
+    text.write_text(DEFAULT_TEXT)
+    report = tmp_path / "a.json"
+    assert cli.main(["audit", "--checkpoint", str(checkpoint), "--text", str(text), "--backend", "banded",
+                     "--num-beams", "1", "--max-new-tokens", "3", "--no-progress", "--json", str(report)]) == 0
+    settings = json.loads(report.read_text())["generation_settings"]
+    assert (settings["num_beams"], settings["max_length"]) == (1, 4)
+    out = capsys.readouterr().out
+    assert "note: the text has" not in out
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["check", "--backend", "nope", "--no-default"], "--backend nope is not a led_torch backend; choose from banded"),
+    (["audit", "--checkpoint", "{ckpt}", "--text", "{missing}"], "is not a file"),
+    (["audit", "--checkpoint", "{missing}", "--text", "{text}"], "missing"),
+    (["audit", "--checkpoint", "{ckpt}", "--text", "{text}", "--global", "999999"], "--global position 999999"),
+    (["audit", "--checkpoint", "{ckpt}", "--text", "{text}", "--num-beams", "0"], "--num-beams must be a positive"),
+    (["audit", "--checkpoint", "{text}", "--text", "{text}"], "does not exist"),
+    (["replay", "{ckpt}"], "case.json"),
+    (["convert", "{ckpt}", "{out}"], "no pytorch_model.bin"),
+])
+def test_input_errors_exit_2_with_one_line(argv, message, checkpoint, tmp_path, capsys):
+    text = tmp_path / "t.txt"
+    text.write_text("a short text")
+    names = {"ckpt": str(checkpoint), "missing": str(tmp_path / "missing"), "text": str(text),
+             "out": str(tmp_path / "out")}
+    argv = [a.format(**names) for a in argv]
+    try:
+        code = cli.main(argv)
+    except SystemExit as exit:  # argparse refuses bad option values itself, also with status 2
+        code = exit.code
+    err = capsys.readouterr().err
+    assert code == 2, err
+    last = err.strip().splitlines()[-1]  # argparse prints its usage first; the error is one line
+    assert message in last and "Traceback" not in err
+    assert last.startswith(("error: ", "led-parity "))
+
+
+def test_progress_is_drawn_by_tqdm_on_a_terminal_only():
+    import io
+
+    pytest.importorskip("tqdm")
+    from parity.check import Progress
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    terminal, log = Terminal(), io.StringIO()
+    for stream in (terminal, log):
+        bar = Progress(2, "audit", True, stream)
+        bar.step("forward")
+        bar.step("generate")
+        bar.close()
+    assert "audit:" in terminal.getvalue() and "/2 [" in terminal.getvalue() and log.getvalue() == ""
+    quiet = Terminal()
+    Progress(2, "audit", False, quiet).step()
+    assert quiet.getvalue() == ""
