@@ -22,6 +22,7 @@ from .backends.masks import global_slots
 from .linear import Linear
 from .outputs import LEDEncoderBaseModelOutput
 from .validation import (
+    as_model_dtype,
     check_embeds,
     check_exactly_one,
     check_flag,
@@ -208,6 +209,7 @@ class LEDEncoder(nn.Module):
             device = input_ids.device
         else:
             check_embeds("inputs_embeds", inputs_embeds, config.d_model)
+            inputs_embeds = as_model_dtype("inputs_embeds", inputs_embeds, self.embed_tokens.weight.dtype)
             batch, seq = inputs_embeds.shape[:2]
             device = inputs_embeds.device
         check_mask("attention_mask", attention_mask, (batch, seq))
