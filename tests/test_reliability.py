@@ -686,3 +686,64 @@ def test_configs_that_would_crash_later_are_refused_at_load(tmp_path, impl, fiel
     with pytest.raises(ValueError) as err:
         package.LEDForSequenceClassification.from_pretrained(tmp_path)
     assert all(m in str(err.value) for m in mentions), str(err.value)
+
+
+# A window as large as the position table ("full attention") over a 4-token input. Before: led_ref built a
+# (16384, 16385) index map (2 GiB) and led_torch banded scores of that size; now both run at the narrowest
+# window that attends the same (led_ref.layout.effective_window).
+WIDE = LEDConfig(vocab_size=20, d_model=8, encoder_layers=2, decoder_layers=1, encoder_attention_heads=2,
+                 decoder_attention_heads=2, encoder_ffn_dim=8, decoder_ffn_dim=8, attention_window=[16384, 2],
+                 max_encoder_position_embeddings=16384, max_decoder_position_embeddings=20)
+NARROW = LEDConfig.from_dict(WIDE.to_dict() | {"attention_window": [6, 2]})
+WIDE_INPUTS = dict(input_ids=np.array([[0, 4, 5, 2], [0, 6, 2, 1]]),
+                   attention_mask=np.array([[1, 1, 1, 1], [1, 1, 1, 0]]),
+                   global_attention_mask=np.array([[1, 0, 0, 0], [0, 0, 0, 0]]), decoder_input_ids=DEC[:, :2])
+
+
+@pytest.mark.parametrize("impl", IMPLS, ids=lambda i: i.name)
+def test_a_window_wider_than_the_input_costs_what_the_input_costs(impl):
+    import tracemalloc
+
+    from parity.peak_memory import cpu_peak_bytes
+
+    weights = random_weights(WIDE, "LEDForConditionalGeneration", seed=0, std=0.3)
+    wide = impl.build("LEDForConditionalGeneration", config=WIDE, weights=weights)
+    narrow = impl.build("LEDForConditionalGeneration", config=NARROW, weights=weights)
+    kwargs = impl.arrays(WIDE_INPUTS)
+    if impl.name == "led_ref":
+        tracemalloc.start()
+        try:
+            out = wide(**kwargs)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+    else:
+        with torch.no_grad():
+            box = []
+            peak, _ = cpu_peak_bytes(lambda: box.append(wide(**kwargs)))
+            out = box[0]
+    assert peak < 64 * 2**20, f"{peak / 2**20:.0f} MiB for a 4-token input"
+    want = narrow(**kwargs)
+    np.testing.assert_allclose(impl.numpy(out.logits), impl.numpy(want.logits), rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("impl", IMPLS, ids=lambda i: i.name)
+def test_a_wide_window_keeps_hf_attention_layouts(impl):
+    """attentions keep the layer's own window columns (x + w + 1), global attentions HF's padded key axis;
+    the cells the narrower run computed are the same, the added ones zero."""
+    weights = random_weights(WIDE, "LEDForConditionalGeneration", seed=0, std=0.3)
+    kwargs = impl.arrays(WIDE_INPUTS | dict(output_attentions=True))
+    with torch.no_grad():
+        out = impl.build("LEDForConditionalGeneration", config=WIDE, weights=weights)(**kwargs)
+        want = impl.build("LEDForConditionalGeneration", config=NARROW, weights=weights)(**kwargs)
+    wide_probs, narrow_probs = impl.numpy(out.encoder_attentions[0]), impl.numpy(want.encoder_attentions[0])
+    assert wide_probs.shape == (2, 2, 4, 1 + 16385) and narrow_probs.shape == (2, 2, 4, 1 + 7)
+    centre = 1 + 8192 - 3
+    np.testing.assert_allclose(wide_probs[..., centre:centre + 7], narrow_probs[..., 1:], atol=1e-12)
+    np.testing.assert_array_equal(wide_probs[..., 0], narrow_probs[..., 0])
+    assert np.abs(wide_probs).sum() == pytest.approx(np.abs(narrow_probs).sum(), abs=1e-9)
+    glob = impl.numpy(out.encoder_global_attentions[0])
+    assert glob.shape == (2, 2, 16384, 1)
+    narrow_glob = impl.numpy(want.encoder_global_attentions[0])  # padded to 6, a multiple of its window
+    np.testing.assert_allclose(glob[:, :, :6], narrow_glob, atol=1e-12)
+    assert not np.any(glob[:, :, 6:])
