@@ -747,3 +747,13 @@ def test_a_wide_window_keeps_hf_attention_layouts(impl):
     narrow_glob = impl.numpy(want.encoder_global_attentions[0])  # padded to 6, a multiple of its window
     np.testing.assert_allclose(glob[:, :, :6], narrow_glob, atol=1e-12)
     assert not np.any(glob[:, :, 6:])
+
+
+@pytest.mark.parametrize("flag", ["--new-tokens", "--beams"])
+def test_bench_refuses_zero_tokens_or_beams_before_running(flag, capsys, monkeypatch):
+    from parity import bench, cli
+
+    monkeypatch.setattr(bench, "run_bench", lambda *a, **k: pytest.fail("the benchmark ran"))
+    assert cli.main(["bench", "--quick", flag, "0"]) == 2
+    err = capsys.readouterr().err
+    assert flag.lstrip("-") in err and ">= 1" in err and "got 0" in err, err
