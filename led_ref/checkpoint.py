@@ -151,7 +151,7 @@ def _check_header_entries(path: str, header: dict, data_size: int) -> None:
         if missing:
             raise CheckpointError(f"{where} lacks {', '.join(missing)}")
         dtype, shape, offsets = info["dtype"], info["shape"], info["data_offsets"]
-        if dtype not in _DTYPE_SIZES:
+        if not isinstance(dtype, str) or dtype not in _DTYPE_SIZES:
             raise CheckpointError(f"{where} has an unknown dtype {dtype!r}; known: {', '.join(_DTYPE_SIZES)}")
         if not isinstance(shape, list) or not all(_is_count(n) for n in shape):
             raise CheckpointError(f"{where} has shape {shape!r}; a shape is a list of non-negative ints")
@@ -374,9 +374,12 @@ def load_checkpoint(
     dtype = float_dtype(dtype)
     config = LEDConfig.from_pretrained(directory)
     stored = read_state_dict(directory)
-    architecture = architecture or infer_architecture(stored)
-    weights = adapt_state_dict(stored, config, architecture, allow_missing_head=allow_missing_head)
-    check_state_dict(weights, config, architecture, allow_missing_head, allow_non_finite)
+    try:
+        architecture = architecture or infer_architecture(stored)
+        weights = adapt_state_dict(stored, config, architecture, allow_missing_head=allow_missing_head)
+        check_state_dict(weights, config, architecture, allow_missing_head, allow_non_finite)
+    except CheckpointError as err:  # the weights and config.json of this folder disagree: say which folder
+        raise CheckpointError(f"checkpoint {directory!r}: {err}") from None
     return config, {name: np.asarray(value, dtype=dtype) for name, value in weights.items()}
 
 
