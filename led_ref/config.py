@@ -205,7 +205,11 @@ class LEDConfig:
 
     @classmethod
     def from_json_file(cls, path: str | os.PathLike) -> LEDConfig:
-        return cls.from_dict(read_json(path, what="model config", error=ConfigError))
+        data = read_json(path, what="model config", error=ConfigError)
+        try:
+            return cls.from_dict(data)
+        except ConfigError as err:  # a value out of range: say which file holds it
+            raise ConfigError(f"{os.fspath(path)!r}: {err}") from None
 
     @classmethod
     def from_pretrained(cls, directory: str | os.PathLike) -> LEDConfig:

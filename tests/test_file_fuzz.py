@@ -31,6 +31,7 @@ from led_ref.tokenizer import LEDTokenizer, train_byte_level_bpe
 from parity import cli
 from parity.malformed import damaged_bytes, json_values
 from parity.report import load_reproducer, save_reproducer
+from parity.strategies import profile_examples
 
 CONFIG = LEDConfig(vocab_size=20, d_model=8, encoder_layers=2, decoder_layers=1, encoder_attention_heads=2,
                    decoder_attention_heads=2, encoder_ffn_dim=8, decoder_ffn_dim=8, attention_window=[2, 4],
@@ -131,7 +132,7 @@ def assert_named_error_or_result(load, folder: str, name: str) -> None:
 
 # ------------------------------------------------------------------------------------------ fuzz
 @pytest.mark.parametrize("fmt", FORMATS)
-@settings(max_examples=12)
+@settings(max_examples=profile_examples(12))
 @given(data=st.data())
 def test_a_damaged_file_gives_a_named_error_or_a_valid_result(fmt, data):
     kind, name, load = FORMATS[fmt]
@@ -153,7 +154,7 @@ def test_a_damaged_file_gives_a_named_error_or_a_valid_result(fmt, data):
 
 
 @pytest.mark.parametrize("package", ["led_ref", "led_torch"])
-@settings(max_examples=12)
+@settings(max_examples=profile_examples(12))
 @given(entry=st.fixed_dictionaries({"dtype": st.one_of(st.sampled_from(["F64", "F32", "BF16", "I64", "X9"]),
                                                        json_values(3)),
                                     "shape": st.one_of(st.lists(st.integers(-2, 9), max_size=3), json_values(3)),
