@@ -120,6 +120,7 @@ class LEDPreTrainedModel(nn.Module):
     def from_pretrained(cls, path, dtype=torch.float32, device="cpu", attn_implementation: str | None = None):
         """Read an HF-format directory (`config.json` + `model.safetensors`, or `pytorch_model.bin`)."""
         _check_dtype(dtype)
+        check_device(device)  # before reading any file
         try:
             path = os.fspath(path)
         except TypeError:

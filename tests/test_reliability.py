@@ -654,12 +654,15 @@ def test_all_ignored_labels_give_zero_gradients_in_led_torch():
     assert all(float(p.grad.abs().max()) == 0.0 for p in model.parameters() if p.grad is not None)
 
 
-@pytest.mark.parametrize("how", ["from_weights", "to", "cuda", "banana"])
-def test_a_missing_cuda_device_is_named(monkeypatch, how):
+@pytest.mark.parametrize("how", ["from_weights", "from_pretrained", "to", "cuda", "banana"])
+def test_a_missing_cuda_device_is_named(tmp_path, monkeypatch, how):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     weights = random_weights(CONFIG, "LEDModel", seed=0)
     with pytest.raises(ValueError, match="no CUDA device" if how != "banana" else "banana.*not a device"):
-        if how in ("from_weights", "banana"):
+        if how == "from_pretrained":
+            led_ref.LEDModel(CONFIG, weights=weights).save_pretrained(tmp_path)
+            led_torch.LEDModel.from_pretrained(tmp_path, device="cuda")
+        elif how in ("from_weights", "banana"):
             led_torch.LEDModel.from_weights(CONFIG, weights, device="cuda" if how == "from_weights" else "banana")
         else:
             model = led_torch.LEDModel.from_weights(CONFIG, weights)
