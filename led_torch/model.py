@@ -406,6 +406,8 @@ class LEDForSequenceClassification(LEDPreTrainedModel):
                        head_mask, decoder_head_mask, cross_attn_head_mask, encoder_outputs, None, inputs_embeds,
                        decoder_inputs_embeds, use_cache, output_attentions, output_hidden_states)
         hidden = out.last_hidden_state
+        if config.eos_token_id is None:
+            raise ValueError("input_ids hold no <eos> token to pool at: config.eos_token_id is None")
         eos = input_ids.eq(config.eos_token_id)
         counts = eos.sum(1)
         if (counts != counts[0]).any() or counts[0] == 0:

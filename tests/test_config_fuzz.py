@@ -139,3 +139,13 @@ def test_values_hf_accepts_still_load_and_run(field, value):
     if field == "encoder_layers":
         data["attention_window"] = 4
     _run_both(LEDConfig.from_dict(data))
+
+
+def test_sequence_classification_without_an_eos_token_is_refused_by_name():
+    config = LEDConfig.from_dict(BASE.to_dict() | {"eos_token_id": None})
+    weights = random_weights(config, "LEDForSequenceClassification", seed=0)
+    ids = np.array([[0, 4, 5, 2]])
+    for model, x in ((led_ref.LEDForSequenceClassification(config, weights=weights), ids),
+                     (led_torch.LEDForSequenceClassification.from_weights(config, weights), torch.from_numpy(ids))):
+        with pytest.raises(ValueError, match="eos_token_id"):
+            model(input_ids=x)
