@@ -199,9 +199,12 @@ class LEDConfig:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
 
     def save_pretrained(self, directory: str | os.PathLike) -> None:
-        """Write `config.json` atomically (a temp file renamed into place)."""
+        """Write `config.json` atomically (a temp file renamed into place); a config that no longer validates
+        (changed after construction) is refused before anything is written."""
+        self.validate()
+        text = self.to_json_string()
         os.makedirs(directory, exist_ok=True)
-        write_text_atomic(os.path.join(directory, "config.json"), self.to_json_string())
+        write_text_atomic(os.path.join(directory, "config.json"), text)
 
     @classmethod
     def from_json_file(cls, path: str | os.PathLike) -> LEDConfig:

@@ -149,3 +149,13 @@ def test_sequence_classification_without_an_eos_token_is_refused_by_name():
                      (led_torch.LEDForSequenceClassification.from_weights(config, weights), torch.from_numpy(ids))):
         with pytest.raises(ValueError, match="eos_token_id"):
             model(input_ids=x)
+
+
+def test_saving_a_config_broken_after_construction_writes_nothing(tmp_path):
+    config = LEDConfig.from_dict(BASE.to_dict())
+    config.save_pretrained(tmp_path)
+    before = (tmp_path / "config.json").read_bytes()
+    config.pad_token_id = None
+    with pytest.raises(ConfigError, match="pad_token_id"):
+        config.save_pretrained(tmp_path)
+    assert (tmp_path / "config.json").read_bytes() == before and len(list(tmp_path.iterdir())) == 1
