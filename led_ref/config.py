@@ -170,7 +170,7 @@ class LEDConfig:
         merged = dict(self.extra)
         merged.update(data)
         # HF stores the label count as id2label; keep one if the file had it, else derive it.
-        if "id2label" not in merged or len(merged["id2label"]) != self.num_labels:
+        if not isinstance(merged.get("id2label"), Mapping) or len(merged["id2label"]) != self.num_labels:
             merged["id2label"] = {str(i): f"LABEL_{i}" for i in range(self.num_labels)}
             merged["label2id"] = {f"LABEL_{i}": i for i in range(self.num_labels)}
         merged.setdefault("model_type", "led")
@@ -191,6 +191,8 @@ class LEDConfig:
         known = {f.name for f in fields(cls)} - {"extra"}
         kwargs = {k: data[k] for k in known if k in data}
         if "num_labels" not in data and isinstance(data.get("id2label"), Mapping):
+            if not data["id2label"]:
+                raise ConfigError("id2label is empty: it must name at least one label (num_labels is its length)")
             kwargs["num_labels"] = len(data["id2label"])
         extra = {k: v for k, v in data.items() if k not in known}
         return cls(**kwargs, extra=extra)
