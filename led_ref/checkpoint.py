@@ -16,10 +16,10 @@ stored. The functions here go one step at a time, so each can be used and tested
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import struct
-import tempfile
 from collections.abc import Callable, Iterable, Mapping
 from functools import partial
 
@@ -28,6 +28,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.numpy import save as safetensors_bytes
 
 from .config import LEDConfig
+from .files import describe, parse_json, read_json, remove_stale_temps, write_temp
 from .names import ARCHITECTURES, TIED_NAMES, TIED_TOP_LEVEL, base_prefix, checkpoint_shapes, head_shapes
 
 WEIGHTS_NAME = "model.safetensors"
@@ -108,20 +109,71 @@ def read_safetensors_file(path: str | os.PathLike) -> dict[str, np.ndarray]:
 
 
 def safetensors_header(path: str | os.PathLike) -> dict[str, dict]:
-    """The JSON header of a safetensors file (name -> dtype, shape, data_offsets), without metadata."""
+    """The JSON header of a safetensors file (name -> dtype, shape, data_offsets), without metadata.
+
+    Every entry is checked (dtype known, shape of non-negative ints, offsets inside the data and as long as
+    dtype and shape say, no two tensors overlapping): a damaged or crafted header is a CheckpointError
+    naming the file, the tensor and what is wrong, never a TypeError/KeyError from deep inside.
+    """
+    path = os.fspath(path)
+    file_size = os.path.getsize(path)
     with open(path, "rb") as fh:
         raw = fh.read(8)
         if len(raw) != 8:
-            raise CheckpointError(f"{os.fspath(path)!r} is not a safetensors file (shorter than 8 bytes)")
+            raise CheckpointError(f"{path!r} is not a safetensors file (shorter than 8 bytes)")
         (size,) = struct.unpack("<Q", raw)
-        if size > os.path.getsize(path):
-            raise CheckpointError(f"{os.fspath(path)!r} is not a safetensors file (header size {size} too big)")
-        try:
-            header = json.loads(fh.read(size))
-        except (UnicodeDecodeError, json.JSONDecodeError) as err:
-            raise CheckpointError(f"{os.fspath(path)!r} has a corrupt safetensors header: {err}") from None
-    header.pop("__metadata__", None)
+        if size > file_size - 8:
+            raise CheckpointError(f"{path!r} is not a safetensors file (header size {size} is more than the "
+                                  f"{file_size - 8} bytes after the size field)")
+        header = parse_json(fh.read(size), path, "safetensors header", dict, CheckpointError)
+    metadata = header.pop("__metadata__", None)
+    if metadata is not None and not (isinstance(metadata, dict)
+                                     and all(isinstance(v, str) for v in metadata.values())):
+        raise CheckpointError(f"{path!r}: the safetensors header's __metadata__ must map strings to strings, "
+                              f"found {describe(metadata)}")
+    _check_header_entries(path, header, file_size - 8 - size)
     return header
+
+
+# Bytes per element of every dtype safetensors stores.
+_DTYPE_SIZES = {"BOOL": 1, "U8": 1, "I8": 1, "F8_E5M2": 1, "F8_E4M3": 1, "I16": 2, "U16": 2, "F16": 2, "BF16": 2,
+                "I32": 4, "U32": 4, "F32": 4, "I64": 8, "U64": 8, "F64": 8}
+
+
+def _check_header_entries(path: str, header: dict, data_size: int) -> None:
+    spans = []
+    for name, info in header.items():
+        where = f"{path!r}: tensor {name!r} in the safetensors header"
+        if not isinstance(info, dict):
+            raise CheckpointError(f"{where} must be an object with dtype, shape and data_offsets, "
+                                  f"found {describe(info)}")
+        missing = [key for key in ("dtype", "shape", "data_offsets") if key not in info]
+        if missing:
+            raise CheckpointError(f"{where} lacks {', '.join(missing)}")
+        dtype, shape, offsets = info["dtype"], info["shape"], info["data_offsets"]
+        if not isinstance(dtype, str) or dtype not in _DTYPE_SIZES:
+            raise CheckpointError(f"{where} has an unknown dtype {dtype!r}; known: {', '.join(_DTYPE_SIZES)}")
+        if not isinstance(shape, list) or not all(_is_count(n) for n in shape):
+            raise CheckpointError(f"{where} has shape {shape!r}; a shape is a list of non-negative ints")
+        if not (isinstance(offsets, list) and len(offsets) == 2 and all(_is_count(n) for n in offsets)):
+            raise CheckpointError(f"{where} has data_offsets {offsets!r}; expected [begin, end], ints >= 0")
+        begin, end = offsets
+        nbytes = _DTYPE_SIZES[dtype] * math.prod(shape)
+        if not begin <= end <= data_size:
+            raise CheckpointError(f"{where} has data_offsets [{begin}, {end}] outside the {data_size} data bytes "
+                                  "(truncated file?)")
+        if end - begin != nbytes:
+            raise CheckpointError(f"{where} has data_offsets [{begin}, {end}] ({end - begin} bytes) but dtype "
+                                  f"{dtype} and shape {shape} need {nbytes} bytes")
+        spans.append((begin, end, name))
+    spans.sort()
+    for (_, end, first), (begin, _, second) in zip(spans, spans[1:], strict=False):
+        if begin < end:
+            raise CheckpointError(f"{path!r}: tensors {first!r} and {second!r} overlap in the safetensors data")
+
+
+def _is_count(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def _read_bfloat16(path: str, header: dict, name: str) -> np.ndarray:
@@ -135,17 +187,18 @@ def _read_bfloat16(path: str, header: dict, name: str) -> np.ndarray:
 
 
 def _read_sharded(folder: str, index_path: str) -> dict[str, np.ndarray]:
-    with open(index_path, encoding="utf-8") as fh:
-        try:
-            index = json.load(fh)
-        except json.JSONDecodeError as err:
-            raise CheckpointError(f"{index_path!r} is not valid JSON: {err}") from None
-    weight_map = index.get("weight_map") if isinstance(index, Mapping) else None
+    index = read_json(index_path, "shard index", dict, CheckpointError)
+    weight_map = index.get("weight_map")
     if not isinstance(weight_map, Mapping):
-        raise CheckpointError(f"{index_path!r} has no 'weight_map' object")
+        raise CheckpointError(f"{index_path!r} has no 'weight_map' object (found {describe(weight_map)})")
+    for name, shard in weight_map.items():
+        if not isinstance(shard, str) or not shard:
+            raise CheckpointError(f"{index_path!r}: weight_map[{name!r}] must be a shard file name, "
+                                  f"found {describe(shard)}")
     shards = sorted(set(weight_map.values()))
     for shard in shards:
-        if os.path.basename(shard) != shard or not os.path.isfile(os.path.join(folder, shard)):
+        if os.path.basename(shard) != shard or shard in (".", "..") \
+                or not os.path.isfile(os.path.join(folder, shard)):
             raise FileNotFoundError(f"shard {shard!r} named in {index_path!r} is missing from {folder!r}")
     tensors: dict[str, np.ndarray] = {}
     for shard in shards:
@@ -321,9 +374,12 @@ def load_checkpoint(
     dtype = float_dtype(dtype)
     config = LEDConfig.from_pretrained(directory)
     stored = read_state_dict(directory)
-    architecture = architecture or infer_architecture(stored)
-    weights = adapt_state_dict(stored, config, architecture, allow_missing_head=allow_missing_head)
-    check_state_dict(weights, config, architecture, allow_missing_head, allow_non_finite)
+    try:
+        architecture = architecture or infer_architecture(stored)
+        weights = adapt_state_dict(stored, config, architecture, allow_missing_head=allow_missing_head)
+        check_state_dict(weights, config, architecture, allow_missing_head, allow_non_finite)
+    except CheckpointError as err:  # the weights and config.json of this folder disagree: say which folder
+        raise CheckpointError(f"checkpoint {directory!r}: {err}") from None
     return config, {name: np.asarray(value, dtype=dtype) for name, value in weights.items()}
 
 
@@ -333,19 +389,34 @@ def save_checkpoint(
     weights: Mapping[str, np.ndarray],
     architecture: str,
     max_shard_size: int | str | None = None,
+    allow_non_finite: bool = False,
 ) -> None:
     """Write `config.json` and the weights (dtype as given, tied copies left out) in HF's layout.
 
     With `max_shard_size` (bytes, or "10MB"/"2GiB") the weights are split into `model-0000i-of-0000n`
     shards plus `model.safetensors.index.json`. Every file is first written in full to a temp file in the same
     folder; only then are they renamed into place, config.json last, so an interrupted save leaves the previous
-    checkpoint as it was (and no temp files).
+    checkpoint as it was (and no temp files). The config and every weight are checked first (non-finite
+    weights too, which the loader would refuse, unless `allow_non_finite`): a save that fails on them writes
+    nothing. Temp files left by a save that was killed (`led_ref.files.TEMP_PREFIX`) are removed.
     """
-    directory = os.fspath(directory)
+    # Everything is checked and every byte prepared before the first one is written: a save that fails
+    # leaves the folder exactly as it was.
+    directory = checkpoint_path(directory)
+    if not isinstance(config, LEDConfig):
+        raise TypeError(f"config must be an LEDConfig, got {type(config).__name__}")
+    _check_architecture(architecture)
+    config.validate()  # configs are mutable: one broken after construction is refused here
+    to_save = LEDConfig.from_dict(config.to_dict() | {"architectures": [architecture]})
+    config_bytes = to_save.to_json_string().encode("utf-8")
     weights = adapt_state_dict(weights, config, architecture)
-    check_state_dict(weights, config, architecture, allow_non_finite=True)
+    check_state_dict(weights, config, architecture, allow_non_finite=allow_non_finite)
+    for name, value in weights.items():
+        if np.asarray(value).dtype.kind not in "biuf":
+            raise CheckpointError(f"weight {name} has dtype {np.asarray(value).dtype}; safetensors stores numbers")
     limit = None if max_shard_size is None else parse_size(max_shard_size)
-    os.makedirs(directory, exist_ok=True)
+    if os.path.exists(directory) and not os.path.isdir(directory):
+        raise FileExistsError(f"cannot save a checkpoint to {directory!r}: it is a file, not a folder")
     shards = plan_shards(weights, limit)
     # File name -> its bytes, produced only when written (one shard in memory at a time).
     files: dict[str, Callable[[], bytes]] = {}
@@ -360,10 +431,11 @@ def save_checkpoint(
         total = sum(np.asarray(v).nbytes for v in weights.values())
         index = {"metadata": {"total_size": total}, "weight_map": weight_map}
         files[WEIGHTS_INDEX_NAME] = (json.dumps(index, indent=2) + "\n").encode
+    files[CONFIG_NAME] = lambda: config_bytes  # renamed last
+    os.makedirs(directory, exist_ok=True)
+    remove_stale_temps(directory)  # left by a save that was killed mid-write
     _write_files_atomic(directory, files)
     _remove_stale_weights(directory, set(files))
-    to_save = LEDConfig.from_dict(config.to_dict() | {"architectures": [architecture]})
-    to_save.save_pretrained(directory)
 
 
 def plan_shards(weights: Mapping[str, np.ndarray], limit: int | None) -> list[list[str]]:
@@ -409,28 +481,13 @@ def _write_files_atomic(directory: str, files: dict[str, Callable[[], bytes]]) -
     staged: list[tuple[str, str]] = []
     try:
         for name, produce in files.items():
-            staged.append((_write_temp(directory, produce()), os.path.join(directory, name)))
+            staged.append((write_temp(directory, produce()), os.path.join(directory, name)))
         for tmp, path in staged:
             os.replace(tmp, path)
     finally:
         for tmp, _ in staged:
             if os.path.exists(tmp):
                 os.unlink(tmp)
-
-
-def _write_temp(directory: str, data: bytes) -> str:
-    """`data` in a fresh, flushed temp file in `directory` (removed again if writing fails)."""
-    fd, tmp = tempfile.mkstemp(dir=directory or ".", prefix=".tmp-", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600 files; checkpoints are meant to be shared
-    except BaseException:
-        os.unlink(tmp)
-        raise
-    return tmp
 
 
 def _remove_stale_weights(directory: str, keep: set[str]) -> None:

@@ -8,11 +8,13 @@ back, so a round trip never loses anything.
 from __future__ import annotations
 
 import json
+import math
 import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
+
+from .files import read_json, write_text_atomic  # noqa: F401  (write_text_atomic: re-exported, used by others)
 
 # Activations the spec and the torch implementation both know (HF names).
 ACTIVATIONS = ("gelu", "relu", "silu", "swish", "gelu_new", "tanh", "gelu_fast", "quick_gelu")
@@ -77,6 +79,8 @@ class LEDConfig:
 
     # ---------------------------------------------------------------- validation
     def validate(self) -> None:
+        """Every non-generation field checked against what the models need (docs/reliability.md has the table,
+        with HF's behaviour beside each). Raises ConfigError naming the field, the value and the limit."""
         positive = (
             "vocab_size", "max_encoder_position_embeddings", "max_decoder_position_embeddings",
             "encoder_ffn_dim", "encoder_attention_heads", "decoder_ffn_dim", "decoder_attention_heads",
@@ -84,31 +88,47 @@ class LEDConfig:
         )
         for name in positive:
             _check_int(name, getattr(self, name), minimum=1)
-        for name in ("encoder_layers", "decoder_layers"):
-            _check_int(name, getattr(self, name), minimum=0)
+        _check_int("encoder_layers", self.encoder_layers, minimum=0)
+        # No decoder layer: no cross-attention (the output ignores the input) and no cache for generate.
+        _check_int("decoder_layers", self.decoder_layers, minimum=1)
         for name in ("dropout", "attention_dropout", "activation_dropout", "classifier_dropout",
                      "encoder_layerdrop", "decoder_layerdrop"):
             value = getattr(self, name)
-            if value is None:
+            if value is None and name == "classifier_dropout":  # HF: None means no dropout in the head
                 continue
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
                 raise ConfigError(f"{name} must be a probability in [0, 1], got {value!r}")
+        if isinstance(self.init_std, bool) or not isinstance(self.init_std, (int, float)) \
+                or not math.isfinite(self.init_std) or self.init_std < 0:
+            raise ConfigError(f"init_std must be a finite number >= 0 (the std of freshly initialised weights), "
+                              f"got {self.init_std!r}")
+        for name in ("use_cache", "is_encoder_decoder"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}")
+        if not self.is_encoder_decoder:
+            raise ConfigError("is_encoder_decoder must be true: LED is an encoder-decoder model")
         for heads in ("encoder_attention_heads", "decoder_attention_heads"):
             if self.d_model % getattr(self, heads):
                 raise ConfigError(
                     f"d_model={self.d_model} must be divisible by {heads}={getattr(self, heads)}"
                 )
-        if self.activation_function not in ACTIVATIONS:
+        if not isinstance(self.activation_function, str) or self.activation_function not in ACTIVATIONS:
             raise ConfigError(
                 f"activation_function must be one of {', '.join(ACTIVATIONS)}; got {self.activation_function!r}"
             )
         self._check_attention_window()
         if self.problem_type not in PROBLEM_TYPES:
             raise ConfigError(f"problem_type must be one of {PROBLEM_TYPES}, got {self.problem_type!r}")
-        for name in ("pad_token_id", "bos_token_id", "eos_token_id", "decoder_start_token_id"):
+        # The encoder pads its input to a window multiple with pad_token_id, and labels' -100 become it.
+        _check_int("pad_token_id", self.pad_token_id, minimum=0, below=self.vocab_size)
+        for name in ("bos_token_id", "eos_token_id", "decoder_start_token_id"):
             value = getattr(self, name)
             if value is not None:
                 _check_int(name, value, minimum=0, below=self.vocab_size)
+        if not isinstance(self.extra, Mapping):
+            raise ConfigError(f"extra must be a dict of the config.json keys LEDConfig does not know, "
+                              f"got {self.extra!r}")
+        _check_labels(self.extra, self.num_labels)
         from .generation_settings import check_model_config_fields
 
         try:
@@ -161,7 +181,7 @@ class LEDConfig:
         merged = dict(self.extra)
         merged.update(data)
         # HF stores the label count as id2label; keep one if the file had it, else derive it.
-        if "id2label" not in merged or len(merged["id2label"]) != self.num_labels:
+        if not isinstance(merged.get("id2label"), Mapping) or len(merged["id2label"]) != self.num_labels:
             merged["id2label"] = {str(i): f"LABEL_{i}" for i in range(self.num_labels)}
             merged["label2id"] = {f"LABEL_{i}": i for i in range(self.num_labels)}
         merged.setdefault("model_type", "led")
@@ -198,6 +218,8 @@ class LEDConfig:
         known = {f.name for f in fields(cls)} - {"extra"}
         kwargs = {k: data[k] for k in known if k in data}
         if "num_labels" not in data and isinstance(data.get("id2label"), Mapping):
+            if not data["id2label"]:
+                raise ConfigError("id2label is empty: it must name at least one label (num_labels is its length)")
             kwargs["num_labels"] = len(data["id2label"])
         extra = {k: v for k, v in data.items() if k not in known}
         return cls(**kwargs, extra=extra)
@@ -206,18 +228,20 @@ class LEDConfig:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
 
     def save_pretrained(self, directory: str | os.PathLike) -> None:
-        """Write `config.json` atomically (a temp file renamed into place)."""
+        """Write `config.json` atomically (a temp file renamed into place); a config that no longer validates
+        (changed after construction) is refused before anything is written."""
+        self.validate()
+        text = self.to_json_string()
         os.makedirs(directory, exist_ok=True)
-        write_text_atomic(os.path.join(directory, "config.json"), self.to_json_string())
+        write_text_atomic(os.path.join(directory, "config.json"), text)
 
     @classmethod
     def from_json_file(cls, path: str | os.PathLike) -> LEDConfig:
-        with open(path, encoding="utf-8") as fh:
-            try:
-                data = json.load(fh)
-            except json.JSONDecodeError as err:
-                raise ConfigError(f"{os.fspath(path)} is not valid JSON: {err}") from None
-        return cls.from_dict(data)
+        data = read_json(path, what="model config", error=ConfigError)
+        try:
+            return cls.from_dict(data)
+        except ConfigError as err:  # a value out of range: say which file holds it
+            raise ConfigError(f"{os.fspath(path)!r}: {err}") from None
 
     @classmethod
     def from_pretrained(cls, directory: str | os.PathLike) -> LEDConfig:
@@ -230,21 +254,6 @@ class LEDConfig:
         return cls.from_json_file(path)
 
 
-def write_text_atomic(path: str | os.PathLike, text: str) -> None:
-    """Write `text` to `path` through a temp file in the same folder and an atomic rename."""
-    path = os.fspath(path)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", prefix=".tmp-", suffix=".part")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600 files; these are meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def _check_int(name: str, value: Any, minimum: int, below: int | None = None) -> None:
     if isinstance(value, bool) or not isinstance(value, int):
         raise ConfigError(f"{name} must be an int, got {value!r} ({type(value).__name__})")
@@ -252,6 +261,20 @@ def _check_int(name: str, value: Any, minimum: int, below: int | None = None) ->
         raise ConfigError(f"{name} must be >= {minimum}, got {value}")
     if below is not None and value >= below:
         raise ConfigError(f"{name} must be < vocab_size={below}, got {value}")
+
+
+def _check_labels(extra: Mapping[str, Any], num_labels: int) -> None:
+    """id2label / label2id, when a file has them: HF reads id2label's keys as ints and label2id's values."""
+    id2label = extra.get("id2label")
+    if id2label is not None:
+        if not isinstance(id2label, Mapping):
+            raise ConfigError(f"id2label must be an object mapping label ids to names, got {id2label!r}")
+        for key in id2label:
+            if isinstance(key, bool) or not (isinstance(key, int) or (isinstance(key, str) and key.isdigit())):
+                raise ConfigError(f"id2label keys must be label ids (0, 1, ...), got {key!r}")
+    label2id = extra.get("label2id")
+    if label2id is not None and not isinstance(label2id, Mapping):
+        raise ConfigError(f"label2id must be an object mapping label names to ids, got {label2id!r}")
 
 
 def _check_window(name: str, value: Any) -> None:

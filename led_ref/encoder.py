@@ -65,15 +65,17 @@ def embed_encoder_inputs(
     inputs_embeds: np.ndarray | None,
     attention_mask: np.ndarray | None,
     global_attention_mask: np.ndarray | None,
+    window: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray, int]:
-    """Pad to the window, embed, add positions, layer-norm.
+    """Pad to a multiple of `window` (default `config.max_window`), embed, add positions, layer-norm.
 
     Returns (hidden (batch, padded, d), token_kind (batch, padded), pad_count).
     """
     table = weights["shared.weight"]
     inputs = input_ids if inputs_embeds is None else inputs_embeds
     padded, mask, global_mask, pad = layout.pad_to_window(
-        inputs, attention_mask, global_attention_mask, config.max_window, config.pad_token_id, embedding_table=table
+        inputs, attention_mask, global_attention_mask, window or config.max_window, config.pad_token_id,
+        embedding_table=table
     )
     token_kind = layout.token_kinds(mask, global_mask)
     embeds = embedding(padded, table) if inputs_embeds is None else padded
@@ -98,14 +100,19 @@ def encoder_forward(
     head_mask (encoder_layers, heads) or None. Returns last_hidden_state (batch, seq, d) and, on request,
     hidden_states (layers + 1 of (batch, seq, d)), attentions and global_attentions per layer.
     """
+    # Windows wider than the input attend as a narrower one does (layout.effective_window): they are run at
+    # that width, on the length padded to it, so their cost is the input's, not the window's.
+    seq = (input_ids if input_ids is not None else inputs_embeds).shape[1]
+    windows = [layout.effective_window(w, seq) for w in config.layer_windows]
+    hf_padded = layout.padded_length(seq, config.max_window)
     hidden, token_kind, pad = embed_encoder_inputs(
-        weights, config, input_ids, inputs_embeds, attention_mask, global_attention_mask
+        weights, config, input_ids, inputs_embeds, attention_mask, global_attention_mask,
+        window=max(windows, default=layout.effective_window(config.max_window, seq)),
     )
-    seq = hidden.shape[1] - pad
     any_global = bool(np.any(token_kind == layout.GLOBAL))
     act = activation(config.activation_function)
     states, probs, global_probs = [], [], []
-    for layer, window in enumerate(config.layer_windows):
+    for layer, window in enumerate(windows):
         states.append(hidden)
         hidden, layer_probs, layer_global = encoder_layer(
             hidden, subtree(weights, f"encoder.layers.{layer}."), token_kind, window,
@@ -113,6 +120,12 @@ def encoder_forward(
             layer_head_mask=None if head_mask is None else head_mask[layer],
             output_attentions=output_attentions,
         )
+        if output_attentions:  # back to HF's layout: the layer's own window, the key axis padded as HF pads
+            layer_probs = layout.widen_window_columns(layer_probs, window, config.layer_windows[layer])
+            if layer_global is not None and layer_global.shape[2] < hf_padded:
+                extra = np.zeros(layer_global.shape[:2] + (hf_padded - layer_global.shape[2],) + layer_global.shape[3:],
+                                 layer_global.dtype)
+                layer_global = np.concatenate([layer_global, extra], axis=2)
         probs.append(layer_probs)
         global_probs.append(layer_global)
     states.append(hidden)

@@ -130,13 +130,14 @@ def embedding(ids: np.ndarray, table: np.ndarray) -> np.ndarray:
 
 # ------------------------------------------------------------------------------------------- losses
 def cross_entropy(logits: np.ndarray, targets: np.ndarray, ignore_index: int = -100) -> float:
-    """Mean of -log softmax(logits)[target] over the targets != ignore_index (NaN if there are none).
+    """Mean of -log softmax(logits)[target] over the targets != ignore_index; 0.0 if there are none.
 
-    logits (n, classes), targets (n,) integers; like torch's CrossEntropyLoss(reduction="mean").
+    logits (n, classes), targets (n,) integers; like torch's CrossEntropyLoss(reduction="mean"), except that
+    a batch whose every target is ignored has loss 0 (nothing to learn from), where torch returns NaN (0 / 0).
     """
     keep = targets != ignore_index
     if not np.any(keep):
-        return float("nan")  # 0 / 0, as torch returns
+        return 0.0
     logp = log_softmax(logits[keep], axis=-1)
     picked = np.take_along_axis(logp, targets[keep][:, None].astype(np.int64), axis=-1)
     return float(-picked.mean())

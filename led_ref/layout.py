@@ -95,6 +95,32 @@ def padded_length(seq_len: int, window: int) -> int:
     return -(-seq_len // window) * window
 
 
+def effective_window(window: int, seq_len: int) -> int:
+    """The narrowest window that attends exactly as `window` does over `seq_len` real tokens.
+
+    A window reaches w/2 tokens each side, so once w/2 >= seq_len - 1 every real query already sees every
+    real key; a wider window only adds cells over padding (probability 0) or outside the sequence. Computing
+    at this width and widening the result (`widen_window_columns`) keeps the cost of a huge window, e.g.
+    16,384 asked for "full attention" on a 4-token input, at that of the input's own length.
+
+        effective_window(16384, 4) == 6      effective_window(4, 100) == 4
+    """
+    return min(check_window(window), 2 * max(_check_length(seq_len) - 1, 1))
+
+
+def widen_window_columns(probs: np.ndarray, narrow: int, wide: int) -> np.ndarray:
+    """Compact probabilities (..., x + narrow + 1) computed at window `narrow` laid out for window `wide`
+    (..., x + wide + 1): the window columns centred (column x + wide/2 is the query itself), zeros around."""
+    if narrow == wide:
+        return probs
+    x = probs.shape[-1] - narrow - 1
+    out = np.zeros(probs.shape[:-1] + (x + wide + 1,), probs.dtype)
+    out[..., :x] = probs[..., :x]
+    start = x + (wide - narrow) // 2
+    out[..., start:start + narrow + 1] = probs[..., x:]
+    return out
+
+
 def pad_to_window(input_ids_or_embeds, attention_mask, global_attention_mask, window, pad_token_id,
                   embedding_table=None):
     """Right-pad the encoder inputs to a multiple of `window`, the way HF's encoder does.

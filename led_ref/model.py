@@ -69,7 +69,7 @@ def as_encoder_output(encoder_outputs: Any) -> LEDEncoderBaseModelOutput:
         return encoder_outputs
     if isinstance(encoder_outputs, (tuple, list)) and len(encoder_outputs) > 0:
         items = list(encoder_outputs) + [None] * 3
-        return LEDEncoderBaseModelOutput(np.asarray(items[0]), items[1], items[2], items[3])
+        return LEDEncoderBaseModelOutput(items[0], items[1], items[2], items[3])  # checked by the caller
     if isinstance(encoder_outputs, np.ndarray):
         return LEDEncoderBaseModelOutput(encoder_outputs)
     raise TypeError(
@@ -135,7 +135,7 @@ def seq2seq_forward(
     if input_ids is not None:
         input_ids = check.check_token_ids("input_ids", input_ids, vocab)
     if inputs_embeds is not None:
-        inputs_embeds = check.check_embeds("inputs_embeds", inputs_embeds, d).astype(dtype)
+        inputs_embeds = check.as_dtype("inputs_embeds", check.check_embeds("inputs_embeds", inputs_embeds, d), dtype)
     source = input_ids if input_ids is not None else inputs_embeds
     if source is not None:
         shape = source.shape[:2]
@@ -160,7 +160,8 @@ def seq2seq_forward(
         decoder_input_ids = check.check_token_ids("decoder_input_ids", decoder_input_ids, vocab)
         target = decoder_input_ids
     else:
-        decoder_inputs_embeds = check.check_embeds("decoder_inputs_embeds", decoder_inputs_embeds, d).astype(dtype)
+        decoder_inputs_embeds = check.as_dtype(
+            "decoder_inputs_embeds", check.check_embeds("decoder_inputs_embeds", decoder_inputs_embeds, d), dtype)
         target = decoder_inputs_embeds
     batch, tgt = target.shape[:2]
     past = check_cache(past_key_values, config, batch)
@@ -186,10 +187,10 @@ def seq2seq_forward(
         )
     else:
         encoder_outputs = as_encoder_output(encoder_outputs)
-    encoder_hidden = np.asarray(encoder_outputs.last_hidden_state)
-    if encoder_hidden.ndim != 3 or encoder_hidden.shape[-1] != d:
-        raise ValueError(f"encoder_outputs[0] must be (batch, seq, d_model={d}), got {encoder_hidden.shape}")
+    encoder_hidden = check.check_encoder_hidden("encoder_outputs[0]", encoder_outputs.last_hidden_state, d, dtype)
     check.check_same_batch("encoder_outputs", encoder_hidden.shape[0], "decoder_input_ids", batch)
+    if past is not None:
+        check.check_cache_source("past_key_values", past, encoder_hidden.shape[1])
     if attention_mask is not None:  # the cross-attention mask over the encoder output
         attention_mask = check.check_mask("attention_mask", attention_mask, encoder_hidden.shape[:2])
 
@@ -306,7 +307,7 @@ class LEDEncoder:
             source = input_ids
         else:
             inputs_embeds = check.check_embeds("inputs_embeds", inputs_embeds, config.d_model)
-            source = inputs_embeds = inputs_embeds.astype(weights["shared.weight"].dtype)
+            source = inputs_embeds = check.as_dtype("inputs_embeds", inputs_embeds, weights["shared.weight"].dtype)
         shape = source.shape[:2]
         check.check_length("input_ids" if input_ids is not None else "inputs_embeds", shape[1],
                            "max_encoder_position_embeddings", config.max_encoder_position_embeddings)

@@ -24,6 +24,8 @@ from typing import Any
 
 from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
 
+from .files import describe, read_json
+
 VOCAB_FILE = "vocab.json"
 MERGES_FILE = "merges.txt"
 TOKENIZER_FILE = "tokenizer.json"
@@ -78,8 +80,10 @@ class LEDTokenizer:
             raise TypeError(f"unknown special token role(s) {sorted(unknown)}; known: {', '.join(SPECIAL_ROLES)}")
         if isinstance(model_max_length, bool) or not isinstance(model_max_length, int) or model_max_length < 1:
             raise ValueError(f"model_max_length must be a positive int, got {model_max_length!r}")
+        check_vocab(vocab, "vocab")
         self.vocab = dict(vocab)
         self.merges = [tuple(pair) for pair in merges]
+        check_merges(self.merges, self.vocab, "merges")
         self.add_prefix_space = bool(add_prefix_space)
         self.model_max_length = model_max_length
         self.clean_up_tokenization_spaces = bool(clean_up_tokenization_spaces)
@@ -119,8 +123,10 @@ class LEDTokenizer:
         vocab_path, merges_path = os.path.join(directory, VOCAB_FILE), os.path.join(directory, MERGES_FILE)
         if os.path.isfile(vocab_path) and os.path.isfile(merges_path):
             vocab, merges = read_vocab(vocab_path), read_merges(merges_path)
+            check_merges(merges, vocab, f"{merges_path!r} (against {VOCAB_FILE})")
         elif os.path.isfile(os.path.join(directory, TOKENIZER_FILE)):
             vocab, merges, prefix = read_tokenizer_json(os.path.join(directory, TOKENIZER_FILE))
+            check_merges(merges, vocab, repr(os.path.join(directory, TOKENIZER_FILE)))
             settings.setdefault("add_prefix_space", prefix)
         else:
             raise FileNotFoundError(
@@ -506,23 +512,50 @@ def byte_level_bpe(
 
 
 def read_vocab(path: str) -> dict[str, int]:
-    with open(path, encoding="utf-8") as fh:
-        vocab = json.load(fh)
-    if not isinstance(vocab, dict) or not all(isinstance(i, int) for i in vocab.values()):
-        raise ValueError(f"{path!r} must map tokens to integer ids")
+    """vocab.json: token -> id, every id an int in [0, 2**32) (what the BPE backend takes)."""
+    vocab = read_json(path, "vocabulary", dict)
+    check_vocab(vocab, repr(path))
     return vocab
+
+
+def check_vocab(vocab: Any, source: str) -> None:
+    if not isinstance(vocab, Mapping):
+        raise ValueError(f"{source}: the vocabulary must map tokens to integer ids, found {describe(vocab)}")
+    for token, index in vocab.items():
+        if not isinstance(token, str) or isinstance(index, bool) or not isinstance(index, int) \
+                or not 0 <= index < 2**32:
+            raise ValueError(f"{source}: the vocabulary must map tokens to integer ids in [0, 2**32), "
+                             f"found {token!r}: {index!r}")
+
+
+def check_merges(merges: Sequence[tuple[str, str]], vocab: Mapping[str, int], source: str) -> None:
+    """Each rule (a, b) must name two vocabulary tokens and produce one (a + b): the BPE backend's rule,
+    reported here by file and rule number instead of as its bare Exception."""
+    for number, pair in enumerate(merges, start=1):
+        if len(pair) != 2 or not all(isinstance(t, str) for t in pair):
+            raise ValueError(f"{source} merge rule {number}: a rule is two tokens, got {pair!r}")
+        missing = [t for t in (pair[0], pair[1], pair[0] + pair[1]) if t not in vocab]
+        if missing:
+            raise ValueError(f"{source} merge rule {number} ({pair[0]} {pair[1]}) names token(s) missing from "
+                             f"the vocabulary: {missing}")
 
 
 def read_merges(path: str) -> list[tuple[str, str]]:
     """Merge rules in priority order; the '#version' header line (always present in HF files) is skipped."""
-    with open(path, encoding="utf-8") as fh:
-        lines = fh.read().split("\n")
+    with open(path, "rb") as fh:
+        data = fh.read()
+    try:
+        lines = data.decode("utf-8").split("\n")
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path!r} is not UTF-8: invalid byte {data[err.start]:#04x} at offset {err.start}") \
+            from None
     merges = []
     for number, line in enumerate(lines, start=1):
+        line = line.rstrip("\r")
         if not line or (number == 1 and line.startswith("#version")):
             continue
         parts = line.split(" ")
-        if len(parts) != 2:
+        if len(parts) != 2 or not all(parts):
             raise ValueError(f"{path!r} line {number}: a merge must be two tokens separated by a space, got {line!r}")
         merges.append((parts[0], parts[1]))
     return merges
@@ -530,17 +563,35 @@ def read_merges(path: str) -> list[tuple[str, str]]:
 
 def read_tokenizer_json(path: str) -> tuple[dict[str, int], list[tuple[str, str]], bool]:
     """(vocab, merges, add_prefix_space) from a `tokenizers` JSON file holding a byte-level BPE model."""
-    with open(path, encoding="utf-8") as fh:
-        data = json.load(fh)
-    model = data.get("model") or {}
-    if model.get("type") != "BPE":
-        raise ValueError(f"{path!r} holds a {model.get('type')!r} model; LED needs byte-level BPE")
-    merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in model["merges"]]
-    vocab = dict(model["vocab"])
-    for added in data.get("added_tokens", []):
-        vocab.setdefault(added["content"], added["id"])
-    pre = data.get("pre_tokenizer") or {}
-    return vocab, merges, bool(pre.get("add_prefix_space", False))
+    data = read_json(path, "tokenizer", dict)
+    model = data.get("model")
+    if not isinstance(model, dict) or model.get("type") != "BPE":
+        found = model.get("type") if isinstance(model, dict) else describe(model)
+        raise ValueError(f"{path!r} holds a {found!r} model; LED needs byte-level BPE")
+    vocab, merges = model.get("vocab"), model.get("merges")
+    check_vocab(vocab, f"{path!r} model.vocab")
+    if not isinstance(merges, list):
+        raise ValueError(f"{path!r} model.merges must be a list of rules, found {describe(merges)}")
+    pairs = []
+    for number, m in enumerate(merges, start=1):
+        pair = tuple(m.split(" ")) if isinstance(m, str) else tuple(m) if isinstance(m, list) else (m,)
+        if len(pair) != 2 or not all(isinstance(t, str) and t for t in pair):
+            raise ValueError(f"{path!r} model.merges rule {number}: a rule is two tokens, got {m!r}")
+        pairs.append(pair)
+    vocab = dict(vocab)
+    added = data.get("added_tokens", [])
+    if not isinstance(added, list):
+        raise ValueError(f"{path!r} added_tokens must be a list, found {describe(added)}")
+    for number, token in enumerate(added):
+        if not (isinstance(token, dict) and isinstance(token.get("content"), str)
+                and isinstance(token.get("id"), int) and not isinstance(token.get("id"), bool)
+                and 0 <= token["id"] < 2**32):
+            raise ValueError(f"{path!r} added_tokens[{number}] must be an object with a string 'content' and an "
+                             f"integer 'id', found {token!r}")
+        vocab.setdefault(token["content"], token["id"])
+    pre = data.get("pre_tokenizer")
+    prefix = pre.get("add_prefix_space", False) if isinstance(pre, dict) else False
+    return vocab, pairs, bool(prefix)
 
 
 def _added_token(path: str, token: Any) -> dict[str, Any]:
@@ -574,8 +625,7 @@ def _read_settings(directory: str) -> dict[str, Any]:
         path = os.path.join(directory, name)
         if not os.path.isfile(path):
             continue
-        with open(path, encoding="utf-8") as fh:
-            data = json.load(fh)
+        data = read_json(path, name, dict)
         for role in SPECIAL_ROLES:
             value = data.get(role)
             if isinstance(value, dict):

@@ -151,3 +151,42 @@ def check_positive_int(name: str, value: Any, minimum: int = 1) -> int:
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
     return int(value)
+
+
+def check_encoder_hidden(name: str, value: Any, d_model: int, dtype: np.dtype) -> np.ndarray:
+    """A given encoder output (batch, source > 0, d_model): floating, finite, cast to the model's `dtype`
+    (float64 into a float32 model is cast, as `inputs_embeds` are)."""
+    hidden = _as_array(name, value)
+    if not np.issubdtype(hidden.dtype, np.floating):
+        raise TypeError(f"{name} must be a floating array (the encoder's last hidden state), "
+                        f"got dtype {hidden.dtype}")
+    if hidden.ndim != 3 or hidden.shape[-1] != d_model:
+        raise ValueError(f"{name} must be (batch, seq, d_model={d_model}), got {hidden.shape}")
+    if hidden.shape[0] == 0 or hidden.shape[1] == 0:
+        raise ValueError(f"{name} must hold at least one row of at least one source position, got shape "
+                         f"{hidden.shape}")
+    check_finite(name, hidden)
+    return as_dtype(name, hidden, dtype)
+
+
+def as_dtype(name: str, array: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """`array` cast to the model's floating `dtype`; values that overflow it are refused by name."""
+    with np.errstate(over="ignore"):
+        cast = array.astype(dtype, copy=False)
+    if cast.dtype != array.dtype and not np.all(np.isfinite(cast)):
+        raise ValueError(f"{name} holds values beyond the range of the model's dtype {np.dtype(dtype)} "
+                         f"(largest magnitude {float(np.max(np.abs(array))):.3g})")
+    return cast
+
+
+def check_cache_source(name: str, cache: tuple, source_len: int) -> None:
+    """A cache's cross-attention keys/values must cover the encoder output they were made from, and its
+    self-attention keys/values one common length: a cache from another input is refused by name."""
+    self_lens = {entry[i].shape[2] for entry in cache for i in (0, 1)}
+    if len(self_lens) > 1:
+        raise ValueError(f"{name} self-attention keys/values disagree on the cached length: {sorted(self_lens)}")
+    for layer, entry in enumerate(cache):
+        for t in entry[2:]:
+            if t.shape[2] != source_len:
+                raise ValueError(f"{name}[{layer}] cross-attention keys/values cover {t.shape[2]} source positions "
+                                 f"but the encoder output has {source_len} (a cache from another input?)")

@@ -14,6 +14,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from led_ref.config import LEDConfig
+from led_ref.layout import effective_window
 
 from .activations import activation
 from .backends import BACKENDS, attend, get_backend, resolve_backend
@@ -22,6 +23,7 @@ from .backends.masks import global_slots
 from .linear import Linear
 from .outputs import LEDEncoderBaseModelOutput
 from .validation import (
+    as_model_dtype,
     check_embeds,
     check_exactly_one,
     check_flag,
@@ -30,6 +32,16 @@ from .validation import (
     check_length,
     check_mask,
 )
+
+
+def widen_window_columns(probs: torch.Tensor, narrow: int, wide: int) -> torch.Tensor:
+    """Compact probabilities computed at window `narrow` in the layout of window `wide`: the window columns
+    centred, zeros around (as `led_ref.layout.widen_window_columns`)."""
+    if narrow == wide:
+        return probs
+    x = probs.shape[-1] - narrow - 1
+    side = (wide - narrow) // 2
+    return torch.cat([probs[..., :x], F.pad(probs[..., x:], (side, side))], dim=-1)
 
 
 def token_kinds(attention_mask: torch.Tensor, global_attention_mask: torch.Tensor | None) -> torch.Tensor:
@@ -66,8 +78,12 @@ class LongformerSelfAttention(nn.Module):
             setattr(self, name, Linear(d, d))
         self.backend = None  # set by the model: "banded", "flex", "triton" or None for auto
 
-    def forward(self, hidden, token_kind, any_global: bool, output_attentions: bool):
-        """hidden (batch, seq, d) -> context (batch, heads, seq, head_dim), attentions, global_attentions."""
+    def forward(self, hidden, token_kind, any_global: bool, output_attentions: bool, window: int | None = None):
+        """hidden (batch, seq, d) -> context (batch, heads, seq, head_dim), attentions, global_attentions.
+
+        `window`: run at this narrower window, which attends exactly as the layer's own over the input
+        (`led_ref.layout.effective_window`); attentions come back in the layout of the layer's own window."""
+        run = window or self.window
         scale = math.sqrt(self.head_dim)
         q = split_heads(self.query(hidden) / scale, self.heads)
         k = split_heads(self.key(hidden), self.heads)
@@ -81,12 +97,15 @@ class LongformerSelfAttention(nn.Module):
         dropout = self.dropout if self.training else 0.0
         if output_attentions or dropout:
             # Only the banded backend hands back probabilities and drops them out in training.
-            out = banded_longformer_attention(q, k, v, gq, gk, gv, token_kind, self.window,
+            out = banded_longformer_attention(q, k, v, gq, gk, gv, token_kind, run,
                                               return_probs=output_attentions, dropout_p=dropout,
                                               training=self.training)
-            return out if output_attentions else (out, None, None)
+            if not output_attentions:
+                return out, None, None
+            context, probs, global_probs = out
+            return context, widen_window_columns(probs, run, self.window), global_probs
         need_grad = torch.is_grad_enabled() and hidden.requires_grad
-        args = (q, k, v, gq, gk, gv, token_kind, self.window)
+        args = (q, k, v, gq, gk, gv, token_kind, run)
         if self.backend in (None, "auto"):
             # Falls back to the next backend (with a one-time warning) when one cannot serve the call.
             return attend("auto", *args, need_grad=need_grad), None, None
@@ -109,8 +128,9 @@ class EncoderAttention(nn.Module):
         self.longformer_self_attn = LongformerSelfAttention(config, layer)
         self.output = Linear(config.d_model, config.d_model)
 
-    def forward(self, hidden, token_kind, any_global, head_mask, output_attentions):
-        context, probs, global_probs = self.longformer_self_attn(hidden, token_kind, any_global, output_attentions)
+    def forward(self, hidden, token_kind, any_global, head_mask, output_attentions, window=None):
+        context, probs, global_probs = self.longformer_self_attn(hidden, token_kind, any_global, output_attentions,
+                                                                 window)
         if head_mask is not None:
             # A per-head scalar on the probabilities is the same scalar on that head's context.
             m = head_mask.to(context.dtype)[None, :, None, None]
@@ -148,8 +168,10 @@ class EncoderLayer(nn.Module):
         self.dropout = config.dropout
         self.activation_dropout = config.activation_dropout
 
-    def forward(self, hidden, token_kind, any_global: bool, head_mask=None, output_attentions: bool = False):
-        attn, probs, global_probs = self.self_attn(hidden, token_kind, any_global, head_mask, output_attentions)
+    def forward(self, hidden, token_kind, any_global: bool, head_mask=None, output_attentions: bool = False,
+                window: int | None = None):
+        attn, probs, global_probs = self.self_attn(hidden, token_kind, any_global, head_mask, output_attentions,
+                                                   window)
         hidden = self.self_attn_layer_norm(hidden + F.dropout(attn, self.dropout, self.training))
         inference = not self.training and not (torch.is_grad_enabled() and hidden.requires_grad)
         if not inference or hidden.device.type != "cpu" or hidden.shape[0] * hidden.shape[1] <= _FFN_ROWS:
@@ -212,6 +234,7 @@ class LEDEncoder(nn.Module):
             device = input_ids.device
         else:
             check_embeds("inputs_embeds", inputs_embeds, config.d_model)
+            inputs_embeds = as_model_dtype("inputs_embeds", inputs_embeds, self.embed_tokens.weight.dtype)
             batch, seq = inputs_embeds.shape[:2]
             device = inputs_embeds.device
         check_mask("attention_mask", attention_mask, (batch, seq))
@@ -221,8 +244,12 @@ class LEDEncoder(nn.Module):
                      config.max_encoder_position_embeddings, "max_encoder_position_embeddings")
         output_attentions = bool(check_flag("output_attentions", output_attentions))
         output_hidden_states = bool(check_flag("output_hidden_states", output_hidden_states))
-        window = config.max_window
+        # Windows wider than the input attend as a narrower one does: run at that width on the length padded
+        # to it, so a 16,384 window costs a short input what the input's length costs (led_ref does the same).
+        windows = [effective_window(w, seq) for w in config.layer_windows]
+        window = max(windows, default=effective_window(config.max_window, seq))
         padded = -(-seq // window) * window
+        hf_padded = -(-seq // config.max_window) * config.max_window
         if attention_mask is None:
             attention_mask = torch.ones(batch, seq, dtype=torch.long, device=device)
         kind = F.pad(token_kinds(attention_mask, global_attention_mask), (0, padded - seq))
@@ -239,13 +266,14 @@ class LEDEncoder(nn.Module):
             layer_mask = None if head_mask is None else head_mask[i]
             if self.gradient_checkpointing and self.training:
                 hidden, probs, global_probs = checkpoint(layer, hidden, kind, any_global, layer_mask,
-                                                         output_attentions, use_reentrant=False)
+                                                         output_attentions, windows[i], use_reentrant=False)
             else:
-                hidden, probs, global_probs = layer(hidden, kind, any_global, layer_mask, output_attentions)
+                hidden, probs, global_probs = layer(hidden, kind, any_global, layer_mask, output_attentions,
+                                                    windows[i])
             if output_attentions:
                 attentions.append(probs[:, :, :seq])
-                if any_global:
-                    global_attentions.append(global_probs)
+                if any_global:  # the key axis padded as HF pads it
+                    global_attentions.append(F.pad(global_probs, (0, 0, 0, hf_padded - global_probs.shape[2])))
         if output_hidden_states:
             states.append(hidden)
         return LEDEncoderBaseModelOutput(

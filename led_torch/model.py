@@ -29,8 +29,11 @@ from .outputs import (
     LEDSeq2SeqSequenceClassifierOutput,
 )
 from .validation import (
+    as_model_dtype,
     check_batch,
     check_cache,
+    check_cache_source,
+    check_device,
     check_embeds,
     check_encoder_hidden,
     check_flag,
@@ -53,6 +56,14 @@ def shift_tokens_right(ids: torch.Tensor, pad_token_id: int, decoder_start_token
 def _loss_precision(logits: torch.Tensor) -> torch.Tensor:
     """fp16/bf16 logits are upcast for the loss: a half-precision loss value alone is off by ~0.4%."""
     return logits.float() if logits.dtype in (torch.float16, torch.bfloat16) else logits
+
+
+def _cross_entropy(logits: torch.Tensor, targets: torch.Tensor, ignore_index: int = -100) -> torch.Tensor:
+    """Mean cross-entropy over the targets != ignore_index; 0 (with zero gradient) when every target is
+    ignored, where torch and HF return NaN (0 / 0). See docs/reliability.md."""
+    if not bool((targets != ignore_index).any()):
+        return logits.sum() * 0.0
+    return F.cross_entropy(logits, targets, ignore_index=ignore_index)
 
 
 def _check_dtype(dtype) -> None:
@@ -83,6 +94,7 @@ class LEDPreTrainedModel(nn.Module):
         head missing from the file is initialised N(0, init_std) with a warning, like HF.
         """
         _check_dtype(dtype)
+        device = check_device(device)
         config = LEDConfig.coerce(config)
         with torch.device("meta"):
             model = cls(config).to(dtype=dtype)  # cast before loading: float64 weights must not pass float32
@@ -114,6 +126,7 @@ class LEDPreTrainedModel(nn.Module):
         from led_ref.checkpoint import resolve_checkpoint
 
         _check_dtype(dtype)
+        check_device(device)  # before reading any file
         path = resolve_checkpoint(path)
         bin_path = os.path.join(path, "pytorch_model.bin")
         if not os.path.isfile(os.path.join(path, "model.safetensors")) and os.path.isfile(bin_path):
@@ -124,6 +137,20 @@ class LEDPreTrainedModel(nn.Module):
         model = cls.from_weights(config, weights, dtype=dtype, device=device, attn_implementation=attn_implementation)
         model.generation_config = model_generation_config(config, path)
         return model
+
+    def to(self, *args, **kwargs):
+        """nn.Module.to, with a clear error for a device that does not exist here ('cuda' without CUDA)."""
+        try:
+            device = torch._C._nn._parse_to(*args, **kwargs)[0]
+        except (RuntimeError, TypeError):
+            device = None  # torch's own message for arguments it cannot read
+        if device is not None:
+            check_device(device)
+        return super().to(*args, **kwargs)
+
+    def cuda(self, device=None):
+        check_device("cuda" if device is None else f"cuda:{device}" if isinstance(device, int) else device)
+        return super().cuda(device)
 
     def save_pretrained(self, path) -> None:
         """Write `config.json` + `generation_config.json` + `model.safetensors` with HF names, tied tensors left
@@ -233,6 +260,9 @@ class LEDModel(LEDPreTrainedModel):
         else:
             encoder_outputs = _as_encoder_output(encoder_outputs)
             check_encoder_hidden("encoder_outputs[0]", encoder_outputs.last_hidden_state, config.d_model)
+            hidden = as_model_dtype("encoder_outputs[0]", encoder_outputs.last_hidden_state, self.shared.weight.dtype)
+            encoder_outputs = LEDEncoderBaseModelOutput(hidden, encoder_outputs.hidden_states,
+                                                        encoder_outputs.attentions, encoder_outputs.global_attentions)
             given = decoder_input_ids if decoder_input_ids is not None else decoder_inputs_embeds
             batch = encoder_outputs.last_hidden_state.shape[0]
             if isinstance(given, torch.Tensor) and given.dim() >= 2 and given.shape[0] != batch:
@@ -267,18 +297,20 @@ class LEDModel(LEDPreTrainedModel):
             rows, length = ids.shape
         else:
             check_embeds("decoder_inputs_embeds", embeds, config.d_model)
+            embeds = as_model_dtype("decoder_inputs_embeds", embeds, self.shared.weight.dtype)
             rows, length = embeds.shape[:2]
         check_batch("decoder_input_ids", rows, batch)
         if past is not None:
             past = legacy_cache(past) if hasattr(past, "to_legacy_cache") else past
             check_cache("past_key_values", past, len(self.decoder.layers), rows, config.decoder_attention_heads,
                         config.d_model // config.decoder_attention_heads, self.shared.weight.dtype)
+            check_cache_source("past_key_values", past, encoder_hidden.shape[1])
         past = legacy_cache(past)
         past_len = past[0][0].shape[2] if past else 0
         name = "decoder_input_ids" if ids is not None else "decoder_inputs_embeds"
         check_length(name + (f" (after {past_len} cached positions)" if past_len else ""), past_len + length,
                      config.max_decoder_position_embeddings, "max_decoder_position_embeddings")
-        if mask is not None and length > 1:
+        if mask is not None:  # checked for one token too, though HF then ignores it
             check_mask("decoder_attention_mask", mask, (rows, past_len + length))
         check_head_mask("decoder_head_mask", head_mask, config.decoder_layers, config.decoder_attention_heads)
         check_head_mask("cross_attn_head_mask", cross_head_mask, config.decoder_layers,
@@ -333,7 +365,7 @@ class LEDForConditionalGeneration(LEDPreTrainedModel):
             check_batch("labels", labels.shape[0], logits.shape[0])
             if labels.shape[1] != logits.shape[1]:
                 raise ValueError(f"labels has {labels.shape[1]} positions, the decoder produced {logits.shape[1]}")
-            loss = F.cross_entropy(_loss_precision(logits).reshape(-1, logits.shape[-1]), labels.reshape(-1).long())
+            loss = _cross_entropy(_loss_precision(logits).reshape(-1, logits.shape[-1]), labels.reshape(-1).long())
         return LEDSeq2SeqLMOutput(loss=loss, logits=logits, **_tail(out))
 
     def prepare_decoder_input_ids_from_labels(self, labels: torch.Tensor) -> torch.Tensor:
@@ -390,6 +422,8 @@ class LEDForSequenceClassification(LEDPreTrainedModel):
                        head_mask, decoder_head_mask, cross_attn_head_mask, encoder_outputs, None, inputs_embeds,
                        decoder_inputs_embeds, use_cache, output_attentions, output_hidden_states)
         hidden = out.last_hidden_state
+        if config.eos_token_id is None:
+            raise ValueError("input_ids hold no <eos> token to pool at: config.eos_token_id is None")
         eos = input_ids.eq(config.eos_token_id)
         counts = eos.sum(1)
         if (counts != counts[0]).any() or counts[0] == 0:
@@ -426,7 +460,7 @@ class LEDForSequenceClassification(LEDPreTrainedModel):
                 bad = labels[(labels < 0) | (labels >= n)]
                 if (bad != -100).any():
                     raise ValueError(f"labels must lie in [0, num_labels={n}) or be -100, got {int(bad[0])}")
-            return F.cross_entropy(logits.view(-1, n), labels.view(-1).long())
+            return _cross_entropy(logits.view(-1, n), labels.view(-1).long())
         if labels.shape != logits.shape:
             raise ValueError(f"labels for multi_label_classification (chosen by their dtype {labels.dtype}, as HF "
                              f"does) must have shape {tuple(logits.shape)}, got {tuple(labels.shape)}")
@@ -463,8 +497,8 @@ class LEDForQuestionAnswering(LEDPreTrainedModel):
             ignored = start_logits.shape[1]
             start = start_positions.reshape(-1).long().clamp(0, ignored)
             end = end_positions.reshape(-1).long().clamp(0, ignored)
-            loss = (F.cross_entropy(_loss_precision(start_logits), start, ignore_index=ignored)
-                    + F.cross_entropy(_loss_precision(end_logits), end, ignore_index=ignored)) / 2
+            loss = (_cross_entropy(_loss_precision(start_logits), start, ignore_index=ignored)
+                    + _cross_entropy(_loss_precision(end_logits), end, ignore_index=ignored)) / 2
         return LEDSeq2SeqQuestionAnsweringModelOutput(loss=loss, start_logits=start_logits.contiguous(),
                                                       end_logits=end_logits.contiguous(), **_tail(out))
 

@@ -113,6 +113,7 @@ def check_encoder_hidden(name: str, hidden, d_model: int) -> None:
                         f"got {getattr(hidden, 'dtype', type(hidden).__name__)}")
     if hidden.dim() != 3 or hidden.shape[-1] != d_model or hidden.shape[0] == 0 or hidden.shape[1] == 0:
         raise ValueError(f"{name} must have shape (batch, seq>0, d_model={d_model}), got {tuple(hidden.shape)}")
+    check_finite(name, hidden)
 
 
 def check_cache(name: str, past, layers: int, batch: int, heads: int, head_dim: int, dtype: torch.dtype) -> None:
@@ -134,3 +135,43 @@ def check_cache(name: str, past, layers: int, batch: int, heads: int, head_dim: 
                                  f"head_dim={head_dim}), got {tuple(t.shape)}")
             if t.dtype != dtype:
                 raise TypeError(f"{name}[{layer}] must have the model's dtype {dtype}, got {t.dtype}")
+
+
+def as_model_dtype(name: str, t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """A floating input cast to the model's dtype (float64 from `torch.from_numpy` into a float32 model is
+    cast, as led_ref does); values the cast overflows (e.g. 1e5 into float16) are refused by name."""
+    if t.dtype == dtype:
+        return t
+    cast = t.to(dtype)
+    if not bool(torch.isfinite(cast).all()):
+        raise ValueError(f"{name} holds values beyond the range of the model's dtype {dtype} "
+                         f"(largest magnitude {float(t.abs().max()):.3g})")
+    return cast
+
+
+def check_cache_source(name: str, past, source_len: int) -> None:
+    """A cache's cross-attention keys/values must cover the encoder output they were made from, and its
+    self-attention keys/values one common length: a cache from another input is refused by name."""
+    self_lens = {entry[i].shape[2] for entry in past for i in (0, 1)}
+    if len(self_lens) > 1:
+        raise ValueError(f"{name} self-attention keys/values disagree on the cached length: {sorted(self_lens)}")
+    for layer, entry in enumerate(past):
+        for t in entry[2:]:
+            if t.shape[2] != source_len:
+                raise ValueError(f"{name}[{layer}] cross-attention keys/values cover {t.shape[2]} source positions "
+                                 f"but the encoder output has {source_len} (a cache from another input?)")
+
+
+def check_device(device) -> torch.device:
+    """`device` as a torch.device that exists here: 'cuda' without a CUDA device is refused by name."""
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise ValueError(f"device={device!r} is not a device (use 'cpu', 'cuda' or 'cuda:N')") from None
+    if parsed.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device={device!r} but there is no CUDA device here (torch.cuda.is_available() is "
+                             "False); use device='cpu'")
+        if parsed.index is not None and parsed.index >= torch.cuda.device_count():
+            raise ValueError(f"device={device!r} but only {torch.cuda.device_count()} CUDA device(s) exist")
+    return parsed

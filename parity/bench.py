@@ -449,6 +449,11 @@ def _check_options(options: Options) -> None:
         raise ValueError(f"repeats must be >= 1, got {options.repeats}")
     if options.warmup < 0:
         raise ValueError(f"warmup must be >= 0, got {options.warmup}")
+    # generate is timed on these: 0 tokens or 0 beams would time nothing and then report a mismatch
+    if options.new_tokens < 1:
+        raise ValueError(f"new-tokens must be >= 1 (tokens generated per timed call), got {options.new_tokens}")
+    if options.beams < 1:
+        raise ValueError(f"beams must be >= 1 (1 is greedy search), got {options.beams}")
     if options.memory not in ("subprocess", "inprocess", "off"):
         raise ValueError(f"memory must be subprocess, inprocess or off; got {options.memory!r}")
     for task in options.tasks:

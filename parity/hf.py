@@ -58,3 +58,14 @@ def hf_dtype_scope(dtype: str):
             yield
     finally:
         torch.set_default_dtype(previous)
+
+
+def defined_loss(loss, inputs: dict):
+    """HF's mean loss over labels that are all -100 is NaN (0 / 0); led_ref and led_torch define it as 0
+    (docs/reliability.md). Comparisons with HF map that one NaN to 0; every other value is returned as is."""
+    labels = inputs.get("labels")
+    if loss is None or labels is None or not np.all(np.asarray(labels) == -100):
+        return loss
+    if hasattr(loss, "isnan"):
+        return loss.nan_to_num(0.0) if bool(loss.isnan()) else loss
+    return 0.0 if np.isnan(loss) else loss

@@ -83,7 +83,12 @@ class Side:
         if self.family == "ref":
             return model(**inputs, **flags)
         with self._scope():
-            return model(**self.tensors(inputs), **flags)
+            out = model(**self.tensors(inputs), **flags)
+        if self.family == "hf" and getattr(out, "loss", None) is not None:
+            from .hf import defined_loss
+
+            out.loss = defined_loss(out.loss, inputs)  # HF's NaN over all-ignored labels is 0 here
+        return out
 
     def generate(self, model, inputs: dict, **kwargs) -> np.ndarray:
         """Token ids (batch * num_return_sequences, length) of model.generate, as int64 numpy."""

@@ -15,11 +15,15 @@ import os
 
 import numpy as np
 
-from led_ref.config import LEDConfig, write_text_atomic
+from led_ref.config import LEDConfig
+from led_ref.files import FileFormatError, describe, read_json, write_text_atomic
 
 from .compare import Comparison
 
 CASE_FILE = "case.json"
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+INPUTS_FILE = "inputs.npz"
 
 
 def text_table(comparison: Comparison, only_failures: bool = False) -> str:
@@ -60,33 +64,84 @@ def to_json(rows: list, **meta) -> str:
 def save_reproducer(directory: str, config: LEDConfig, architecture: str, weights: dict[str, np.ndarray],
                     inputs: dict[str, np.ndarray], actual: str, expected: str, comparison: Comparison | None = None,
                     **meta) -> str:
-    """Write the reproducer folder (see module docstring) and return the path of its case.json."""
+    """Write the reproducer folder (see module docstring) and return the path of its case.json.
+
+    case.json records the SHA-256 of the weights and inputs, so a replay refuses files changed since."""
     from safetensors.numpy import save_file
 
     os.makedirs(directory, exist_ok=True)
     config.save_pretrained(directory)
     save_file({k: np.ascontiguousarray(v, dtype=np.float64) for k, v in weights.items()},
-              os.path.join(directory, "model.safetensors"))
-    np.savez(os.path.join(directory, "inputs.npz"), **{k: np.asarray(v) for k, v in inputs.items()})
+              os.path.join(directory, WEIGHTS_FILE))
+    np.savez(os.path.join(directory, INPUTS_FILE), **{k: np.asarray(v) for k, v in inputs.items()})
     case = {"architecture": architecture, "actual": actual, "expected": expected, **meta,
-            "report": None if comparison is None else comparison.to_dict()}
+            "report": None if comparison is None else comparison.to_dict(),
+            "sha256": {name: _sha256(os.path.join(directory, name)) for name in (WEIGHTS_FILE, INPUTS_FILE)}}
     path = os.path.join(directory, CASE_FILE)
     write_text_atomic(path, json.dumps(case, indent=2) + "\n")
     return path
 
 
 def load_reproducer(path: str) -> dict:
-    """The reproducer at `path` (its folder or its case.json): case fields plus config, weights, inputs."""
-    from safetensors.numpy import load_file
+    """The reproducer at `path` (its folder or its case.json): case fields plus config, weights, inputs.
 
+    Anything wrong with the folder (not a reproducer, a file missing, damaged or changed since it was
+    written, weights that do not fit the config) is a ValueError / FileNotFoundError naming the file."""
+    from led_ref.checkpoint import adapt_state_dict, check_state_dict, read_safetensors_file
+    from led_ref.names import ARCHITECTURES
+
+    path = os.fspath(path)
     directory = path if os.path.isdir(path) else os.path.dirname(path) or "."
     case_path = os.path.join(directory, CASE_FILE)
     if not os.path.isfile(case_path):
-        raise FileNotFoundError(f"replay FILE must be a reproducer folder or its {CASE_FILE}; got {path!r}")
-    with open(case_path, encoding="utf-8") as fh:
-        case = json.load(fh)
-    case["config"] = LEDConfig.from_pretrained(directory)
-    case["weights"] = load_file(os.path.join(directory, "model.safetensors"))
-    with np.load(os.path.join(directory, "inputs.npz")) as data:
-        case["inputs"] = {k: data[k] for k in data.files}
+        raise FileNotFoundError(f"replay FILE must be a reproducer folder or its {CASE_FILE}; got {path!r} "
+                                f"(no {CASE_FILE} in {directory!r})")
+    case = read_json(case_path, "reproducer case", dict)
+    for key in ("architecture", "actual", "expected"):
+        if not isinstance(case.get(key), str):
+            raise FileFormatError(f"{case_path!r} must give {key!r} as a string, found {describe(case.get(key))}")
+    if case["architecture"] not in ARCHITECTURES:
+        raise FileFormatError(f"{case_path!r}: architecture must be one of {', '.join(ARCHITECTURES)}, "
+                              f"got {case['architecture']!r}")
+    for name in (CONFIG_FILE, WEIGHTS_FILE, INPUTS_FILE):
+        if not os.path.isfile(os.path.join(directory, name)):
+            raise FileNotFoundError(f"{directory!r} is not a complete reproducer: {name} is missing")
+    recorded = case.get("sha256")
+    if recorded is not None:
+        if not isinstance(recorded, dict):
+            raise FileFormatError(f"{case_path!r}: sha256 must map file names to digests, found {describe(recorded)}")
+        for name in (WEIGHTS_FILE, INPUTS_FILE):
+            if name in recorded and _sha256(os.path.join(directory, name)) != recorded[name]:
+                raise FileFormatError(f"{os.path.join(directory, name)!r} was changed after the reproducer was "
+                                      f"written (its SHA-256 differs from the one in {CASE_FILE})")
+    config = LEDConfig.from_pretrained(directory)
+    weights = read_safetensors_file(os.path.join(directory, WEIGHTS_FILE))
+    check_state_dict(adapt_state_dict(weights, config, case["architecture"]), config, case["architecture"])
+    inputs = _read_inputs(os.path.join(directory, INPUTS_FILE))
+    case["config"], case["weights"], case["inputs"] = config, weights, inputs
     return case
+
+
+def _read_inputs(path: str) -> dict[str, np.ndarray]:
+    """The arrays of inputs.npz (numbers only: pickled objects are never loaded)."""
+    import zipfile
+
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            inputs = {k: data[k] for k in data.files}
+    except (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile) as err:
+        raise FileFormatError(f"{path!r} is not a readable .npz of input arrays (damaged?): {err}") from None
+    for name, value in inputs.items():
+        if value.dtype.kind not in "biuf":
+            raise FileFormatError(f"{path!r}: input {name!r} has dtype {value.dtype}; inputs are numbers")
+    return inputs
+
+
+def _sha256(path: str) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -193,6 +193,19 @@ BAD_INPUTS = [
     Bad("encoder_outputs_width", dict(encoder_outputs=(np.zeros((2, 6, 5)),), decoder_input_ids=DEC), ValueError,
         ("encoder_outputs", "(2, 6, 5)", "d_model=8"),
         ("LEDModel", "LEDForConditionalGeneration", "LEDForQuestionAnswering")),
+    Bad("decoder_mask_one_token", dict(input_ids=IDS, decoder_input_ids=DEC[:, :1],
+                                       decoder_attention_mask=np.full((2, 1), 7)),
+        ValueError, ("decoder_attention_mask", "7", "0 or 1"),
+        ("LEDModel", "LEDForConditionalGeneration", "LEDForQuestionAnswering")),
+    Bad("encoder_outputs_no_positions", dict(encoder_outputs=(np.zeros((2, 0, 8)),), decoder_input_ids=DEC),
+        ValueError, ("encoder_outputs", "(2, 0, 8)"),
+        ("LEDModel", "LEDForConditionalGeneration", "LEDForQuestionAnswering")),
+    Bad("encoder_outputs_nan", dict(encoder_outputs=(np.full((2, 6, 8), np.nan),), decoder_input_ids=DEC),
+        ValueError, ("encoder_outputs", "nan", "finite"),
+        ("LEDModel", "LEDForConditionalGeneration", "LEDForQuestionAnswering")),
+    Bad("encoder_outputs_int", dict(encoder_outputs=(np.zeros((2, 6, 8), np.int64),), decoder_input_ids=DEC),
+        TypeError, ("encoder_outputs", "floating"),
+        ("LEDModel", "LEDForConditionalGeneration", "LEDForQuestionAnswering")),
     Bad("past_key_values_str", dict(input_ids=IDS, decoder_input_ids=DEC, past_key_values="cache"), TypeError,
         ("past_key_values", "str"), ("LEDModel", "LEDForConditionalGeneration")),
     Bad("past_key_values_layers", dict(input_ids=IDS, decoder_input_ids=DEC,
@@ -544,3 +557,206 @@ def test_fp16_near_overflow_stays_finite_and_close_to_float64(case):
         outs[dtype] = {n: impl.numpy(getattr(out, n)) for n in ("logits", "encoder_last_hidden_state")}
     assert_finite(outs[torch.float16], f"fp16 {case}")
     assert_agree(outs[torch.float16], outs[torch.float64], FP16_BUDGET, f"fp16 {case} vs float64")
+
+
+# ------------------------------------------------------------------------------------------ round two (issue 15)
+def _cached(impl: Impl, ids=IDS, dec=DEC):
+    """(model, past_key_values) of LEDForConditionalGeneration after one cached call on (ids, dec)."""
+    model = model_for(impl, "LEDForConditionalGeneration")
+    out = call(impl, "LEDForConditionalGeneration", dict(input_ids=ids, decoder_input_ids=dec, use_cache=True))
+    return model, out.past_key_values
+
+
+@pytest.mark.parametrize("impl", IMPLS, ids=lambda i: i.name)
+def test_one_token_decoder_mask_is_checked_against_the_cache(impl):
+    """A (1, 1) decoder_attention_mask against 3 cached positions is refused (it must cover 3 + 1)."""
+    _, past = _cached(impl, IDS[:1], DEC[:1])
+    with pytest.raises(ValueError, match=r"decoder_attention_mask.*\(1, 4\).*\(1, 1\)"):
+        call(impl, "LEDForConditionalGeneration", dict(input_ids=IDS[:1], decoder_input_ids=DEC[:1, :1],
+                                                       past_key_values=past, decoder_attention_mask=np.ones((1, 1))))
+    ok = call(impl, "LEDForConditionalGeneration", dict(input_ids=IDS[:1], decoder_input_ids=DEC[:1, :1],
+                                                        past_key_values=past, decoder_attention_mask=np.ones((1, 4))))
+    assert np.all(np.isfinite(impl.numpy(ok.logits)))
+
+
+@pytest.mark.parametrize("impl", IMPLS, ids=lambda i: i.name)
+def test_a_cache_from_another_source_length_is_named(impl):
+    _, past = _cached(impl)  # made over 6 source positions
+    with pytest.raises(ValueError) as err:
+        call(impl, "LEDForConditionalGeneration", dict(input_ids=IDS[:, :4], decoder_input_ids=DEC[:, :1],
+                                                       past_key_values=past))
+    message = str(err.value)
+    assert all(m in message for m in ("past_key_values", "cross-attention", "6", "4")), message
+
+
+def _float32_model(impl: Impl):
+    return impl.build("LEDForConditionalGeneration", dtype=np.float32 if impl.name == "led_ref" else torch.float32)
+
+
+@pytest.mark.parametrize("argument", ["inputs_embeds", "decoder_inputs_embeds", "encoder_outputs", "encoder"])
+@pytest.mark.parametrize("impl", IMPLS, ids=lambda i: i.name)
+def test_float64_inputs_into_a_float32_model_are_cast(impl, argument):
+    """float64 (what torch.from_numpy gives) into a float32 model: the same result as float32 inputs."""
+    model = _float32_model(impl)
+    rng = np.random.default_rng(0)
+    value = rng.normal(size=(2, 6, 8) if argument != "decoder_inputs_embeds" else (2, 3, 8))
+
+    def run(v):
+        if argument == "encoder":
+            return impl.numpy(model.get_encoder()(inputs_embeds=impl.array(v)).last_hidden_state)
+        kwargs = dict(input_ids=IDS, decoder_input_ids=DEC)
+        if argument == "inputs_embeds":
+            kwargs.pop("input_ids")
+        if argument == "decoder_inputs_embeds":
+            kwargs.pop("decoder_input_ids")
+        if argument == "encoder_outputs":
+            kwargs.pop("input_ids")
+            v = (v,)
+        kwargs[argument] = v
+        return impl.numpy(model(**impl.arrays(kwargs)).logits)
+
+    wide, narrow = run(value), run(value.astype(np.float32))
+    np.testing.assert_array_equal(wide, narrow)
+    assert wide.dtype == np.float64 if impl.name == "led_torch" else wide.dtype == np.float32
+
+
+@pytest.mark.parametrize("argument", ["inputs_embeds", "encoder_outputs"])
+def test_values_a_float16_model_cannot_hold_are_refused_by_name(argument):
+    model = Impl("led_torch").build("LEDForConditionalGeneration", dtype=torch.float16)
+    value = torch.full((2, 6, 8), 1e6, dtype=torch.float64)
+    kwargs = dict(decoder_input_ids=torch.from_numpy(DEC))
+    kwargs[argument] = value if argument == "inputs_embeds" else (value,)
+    with pytest.raises(ValueError, match=f"{argument}.*float16"):
+        model(**kwargs)
+
+
+@pytest.mark.parametrize("impl", IMPLS, ids=lambda i: i.name)
+def test_all_ignored_labels_give_a_zero_loss(impl):
+    """HF returns NaN (0 / 0) when every label is -100; both packages define the loss as 0 (nothing to learn)."""
+    ignored = np.full_like(DEC, -100)
+    lm = call(impl, "LEDForConditionalGeneration", dict(input_ids=IDS, decoder_input_ids=DEC, labels=ignored))
+    cls = call(impl, "LEDForSequenceClassification", dict(input_ids=IDS, labels=np.array([-100, -100])))
+    qa = call(impl, "LEDForQuestionAnswering", dict(input_ids=IDS, decoder_input_ids=DEC,
+                                                    start_positions=np.array([9, 9]), end_positions=np.array([1, 2])))
+    some = call(impl, "LEDForQuestionAnswering", dict(input_ids=IDS, decoder_input_ids=DEC,
+                                                      start_positions=np.array([1, 1]), end_positions=np.array([1, 2])))
+    assert float(lm.loss) == 0.0 and float(cls.loss) == 0.0
+    assert np.isfinite(float(qa.loss)) and 0 < float(qa.loss) < float(some.loss)  # the end half only
+
+
+def test_all_ignored_labels_give_zero_gradients_in_led_torch():
+    model = Impl("led_torch").build("LEDForConditionalGeneration")
+    model.train()
+    loss = model(input_ids=torch.from_numpy(IDS), decoder_input_ids=torch.from_numpy(DEC),
+                 labels=torch.full((2, 3), -100)).loss
+    loss.backward()
+    assert float(loss) == 0.0
+    assert all(float(p.grad.abs().max()) == 0.0 for p in model.parameters() if p.grad is not None)
+
+
+@pytest.mark.parametrize("how", ["from_weights", "from_pretrained", "to", "cuda", "banana"])
+def test_a_missing_cuda_device_is_named(tmp_path, monkeypatch, how):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    weights = random_weights(CONFIG, "LEDModel", seed=0)
+    with pytest.raises(ValueError, match="no CUDA device" if how != "banana" else "banana.*not a device"):
+        if how == "from_pretrained":
+            led_ref.LEDModel(CONFIG, weights=weights).save_pretrained(tmp_path)
+            led_torch.LEDModel.from_pretrained(tmp_path, device="cuda")
+        elif how in ("from_weights", "banana"):
+            led_torch.LEDModel.from_weights(CONFIG, weights, device="cuda" if how == "from_weights" else "banana")
+        else:
+            model = led_torch.LEDModel.from_weights(CONFIG, weights)
+            model.to("cuda") if how == "to" else model.cuda()
+
+
+@pytest.mark.parametrize("impl", IMPLS, ids=lambda i: i.name)
+@pytest.mark.parametrize("field, value, mentions", [
+    ("pad_token_id", None, ("pad_token_id", "None", "int")),
+    ("decoder_layers", 0, ("decoder_layers", "0", ">= 1")),
+    ("init_std", float("nan"), ("init_std", "nan", "finite")),
+    ("dropout", None, ("dropout", "None", "[0, 1]")),
+])
+def test_configs_that_would_crash_later_are_refused_at_load(tmp_path, impl, field, value, mentions):
+    """Each of these loaded before and then crashed (pad None, no decoder layer) or gave NaN logits (init_std
+    NaN with a head missing from the file)."""
+    import json
+
+    config = LEDConfig.from_dict(CONFIG.to_dict())
+    led_ref.LEDModel(config, weights=random_weights(config, "LEDModel", seed=0)).save_pretrained(tmp_path)
+    data = json.loads((tmp_path / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps(data | {field: value}))
+    package = led_ref if impl.name == "led_ref" else led_torch
+    with pytest.raises(ValueError) as err:
+        package.LEDForSequenceClassification.from_pretrained(tmp_path)
+    assert all(m in str(err.value) for m in mentions), str(err.value)
+
+
+# A window as large as the position table ("full attention") over a 4-token input. Before: led_ref built a
+# (16384, 16385) index map (2 GiB) and led_torch banded scores of that size; now both run at the narrowest
+# window that attends the same (led_ref.layout.effective_window).
+WIDE = LEDConfig(vocab_size=20, d_model=8, encoder_layers=2, decoder_layers=1, encoder_attention_heads=2,
+                 decoder_attention_heads=2, encoder_ffn_dim=8, decoder_ffn_dim=8, attention_window=[16384, 2],
+                 max_encoder_position_embeddings=16384, max_decoder_position_embeddings=20)
+NARROW = LEDConfig.from_dict(WIDE.to_dict() | {"attention_window": [6, 2]})
+WIDE_INPUTS = dict(input_ids=np.array([[0, 4, 5, 2], [0, 6, 2, 1]]),
+                   attention_mask=np.array([[1, 1, 1, 1], [1, 1, 1, 0]]),
+                   global_attention_mask=np.array([[1, 0, 0, 0], [0, 0, 0, 0]]), decoder_input_ids=DEC[:, :2])
+
+
+@pytest.mark.parametrize("impl", IMPLS, ids=lambda i: i.name)
+def test_a_window_wider_than_the_input_costs_what_the_input_costs(impl):
+    import tracemalloc
+
+    from parity.peak_memory import cpu_peak_bytes
+
+    weights = random_weights(WIDE, "LEDForConditionalGeneration", seed=0, std=0.3)
+    wide = impl.build("LEDForConditionalGeneration", config=WIDE, weights=weights)
+    narrow = impl.build("LEDForConditionalGeneration", config=NARROW, weights=weights)
+    kwargs = impl.arrays(WIDE_INPUTS)
+    if impl.name == "led_ref":
+        tracemalloc.start()
+        try:
+            out = wide(**kwargs)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+    else:
+        with torch.no_grad():
+            box = []
+            peak, _ = cpu_peak_bytes(lambda: box.append(wide(**kwargs)))
+            out = box[0]
+    assert peak < 64 * 2**20, f"{peak / 2**20:.0f} MiB for a 4-token input"
+    want = narrow(**kwargs)
+    np.testing.assert_allclose(impl.numpy(out.logits), impl.numpy(want.logits), rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("impl", IMPLS, ids=lambda i: i.name)
+def test_a_wide_window_keeps_hf_attention_layouts(impl):
+    """attentions keep the layer's own window columns (x + w + 1), global attentions HF's padded key axis;
+    the cells the narrower run computed are the same, the added ones zero."""
+    weights = random_weights(WIDE, "LEDForConditionalGeneration", seed=0, std=0.3)
+    kwargs = impl.arrays(WIDE_INPUTS | dict(output_attentions=True))
+    with torch.no_grad():
+        out = impl.build("LEDForConditionalGeneration", config=WIDE, weights=weights)(**kwargs)
+        want = impl.build("LEDForConditionalGeneration", config=NARROW, weights=weights)(**kwargs)
+    wide_probs, narrow_probs = impl.numpy(out.encoder_attentions[0]), impl.numpy(want.encoder_attentions[0])
+    assert wide_probs.shape == (2, 2, 4, 1 + 16385) and narrow_probs.shape == (2, 2, 4, 1 + 7)
+    centre = 1 + 8192 - 3
+    np.testing.assert_allclose(wide_probs[..., centre:centre + 7], narrow_probs[..., 1:], atol=1e-12)
+    np.testing.assert_array_equal(wide_probs[..., 0], narrow_probs[..., 0])
+    assert np.abs(wide_probs).sum() == pytest.approx(np.abs(narrow_probs).sum(), abs=1e-9)
+    glob = impl.numpy(out.encoder_global_attentions[0])
+    assert glob.shape == (2, 2, 16384, 1)
+    narrow_glob = impl.numpy(want.encoder_global_attentions[0])  # padded to 6, a multiple of its window
+    np.testing.assert_allclose(glob[:, :, :6], narrow_glob, atol=1e-12)
+    assert not np.any(glob[:, :, 6:])
+
+
+@pytest.mark.parametrize("flag", ["--new-tokens", "--beams"])
+def test_bench_refuses_zero_tokens_or_beams_before_running(flag, capsys, monkeypatch):
+    from parity import bench, cli
+
+    monkeypatch.setattr(bench, "run_bench", lambda *a, **k: pytest.fail("the benchmark ran"))
+    assert cli.main(["bench", "--quick", flag, "0"]) == 2
+    err = capsys.readouterr().err
+    assert flag.lstrip("-") in err and ">= 1" in err and "got 0" in err, err

@@ -326,3 +326,93 @@ def test_float64_round_trip_is_bit_exact(tmp_path, writer, reader):
     assert not changed, f"{writer} -> {reader} changed {changed[:3]}"
     config = LEDConfig.from_dict(json.loads((tmp_path / "config.json").read_text()))
     assert dataclasses.replace(config, extra={}) == dataclasses.replace(model.config, extra={})
+
+
+# ------------------------------------------------------------------------------------------ failed saves
+def _break(package: str, model, how: str):
+    """Make `model` unsavable after construction, the way a user would."""
+    if how == "window":
+        model.config.attention_window = 5
+    elif how == "pad_token":
+        model.config.pad_token_id = None
+    elif how == "nan_weight":
+        if package == "led_ref":
+            model.weights["led.encoder.layers.0.fc1.weight"][0, 0] = np.nan
+        else:
+            with torch.no_grad():
+                model.led.encoder.layers[0].fc1.weight[0, 0] = float("nan")
+    return model
+
+
+@pytest.mark.parametrize("how, mentions", [("window", "attention_window"), ("pad_token", "pad_token_id"),
+                                           ("nan_weight", "non-finite values in led.encoder.layers.0.fc1.weight")])
+@pytest.mark.parametrize("package", PACKAGES)
+def test_a_failed_save_leaves_the_folder_byte_identical(tmp_path, package, how, mentions):
+    folder = tmp_path / "ckpt"
+    _model(package, seed=1).save_pretrained(folder)
+    (folder / "README.md").write_text("notes the user keeps next to the weights")
+    before = _snapshot(folder)
+    broken = _break(package, _model(package, seed=2, config=LEDConfig.from_dict(CONFIG.to_dict())), how)
+    with pytest.raises(ValueError, match=mentions):
+        broken.save_pretrained(folder)
+    assert _snapshot(folder) == before, "a save refused for bad content changed the folder"
+    with pytest.raises(ValueError, match=mentions):
+        broken.save_pretrained(tmp_path / "fresh")
+    assert not (tmp_path / "fresh").exists(), "a refused save created the folder"
+
+
+# A save killed (SIGKILL) while flushing its temp file: fsync never returns, so the temp file stays behind.
+_KILLED_SAVE = """
+import os, sys, time
+import led_ref
+from tests.test_safe_loading import _model
+def hang(fd):
+    print("writing", flush=True)
+    time.sleep(600)
+os.fsync = hang
+_model("led_ref", seed=3).save_pretrained(sys.argv[1])
+"""
+
+
+def test_temp_files_of_a_killed_save_are_removed_by_the_next_save(tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    from led_ref.files import TEMP_PREFIX
+
+    folder = tmp_path / "ckpt"
+    _model("led_ref", seed=1).save_pretrained(folder)
+    before = _snapshot(folder)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    proc = subprocess.Popen([sys.executable, "-c", _KILLED_SAVE, str(folder)], cwd=root, stdout=subprocess.PIPE,
+                            env=os.environ | {"PYTHONPATH": root})
+    try:
+        assert proc.stdout.readline().strip() == b"writing"
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    left = [p.name for p in folder.iterdir() if p.name.startswith(TEMP_PREFIX)]
+    assert len(left) == 1 and left[0].startswith(f"{TEMP_PREFIX}{proc.pid}-"), left
+    assert {k: v for k, v in _snapshot(folder).items() if k not in left} == before, "the killed save changed files"
+    # Not ours, or owned by a live process (this one): kept.
+    (folder / ".tmp-someone-else.part").write_bytes(b"x")
+    live = folder / f"{TEMP_PREFIX}{os.getpid()}-busy.part"
+    live.write_bytes(b"y")
+    _model("led_ref", seed=2).save_pretrained(folder)
+    names = {p.name for p in folder.iterdir()}
+    assert left[0] not in names, "the stale temp file of the killed save is still there"
+    assert {".tmp-someone-else.part", live.name} <= names
+    np.testing.assert_array_equal(load("led_ref", folder).weights["final_logits_bias"],
+                                  _model("led_ref", seed=2).weights["final_logits_bias"])
+
+
+@pytest.mark.parametrize("package", PACKAGES)
+def test_a_planted_stale_temp_file_is_removed_by_a_save(tmp_path, package):
+    from led_ref.files import TEMP_PREFIX
+
+    tmp_path.mkdir(exist_ok=True)
+    stale = tmp_path / f"{TEMP_PREFIX}999999999-abc.part"  # no such process
+    stale.write_bytes(b"half a shard")
+    _model(package, seed=1).save_pretrained(tmp_path)
+    assert not stale.exists()
