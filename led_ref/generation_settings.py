@@ -181,17 +181,9 @@ class GenerationConfig:
         path = os.fspath(directory)
         if os.path.isdir(path):
             path = os.path.join(path, GENERATION_CONFIG_NAME)
-        try:
-            with open(path, encoding="utf-8") as fh:
-                data = json.load(fh)
-        except UnicodeDecodeError as err:
-            raise ValueError(f"{path!r} is not UTF-8 text: {err}") from None
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{path!r} is not valid JSON: {err}") from None
-        except RecursionError:
-            raise ValueError(f"{path!r} is nested too deeply to be a generation config") from None
-        if not isinstance(data, Mapping):
-            raise ValueError(f"{path!r} must hold a JSON object, got {type(data).__name__}")
+        from .files import read_json
+
+        data = read_json(path, what="generation config")
         return cls.from_dict(data, where=path)
 
     def save_pretrained(self, directory: str | os.PathLike) -> None:

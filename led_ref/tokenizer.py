@@ -594,26 +594,29 @@ def read_tokenizer_json(path: str) -> tuple[dict[str, int], list[tuple[str, str]
     return vocab, pairs, bool(prefix)
 
 
-def _added_token(path: str, token: Any) -> dict[str, Any]:
+def _added_token(path: str, where: str, token: Any) -> dict[str, Any]:
     if not isinstance(token, Mapping) or not isinstance(token.get("content"), str):
-        raise ValueError(f"{path!r}: an added token must be an object with a string 'content', got {token!r}")
+        raise ValueError(f"{path!r}: {where} must be an object with a string 'content', got {token!r}")
     return dict(token)
+
+
+def _added_decoder_token(path: str, key: Any, token: Any) -> dict[str, Any]:
+    """One entry of tokenizer_config.json's `added_tokens_decoder` (id -> token and flags)."""
+    where = f"added_tokens_decoder[{key!r}]"
+    if not (isinstance(key, str) and key.isdigit()):
+        raise ValueError(f"{path!r}: {where}: the key must be a token id (digits), got {key!r}")
+    return dict(_added_token(path, where, token), id=int(key))
 
 
 def read_added_tokens(directory: str) -> list[dict[str, Any]]:
     """Added tokens from tokenizer.json's `added_tokens`, else the older `added_tokens.json` (content -> id)."""
     path = os.path.join(directory, TOKENIZER_FILE)
     if os.path.isfile(path):
-        with open(path, encoding="utf-8") as fh:
-            data = json.load(fh)
-        if isinstance(data, Mapping):
-            return [_added_token(path, t) for t in data.get("added_tokens") or []]
+        data = read_json(path, what="tokenizer.json")
+        return [_added_token(path, f"added_tokens[{i}]", t) for i, t in enumerate(data.get("added_tokens") or [])]
     path = os.path.join(directory, ADDED_TOKENS_FILE)
     if os.path.isfile(path):
-        with open(path, encoding="utf-8") as fh:
-            data = json.load(fh)
-        if not isinstance(data, Mapping):
-            raise ValueError(f"{path!r} must map added tokens to ids, got {type(data).__name__}")
+        data = read_json(path, what="added tokens (content -> id)")
         return [{"content": k, "id": v, "special": False} for k, v in data.items()]
     return []
 
@@ -637,7 +640,7 @@ def _read_settings(directory: str) -> dict[str, Any]:
                 settings[key] = data[key]
         decoder = data.get("added_tokens_decoder")
         if isinstance(decoder, Mapping):  # tokenizer_config.json of transformers >= 4.34: id -> token and flags
-            settings["added_tokens"] = [_added_token(path, dict(v, id=int(k))) for k, v in decoder.items()]
+            settings["added_tokens"] = [_added_decoder_token(path, k, v) for k, v in decoder.items()]
     if isinstance(settings.get("model_max_length"), float):
         settings["model_max_length"] = int(settings["model_max_length"])
     return settings

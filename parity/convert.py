@@ -9,7 +9,6 @@ HF's layout (tied copies left out, dtypes kept; bfloat16 widened to float32), an
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 
@@ -24,18 +23,14 @@ def read_pickle_weights(folder: str) -> dict[str, np.ndarray]:
     import torch
 
     from led_ref.checkpoint import CheckpointError
+    from led_ref.files import read_json
     from led_torch.model import _load_pickle_weights_only
 
     single, index = os.path.join(folder, PICKLE_WEIGHTS), os.path.join(folder, PICKLE_INDEX)
     if os.path.isfile(single):
         files = [single]
     elif os.path.isfile(index):
-        with open(index, encoding="utf-8") as fh:
-            try:
-                weight_map = json.load(fh).get("weight_map")
-            except (json.JSONDecodeError, AttributeError) as err:
-                raise CheckpointError(f"{index!r} is not a shard index (a JSON object with a weight_map): {err}") \
-                    from None
+        weight_map = read_json(index, what="shard index", error=CheckpointError).get("weight_map")
         if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
             raise CheckpointError(f"{index!r} has no weight_map of tensor name -> shard file")
         files = []
