@@ -14,7 +14,6 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from led_ref.config import LEDConfig
-from led_ref.layout import effective_window
 
 from .activations import activation
 from .backends import BACKENDS, attend, get_backend, resolve_backend
@@ -32,6 +31,13 @@ from .validation import (
     check_length,
     check_mask,
 )
+
+
+def effective_window(window: int, seq_len: int) -> int:
+    """The narrowest window that attends exactly as `window` over `seq_len` real tokens: once the one-sided
+    reach w/2 covers seq_len - 1, every real key is already in reach. (led_torch's own copy of the rule, so the
+    two packages narrow independently and the parity checks compare the results.)"""
+    return min(window, 2 * max(seq_len - 1, 1))
 
 
 def widen_window_columns(probs: torch.Tensor, narrow: int, wide: int) -> torch.Tensor:
@@ -82,7 +88,7 @@ class LongformerSelfAttention(nn.Module):
         """hidden (batch, seq, d) -> context (batch, heads, seq, head_dim), attentions, global_attentions.
 
         `window`: run at this narrower window, which attends exactly as the layer's own over the input
-        (`led_ref.layout.effective_window`); attentions come back in the layout of the layer's own window."""
+        (`effective_window`); attentions come back in the layout of the layer's own window."""
         run = window or self.window
         scale = math.sqrt(self.head_dim)
         q = split_heads(self.query(hidden) / scale, self.heads)

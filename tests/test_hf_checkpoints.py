@@ -224,11 +224,11 @@ def test_generation_config_file_errors_name_the_file(tmp_path):
     path = os.path.join(folder, GENERATION_CONFIG_NAME)
     with open(path, "w") as fh:
         fh.write("[1, 2]")
-    with pytest.raises(ValueError, match="generation_config.json' must hold a JSON object"):
+    with pytest.raises(ValueError, match=r"generation_config.json' \(generation config\) must hold a JSON object"):
         led_ref.LEDForConditionalGeneration.from_pretrained(folder)
     with open(path, "w") as fh:
         fh.write("{not json")
-    with pytest.raises(ValueError, match="generation_config.json' is not valid JSON"):
+    with pytest.raises(ValueError, match=r"generation_config.json' \(generation config\) is not valid JSON"):
         led_torch.LEDForConditionalGeneration.from_pretrained(folder)
 
 
