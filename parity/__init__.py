@@ -4,3 +4,7 @@ Modules: strategies (hypothesis), tolerances (the one table), compare + report (
 divergence, JSON, reproducers), check (model-level runs), generation (tie-aware), gate (kernel contract),
 broken_kernels (the gate's teeth), pytest_plugin, cli (`python -m parity`). See docs/parity.md.
 """
+
+from .support import Support, support_of, supports
+
+__all__ = ["Support", "support_of", "supports"]
