@@ -30,13 +30,23 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import seed as hypothesis_seed
+from hypothesis import strategies as st
 from hypothesis.reporting import with_reporter
 
-from .profiles import DEFAULT_BLOCKS, check_blocks, examples_per_shape, grid, profile_names, shape_cases
+from .profiles import (
+    DEFAULT_BLOCKS,
+    MIN_PER_SHAPE,
+    check_blocks,
+    grid,
+    profile_examples,
+    profile_names,
+    shape_cases,
+)
 from .strategies import AttentionCase
 from .support import Support, support_of
 from .tolerances import dtype_name, scaled_error, tolerance
@@ -378,7 +388,8 @@ def gate(
     """Judge `kernel` on the shape profile(s); shrink and report the first failure.
 
     support: limits on top of what the kernel declares with @parity.supports (they intersect).
-    examples: cases per profile (realistic spends a fifth; every shape of a grid runs at least once).
+    examples: cases per profile, shapes drawn by hypothesis (realistic spends a fifth); then every shape of the
+        grid not drawn runs on its own (MIN_PER_SHAPE cases), so each shape is visited.
     backward: also compare the gradients of all six inputs for a random upstream gradient.
     max_seconds: bound on the whole run including shrinking (shapes not reached are listed).
     max_heads: cap the heads of every shape (CI runs realistic shapes with fewer heads).
@@ -415,7 +426,8 @@ def gate(
     started = time.monotonic()
     deadline = None if max_seconds is None else started + max_seconds
 
-    def judge(case, label: str) -> None:
+    def judge(case) -> None:
+        label = case.shape.label if hasattr(case, "shape") else "custom"
         outputs = check_case(kernel, case, dtype, device, run_backward, reference)
         if atol is not None and outputs["context"]["error"] > atol:
             raise KernelMismatch(case.materialize() if hasattr(case, "materialize") else case,
@@ -429,38 +441,53 @@ def gate(
             if old is None or w["error"] / max(w["budget"], 1e-300) > old["error"] / max(old["budget"], 1e-300):
                 result.worst[output] = w
 
-    runs = []
+    runs = []  # (label, strategy, examples, shapes whose coverage is then completed, cases per missed shape)
     if cases is not None:
-        runs.append(("custom", cases, examples))
+        runs.append(("custom", cases, examples, [], 0))
     else:
         for p in profiles:
             g = grid(p, support, blocks, max_heads)
             if g.excluded:
                 result.excluded[p] = g.excluded_text()
-            per_shape = examples_per_shape(p, examples, len(g.shapes))
-            runs += [(shape.label, shape_cases(shape, support), per_shape) for shape in g.shapes]
+            if g.shapes:
+                strategy = st.sampled_from(g.shapes).flatmap(partial(shape_cases, support=support))
+                runs.append((p, strategy, profile_examples(p, examples), g.shapes, MIN_PER_SHAPE[p]))
     if not runs:
         raise ValueError(f"the support ({support.describe()}) excludes every shape of profile {profile}: "
                          + "; ".join(f"{p}: {t}" for p, t in result.excluded.items()))
 
-    for label, strategy, n in runs:
+    def run(strategy, n) -> bool:
+        failure = _run_hypothesis(judge, strategy, n, seed, deadline)
+        if failure is None:
+            return True
+        exc, report = failure
+        result.verdict = exc.verdict
+        result.counterexample, result.error, result.detail = exc.case, exc.error, exc.detail
+        result.output, result.budget, result.plain = exc.output, exc.budget, exc.plain
+        result.reproducer = report + [str(n) for n in getattr(exc, "__notes__", [])]
+        return False
+
+    for label, strategy, n, shapes, per_missed in runs:
         if deadline is not None and time.monotonic() > deadline:
-            result.not_run.append(label)
+            result.not_run += [s.label for s in shapes] or [label]
             continue
-        failure = _run_shape(judge, label, strategy, n, seed, deadline)
-        if failure is not None:
-            exc, report = failure
-            result.verdict = exc.verdict
-            result.counterexample, result.error, result.detail = exc.case, exc.error, exc.detail
-            result.output, result.budget, result.plain = exc.output, exc.budget, exc.plain
-            result.reproducer = report + [str(n) for n in getattr(exc, "__notes__", [])]
+        if not run(strategy, n):
+            break
+        # Hypothesis drew the shapes; every shape of the grid is visited, so the ones it missed run now.
+        missed = [s for s in shapes if s.label not in result.cases_per_shape]
+        for shape in missed:
+            if deadline is not None and time.monotonic() > deadline:
+                result.not_run.append(shape.label)
+            elif not run(shape_cases(shape, support), per_missed):
+                break
+        if not result.passed:
             break
     result.seconds = time.monotonic() - started
     return result
 
 
-def _run_shape(judge, label, strategy, examples, seed, deadline):
-    """Hypothesis over one shape; (the shrunk KernelFailure, hypothesis' report) or None."""
+def _run_hypothesis(judge, strategy, examples, seed, deadline):
+    """Hypothesis over `strategy`; (the shrunk KernelFailure, hypothesis' report) or None."""
     failing: set = set()
     first_failure: list[float] = []
 
@@ -481,7 +508,7 @@ def _run_shape(judge, label, strategy, examples, seed, deadline):
             if now > limit and key_of(case) not in failing:
                 return  # shrink budget spent: only cases already seen failing fail again
         try:
-            judge(case, label)
+            judge(case)
         except KernelFailure:
             failing.add(key_of(case))
             if not first_failure:

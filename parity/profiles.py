@@ -31,8 +31,9 @@ DEFAULT_BLOCKS = (16, 32, 64, 128)
 GLOBAL_COUNTS = (0, 1, 15, 16, 17, 31, 32, 33, 63, 64, 65)
 # Share of `examples` each profile spends (cases cost ~1e3x more in `realistic`); every shape gets >= 1.
 EXAMPLE_SHARE = {"toy": 1.0, "boundary": 1.0, "realistic": 0.2}
-# Hypothesis runs the simplest case of a shape first (one row, no globals, ...): toy and boundary shapes get
-# at least one drawn case more; a realistic shape's simplest case (full rows, LED sizes) already has teeth.
+# Shapes hypothesis did not draw run on their own with this many cases. Its first case of a shape is the
+# simplest (one row, no globals, ...): toy and boundary shapes get one drawn case more; a realistic shape's
+# simplest case (full rows, LED sizes) already has teeth.
 MIN_PER_SHAPE = {"toy": 2, "boundary": 2, "realistic": 1}
 
 
@@ -142,11 +143,9 @@ def grid(profile: str, support: Support | None = None, blocks=DEFAULT_BLOCKS, ma
     return result
 
 
-def examples_per_shape(profile: str, examples: int, shapes: int) -> int:
-    """Cases per shape so the profile spends about its share of `examples`, at least one per shape."""
-    if shapes == 0:
-        return 0
-    return max(MIN_PER_SHAPE[profile], round(examples * EXAMPLE_SHARE[profile] / shapes))
+def profile_examples(profile: str, examples: int) -> int:
+    """Cases hypothesis draws across the shapes of `profile` (its share of `examples`, at least 1)."""
+    return max(1, round(examples * EXAMPLE_SHARE[profile]))
 
 
 # ------------------------------------------------------------------------------------------ cases
