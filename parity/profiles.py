@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from hypothesis import strategies as st
 
-from .strategies import AttentionCase, token_kinds
+from .strategies import AttentionCase, describe_row, token_kinds
 from .support import Support
 
 PROFILES = ("toy", "boundary", "realistic")
@@ -183,10 +183,6 @@ class CaseRecipe:
                              strided=self.strided, label=self.shape.label)
 
     def describe(self) -> str:
-        return self.materialize_description()
-
-    def materialize_description(self) -> str:
-        from .strategies import describe_row
 
         values = f"scale={self.scale} mean={self.mean}" + (" outliers" if self.outliers else "")
         rows = "; ".join(describe_row(r) for r in self.token_kind) if self.shape.seq > 64 else \
@@ -195,7 +191,7 @@ class CaseRecipe:
                 f"{' strided' if self.strided else ''} rows: {rows}")
 
     def __repr__(self) -> str:
-        return f"CaseRecipe({self.materialize_description()})"
+        return f"CaseRecipe({self.describe()})"
 
 
 def _edges(block: int, length: int) -> list[int]:
