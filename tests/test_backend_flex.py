@@ -33,6 +33,9 @@ def reference_context(query, key, value, global_query, global_key, global_value,
                                grad=True)
 
 
+brute_force_context = reference_context  # the name tests/test_backend_triton.py imports
+
+
 # ------------------------------------------------------------------------------------------ strategies
 @st.composite
 def free_length_cases(draw, max_seq: int = 20, windows=WINDOWS, max_head_dim: int = 5) -> AttentionCase:
