@@ -200,23 +200,67 @@ def default_model_check(sides, progress: bool = True):
 
 
 # ---------------------------------------------------------------------------------------------- gate
+def _int_list(flag: str):
+    def parse(text: str) -> tuple[int, ...]:
+        try:
+            values = tuple(int(v) for v in text.split(",") if v.strip())
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{flag} takes comma-separated ints, got {text!r}") from None
+        if not values:
+            raise argparse.ArgumentTypeError(f"{flag} takes comma-separated ints, got {text!r}")
+        return values
+    return parse
+
+
 def add_gate_arguments(parser) -> None:
+    from .profiles import PROFILE_CHOICES
+
     _common(parser, examples=100)
     parser.add_argument("--attention", required=True, help="the kernel to gate, as package.module:function")
+    parser.add_argument("--profile", default="all", choices=PROFILE_CHOICES,
+                        help="shape profile (default all, within --max-seconds)")
+    parser.add_argument("--block", type=_int_list("--block"), default=None,
+                        help="tile sizes the boundary profile aims at (default 16,32,64,128)")
+    parser.add_argument("--backward", action="store_true", help="also gate the gradients of all six inputs")
+    parser.add_argument("--max-seconds", type=float, default=600.0,
+                        help="bound on the whole run, shrinking included (default 600)")
+    parser.add_argument("--max-heads", type=int, default=None, help="cap the heads of every shape")
+    parser.add_argument("--json", default=None, help="write the verdict, seed, support, errors ... here")
+    support = parser.add_argument_group("declared support (narrows what the kernel declares)")
+    support.add_argument("--head-dims", type=_int_list("--head-dims"), default=None,
+                         help="allowed head dims, e.g. 64,128")
+    support.add_argument("--head-dim-multiple", type=int, default=None, help="head_dim must be a multiple of N")
+    support.add_argument("--min-window", type=int, default=None)
+    support.add_argument("--max-window", type=int, default=None)
+    support.add_argument("--max-seq", type=int, default=None)
+    support.add_argument("--max-globals", type=int, default=None, help="most global tokens in one row")
+    support.add_argument("--forward-only", action="store_true", help="the kernel has no backward")
 
 
 def run_gate(args) -> int:
     from .gate import gate, load_kernel
+    from .profiles import DEFAULT_BLOCKS
+    from .support import Support
 
     try:
         kernel = load_kernel(args.attention)
     except (ValueError, TypeError) as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_USAGE
+    limits = {"head_dims": args.head_dims, "head_dim_multiple": args.head_dim_multiple,
+              "min_window": args.min_window, "max_window": args.max_window, "max_seq": args.max_seq,
+              "max_globals": args.max_globals}
+    support = Support(**{k: v for k, v in limits.items() if v is not None},
+                      **({"backward": False} if args.forward_only else {}))
     seed = _seed(args)
     result = gate(kernel, examples=args.examples, seed=seed, dtype=args.dtype, device=args.device,
+                  profile=args.profile, support=support, blocks=args.block or DEFAULT_BLOCKS,
+                  backward=args.backward, max_seconds=args.max_seconds, max_heads=args.max_heads,
                   name=args.attention)
     print(result.message())
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as fh:
+            json.dump(result.to_dict(), fh, indent=2)
     return EXIT_OK if result.passed else EXIT_MISMATCH
 
 

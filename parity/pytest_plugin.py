@@ -2,7 +2,7 @@
 
     from parity.pytest_plugin import assert_kernel_matches_spec
     def test_my_kernel():
-        assert_kernel_matches_spec(my_package.my_kernel)
+        assert_kernel_matches_spec(my_package.my_kernel, profile="realistic", dtype="bfloat16", backward=True)
 
 or with the fixture (available once this module is a pytest plugin: `-p parity.pytest_plugin`, or
 `pytest_plugins = ["parity.pytest_plugin"]` in your conftest.py):
@@ -10,8 +10,11 @@ or with the fixture (available once this module is a pytest plugin: `-p parity.p
     def test_my_kernel(led_kernel_gate):
         led_kernel_gate(my_package.my_kernel, dtype="float32")
 
-The number of cases follows the active hypothesis profile (`max_examples`) unless `examples=` is given;
-the seed comes from `--led-gate-seed` or is drawn and shown in the failure message.
+Every option of `parity.gate.gate` passes through (profile, support, blocks, backward, max_seconds, ...);
+declare what the kernel supports with `@parity.supports(...)` (docs/contract.md). The number of cases
+follows the active hypothesis profile (`max_examples`) unless `examples=` is given; the seed comes from
+`--led-gate-seed` or is drawn and shown in the failure message, which starts with the verdict
+(`mismatch:` wrong numbers, `error:` a broken interface).
 """
 
 from __future__ import annotations
@@ -26,8 +29,8 @@ from .gate import GateResult, gate
 
 def assert_kernel_matches_spec(kernel: Callable, examples: int | None = None, seed: int | None = None,
                                dtype="float64", device: str = "cpu", **kwargs) -> GateResult:
-    """Fail the calling test with the gate's "mismatch" message (shrunk case, seed, reproducer) if `kernel`
-    disagrees with led_ref's spec; return the GateResult otherwise."""
+    """Fail the calling test with the gate's message (verdict, shrunk case, seed, replay) unless `kernel`
+    passes; return the GateResult otherwise."""
     examples = settings.default.max_examples if examples is None else examples
     result = gate(kernel, examples=examples, seed=seed, dtype=dtype, device=device, **kwargs)
     if not result.passed:
@@ -41,7 +44,7 @@ def pytest_addoption(parser) -> None:
 
 @pytest.fixture
 def led_kernel_gate(request) -> Callable[..., GateResult]:
-    """A function `gate(kernel, **options)` that fails the test on any disagreement with the spec."""
+    """A function `gate(kernel, **options)` that fails the test unless the kernel passes the gate."""
     try:
         default_seed = request.config.getoption("--led-gate-seed")
     except ValueError:  # the plugin was imported, not registered: no option

@@ -288,6 +288,23 @@ def model_cases(
 
 
 # ---------------------------------------------------------------------------------------------- kernel cases
+def describe_row(kinds: np.ndarray) -> str:
+    """A long token_kind row in words: valid tokens, padding runs, global positions."""
+    kinds = np.asarray(kinds)
+    valid = np.flatnonzero(kinds)
+    pads = np.flatnonzero(kinds == 0)
+    globs = np.flatnonzero(kinds == 2).tolist()
+    last = int(valid[-1]) + 1 if valid.size else 0
+    holes = [int(p) for p in pads if p < last]
+    text = f"valid 0..{last - 1}" if valid.size else "all padding"
+    if holes:
+        text += f" holes {holes[:8]}{'...' if len(holes) > 8 else ''}"
+    text += f", {len(globs)} global"
+    if globs:
+        text += f" at {globs[:8]}{'...' if len(globs) > 8 else ''}"
+    return text
+
+
 @dataclass
 class AttentionCase:
     """Inputs of the attention-kernel contract (docs/contract.md), float64 numpy.
@@ -306,24 +323,40 @@ class AttentionCase:
     token_kind: np.ndarray
     window: int
     seed: int = 0
+    strided: bool = False  # hand the kernel non-contiguous views of one packed (batch, seq, 6, heads, d) tensor
+    label: str = ""  # the profile shape the case came from (parity.profiles), for messages
 
     def arrays(self) -> tuple:
         return (self.query, self.key, self.value, self.global_query, self.global_key, self.global_value)
 
     def torch_args(self, dtype=None, device="cpu") -> tuple:
-        """The kernel's positional arguments as torch tensors (floats in `dtype`, default float64)."""
+        """The kernel's positional arguments as torch tensors (floats in `dtype`, default float64).
+
+        With `strided`, the six tensors are (batch, heads, seq, d) views of one packed
+        (batch, seq, 6, heads, d) tensor, the layout a fused QKV projection leaves behind."""
         import torch
 
         dtype = dtype or torch.float64
         # fresh copies: a kernel writing into its inputs must not change the case (or the spec's view of it)
-        tensors = tuple(torch.tensor(a, dtype=dtype, device=device) for a in self.arrays())
+        if self.strided:
+            packed = torch.tensor(np.stack([a.transpose(0, 2, 1, 3) for a in self.arrays()], axis=2),
+                                  dtype=dtype, device=device)
+            tensors = tuple(packed[:, :, i].transpose(1, 2) for i in range(6))
+        else:
+            tensors = tuple(torch.tensor(a, dtype=dtype, device=device) for a in self.arrays())
         return (*tensors, torch.tensor(self.token_kind, dtype=torch.long, device=device), self.window)
 
     def describe(self) -> str:
         b, h, s, d = self.query.shape
-        kinds = ["".join(".lg"[k] for k in row) for row in self.token_kind]
-        return (f"batch={b} heads={h} seq={s} head_dim={d} window={self.window} value_seed={self.seed} "
-                f"token_kind={kinds} (. padding, l local, g global)")
+        head = f"[{self.label}] " if self.label else ""
+        layout = " strided" if self.strided else ""
+        if s <= 64:
+            kinds = ["".join(".lg"[k] for k in row) for row in self.token_kind]
+            rows = f"token_kind={kinds} (. padding, l local, g global)"
+        else:
+            rows = "rows: " + "; ".join(describe_row(row) for row in self.token_kind)
+        return (f"{head}batch={b} heads={h} seq={s} head_dim={d} window={self.window} value_seed={self.seed}"
+                f"{layout} {rows}")
 
     def __repr__(self) -> str:
         return f"AttentionCase({self.describe()})"

@@ -64,15 +64,21 @@ def tolerance(dtype_a, dtype_b=None, kind: str = "*", hf: bool = False) -> float
     return row.get(kind, row["*"])
 
 
-def scaled_error(actual, expected) -> float:
+def scaled_error(actual, expected, strict: bool = False) -> float:
     """max|actual-expected| / max(1, max|expected|); inf if shapes differ or `actual` has NaN/inf where
-    `expected` is finite. NaN on both sides at the same places counts as agreement there."""
-    a = np.asarray(actual, dtype=np.float64)
-    b = np.asarray(expected, dtype=np.float64)
+    `expected` is finite. NaN on both sides at the same places counts as agreement there.
+
+    Either side may be a torch tensor (any dtype or device). strict (what tests comparing two implementations
+    use): different shapes raise ValueError naming them, and any NaN or inf on either side is inf."""
+    a, b = _float64(actual), _float64(expected)
     if a.shape != b.shape:
+        if strict:
+            raise ValueError(f"scaled_error: actual has shape {a.shape}, expected {b.shape}")
         return float("inf")
     if a.size == 0:
         return 0.0
+    if strict and not (np.isfinite(a).all() and np.isfinite(b).all()):
+        return float("inf")
     both_nan = np.isnan(a) & np.isnan(b)
     a = np.where(both_nan, 0.0, a)
     b = np.where(both_nan, 0.0, b)
@@ -85,6 +91,18 @@ def scaled_error(actual, expected) -> float:
         if a.size == 0:
             return 0.0
     return float(np.max(np.abs(a - b)) / max(1.0, float(np.max(np.abs(b)))))
+
+
+def _float64(x) -> np.ndarray:
+    """numpy float64 from an array, a number, or a torch tensor of any dtype on any device."""
+    if hasattr(x, "detach") and hasattr(x, "cpu"):  # torch, without importing it here
+        x = x.detach().cpu().double().numpy()
+    return np.asarray(x, dtype=np.float64)
+
+
+def strict_scaled_error(actual, expected) -> float:
+    """`scaled_error(actual, expected, strict=True)`."""
+    return scaled_error(actual, expected, strict=True)
 
 
 def table_text() -> str:

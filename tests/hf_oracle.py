@@ -16,6 +16,9 @@ transformers = pytest.importorskip("transformers")
 from led_ref.config import LEDConfig  # noqa: E402
 from parity import hf as _hf  # noqa: E402
 
+# The project's one comparison (docs/contract.md), strict: shapes must match and NaN never agrees.
+from parity.tolerances import strict_scaled_error as scaled_error  # noqa: E402, F401
+
 
 def _dtype_name(dtype) -> str:
     return str(dtype).removeprefix("torch.")
@@ -44,13 +47,3 @@ def to_numpy(x):
     if isinstance(x, (tuple, list)):
         return type(x)(to_numpy(v) for v in x)
     return x.detach().cpu().numpy()
-
-
-def scaled_error(a, b) -> float:
-    """max|a-b| / max(1, max|b|), the project's comparison (docs/contract.md)."""
-    a = np.asarray(a, dtype=np.float64)
-    b = np.asarray(b, dtype=np.float64)
-    assert a.shape == b.shape, f"shape {a.shape} != {b.shape}"
-    if a.size == 0:
-        return 0.0
-    return float(np.max(np.abs(a - b)) / max(1.0, float(np.max(np.abs(b)))))

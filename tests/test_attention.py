@@ -1,4 +1,4 @@
-"""led_ref.attention against a brute-force dense masked softmax (float64, 1e-12) and against HF's
+"""led_ref.attention against the one float64 reference, parity.reference (dense, 1e-12), and against HF's
 `LEDEncoderAttention` module called the way HF's LEDEncoder calls it (float64 model, float32 softmax: 1e-6)."""
 
 from __future__ import annotations
@@ -11,8 +11,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from led_ref import attention, layout
+from parity.reference import reference_attention
 from parity.strategies import attention_cases
 from parity.strategies import token_kinds as token_kind_arrays
+from parity.tolerances import strict_scaled_error as scaled_error
 
 # Windows beyond the shared strategy's default: up to 16, window 2 included.
 ALL_WINDOWS = tuple(range(2, 17, 2))
@@ -23,45 +25,16 @@ def head_masks(heads: int):
     return st.none() | st.lists(HEAD_MASK_VALUES, min_size=heads, max_size=heads).map(np.array)
 
 
-# ------------------------------------------------------------------------------------------ brute force
-def brute_mask(kinds: np.ndarray, window: int) -> np.ndarray:
-    """(batch, seq, seq) bool from the definition, one cell at a time (independent of led_ref.layout)."""
-    batch, seq = kinds.shape
-    mask = np.zeros((batch, seq, seq), bool)
-    for b in range(batch):
-        for i in range(seq):
-            for j in range(seq):
-                if kinds[b, i] == 0 or kinds[b, j] == 0:
-                    continue
-                mask[b, i, j] = kinds[b, i] == 2 or abs(i - j) <= window // 2 or kinds[b, j] == 2
-    return mask
+# ------------------------------------------------------------------------------------------ the reference
+def dense_reference(q, k, v, gq, gk, gv, kinds, window, head_mask=None):
+    """parity.reference's dense (context (b, h, s, d), probabilities (b, h, s, s)), float64 numpy."""
+    context, probs = reference_attention(q, k, v, gq, gk, gv, kinds, window, head_mask=head_mask, return_probs=True)
+    return context.numpy(), probs.numpy()
 
 
-def brute_attention(q, k, v, gq, gk, gv, kinds, window, head_mask=None):
-    """Dense (context (b, h, s, d), probabilities (b, h, s, s)): local rows use q/k/v, global rows gq/gk/gv."""
-    mask = brute_mask(kinds, window)[:, None]
-    is_global_row = (kinds == 2)[:, None, :, None]
-    scores = np.where(is_global_row, gq @ np.swapaxes(gk, -1, -2), q @ np.swapaxes(k, -1, -2))
-    scores = np.where(mask, scores, -np.inf)
-    top = np.max(scores, axis=-1, keepdims=True)
-    exp = np.where(mask, np.exp(scores - np.where(np.isfinite(top), top, 0)), 0.0)
-    total = exp.sum(-1, keepdims=True)
-    probs = np.divide(exp, total, out=np.zeros_like(exp), where=total > 0)
-    if head_mask is not None:
-        probs = probs * head_mask[None, :, None, None]
-    context = np.where(is_global_row, probs @ gv, probs @ v)
-    return context, probs
-
-
-def scaled_error(a, b) -> float:
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    assert a.shape == b.shape, f"{a.shape} != {b.shape}"
-    return 0.0 if a.size == 0 else float(np.abs(a - b).max() / max(1.0, np.abs(b).max()))
-
-
-def check_against_brute_force(arrays, kinds, window, head_mask, fn):
+def check_against_reference(arrays, kinds, window, head_mask, fn):
     context, attentions, global_attentions = fn(*arrays, kinds, window, head_mask=head_mask, return_probs=True)
-    expected_context, expected_probs = brute_attention(*arrays, kinds, window, head_mask)
+    expected_context, expected_probs = dense_reference(*arrays, kinds, window, head_mask)
     assert scaled_error(context, expected_context) < 1e-12
     assert (context[(kinds == 0)[:, None].repeat(context.shape[1], 1)] == 0).all()  # padding rows 0
     attention_mask, global_mask = (kinds > 0).astype(int), (kinds == 2).astype(int)
@@ -73,14 +46,14 @@ def check_against_brute_force(arrays, kinds, window, head_mask, fn):
     return context
 
 
-# ------------------------------------------------------------------------------------------ kernel vs brute force
+# ------------------------------------------------------------------------------------------ kernel vs the reference
 @given(attention_cases(max_batch=3, max_heads=4, max_head_dim=8, windows=ALL_WINDOWS), st.data(),
        st.sampled_from([1, 3, 5, attention.QUERY_CHUNK]))
-def test_longformer_attention_matches_brute_force(case, data, chunk):
+def test_longformer_attention_matches_the_reference(case, data, chunk):
     heads = case.query.shape[1]
     head_mask = data.draw(head_masks(heads))
     with mock.patch.object(attention, "QUERY_CHUNK", chunk):  # small chunks exercise the chunk borders
-        check_against_brute_force(case.arrays(), case.token_kind, case.window, head_mask,
+        check_against_reference(case.arrays(), case.token_kind, case.window, head_mask,
                                   attention.longformer_attention)
 
 
@@ -95,7 +68,7 @@ def test_windows_that_do_not_divide_the_length(data):
     kinds = data.draw(token_kind_arrays(batch, seq))
     rng = np.random.default_rng(data.draw(st.integers(0, 2**31 - 1)))
     arrays = [rng.standard_normal((batch, heads, seq, 3)) for _ in range(6)]
-    check_against_brute_force(arrays, kinds, window, None, attention.banded_attention)
+    check_against_reference(arrays, kinds, window, None, attention.banded_attention)
     with pytest.raises(ValueError, match=f"seq={seq} must be a multiple of window={window}"):
         attention.longformer_attention(*arrays, kinds, window)
 
@@ -108,7 +81,7 @@ def test_dtype_is_kept_and_context_alone():
     assert context.dtype == attentions.dtype == global_attentions.dtype == np.float32
     alone = attention.longformer_attention(*arrays, kinds, 4)
     np.testing.assert_array_equal(alone, context)
-    expected, _ = brute_attention(*[a.astype(np.float64) for a in arrays], kinds, 4)
+    expected, _ = dense_reference(*[a.astype(np.float64) for a in arrays], kinds, 4)
     assert scaled_error(context, expected) < 1e-5
 
 
@@ -117,7 +90,7 @@ def test_all_padding_row_and_window_covering_the_sequence():
     rng = np.random.default_rng(3)
     arrays = [rng.standard_normal((3, 2, 8, 3)) for _ in range(6)]
     for window in (8, 2):
-        context = check_against_brute_force(arrays, kinds, window, np.array([0.5, 1.0]),
+        context = check_against_reference(arrays, kinds, window, np.array([0.5, 1.0]),
                                             attention.longformer_attention)
         assert (context[0] == 0).all()
 
@@ -210,7 +183,7 @@ def test_encoder_self_attention_matches_hf(case):
         assert scaled_error(ours[valid], theirs[valid]) < 1e-6  # HF's unused slots hold garbage
         assert (ours[~valid] == 0).all()
 
-    # An independent derivation: the dense probabilities from the projections, brute force.
+    # An independent derivation: the dense probabilities from the projections through the reference.
     p = params
     scale = case["head_dim"] ** -0.5
 
@@ -219,7 +192,7 @@ def test_encoder_self_attention_matches_hf(case):
         return y.reshape(kinds.shape + (heads, -1)).transpose(0, 2, 1, 3)
 
     q, gq = proj("query") * scale, proj("query_global") * scale
-    context, probs = brute_attention(q, proj("key"), proj("value"), gq, proj("key_global"), proj("value_global"),
+    context, probs = dense_reference(q, proj("key"), proj("value"), gq, proj("key_global"), proj("value_global"),
                                      kinds, window, case["head_mask"])
     glob = (kinds == 2).astype(int)
     # HF's compact layout read through our index maps (to_dense never reads HF's garbage global slots).
@@ -231,7 +204,7 @@ def test_encoder_self_attention_matches_hf(case):
 
 @given(st.data())
 def test_encoder_self_attention_window_2_and_no_output_attentions(data):
-    """Window 2 (HF crashes there) against brute force; output_attentions=False returns no probabilities."""
+    """Window 2 (HF crashes there) against the reference; output_attentions=False returns no probabilities."""
     heads, head_dim = data.draw(st.integers(1, 3)), data.draw(st.integers(2, 4))
     kinds = data.draw(token_kind_arrays(data.draw(st.integers(1, 3)), 2 * data.draw(st.integers(1, 5))))
     d_model = heads * head_dim
@@ -246,7 +219,7 @@ def test_encoder_self_attention_window_2_and_no_output_attentions(data):
         return y.reshape(kinds.shape + (heads, -1)).transpose(0, 2, 1, 3)
 
     scale = head_dim**-0.5
-    context, _ = brute_attention(proj("query") * scale, proj("key"), proj("value"), proj("query_global") * scale,
+    context, _ = dense_reference(proj("query") * scale, proj("key"), proj("value"), proj("query_global") * scale,
                                  proj("key_global"), proj("value_global"), kinds, 2)
     merged = context.transpose(0, 2, 1, 3).reshape(hidden.shape)
     assert scaled_error(out, merged @ params["output.weight"].T + params["output.bias"]) < 1e-12

@@ -1,4 +1,4 @@
-"""FlexAttention backend and the mask_mods: against a brute-force dense masked softmax written here.
+"""FlexAttention backend and the mask_mods: against the one float64 reference, parity.reference.
 
 The sweep runs eager flex (compiling costs ~20 s per shape on CPU); the compiled path is checked on one
 fixed shape (`-m compile`). float64 cases are held to 1e-9, float32 to 1e-5, float16/bfloat16 to the
@@ -15,40 +15,25 @@ from hypothesis import strategies as st
 
 from led_torch.backends import masks
 from led_torch.backends.flex import flex_longformer_attention, longformer_block_mask
+from parity.reference import reference_attention
 from parity.strategies import AttentionCase, attention_cases, token_kinds
+from parity.tolerances import strict_scaled_error as scaled_error
 
 pytestmark = pytest.mark.filterwarnings("ignore:flex_attention called without torch.compile")
 
 WINDOWS = (2, 4, 6, 8, 10, 12, 14, 16)
-# scaled error budgets vs the float64 brute force, measured on the sweeps below (docs/kernels.md): ~3x margin
+# scaled error budgets vs the float64 reference, measured on the sweeps below (docs/kernels.md): ~3x margin
 HALF_BUDGETS = {torch.float16: 6e-3, torch.bfloat16: 5e-2}
 
 
 # ------------------------------------------------------------------------------------------ the reference
-def brute_force_context(query, key, value, global_query, global_key, global_value, token_kind, window):
-    """The contract by definition, densely, in float64: (batch, heads, seq, d)."""
-    q, k, v, gq, gk, gv = (t.to(torch.float64) for t in (query, key, value, global_query, global_key,
-                                                         global_value))
-    seq = q.shape[2]
-    pos = torch.arange(seq, device=q.device)
-    in_window = (pos[:, None] - pos[None, :]).abs() <= window // 2  # (seq, seq)
-    key_ok = (token_kind != 0)[:, None, None, :]  # (batch, 1, 1, seq)
-    key_global = (token_kind == 2)[:, None, None, :]
-    local = _masked_attention(q, k, v, key_ok & (in_window | key_global))
-    glob = _masked_attention(gq, gk, gv, key_ok)
-    row_kind = token_kind[:, None, :, None]
-    return torch.where(row_kind == 1, local, torch.where(row_kind == 2, glob, torch.zeros_like(glob)))
+def reference_context(query, key, value, global_query, global_key, global_value, token_kind, window):
+    """parity.reference: the contract in float64 on the inputs' device, differentiable."""
+    return reference_attention(query, key, value, global_query, global_key, global_value, token_kind, window,
+                               grad=True)
 
 
-def _masked_attention(q, k, v, allowed):
-    scores = (q @ k.transpose(-1, -2)).masked_fill(~allowed, float("-inf"))
-    return torch.nan_to_num(torch.softmax(scores, dim=-1)) @ v  # rows with nothing allowed -> 0
-
-
-def scaled_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
-    """max|a-b| / max(1, max|b|) (docs/contract.md)."""
-    actual, expected = actual.to(torch.float64), expected.to(torch.float64)
-    return float((actual - expected).abs().max() / max(1.0, float(expected.abs().max())))
+brute_force_context = reference_context  # the name tests/test_backend_triton.py imports
 
 
 # ------------------------------------------------------------------------------------------ strategies
@@ -73,32 +58,6 @@ def contract_cases(max_chunks: int = 3, max_head_dim: int = 6):
                            windows=WINDOWS)
 
 
-# ------------------------------------------------------------------------------------------ reference sanity
-def test_brute_force_matches_a_loop_written_from_the_definition():
-    """The dense reference itself, against per-row python loops on a hand-made layout."""
-    rng = np.random.default_rng(0)
-    kinds = np.array([[1, 2, 1, 1, 0, 1, 2, 0], [1, 1, 1, 1, 1, 1, 0, 0]])
-    arrays = [torch.as_tensor(rng.standard_normal((2, 1, 8, 3))) for _ in range(6)]
-    window = 2
-    got = brute_force_context(*arrays, torch.as_tensor(kinds), window)
-    q, k, v, gq, gk, gv = (a.numpy() for a in arrays)
-    for b in range(2):
-        for i in range(8):
-            if kinds[b, i] == 0:
-                np.testing.assert_array_equal(got[b, 0, i].numpy(), 0.0)
-                continue
-            if kinds[b, i] == 1:
-                keys = [j for j in range(8) if kinds[b, j] and (abs(i - j) <= window // 2 or kinds[b, j] == 2)]
-                qi, kk, vv = q[b, 0, i], k[b, 0], v[b, 0]
-            else:
-                keys = [j for j in range(8) if kinds[b, j]]
-                qi, kk, vv = gq[b, 0, i], gk[b, 0], gv[b, 0]
-            s = np.array([qi @ kk[j] for j in keys])
-            p = np.exp(s - s.max()) / np.exp(s - s.max()).sum()
-            np.testing.assert_allclose(got[b, 0, i].numpy(), p @ vv[keys], rtol=0, atol=1e-12)
-
-
-# ------------------------------------------------------------------------------------------ masks
 @given(st.sampled_from(WINDOWS), st.integers(1, 3), st.integers(1, 20), st.data())
 def test_longformer_local_mask_is_window_or_global_not_padding(window, batch, seq, data):
     kinds = torch.as_tensor(data.draw(token_kinds(batch, seq)))
@@ -177,23 +136,23 @@ def test_block_mask_covers_every_allowed_tile(window, batch, seq, block, data):
 
 # ------------------------------------------------------------------------------------------ flex, eager sweep
 @given(contract_cases())
-def test_flex_float64_matches_brute_force(case):
+def test_flex_float64_matches_the_reference(case):
     args = case.torch_args(torch.float64)
     got = flex_longformer_attention(*args, compiled=False)
     assert got.dtype == torch.float64
-    assert scaled_error(got, brute_force_context(*args)) < 1e-9, case.describe()
+    assert scaled_error(got, reference_context(*args)) < 1e-9, case.describe()
 
 
 @given(free_length_cases())
 def test_flex_any_length_and_wide_windows(case):
     args = case.torch_args(torch.float64)
     got = flex_longformer_attention(*args, compiled=False)
-    assert scaled_error(got, brute_force_context(*args)) < 1e-9, case.describe()
+    assert scaled_error(got, reference_context(*args)) < 1e-9, case.describe()
 
 
 @given(contract_cases(max_chunks=2), st.sampled_from([torch.float32, torch.float16, torch.bfloat16]))
 def test_flex_lower_precisions_against_float64(case, dtype):
-    expected = brute_force_context(*case.torch_args(torch.float64))
+    expected = reference_context(*case.torch_args(torch.float64))
     got = flex_longformer_attention(*case.torch_args(dtype), compiled=False)
     assert got.dtype == dtype
     budget = HALF_BUDGETS.get(dtype, 1e-5)
@@ -215,7 +174,7 @@ def test_flex_padding_rows_are_exactly_zero_and_all_global_rows_work():
     args = [torch.as_tensor(rng.standard_normal((2, 2, 6, 4))) for _ in range(6)]
     got = flex_longformer_attention(*args, kinds, 4, compiled=False)
     assert torch.all(got[:, :, kinds[0] == 0][0] == 0) and torch.all(got[1][:, kinds[1] == 0] == 0)
-    assert scaled_error(got, brute_force_context(*args, kinds, 4)) < 1e-12
+    assert scaled_error(got, reference_context(*args, kinds, 4)) < 1e-12
 
 
 def _grads(fn, inputs, kinds, weights, **kwargs):
@@ -236,7 +195,7 @@ def test_flex_on_cpu_runs_forward_with_grad_inputs_and_refuses_backward():
     inputs, kinds, weights = _backward_case("cpu")
     leaves = [t.clone().requires_grad_(True) for t in inputs]
     out = flex_longformer_attention(*leaves, kinds, 4, compiled=False)
-    assert scaled_error(out.detach(), brute_force_context(*inputs, kinds, 4)) < 1e-9
+    assert scaled_error(out.detach(), reference_context(*inputs, kinds, 4)) < 1e-9
     with pytest.raises(NotImplementedError, match="no backward on CPU"):
         (out * weights).sum().backward()
 
@@ -244,12 +203,12 @@ def test_flex_on_cpu_runs_forward_with_grad_inputs_and_refuses_backward():
 @pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="flex backward exists only on CUDA")
 @pytest.mark.parametrize("compiled", [False, True])
-def test_flex_backward_matches_brute_force_on_cuda(compiled):
-    """Gradients of all six inputs vs autograd through the dense reference (float32 on CUDA)."""
+def test_flex_backward_matches_the_reference_on_cuda(compiled):
+    """Gradients of all six inputs vs autograd through parity.reference (float32 on CUDA)."""
     inputs, kinds, weights = _backward_case("cuda")
     inputs = [t.float() for t in inputs]
     ours = _grads(flex_longformer_attention, inputs, kinds, weights, compiled=compiled)
-    reference = _grads(brute_force_context, [t.double() for t in inputs], kinds, weights.double())
+    reference = _grads(reference_context, [t.double() for t in inputs], kinds, weights.double())
     for o, r in zip(ours, reference, strict=True):
         assert scaled_error(o, r) < 1e-4
 
@@ -273,7 +232,7 @@ def test_flex_compiled_float32_one_shape():
     for kinds in (first, second):
         assert longformer_block_mask(kinds, 8).to_dense().sum() < 2 * 9  # some tiles are skipped
         got = flex_longformer_attention(*args, kinds, 8, compiled=True)
-        assert scaled_error(got, brute_force_context(*args, kinds, 8)) < 1e-5
+        assert scaled_error(got, reference_context(*args, kinds, 8)) < 1e-5
 
 
 @pytest.mark.slow
@@ -290,7 +249,7 @@ def test_flex_compiled_new_shape_and_window():
         kinds[0, seq - 20:] = 0
         kinds[1, 100] = 2
         got = flex_longformer_attention(*[a.to(dtype) for a in args], kinds, window, compiled=True)
-        assert scaled_error(got, brute_force_context(*args, kinds, window)) < budget
+        assert scaled_error(got, reference_context(*args, kinds, window)) < budget
 
 
 # ------------------------------------------------------------------------------------------ bad input

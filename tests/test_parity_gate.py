@@ -1,12 +1,17 @@
-"""The kernel gate has teeth: every planted bug is rejected, correct independent kernels pass.
+"""The kernel gate has teeth and clear verdicts (docs/contract.md).
 
-Two correct kernels are written without led_torch: `parity.broken_kernels.dense_attention` (torch, masks)
-and `loop_attention` below (NumPy, one query row at a time, keys listed by hand). They must agree with
-each other and with led_ref's spec; every kernel of BROKEN_KERNELS must be rejected with the shrunk case.
+- toy profile: every planted bug of `parity.broken_kernels.BROKEN_KERNELS` is rejected with the shrunk case;
+  the dense kernel and a per-row loop pass;
+- boundary/realistic profiles: the correct tiled kernel (declared support) passes, each realistic tiled
+  mutant is rejected with `mismatch` (the backward one with backward=True);
+- verdicts: a crash, a tuple, a wrong dtype/device/shape or an in-place write is `error`, wrong numbers or
+  non-finite output `mismatch`; support is declared, validated, and generation stays inside it;
+- the led_torch backends pass (banded in CI; flex and the interpreted Triton kernel on fixed shapes).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -15,123 +20,115 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import settings
+from test_reference import loop_attention
 
-from parity.broken_kernels import BROKEN_KERNELS, BUGS, dense_attention
-from parity.gate import assert_gate, case_error, gate, load_kernel, spec_attention
-from parity.strategies import AttentionCase, attention_cases
-from parity.tolerances import scaled_error
+import parity
+from parity.broken_kernels import BROKEN_KERNELS, BUGS, TILED_BUGS, TILED_KERNELS, dense_attention, tiled_attention
+from parity.gate import HALF_K, assert_gate, check_case, gate, half_floor, load_kernel, spec_attention
+from parity.profiles import grid
+from parity.strategies import AttentionCase
+from parity.support import Support, support_of
 
-
-def _row_keys(kinds: np.ndarray, i: int, window: int) -> list[int]:
-    """Keys of query i, each once: a global row sees every non-padding key; a local row its window's
-    local keys and every global key."""
-    seq = len(kinds)
-    if kinds[i] == 2:
-        return [j for j in range(seq) if kinds[j] != 0]
-    near = [j for j in range(max(0, i - window // 2), min(seq, i + window // 2 + 1)) if kinds[j] == 1]
-    return sorted(set(near) | {j for j in range(seq) if kinds[j] == 2})
-
-
-def loop_attention(query, key, value, global_query, global_key, global_value, token_kind, window):
-    """The contract one row at a time in NumPy (float64), independent of every other kernel here."""
-    q, k, v, gq, gk, gv = (np.asarray(t.double().numpy() if torch.is_tensor(t) else t, np.float64)
-                           for t in (query, key, value, global_query, global_key, global_value))
-    kinds = np.asarray(token_kind)
-    out = np.zeros_like(q)
-    batch, heads, seq, _ = q.shape
-    for b in range(batch):
-        for i in range(seq):
-            if kinds[b, i] == 0:
-                continue
-            keys = _row_keys(kinds[b], i, window)
-            is_global = kinds[b, i] == 2
-            for h in range(heads):
-                qi = (gq if is_global else q)[b, h, i]
-                kk, vv = (gk, gv) if is_global else (k, v)
-                scores = np.array([qi @ kk[b, h, j] for j in keys])
-                p = np.exp(scores - scores.max())
-                out[b, h, i] = (p / p.sum()) @ vv[b, h, keys]
-    return out
+CI_BLOCKS = (16, 64)  # the boundary profile in CI; the default 16, 32, 64, 128 under `thorough`/slow
+# Realistic shapes in CI: windows 512 and 1024 (seq 1024 and 4096), head_dim 64, one head; the whole grid
+# (LED-base/large heads, head_dim 128, windows 64 and 256) under the `thorough` profile.
+CI_REALISTIC = dict(support=Support(min_window=512, head_dims=(64,)), max_heads=1)
 
 
 def loop_reference(case: AttentionCase) -> np.ndarray:
     return loop_attention(*case.arrays(), case.token_kind, case.window)
 
 
-def _spec_available() -> bool:
-    try:
-        import led_ref.attention  # noqa: F401
-    except ImportError:
-        return False
-    return True
+def _thorough() -> bool:
+    return settings.default.max_examples > 12
 
 
-REFERENCES = [pytest.param(loop_reference, id="loop")] + (
-    [pytest.param(spec_attention, id="spec")] if _spec_available() else [])
-
-
-@given(attention_cases())
-def test_independent_kernels_agree(case):
-    dense = dense_attention(*case.torch_args()).numpy()
-    assert scaled_error(dense, loop_reference(case)) < 1e-12
-
-
-@pytest.mark.skipif(not _spec_available(), reason="led_ref.attention not written yet")
-@given(attention_cases())
-def test_spec_matches_independent_kernel(case):
-    assert scaled_error(spec_attention(case), loop_reference(case)) < 1e-12
-
-
-@pytest.mark.parametrize("reference", REFERENCES)
+# ------------------------------------------------------------------------------------------ toy: the old teeth
+@pytest.mark.parametrize("reference", [pytest.param(loop_reference, id="loop"), pytest.param(spec_attention, id="spec"),
+                                       pytest.param(None, id="parity.reference")])
 def test_gate_passes_correct_kernel(reference):
     examples = max(30, settings.default.max_examples)  # the `thorough` profile runs more
-    result = assert_gate(dense_attention, examples=examples, seed=1, reference=reference)
+    result = assert_gate(dense_attention, examples=examples, seed=1, reference=reference, profile="toy")
     assert result.cases_run >= examples and result.max_error < 1e-12
+    assert len(result.cases_per_shape) == 36  # every window x chunk count x head_dim of the toy grid
 
 
 def test_gate_passes_loop_kernel_in_float32():
-    result = gate(loop_attention, examples=15, seed=2, dtype="float32", reference=loop_reference)
+    result = gate(loop_attention_float32, examples=15, seed=2, dtype="float32", profile="toy")
     assert result.passed and result.tolerance == 1e-4, result.message()
+
+
+def loop_attention_float32(*args):
+    return torch.as_tensor(loop_attention(*args)).float()
 
 
 @pytest.mark.parametrize("bug", sorted(BUGS))
 def test_gate_rejects_planted_bug(bug):
-    reference = spec_attention if _spec_available() else loop_reference
-    result = gate(BROKEN_KERNELS[bug], examples=60, seed=3, reference=reference, name=bug)
+    result = gate(BROKEN_KERNELS[bug], examples=60, seed=3, name=bug, profile="toy")
     assert not result.passed, f"gate accepted the planted bug {bug!r}: {BUGS[bug]}"
+    assert result.verdict == ("error" if bug == "in_place_scaling" else "mismatch"), result.message()
     case = result.counterexample
-    assert isinstance(case, AttentionCase) and result.error > result.tolerance
-    # The reported case really fails, replayed outside hypothesis against the independent loop kernel.
-    assert not case_error(BROKEN_KERNELS[bug], case, reference=loop_reference)[0] <= 1e-9
+    assert isinstance(case, AttentionCase)
+    if result.verdict == "mismatch":
+        assert result.error > result.budget
+        # The reported case really fails, replayed outside hypothesis against the independent loop kernel.
+        with pytest.raises(AssertionError):
+            check_case(BROKEN_KERNELS[bug], case, reference=loop_reference)
     message = result.message()
-    assert "mismatch" in message and f"window={case.window}" in message and "token_kind=" in message
+    assert message.startswith(result.verdict + ":") and f"window={case.window}" in message
+    assert "token_kind=" in message and "replay: python -m parity gate" in message and "--seed 3" in message
 
 
 def test_counterexample_is_shrunk():
-    result = gate(BROKEN_KERNELS["window_narrower"], examples=60, seed=4, reference=loop_reference)
+    result = gate(BROKEN_KERNELS["window_narrower"], examples=60, seed=4, reference=loop_reference, profile="toy")
     case = result.counterexample
     batch, heads, seq, head_dim = case.query.shape
     # The smallest case showing a narrower window: one row, one head, head_dim 2, a single chunk.
     assert (batch, heads, head_dim) == (1, 1, 2) and seq == case.window
 
 
-def test_crashing_kernel_is_a_mismatch():
-    def crashes(*args):
-        raise RuntimeError("boom")
-
-    result = gate(crashes, examples=5, seed=0, reference=loop_reference)
-    assert not result.passed and "RuntimeError: boom" in result.detail
+# ------------------------------------------------------------------------------------------ verdicts
+def _crashes(*args):
+    raise RuntimeError("boom")
 
 
-def test_in_place_writes_are_a_mismatch():
-    result = gate(BROKEN_KERNELS["in_place_scaling"], examples=5, seed=0, reference=loop_reference)
-    assert not result.passed and "modified its input 'query' in place" in result.detail
+def _tuple(*args):
+    return dense_attention(*args), None
 
 
-def test_wrong_shape_is_a_mismatch():
-    result = gate(lambda q, *rest: q[..., :1], examples=5, seed=0, reference=loop_reference)
-    assert not result.passed and "shape" in result.detail
+def _float32_out(*args):
+    return dense_attention(*args).float()
+
+
+def _meta_out(*args):
+    return dense_attention(*args).to("meta")
+
+
+def _narrow(q, *rest):
+    return q[..., :1]
+
+
+def _nan_on_first_row(*args):
+    out = dense_attention(*args).clone()
+    out[:, :, 0] = float("nan")
+    return out
+
+
+@pytest.mark.parametrize("kernel,verdict,words", [
+    (_crashes, "error", "kernel raised RuntimeError: boom"),
+    (_tuple, "error", "the result is a tuple, the contract says one tensor"),
+    (_float32_out, "error", "dtype float32, the contract says bfloat16 (the input dtype)"),
+    (_meta_out, "error", "is on meta, the contract says cpu"),
+    (_narrow, "error", "shape"),
+    (BROKEN_KERNELS["in_place_scaling"], "error", "modified its input 'query' in place"),
+    (_nan_on_first_row, "mismatch", "non-finite output on a valid token"),
+])
+def test_each_contract_breach_has_its_own_verdict_and_message(kernel, verdict, words):
+    dtype = "bfloat16" if kernel is _float32_out else "float64"
+    result = gate(kernel, examples=5, seed=0, profile="toy", dtype=dtype)
+    assert result.verdict == verdict and words in result.detail, result.message()
+    assert result.message().splitlines()[0].startswith(f"{verdict}: ")
 
 
 def test_load_kernel_errors_name_the_argument():
@@ -149,35 +146,242 @@ def test_gate_validates_arguments():
         gate("not callable")
     with pytest.raises(ValueError, match="dtype"):
         gate(dense_attention, dtype="int8")
+    with pytest.raises(ValueError, match="profile must be one of toy, boundary, realistic, all; got 'huge'"):
+        gate(dense_attention, profile="huge")
+    with pytest.raises(ValueError, match="blocks must be even ints >= 2, got 3"):
+        gate(dense_attention, blocks=(3,))
+    with pytest.raises(ValueError, match="max_seconds"):
+        gate(dense_attention, max_seconds=0)
 
 
-@pytest.mark.skipif(not _spec_available(), reason="the CLI gate needs led_ref.attention")
-def test_cli_gate_rejects_broken_kernel_and_accepts_correct_one():
-    def run(spec):
-        return subprocess.run([sys.executable, "-m", "parity", "gate", "--attention", spec, "--examples", "15",
-                               "--seed", "5"], capture_output=True, text=True, timeout=120)
+def test_time_budget_stops_the_run_and_lists_what_did_not_run():
+    import time
 
-    bad = run("parity.broken_kernels:padding_keys_visible")
-    assert bad.returncode != 0 and "mismatch" in bad.stdout + bad.stderr
-    assert "token_kind=" in bad.stdout + bad.stderr and "--seed 5" in bad.stdout + bad.stderr
-    good = run("parity.broken_kernels:dense_attention")
-    assert good.returncode == 0, good.stdout + good.stderr
+    def slow(*args):
+        time.sleep(0.05)
+        return dense_attention(*args)
+
+    result = gate(slow, examples=200, seed=0, profile="toy", max_seconds=0.5)
+    assert result.passed and result.not_run and result.cases_run < 72
+    assert "time budget reached" in result.message()
 
 
-@pytest.mark.parametrize("backend", ["banded", "flex"])
-def test_led_torch_backends_pass_the_gate(backend):
-    get_backend = pytest.importorskip("led_torch.backends").get_backend
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # flex without torch.compile warns that it is unfused
-        result = gate(get_backend(backend), examples=10, seed=6, name=backend)
+# ------------------------------------------------------------------------------------------ support
+def test_support_validation_names_the_value():
+    for kwargs, words in [({"min_window": 1}, "min_window must be an int >= 2, got 1"),
+                          ({"head_dims": ()}, "head_dims must name at least one"),
+                          ({"max_window": 8, "min_window": 16}, "max_window 8 is below min_window 16"),
+                          ({"head_dims": (40,), "head_dim_multiple": 16}, "no head dim of (40,)"),
+                          ({"devices": ("tpu",)}, "'tpu'"), ({"dtypes": ("int8",)}, "int8")]:
+        with pytest.raises(ValueError, match=words.replace("(", r"\(").replace(")", r"\)")):
+            Support(**kwargs)
+    with pytest.raises(TypeError, match="unknown limit"):
+        Support().narrowed(heads=3)
+
+
+def test_declared_support_decorator_and_narrowing():
+    assert support_of(tiled_attention) == Support(head_dim_multiple=16, min_window=16)
+    assert support_of(dense_attention) == Support()
+    narrowed = support_of(tiled_attention).narrowed(head_dims=(40, 64, 128), min_window=32, max_seq=2048)
+    assert narrowed.head_dims == (40, 64, 128) and narrowed.min_window == 32 and narrowed.max_seq == 2048
+    assert not narrowed.head_dim_ok(40) and narrowed.head_dim_ok(64)
+
+    @parity.supports(dtypes=("float32",))
+    def only_float32(*args):
+        return dense_attention(*args)
+
+    with pytest.raises(ValueError, match="supports dtypes float32; --dtype float64 is outside"):
+        gate(only_float32, profile="toy")
+
+
+def test_cases_are_generated_inside_the_support_and_exclusions_reported():
+    def picky(query, key, value, global_query, global_key, global_value, token_kind, window):
+        head_dim, seq = query.shape[-1], query.shape[-2]
+        if head_dim % 16 or window < 32 or seq > 512 or int((token_kind == 2).sum(1).max()) > 20:
+            raise ValueError(f"unsupported head_dim {head_dim} window {window} seq {seq}")
+        return tiled_attention(query, key, value, global_query, global_key, global_value, token_kind, window)
+
+    undeclared = gate(picky, examples=20, seed=5, profile="boundary", blocks=(16,))
+    assert undeclared.verdict == "error" and "kernel raised ValueError: unsupported" in undeclared.detail
+    support = Support(head_dim_multiple=16, min_window=32, max_seq=512, max_globals=20)
+    declared = gate(picky, examples=20, seed=5, profile="boundary", blocks=(16,), support=support)
+    assert declared.passed, declared.message()
+    assert "window 24" in declared.excluded["boundary"] and "head_dim 40" in declared.excluded["boundary"]
+    assert "the support excluded" in declared.message()
+    with pytest.raises(ValueError, match="excludes every shape of profile toy"):
+        gate(picky, profile="toy", support=support)
+
+
+def test_grids_visit_every_window_block_count_and_head_dim():
+    boundary = grid("boundary", blocks=(16, 64))
+    assert {s.window for s in boundary.shapes} == {24, 32, 96, 128}
+    assert {s.head_dim for s in boundary.shapes} == {16, 40, 64, 128}
+    assert len({(s.window, s.seq, s.head_dim) for s in boundary.shapes}) == len(boundary.shapes) == 2 * 2 * 3 * 4
+    realistic = grid("realistic")
+    assert {s.window for s in realistic.shapes} == {64, 256, 512, 1024}
+    assert max(s.seq for s in realistic.shapes) >= 4096 and min(s.seq for s in realistic.shapes) >= 3 * 64
+    assert {s.heads for s in realistic.shapes} == {8, 12, 16} and {s.head_dim for s in realistic.shapes} == {64, 128}
+
+
+# ------------------------------------------------------------------------------------------ realistic kernels
+def test_tiled_kernel_passes_boundary():
+    blocks = (16, 32, 64, 128) if _thorough() else CI_BLOCKS
+    result = gate(tiled_attention, examples=30, seed=6, profile="boundary", blocks=blocks)
+    assert result.passed, result.message()
+    assert result.max_error < 1e-12 and "head_dim 40" in result.excluded["boundary"]
+
+
+def test_tiled_kernel_passes_realistic():
+    options = {} if _thorough() else CI_REALISTIC
+    result = gate(tiled_attention, examples=5, seed=7, profile="realistic", **options)
+    assert result.passed, result.message()
+    assert len(result.cases_per_shape) == (16 if _thorough() else 4) and result.max_error < 1e-12
+    assert max(int(label.split("seq=")[1].split()[0]) for label in result.cases_per_shape) == 4096
+
+
+def test_tiled_kernel_passes_backward_and_half_precision():
+    result = gate(tiled_attention, examples=10, seed=8, profile="boundary", blocks=(16,), backward=True)
+    assert result.passed, result.message()
+    assert set(result.worst) == {"context", *(f"grad_{n}" for n in ("query", "key", "value", "global_query",
+                                                                       "global_key", "global_value"))}
+    half = gate(tiled_attention, examples=10, seed=8, profile="boundary", blocks=(16,), dtype="bfloat16")
+    assert half.passed, half.message()
+    worst = half.worst["context"]
+    # The per-case budget: HALF_K x what the plain bfloat16 implementation loses (+ eps/2), below the fixed cap.
+    assert worst["plain"] > 0 and worst["budget"] == pytest.approx(HALF_K * worst["plain"] + half_floor("bfloat16"))
+    assert worst["budget"] < 5e-2 and worst["error"] <= worst["budget"] and "plain bfloat16" in half.message()
+
+
+# Where each realistic bug shows: the profile (and options) the test gates it on.
+MUTANT_RUNS = {
+    "tile_end_off_by_one": dict(profile="boundary"),
+    "window_clipped_256": dict(profile="realistic"),
+    "first_16_globals": dict(profile="boundary"),
+    "partial_tile_skipped": dict(profile="boundary"),
+    "head_dim_64_only": dict(profile="boundary"),
+    "bf16_denominator": dict(profile="boundary"),
+    "batch3_global_counts": dict(profile="boundary"),
+    "positions_in_input_dtype": dict(profile="realistic", dtype="bfloat16"),
+    "last_row_zeroed": dict(profile="boundary"),
+    "global_value_grad": dict(profile="boundary", backward=True),
+}
+
+
+@pytest.mark.parametrize("bug", sorted(TILED_BUGS))
+def test_realistic_mutant_is_rejected_with_mismatch(bug):
+    options = dict(MUTANT_RUNS[bug])
+    if options["profile"] == "boundary":
+        options["blocks"] = (16,) if options.get("backward") else CI_BLOCKS
+    elif not _thorough():
+        options.update(support=Support(max_seq=1024, head_dims=(64,)), max_heads=1)
+    result = gate(TILED_KERNELS[bug], examples=30, seed=9, max_seconds=30, **options)
+    assert result.verdict == "mismatch", f"{bug} ({TILED_BUGS[bug]}): {result.message()}"
+    assert result.error > result.budget and result.message().startswith("mismatch: ")
+    if bug == "global_value_grad":
+        assert result.output == "grad_global_value"
+        forward_only = gate(TILED_KERNELS[bug], examples=10, seed=9, **dict(options, backward=False))
+        assert forward_only.passed, forward_only.message()  # its forward is exact
+
+
+def test_forward_only_kernel_is_noted_not_failed():
+    @parity.supports(head_dim_multiple=16, min_window=16, backward=False)
+    def no_grad(*args):
+        with torch.no_grad():
+            return tiled_attention(*args)
+
+    result = gate(no_grad, examples=10, seed=10, profile="boundary", blocks=(16,), backward=True)
+    assert result.passed and result.forward_only and "forward-only" in result.message()
+    undeclared = gate(parity.supports(head_dim_multiple=16, min_window=16)(no_grad), examples=10, seed=10,
+                      profile="boundary", blocks=(16,), backward=True)
+    assert undeclared.verdict == "error" and "carries no gradient" in undeclared.detail
+
+
+# ------------------------------------------------------------------------------------------ CLI
+def _cli(*args, env=None, timeout=300):
+    return subprocess.run([sys.executable, "-m", "parity", "gate", *args], capture_output=True, text=True,
+                          timeout=timeout, env=env)
+
+
+def test_cli_verdicts_exit_codes_and_json(tmp_path):
+    bad = _cli("--attention", "parity.broken_kernels:padding_keys_visible", "--profile", "toy", "--examples", "15",
+               "--seed", "5")
+    assert bad.returncode == 1 and bad.stdout.startswith("mismatch: ")
+    assert "token_kind=" in bad.stdout and "--seed 5" in bad.stdout and "seed: 5" in bad.stderr
+    report = tmp_path / "gate.json"
+    good = _cli("--attention", "parity.broken_kernels:tiled_attention", "--profile", "boundary", "--block", "16",
+                "--examples", "5", "--seed", "5", "--head-dims", "16,64", "--json", str(report))
+    assert good.returncode == 0 and good.stdout.startswith("pass: "), good.stdout + good.stderr
+    data = json.loads(report.read_text())
+    assert data["verdict"] == "pass" and data["seed"] == 5 and data["profile"] == "boundary"
+    assert data["support"]["head_dims"] == [16, 64] and data["support"]["min_window"] == 16
+    assert sum(data["cases_per_shape"].values()) == data["cases_run"] > 0
+    assert data["worst_error"]["context"]["error"] < 1e-12 and {"torch", "numpy"} <= set(data["versions"])
+    assert "head_dim 128" in data["excluded"]["boundary"] and data["device"].startswith("cpu")
+    crash = _cli("--attention", "tests.test_parity_gate:_crashes", "--profile", "toy", "--examples", "3",
+                 env=dict(os.environ, PYTHONPATH=os.pathsep.join([os.getcwd(), os.path.join(os.getcwd(), "tests")])))
+    assert crash.returncode == 1 and crash.stdout.startswith("error: "), crash.stdout + crash.stderr
+
+
+@pytest.mark.parametrize("args,words", [
+    (["--attention", "no.such.module:fn"], "cannot import"),
+    (["--attention", "parity.broken_kernels:tiled_attention", "--min-window", "1"], "min_window"),
+    (["--attention", "parity.broken_kernels:tiled_attention", "--profile", "toy"], "excludes every shape"),
+    (["--attention", "parity.broken_kernels:tiled_attention", "--head-dims", "x"], "--head-dims"),
+    (["--attention", "parity.broken_kernels:tiled_attention", "--max-seconds", "0"], "max_seconds"),
+])
+def test_cli_usage_errors_exit_2_with_one_line(args, words):
+    done = _cli(*args, timeout=120)
+    assert done.returncode == 2 and words in done.stderr and "Traceback" not in done.stderr, done.stderr
+
+
+# ------------------------------------------------------------------------------------------ led_torch backends
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("profile", ["toy", "boundary", "realistic"])
+def test_led_torch_banded_backend_passes_the_gate(profile, dtype):
+    from led_torch.backends import get_backend
+
+    options = {"realistic": dict(CI_REALISTIC, examples=2), "boundary": dict(blocks=CI_BLOCKS, examples=15),
+               "toy": dict(examples=30, backward=dtype == "float64")}[profile]
+    if _thorough():
+        options = dict(examples=options["examples"], backward=profile != "realistic")
+    result = gate(get_backend("banded"), seed=11, profile=profile, dtype=dtype, name="banded", **options)
     assert result.passed, result.message()
 
 
-def test_led_torch_triton_backend_passes_the_gate_interpreted():
-    """The Triton kernel under TRITON_INTERPRET=1 (CPU), in float32 (the interpreter's natural dtype)."""
+def test_led_torch_banded_backward_passes_boundary():
+    from led_torch.backends import get_backend
+
+    result = gate(get_backend("banded"), seed=11, profile="boundary", blocks=(16,), examples=10, backward=True,
+                  name="banded")
+    assert result.passed and result.worst["grad_global_value"]["error"] < 1e-12, result.message()
+
+
+def test_led_torch_flex_backend_passes_on_fixed_realistic_shapes():
+    """Eager flex on the realistic shapes with seq 1024 and windows 64, 256 (flex has no CPU backward)."""
+    from led_torch.backends import get_backend
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # flex without torch.compile warns that it is unfused
+        for profile in ("toy", "realistic"):
+            result = gate(get_backend("flex"), examples=10, seed=12, name="flex", profile=profile, max_heads=2,
+                          support=Support(max_seq=1024, max_window=256))
+            assert result.passed, result.message()
+
+
+TRITON_RUNS = {  # the interpreter is slow: boundary on tiles of 16, realistic on seq 1024 with one head
+    "toy": [],
+    "boundary": ["--block", "16", "--head-dims", "16,64"],
+    "realistic": ["--max-seq", "1024", "--head-dims", "64", "--max-heads", "1"],
+}
+
+
+@pytest.mark.parametrize("profile", sorted(TRITON_RUNS))
+def test_led_torch_triton_backend_passes_the_gate_interpreted(profile):
+    """The Triton kernel under TRITON_INTERPRET=1 (CPU), in float32 (the interpreter's natural dtype); it is
+    forward-only (docs/kernels.md)."""
     pytest.importorskip("triton")
     env = dict(os.environ, TRITON_INTERPRET="1", PYTHONWARNINGS="ignore")
-    done = subprocess.run([sys.executable, "-m", "parity", "gate", "--attention",
-                           "led_torch.backends.triton_banded:triton_longformer_attention", "--examples", "6",
-                           "--seed", "7", "--dtype", "float32"], capture_output=True, text=True, timeout=300, env=env)
-    assert done.returncode == 0 and "ok:" in done.stdout, done.stdout + done.stderr
+    done = _cli("--attention", "led_torch.backends.triton_banded:triton_longformer_attention", "--examples", "4",
+                "--seed", "7", "--dtype", "float32", "--profile", profile, "--forward-only", *TRITON_RUNS[profile],
+                env=env, timeout=600)
+    assert done.returncode == 0 and done.stdout.startswith("pass: "), done.stdout + done.stderr

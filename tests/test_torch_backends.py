@@ -1,4 +1,4 @@
-"""The banded backend against a dense, masked brute force written here; the backend registry."""
+"""The banded backend against the one float64 reference (parity.reference, dense probabilities); the registry."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from led_torch.backends import available_backends, get_backend, resolve_backend
 from led_torch.backends.banded import banded_longformer_attention, global_slots
+from parity.reference import reference_attention
 from parity.strategies import attention_cases
 from parity.tolerances import scaled_error
 
@@ -16,26 +17,11 @@ torch.set_num_threads(1)
 
 
 def dense_reference(q, k, v, gq, gk, gv, kind, window):
-    """Every Longformer rule written as one dense (seq x seq) mask, float64 throughout.
-
-    Returns context, the dense local probabilities (b, h, seq, seq) and dense global probabilities.
-    """
-    q, k, v, gq, gk, gv = (t.double() for t in (q, k, v, gq, gk, gv))
-    seq = q.shape[2]
-    i = torch.arange(seq)[:, None]
-    j = torch.arange(seq)[None, :]
-    near = (i - j).abs() <= window // 2
-    key_kind = kind[:, None, None, :]
-    local_ok = (near & (key_kind == 1)) | (key_kind == 2)
-    s = q @ k.transpose(-1, -2)
-    p_local = torch.softmax(s.masked_fill(~local_ok, -torch.inf), -1).nan_to_num(0.0)
-    global_ok = (key_kind != 0).expand(-1, -1, seq, -1)
-    p_global = torch.softmax((gq @ gk.transpose(-1, -2)).masked_fill(~global_ok, -torch.inf), -1).nan_to_num(0.0)
+    """parity.reference's context and dense probabilities split by row kind: (context, local rows' (b, h, s, s),
+    global rows' (b, h, s, s)), float64."""
+    ctx, probs = reference_attention(q, k, v, gq, gk, gv, kind, window, return_probs=True)
     row = kind[:, None, :, None]
-    p_local = p_local * (row == 1)
-    p_global = p_global * (row == 2)
-    ctx = p_local @ v + p_global @ gv
-    return ctx, p_local, p_global
+    return ctx, probs * (row == 1), probs * (row == 2)
 
 
 def compact_from_dense(p_local, p_global, kind, window):
@@ -79,7 +65,7 @@ def _tensors(batch, heads, seq, head_dim, seed, dtype=torch.float64):
 
 
 @given(attention_problems())
-def test_banded_matches_dense_brute_force(problem):
+def test_banded_matches_the_reference(problem):
     window, batch, heads, head_dim, seq, kind, seed, block = problem
     tensors = _tensors(batch, heads, seq, head_dim, seed)
     ctx, att, glob = banded_longformer_attention(*tensors, kind, window, return_probs=True, block=block)
@@ -111,7 +97,7 @@ def test_gradients_match_dense():
     a = [t.requires_grad_() for t in _tensors(1, 2, 8, 3, seed=5)]
     b = [t.detach().clone().requires_grad_() for t in a]
     banded_longformer_attention(*a, kind, 2).square().sum().backward()
-    dense_reference(*b, kind, 2)[0].square().sum().backward()
+    reference_attention(*b, kind, 2, grad=True).square().sum().backward()
     for ta, tb in zip(a, b, strict=True):
         torch.testing.assert_close(ta.grad, tb.grad, rtol=0, atol=1e-12)
 
