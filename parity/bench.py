@@ -455,6 +455,8 @@ def run_bench(options: Options, progress: Callable[[str], None] | None = None) -
             rows += _run_case(config, options, task, seq, impl_names, impls, failed, say)
             samples.append(_measure_ceiling(options, say))
     ceiling = dict(max(samples, key=lambda c: c["gflops"]), samples=[round(c["gflops"], 1) for c in samples])
+    if options.baseline_dtype and options.baseline_dtype != options.dtype:
+        ceiling["baseline"] = baseline_ceiling(options, say)
     return BenchResult(options, machine_info(options.device), ceiling, rows)
 
 
@@ -473,6 +475,13 @@ def check_batch_options(options: Options) -> None:
             raise ValueError(f"{name.replace('_', '-')} must be an integer >= 1, got {value!r}")
     if options.baseline_dtype is not None and options.baseline_dtype not in DTYPE_ORDER:
         raise ValueError(f"baseline-dtype must be one of {', '.join(DTYPE_ORDER)}; got {options.baseline_dtype!r}")
+
+
+def baseline_ceiling(options: Options, say: Callable[[str], None]) -> dict:
+    """The matmul ceiling in the baseline dtype (best of two samples): how much faster the machine multiplies in
+    --dtype than in the baseline, the most a GEMM-bound run can gain from the lower precision here."""
+    samples = [_measure_ceiling(replace(options, dtype=options.baseline_dtype), say) for _ in range(2)]
+    return dict(max(samples, key=lambda c: c["gflops"]), samples=[round(c["gflops"], 1) for c in samples])
 
 
 def with_baseline(impl_names, baseline_dtype: str | None) -> tuple[str, ...]:
@@ -520,6 +529,11 @@ def ratio_lines(result: BenchResult) -> list[str]:
     """Derived figures the table does not show: documents per second of batched cases, and each
     `name@dtype` baseline row against the same implementation in the bench's dtype."""
     lines = []
+    base = result.ceiling.get("baseline")
+    if base:
+        lines.append(f"matmul ceiling {result.ceiling['dtype']} {result.ceiling['gflops']:.1f} GFLOP/s vs "
+                     f"{base['dtype']} {base['gflops']:.1f} GFLOP/s ({result.ceiling['gflops'] / base['gflops']:.2f}x,"
+                     f" {base['kernel']}): the most a GEMM-bound {result.ceiling['dtype']} run gains on this machine")
     medians = {(r.task, r.seq, r.impl): r for r in result.rows if r.median}
     for r in result.rows:
         if r.median and r.docs > 1:

@@ -15,6 +15,7 @@ torch = pytest.importorskip("torch")
 from parity import bench  # noqa: E402
 from parity.flops import encoder_flops, encoder_flops_by_part, layer_flops  # noqa: E402
 from parity.peak_memory import cpu_peak_bytes  # noqa: E402
+from parity.tolerances import tolerance  # noqa: E402
 
 MB = 2**20
 
@@ -232,9 +233,14 @@ def test_throughput_task_with_bf16_and_float32_baseline_rows(tmp_path, capsys):
     for row in rows.values():
         assert row["task"] == "throughput" and row["docs"] == 3
         assert row["docs_per_s"] == pytest.approx(3 / row["median_s"])
-    assert rows["banded"]["matched"] is True and rows["banded"]["tolerance"] == 2e-1
+    assert rows["banded"]["matched"] is True
+    assert rows["banded"]["tolerance"] == tolerance("bfloat16", "bfloat16", "hidden")
     assert rows["banded@float32"]["matched"] is True
     assert "banded bfloat16 is" in out and "as fast as banded@float32" in out
+    baseline = data["matmul_ceiling"]["baseline"]
+    assert baseline["dtype"] == "float32" and data["matmul_ceiling"]["dtype"] == "bfloat16"
+    assert len(baseline["samples"]) == 2 and round(baseline["gflops"], 1) == max(baseline["samples"])
+    assert "matmul ceiling bfloat16" in out and "vs float32" in out
     assert "throughput seq 32: banded (bfloat16)" in out and "documents/s (3 per call)" in out
 
 
