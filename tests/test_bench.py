@@ -257,3 +257,18 @@ def test_generate_a_batch_of_sources_gives_hf_tokens(tmp_path):
 def test_bad_batch_options_exit_2(argv, needle, capsys):
     assert bench.main(["--quick", *argv]) == bench.EXIT_USAGE
     assert needle in capsys.readouterr().err
+
+
+def test_half_precision_generation_reports_token_agreement_not_a_mismatch():
+    expected = np.array([[2, 5, 7, 9, 4], [2, 6, 6, 8, 4]])
+    actual = np.array([[2, 5, 7, 9, 4], [2, 6, 3, 3, 4]])
+    assert bench.token_agreement(actual, expected) == pytest.approx(6 / 8)
+    assert bench.token_agreement(expected[:, :3], expected) == pytest.approx(4 / 8)
+    rows = [bench.Row("generate", 8, "hf", "bfloat16", [1.0]), bench.Row("generate", 8, "banded", "bfloat16", [1.0]),
+            bench.Row("generate", 8, "banded@float32", "float32", [1.0])]
+    bench.compare_rows(rows, {"hf": expected, "banded": actual, "banded@float32": expected}, "generate",
+                       hf_present=True)
+    assert rows[1].matched is None and rows[1].note.startswith("75% of tokens as hf (first difference row 1 step 2")
+    assert rows[2].matched is None and rows[2].note == "100% of tokens as hf"
+    result = bench.BenchResult(bench.Options(), {}, {"samples": [1.0]}, rows)
+    assert result.all_matched
