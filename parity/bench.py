@@ -363,7 +363,8 @@ class BenchResult:
         gflops = self.ceiling.get("gflops")
         return {"options": asdict(self.options), "machine": self.machine, "matmul_ceiling": self.ceiling,
                 "rows": [r.to_dict(gflops) for r in self.rows], "all_matched": self.all_matched,
-                "ceiling_spread": ceiling_spread(self.ceiling.get("samples", [])), "warnings": warnings(self)}
+                "ceiling_spread": ceiling_spread(self.ceiling.get("samples", [])), "warnings": warnings(self),
+                "summary": ratio_lines(self)}
 
 
 def machine_info(device: str) -> dict:

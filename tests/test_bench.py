@@ -242,6 +242,7 @@ def test_throughput_task_with_bf16_and_float32_baseline_rows(tmp_path, capsys):
     assert baseline["dtype"] == "float32" and data["matmul_ceiling"]["dtype"] == "bfloat16"
     assert len(baseline["samples"]) == 2 and round(baseline["gflops"], 1) == max(baseline["samples"])
     assert "matmul ceiling bfloat16" in out and "vs float32" in out
+    assert data["summary"] and all(line in out for line in data["summary"])
     assert "throughput seq 32: banded (bfloat16)" in out and "documents/s (3 per call)" in out
 
 
