@@ -98,3 +98,30 @@ def test_bf16_generation_agrees_with_the_spec_up_to_ties(beams):
                                           num_beams=beams)
     assert expected.shape[0] == 2 and expected.shape[1] > 1
     assert results[0].passed, results[0].describe()  # identical, or every difference a reported tie
+
+
+@needs_bf16_onednn
+def test_bf16_linear_packs_its_weight_once_with_the_same_results_and_follows_weight_changes():
+    import copy
+
+    from led_torch.linear import _PACKED, Linear, linear
+
+    layer = Linear(512, 768).to(torch.bfloat16)
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for shape in [(1, 512), (4, 512), (3, 5, 512), (700, 512)]:
+            x = torch.randn(*shape, generator=g).to(torch.bfloat16)
+            assert torch.equal(layer(x), linear(x, layer.weight, layer.bias))  # plain-weight oneDNN, bitwise
+        packed = _PACKED[layer][1]
+        assert packed.is_mkldnn
+        x = x[:4]
+        layer(x)
+        assert _PACKED[layer][1] is packed  # built once
+        layer.weight.mul_(2)  # in place: the version counter moves
+        assert torch.equal(layer(x), linear(x, layer.weight, layer.bias))
+        assert _PACKED[layer][1] is not packed
+        big, many = Linear(512, 768).to(torch.bfloat16), torch.randn(700, 512, generator=g).to(torch.bfloat16)
+        assert torch.equal(big(many), linear(many, big.weight, big.bias)) and big not in _PACKED  # many rows: plain
+        clone = copy.deepcopy(layer)  # the opaque tensor lives outside the module
+        assert list(clone.state_dict()) == ["weight", "bias"]
+        assert torch.equal(clone(x), layer(x))
