@@ -18,7 +18,7 @@ from led_ref.config import LEDConfig
 
 from .activations import activation
 from .encoder import feed_forward, merge_heads, split_heads
-from .linear import Linear
+from .linear import Linear, linear
 
 
 def padding_bias(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -66,14 +66,47 @@ class DecoderAttention(nn.Module):
         """(batch, keys, d) -> keys, values (batch, heads, keys, head_dim)."""
         return split_heads(self.k_proj(states), self.heads), split_heads(self.v_proj(states), self.heads)
 
-    def forward(self, hidden, key, value, bias=None, head_mask=None, output_attentions=False):
-        """hidden (rows, queries, d); key/value (sources, heads, keys, hd) with rows = sources * group.
+    def project_qkv(self, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Self-attention's scaled queries, keys and values of `hidden` (rows, queries, d), each (rows, heads,
+        queries, head_dim). In inference one GEMM against the three weights stacked (cached, see `_stacked_qkv`)
+        replaces three: a decode step reads its 4 beam rows once and makes one oneDNN call per layer instead of
+        three. Each output column is the same dot product either way."""
+        stacked = self._stacked_qkv(hidden)
+        if stacked is None:
+            q = split_heads(self.q_proj(hidden) * self.scaling, self.heads)
+            return (q, *self.project_kv(hidden))
+        q, k, v = linear(hidden, *stacked).chunk(3, dim=-1)
+        return (split_heads(q * self.scaling, self.heads), split_heads(k, self.heads), split_heads(v, self.heads))
+
+    def _stacked_qkv(self, hidden):
+        """(weight (3d, d), bias (3d,)) of q_proj, k_proj, v_proj stacked, or None where the three projections
+        run separately (autograd recording, torch.compile tracing, a parameter without a bias). Rebuilt whenever
+        a parameter is replaced or written in place (its storage or version counter moves), so loading,
+        `.to()` and in-place edits are seen; costs 3 d^2 more memory per decoder layer."""
+        parts = (self.q_proj, self.k_proj, self.v_proj)
+        params = [p for m in parts for p in (m.weight, m.bias)]
+        if any(p is None for p in params) or torch.compiler.is_compiling():
+            return None
+        if torch.is_grad_enabled() and (hidden.requires_grad or any(p.requires_grad for p in params)):
+            return None
+        key = tuple((p.data_ptr(), p._version, p.dtype, p.device) for p in params)
+        cached = getattr(self, "_qkv_cache", None)
+        if cached is None or cached[0] != key:
+            with torch.no_grad():
+                weight = torch.cat([m.weight for m in parts]).contiguous()
+                bias = torch.cat([m.bias for m in parts])
+            cached = self._qkv_cache = (key, weight, bias)
+        return cached[1], cached[2]
+
+    def forward(self, hidden, key, value, bias=None, head_mask=None, output_attentions=False, query=None):
+        """hidden (rows, queries, d); key/value (sources, heads, keys, hd) with rows = sources * group; `query`
+        (rows, heads, queries, hd): the scaled queries if already projected (`project_qkv`).
 
         -> output (rows, queries, d), probabilities (rows, heads, queries, keys) or None.
         """
         rows, queries, _ = hidden.shape
         group = rows // key.shape[0]
-        q = split_heads(self.q_proj(hidden) * self.scaling, self.heads)
+        q = split_heads(self.q_proj(hidden) * self.scaling, self.heads) if query is None else query
         if group > 1:  # fold each source's beams onto the query axis: (sources, heads, group*queries, hd)
             q = q.reshape(key.shape[0], group, self.heads, queries, -1).transpose(1, 2).flatten(2, 3)
         dropout = self.dropout if self.training else 0.0
@@ -126,8 +159,9 @@ class DecoderLayer(nn.Module):
     def forward(self, hidden, self_bias, cross_k, cross_v, cross_bias, extend, head_mask=None,
                 cross_head_mask=None, output_attentions=False):
         """-> hidden, (self_k, self_v) after extension, self probs, cross probs."""
-        k, v = extend(*self.self_attn.project_kv(hidden))
-        attn, self_probs = self.self_attn(hidden, k, v, self_bias, head_mask, output_attentions)
+        q, k, v = self.self_attn.project_qkv(hidden)
+        k, v = extend(k, v)
+        attn, self_probs = self.self_attn(hidden, k, v, self_bias, head_mask, output_attentions, query=q)
         hidden = self.self_attn_layer_norm(hidden + F.dropout(attn, self.dropout, self.training))
         cross_probs = None
         if cross_k is not None:

@@ -12,6 +12,8 @@ and whether the outputs matched: the encoder's last hidden state within the floa
     python -m parity.bench --shape base --seq 1024,4096 --repeats 3
     python -m parity.bench --task generate --impls hf,banded        # beam 4, 32 new tokens, 1k source
     python -m parity.bench --device cuda --shape large --seq 16384 --dtype bfloat16 --hf-dtype float16
+    python -m parity.bench --dtype bfloat16 --baseline-dtype float32 --impls hf,banded --seq 4096   # bf16 rows
+    python -m parity.bench --task throughput --seq 4096 --impls hf,banded   # 8 documents per call, docs/s
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
@@ -40,6 +42,12 @@ EXIT_OK, EXIT_MISMATCH, EXIT_USAGE = 0, 1, 2
 ARCHITECTURE = "LEDForConditionalGeneration"
 IMPLS = ("hf", "banded", "flex", "triton", "led_ref")
 TASKS = ("encoder", "generate")
+# A batch of documents of different lengths and global counts through the encoder in one call, reported in
+# documents per second; not part of `--task all` (a 4k batch of 8 costs HF minutes).
+THROUGHPUT = "throughput"
+# A ceiling that moves more than this between its samples in one run means the machine was busy: said in a
+# `warning:` line and in the JSON, since every rate and speed-up of such a run is suspect.
+CEILING_SPREAD_WARNING = 0.20
 
 # Model shapes. vocab_size is cut to 1000 for base/large: the vocabulary only changes the embedding table and
 # the lm_head (not timed in the encoder; a small share of a decode step), and saves ~300 MB per copy.
@@ -86,6 +94,9 @@ class Options:
     new_tokens: int = 32
     beams: int = 4
     ceiling_size: int | None = None
+    baseline_dtype: str | None = None  # also time led_torch's backends in this dtype (rows "banded@float32")
+    batch_docs: int = 8  # documents per call of the throughput task
+    gen_batch: int = 1  # sources per call of the generate task
 
 
 # ------------------------------------------------------------------------------------------ inputs
@@ -97,6 +108,26 @@ def encoder_inputs(config: LEDConfig, seq: int, seed: int) -> dict[str, np.ndarr
     global_mask[:, 0] = 1
     return {"input_ids": input_ids, "attention_mask": np.ones((1, seq), dtype=np.int64),
             "global_attention_mask": global_mask}
+
+
+def batch_inputs(config: LEDConfig, seq: int, docs: int, seed: int) -> dict[str, np.ndarray]:
+    """`docs` rows of random ids right-padded to `seq`: the first row is `seq` tokens long, the others between
+    5/8 of it and all of it; row i has 1 + (i mod 4) * 2 global tokens (the first token and random others).
+    (The throughput task; the lengths and global counts differ so padding and per-row globals are exercised.)"""
+    if docs < 1:
+        raise ValueError(f"batch_docs must be >= 1, got {docs}")
+    rng = np.random.default_rng(seed + seq + 7919 * docs)
+    lengths = rng.integers(max(1, seq * 5 // 8), seq + 1, size=docs)
+    lengths[0] = seq
+    input_ids = rng.integers(3, config.vocab_size, size=(docs, seq), dtype=np.int64)
+    attention_mask = (np.arange(seq)[None, :] < lengths[:, None]).astype(np.int64)
+    global_mask = np.zeros((docs, seq), dtype=np.int64)
+    for i, length in enumerate(lengths):
+        count = min(int(length), 1 + (i % 4) * 2)
+        global_mask[i, 0] = 1
+        global_mask[i, rng.choice(np.arange(1, length), size=count - 1, replace=False)] = 1
+    input_ids[attention_mask == 0] = config.pad_token_id
+    return {"input_ids": input_ids, "attention_mask": attention_mask, "global_attention_mask": global_mask}
 
 
 def padded_length(config: LEDConfig, seq: int) -> int:
@@ -127,7 +158,12 @@ def _numpy(t) -> np.ndarray:
 
 
 def build_impl(name: str, config: LEDConfig, weights: dict, options: Options) -> Impl:
-    """The implementation `name` (one of IMPLS) carrying `weights` on options.device."""
+    """The implementation `name` (one of IMPLS, or `name@dtype`: that one in another dtype) carrying `weights`
+    on options.device."""
+    if "@" in name:
+        base, dtype = name.split("@", 1)
+        impl = build_impl(base, config, weights, replace(options, dtype=dtype, hf_dtype=dtype, ref_dtype=dtype))
+        return replace(impl, name=name)
     gen = dict(max_new_tokens=options.new_tokens, num_beams=options.beams)
     if name == "led_ref":
         if options.device != "cpu":
@@ -243,9 +279,8 @@ def _memory_worker(spec: str) -> int:
     weights = _weights(config, options.seed)  # kept alive: its memory stays in the baseline, not reusable
     impl = build_impl(data["impl"], config, weights, options)
     inputs = _task_inputs(config, data["task"], data["seq"], options)
-    fn = impl.encode if data["task"] == "encoder" else impl.generate
     gc.collect()
-    peak, method = peak_bytes(lambda: fn(inputs), options.device)
+    peak, method = peak_bytes(task_call(impl, data["task"], inputs), options.device)
     print(json.dumps({"peak_bytes": peak, "method": method}))
     return EXIT_OK
 
@@ -257,7 +292,22 @@ def _weights(config: LEDConfig, seed: int) -> dict[str, np.ndarray]:
 
 
 def _task_inputs(config: LEDConfig, task: str, seq: int, options: Options) -> dict:
+    if task == THROUGHPUT:
+        return batch_inputs(config, seq, options.batch_docs, options.seed)
+    if task == "generate" and options.gen_batch > 1:
+        return batch_inputs(config, options.gen_source, options.gen_batch, options.seed)
     return encoder_inputs(config, options.gen_source if task == "generate" else seq, options.seed)
+
+
+def task_call(impl: Impl, task: str, inputs: dict) -> Callable[[], np.ndarray]:
+    """The timed call of `task`: generate, or the encoder (padding positions zeroed for the throughput task,
+    whose batch is padded: what an implementation leaves there is not an output)."""
+    if task == "generate":
+        return lambda: impl.generate(inputs)
+    if task == THROUGHPUT:
+        keep = inputs["attention_mask"][:, :, None].astype(np.float64)
+        return lambda: impl.encode(inputs) * keep
+    return lambda: impl.encode(inputs)
 
 
 # ------------------------------------------------------------------------------------------ results
@@ -277,6 +327,11 @@ class Row:
     matched: bool | None = None  # None: this row is the reference (or nothing to compare with)
     note: str = ""
     speedup_vs_hf: float | None = None
+    docs: int = 1  # documents (batch rows) per call
+
+    @property
+    def docs_per_s(self) -> float | None:
+        return self.docs / self.median if self.median else None
 
     @property
     def median(self) -> float | None:
@@ -288,7 +343,7 @@ class Row:
 
     def to_dict(self, ceiling: float | None = None) -> dict:
         out = asdict(self)
-        out.update(median_s=self.median, gflops=self.gflops,
+        out.update(median_s=self.median, gflops=self.gflops, docs_per_s=self.docs_per_s,
                    fraction_of_ceiling=self.gflops / ceiling if self.gflops and ceiling else None)
         return out
 
@@ -307,7 +362,9 @@ class BenchResult:
     def to_dict(self) -> dict:
         gflops = self.ceiling.get("gflops")
         return {"options": asdict(self.options), "machine": self.machine, "matmul_ceiling": self.ceiling,
-                "rows": [r.to_dict(gflops) for r in self.rows], "all_matched": self.all_matched}
+                "rows": [r.to_dict(gflops) for r in self.rows], "all_matched": self.all_matched,
+                "ceiling_spread": ceiling_spread(self.ceiling.get("samples", [])), "warnings": warnings(self),
+                "summary": ratio_lines(self)}
 
 
 def machine_info(device: str) -> dict:
@@ -355,11 +412,38 @@ def compare_rows(rows: list[Row], outputs: dict[str, object], task: str, hf_pres
             row.tolerance = tolerance(row.dtype, ref_row.dtype, "hidden")
             row.error = scaled_error(outputs[row.impl], expected)
             row.matched = row.error <= row.tolerance
+        elif _half(row.dtype, ref_row.dtype):
+            _token_agreement(row, outputs[row.impl], expected)
         else:
             actual = outputs[row.impl]
             row.matched = bool(actual.shape == expected.shape and np.array_equal(actual, expected))
             if not row.matched:
                 row.note = "tokens differ: " + _first_token_difference(actual, expected)
+
+
+def _half(*dtypes: str) -> bool:
+    return any(d in ("float16", "bfloat16") for d in dtypes)
+
+
+def token_agreement(actual: np.ndarray, expected: np.ndarray) -> float:
+    """Fraction of the reference's token positions (after the start token) that `actual` reproduces; positions
+    one side lacks count as disagreements."""
+    rows = min(actual.shape[0], expected.shape[0])
+    n = max(actual.shape[1], expected.shape[1]) - 1
+    if n <= 0 or actual.shape[0] != expected.shape[0]:
+        return 0.0 if actual.shape != expected.shape else 1.0
+    width = min(actual.shape[1], expected.shape[1])
+    same = int((actual[:rows, 1:width] == expected[:rows, 1:width]).sum())
+    return same / (rows * n)
+
+
+def _token_agreement(row: Row, actual: np.ndarray, expected: np.ndarray) -> None:
+    """A half-precision generation is not held to identical tokens (a near-tie may flip; `check --dtype
+    bfloat16` holds it to the tie-aware rule against the float64 spec): the bench reports the agreement."""
+    agreement = token_agreement(actual, expected)
+    row.matched = None
+    row.note = f"{100 * agreement:.0f}% of tokens as {row.reference}" + (
+        "" if agreement == 1.0 else f" (first difference {_first_token_difference(actual, expected)})")
 
 
 def _first_token_difference(actual: np.ndarray, expected: np.ndarray) -> str:
@@ -378,8 +462,9 @@ def run_bench(options: Options, progress: Callable[[str], None] | None = None) -
     """Build every implementation once, then time each task x sequence length round-robin."""
     say = progress or (lambda _msg: None)
     _check_options(options)
+    check_batch_options(options)
     config = bench_config(options.shape)
-    impl_names = options.impls or default_impls(options.device, options.dtype)
+    impl_names = with_baseline(options.impls or default_impls(options.device, options.dtype), options.baseline_dtype)
     # The machine's matmul rate drifts (shared VMs: 110-185 GFLOP/s on the same 2 vCPUs within an hour), so
     # the ceiling is measured before and after every case and the best sample is the reference.
     samples = [_measure_ceiling(options, say)]
@@ -394,10 +479,12 @@ def run_bench(options: Options, progress: Callable[[str], None] | None = None) -
             failed[name] = f"failed to build: {type(err).__name__}: {err}"
     rows: list[Row] = []
     for task in options.tasks:
-        for seq in (options.seqs if task == "encoder" else (options.gen_source,)):
+        for seq in (options.gen_source,) if task == "generate" else options.seqs:
             rows += _run_case(config, options, task, seq, impl_names, impls, failed, say)
             samples.append(_measure_ceiling(options, say))
     ceiling = dict(max(samples, key=lambda c: c["gflops"]), samples=[round(c["gflops"], 1) for c in samples])
+    if options.baseline_dtype and options.baseline_dtype != options.dtype:
+        ceiling["baseline"] = baseline_ceiling(options, say)
     return BenchResult(options, machine_info(options.device), ceiling, rows)
 
 
@@ -408,10 +495,90 @@ def _measure_ceiling(options: Options, say: Callable[[str], None]) -> dict:
     return ceiling
 
 
+def check_batch_options(options: Options) -> None:
+    """The options of the batched cases and the baseline rows (ValueError naming the option and the limit)."""
+    for name in ("batch_docs", "gen_batch"):
+        value = getattr(options, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name.replace('_', '-')} must be an integer >= 1, got {value!r}")
+    if options.baseline_dtype is not None and options.baseline_dtype not in DTYPE_ORDER:
+        raise ValueError(f"baseline-dtype must be one of {', '.join(DTYPE_ORDER)}; got {options.baseline_dtype!r}")
+
+
+def baseline_ceiling(options: Options, say: Callable[[str], None]) -> dict:
+    """The matmul ceiling in the baseline dtype (best of two samples): how much faster the machine multiplies in
+    --dtype than in the baseline, the most a GEMM-bound run can gain from the lower precision here."""
+    samples = [_measure_ceiling(replace(options, dtype=options.baseline_dtype), say) for _ in range(2)]
+    return dict(max(samples, key=lambda c: c["gflops"]), samples=[round(c["gflops"], 1) for c in samples])
+
+
+def with_baseline(impl_names, baseline_dtype: str | None) -> tuple[str, ...]:
+    """`impl_names` plus, with a baseline dtype, each led_torch backend again in that dtype ("banded@float32"),
+    right after it: the bfloat16 rows' own float32 counterpart, timed in the same rounds."""
+    names = []
+    for name in impl_names:
+        names.append(name)
+        if baseline_dtype and name not in ("hf", "led_ref") and "@" not in name:
+            names.append(f"{name}@{baseline_dtype}")
+    return tuple(names)
+
+
+def case_flops(config: LEDConfig, task: str, inputs: dict) -> int | None:
+    """Useful encoder FLOPs of one call (None for generate): per row, its own padded length and global count
+    (a padded batch computes more than this: the padding is not useful work)."""
+    if task == "generate":
+        return None
+    lengths = inputs["attention_mask"].sum(axis=1)
+    globals_ = inputs["global_attention_mask"].sum(axis=1)
+    return sum(encoder_flops(config, padded_length(config, int(n)), int(x)) for n, x in zip(lengths, globals_,
+                                                                                              strict=True))
+
+
+def ceiling_spread(samples) -> float | None:
+    """(max - min) / max of the matmul-ceiling samples of one run; None with fewer than two."""
+    samples = [s for s in samples if s]
+    if len(samples) < 2:
+        return None
+    return (max(samples) - min(samples)) / max(samples)
+
+
+def warnings(result: BenchResult) -> list[str]:
+    """What makes a run's numbers suspect: the matmul ceiling moving more than CEILING_SPREAD_WARNING."""
+    samples = result.ceiling.get("samples", [])
+    spread = ceiling_spread(samples)
+    if spread is None or spread <= CEILING_SPREAD_WARNING:
+        return []
+    return [f"matmul ceiling samples varied by {100 * spread:.0f}% in this run ({min(samples):.0f}-{max(samples):.0f}"
+            f" GFLOP/s, more than {100 * CEILING_SPREAD_WARNING:.0f}%): the machine was busy; rates and speed-ups of"
+            " this run are suspect, rerun on a quiet machine"]
+
+
+def ratio_lines(result: BenchResult) -> list[str]:
+    """Derived figures the table does not show: documents per second of batched cases, and each
+    `name@dtype` baseline row against the same implementation in the bench's dtype."""
+    lines = []
+    base = result.ceiling.get("baseline")
+    if base:
+        lines.append(f"matmul ceiling {result.ceiling['dtype']} {result.ceiling['gflops']:.1f} GFLOP/s vs "
+                     f"{base['dtype']} {base['gflops']:.1f} GFLOP/s ({result.ceiling['gflops'] / base['gflops']:.2f}x,"
+                     f" {base['kernel']}): the most a GEMM-bound {result.ceiling['dtype']} run gains on this machine")
+    medians = {(r.task, r.seq, r.impl): r for r in result.rows if r.median}
+    for r in result.rows:
+        if r.median and r.docs > 1:
+            lines.append(f"{r.task} seq {r.seq}: {r.impl} ({r.dtype}) {r.docs_per_s:.3f} documents/s "
+                         f"({r.docs} per call)")
+        if r.median and "@" in r.impl:
+            main = medians.get((r.task, r.seq, r.impl.split("@", 1)[0]))
+            if main:
+                lines.append(f"{r.task} seq {r.seq}: {main.impl} {main.dtype} is {r.median / main.median:.2f}x "
+                             f"as fast as {r.impl}")
+    return lines
+
+
 def _run_case(config, options, task, seq, impl_names, impls, failed, say) -> list[Row]:
     inputs = _task_inputs(config, task, seq, options)
     say(f"{task} seq {seq}: timing {', '.join(impls)} ({options.repeats} repeats, round-robin) ...")
-    calls = {n: (lambda i=impl: (i.encode if task == "encoder" else i.generate)(inputs)) for n, impl in impls.items()}
+    calls = {n: task_call(impl, task, inputs) for n, impl in impls.items()}
     peaks: dict[str, tuple[int | None, str]] = {}
     if options.device != "cpu" or options.memory == "inprocess":
         for name, call in calls.items():
@@ -420,13 +587,13 @@ def _run_case(config, options, task, seq, impl_names, impls, failed, say) -> lis
             except Exception as err:  # noqa: BLE001 - the timing loop reports the failure
                 peaks[name] = (None, f"failed: {type(err).__name__}")
     times, outputs, errors = round_robin(calls, options.repeats, options.warmup, options.device)
-    x = int(inputs["global_attention_mask"].sum(axis=1).max())
-    flops = encoder_flops(config, padded_length(config, seq), x) if task == "encoder" else None
+    flops = case_flops(config, task, inputs)
+    docs = inputs["input_ids"].shape[0]
     rows = []
     for name in impl_names:
         impl = impls.get(name)
         dtype = impl.dtype if impl else options.dtype
-        row = Row(task, seq, name, dtype, times.get(name, []), flops=flops)
+        row = Row(task, seq, name, dtype, times.get(name, []), flops=flops, docs=docs)
         row.note = failed.get(name) or (f"failed: {errors[name]}" if name in errors else "")
         rows.append(row)
     if options.memory == "subprocess" and options.device == "cpu":
@@ -437,7 +604,8 @@ def _run_case(config, options, task, seq, impl_names, impls, failed, say) -> lis
     for row in rows:
         if row.times and row.impl in peaks:
             row.peak_bytes, row.memory_method = peaks[row.impl]
-    compare_rows([r for r in rows if r.times], outputs, task, hf_present="hf" in outputs)
+    compare_rows([r for r in rows if r.times], outputs, "generate" if task == "generate" else "encoder",
+                 hf_present="hf" in outputs)
     hf = next((r.median for r in rows if r.impl == "hf" and r.median), None)
     for row in rows:
         row.speedup_vs_hf = hf / row.median if hf and row.median else None
@@ -457,7 +625,7 @@ def _check_options(options: Options) -> None:
     if options.memory not in ("subprocess", "inprocess", "off"):
         raise ValueError(f"memory must be subprocess, inprocess or off; got {options.memory!r}")
     for task in options.tasks:
-        if task not in TASKS:
+        if task not in (*TASKS, THROUGHPUT):
             raise ValueError(f"task must be one of {', '.join(TASKS)} or all; got {task!r}")
     for name in options.impls or ():
         if name not in IMPLS:
@@ -542,7 +710,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--shape", default=None, choices=tuple(SHAPES), help="model shape (default base)")
     parser.add_argument("--seq", default=None, help="encoder lengths, comma separated (default 1024,4096)")
-    parser.add_argument("--task", default=None, choices=(*TASKS, "all"), help="default encoder")
+    parser.add_argument("--task", default=None, choices=(*TASKS, THROUGHPUT, "all"),
+                        help="default encoder; all = encoder and generate; throughput = a batch of --batch-docs "
+                             "documents of up to --seq tokens (different lengths and global counts) per call")
     parser.add_argument("--impls", default=None, help=f"comma separated among {','.join(IMPLS)} "
                         "(default: hf, led_torch backends for the device, led_ref on cpu)")
     parser.add_argument("--repeats", type=int, default=None, help="timed runs per implementation (default 3)")
@@ -555,6 +725,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--gen-source", type=int, default=None, help="source tokens for generate (default 1024)")
     parser.add_argument("--new-tokens", type=int, default=None, help="generated tokens (default 32)")
     parser.add_argument("--beams", type=int, default=None, help="beam width for generate (default 4)")
+    parser.add_argument("--baseline-dtype", default=None, choices=DTYPE_ORDER,
+                        help="also time led_torch's backends in this dtype, as rows NAME@DTYPE (e.g. float32 "
+                             "next to --dtype bfloat16)")
+    parser.add_argument("--batch-docs", type=int, default=None,
+                        help="documents per call of --task throughput (default 8; --quick 3)")
+    parser.add_argument("--gen-batch", type=int, default=None, help="sources per generate call (default 1)")
     parser.add_argument("--seed", type=int, default=0, help="weights and inputs seed")
     parser.add_argument("--json", default=None, help="also write the results as JSON here")
     parser.add_argument("--markdown", action="store_true", help="also print the table as markdown")
@@ -562,9 +738,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 QUICK = dict(shape="tiny", seq="32,64", task="all", repeats=2, warmup=1, memory="inprocess", gen_source=24,
-             new_tokens=4, beams=2, ceiling_size=256)
+             new_tokens=4, beams=2, ceiling_size=256, batch_docs=3, gen_batch=1)
 DEFAULTS = dict(shape="base", seq="1024,4096", task="encoder", repeats=3, warmup=1, memory="subprocess",
-                gen_source=1024, new_tokens=32, beams=4, ceiling_size=None)
+                gen_source=1024, new_tokens=32, beams=4, ceiling_size=None, batch_docs=8, gen_batch=1)
 
 
 def options_from_args(args: argparse.Namespace) -> Options:
@@ -580,7 +756,8 @@ def options_from_args(args: argparse.Namespace) -> Options:
                    device=args.device, dtype=args.dtype, hf_dtype=args.hf_dtype, ref_dtype=args.ref_dtype,
                    repeats=pick("repeats"), warmup=pick("warmup"), memory=pick("memory"), seed=args.seed,
                    gen_source=pick("gen_source"), new_tokens=pick("new_tokens"), beams=pick("beams"),
-                   ceiling_size=base["ceiling_size"])
+                   ceiling_size=base["ceiling_size"], baseline_dtype=getattr(args, "baseline_dtype", None),
+                   batch_docs=pick("batch_docs"), gen_batch=pick("gen_batch"))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -588,11 +765,16 @@ def run(args: argparse.Namespace) -> int:
     try:
         options = options_from_args(args)
         _check_options(options)
+        check_batch_options(options)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_USAGE
     result = run_bench(options, progress=lambda msg: print(msg, file=sys.stderr, flush=True))
     print(format_table(result))
+    for line in ratio_lines(result):
+        print(line)
+    for line in warnings(result):
+        print(f"warning: {line}")
     if args.markdown:
         print("\n" + markdown_table(result) + "\n")
     if args.json:

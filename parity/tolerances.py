@@ -25,13 +25,24 @@ KINDS = ("context", "hidden", "attention", "logits", "loss", "cache")
 # (float32 reached 1.4e-6 at most.) "context" is the attention kernel's output (the gate), one layer deep.
 # A later sweep (`check --dtype bfloat16 --seed 2`) reached 2.05e-2 on the bfloat16 loss: the loss follows the
 # logits, so its budget is raised to half the logits budget.
+# bfloat16 re-measured 2026-11-30 with the CPU fast paths (oneDNN bf16 linears, the banded flash kernel in bf16
+# with a float32 global-column merge, float32 softmax), worst scaled error against the float64 spec:
+#   `check --dtype bfloat16 --examples 25 --seed 0..4` (tiny models, std <= 0.3; F.linear, probability path):
+#     hidden 4.6e-2  attention 6.3e-3  logits 1.4e-2  loss 1.2e-3  cache 1.6e-2; generation 54 identical, 5 tie
+#   d_model 512 (every projection on oneDNN), 2+2 layers, windows 32/64, batch 2 with padding and 1-2 globals,
+#   std 0.02 and 0.05 (tests/test_torch_bf16.py's model): hidden 1.3e-2  attention 1.2e-2  logits 1.2e-2
+#     loss 4.9e-4; greedy and beam-4 generation vs the spec identical or tie (margins <= 0.26, no mismatch).
+#   At std 0.1 and d_model 512 (attention scores in the tens) bf16 reaches hidden 9.7e-2, attention 2.3e-1,
+#   logits 9.4e-2, and HF run in bf16 on the same weights 1.3e-1, 2.2e-1, 1.2e-1: the format's error, not the
+#   implementation's; the budgets below are for the std <= 0.05 regime of trained models and the gate's cases.
+# So hidden 1.5e-1, logits 5e-2 and cache 1e-1 (~3x, ~4x, ~6x the worst); attention and loss keep their budgets.
 TOLERANCES: dict[str, dict[str, float]] = {
     "float64": {"*": 1e-9},
     "hf-float64": {"*": 1e-6},  # HF takes every encoder softmax in float32 even for float64 models
     "float32": {"*": 1e-4},
     "float16": {"*": 1e-1, "context": 1e-2, "attention": 4e-2, "cache": 1e-1, "hidden": 1e-1, "logits": 2e-2,
                 "loss": 2e-3},
-    "bfloat16": {"*": 2e-1, "context": 5e-2, "attention": 6e-2, "cache": 2e-1, "hidden": 2e-1, "logits": 1e-1,
+    "bfloat16": {"*": 2e-1, "context": 5e-2, "attention": 6e-2, "cache": 1e-1, "hidden": 1.5e-1, "logits": 5e-2,
                  "loss": 5e-2},
 }
 

@@ -15,6 +15,7 @@ torch = pytest.importorskip("torch")
 from parity import bench  # noqa: E402
 from parity.flops import encoder_flops, encoder_flops_by_part, layer_flops  # noqa: E402
 from parity.peak_memory import cpu_peak_bytes  # noqa: E402
+from parity.tolerances import tolerance  # noqa: E402
 
 MB = 2**20
 
@@ -40,7 +41,8 @@ def test_quick_bench_table_has_every_case_and_all_outputs_match(quick):
     header = next(i for i, line in enumerate(lines) if line.startswith("task"))
     assert lines[header].split() == ["task", "seq", "impl", "dtype", "median", "s", "vs", "HF", "peak", "MB",
                                      "GFLOP/s", "%", "ceil", "error", "match"]
-    body = [line.split() for line in lines[header + 2:] if line and not line.startswith("all outputs")]
+    body = [line.split() for line in lines[header + 2:]
+            if line and not line.startswith(("all outputs", "warning:"))]  # a busy machine adds a warning line
     cases = {(cells[0], cells[1], cells[2]) for cells in body}
     impls = {"hf", "banded", "led_ref"}
     assert cases == {(t, s, i) for t, s in [("encoder", "32"), ("encoder", "64"), ("generate", "24")] for i in impls}
@@ -161,3 +163,114 @@ def test_compare_rows_flags_a_drifted_encoder_and_different_tokens():
 def test_bad_usage_exits_2_naming_the_value(argv, needle, capsys):
     assert bench.main(argv) == bench.EXIT_USAGE
     assert needle in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ bf16 baseline rows, throughput, noise warning
+def _result_with_samples(samples):
+    ceiling = {"gflops": max(samples), "size": 256, "dtype": "float32", "device": "cpu", "kernel": "oneDNN linear",
+               "samples": samples}
+    rows = [bench.Row("encoder", 32, "hf", "float32", [2.0]), bench.Row("encoder", 32, "banded", "float32", [1.0])]
+    machine = {"cpu_model": "test", "cpu_count": 2, "torch": torch.__version__, "torch_threads": 2}
+    return bench.BenchResult(bench.Options(shape="tiny", seqs=(32,)), machine, ceiling, rows)
+
+
+@pytest.mark.parametrize("samples, noisy", [([100.0, 81.0, 95.0], False), ([100.0, 79.0], True),
+                                            ([50.0, 200.0, 190.0], True), ([120.0], False)])
+def test_ceiling_spread_over_20_percent_is_a_warning_in_the_json(samples, noisy):
+    data = _result_with_samples(samples).to_dict()
+    if len(samples) > 1:
+        assert data["ceiling_spread"] == pytest.approx((max(samples) - min(samples)) / max(samples))
+    else:
+        assert data["ceiling_spread"] is None
+    assert bool(data["warnings"]) is noisy
+    if noisy:
+        assert f"{min(samples):.0f}-{max(samples):.0f} GFLOP/s" in data["warnings"][0]
+
+
+def test_a_noisy_run_prints_a_warning_line(monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr(bench, "run_bench", lambda options, progress=None: _result_with_samples([180.0, 60.0]))
+    path = tmp_path / "b.json"
+    assert bench.main(["--quick", "--json", str(path)]) == bench.EXIT_OK
+    lines = capsys.readouterr().out.splitlines()
+    warning = [line for line in lines if line.startswith("warning:")]
+    assert len(warning) == 1 and "67%" in warning[0]
+    assert json.loads(path.read_text())["warnings"] == [warning[0][len("warning: "):]]
+
+
+def test_batch_inputs_differ_in_length_and_global_count():
+    config = bench.bench_config("tiny")
+    inputs = bench.batch_inputs(config, 64, 8, seed=0)
+    mask, glob, ids = inputs["attention_mask"], inputs["global_attention_mask"], inputs["input_ids"]
+    assert mask.shape == glob.shape == ids.shape == (8, 64)
+    lengths = mask.sum(axis=1)
+    assert lengths[0] == 64 and lengths.min() >= 40 and len(set(lengths.tolist())) > 1
+    assert (mask == (np.arange(64) < lengths[:, None])).all()  # right padding
+    assert glob.sum(axis=1).tolist() == [1 + (i % 4) * 2 for i in range(8)]
+    assert (glob[:, 0] == 1).all() and not (glob & (1 - mask)).any()  # globals only on attended tokens
+    assert (ids[mask == 0] == config.pad_token_id).all() and (ids[mask == 1] >= 3).all()
+    assert bench.case_flops(config, "throughput", inputs) == sum(
+        encoder_flops(config, bench.padded_length(config, int(n)), int(x))
+        for n, x in zip(lengths, glob.sum(axis=1), strict=True))
+
+
+def test_baseline_rows_follow_each_led_torch_backend():
+    assert bench.with_baseline(("hf", "banded", "flex", "led_ref"), "float32") == (
+        "hf", "banded", "banded@float32", "flex", "flex@float32", "led_ref")
+    assert bench.with_baseline(("hf", "banded"), None) == ("hf", "banded")
+
+
+def test_throughput_task_with_bf16_and_float32_baseline_rows(tmp_path, capsys):
+    """The bf16 rows of the bench: HF and led_torch in bfloat16, led_torch again in float32, a batch of 3
+    documents; documents per second and the bf16/fp32 ratio are printed and in the JSON."""
+    path = tmp_path / "b.json"
+    argv = ["--quick", "--task", "throughput", "--seq", "32", "--impls", "hf,banded", "--dtype", "bfloat16",
+            "--baseline-dtype", "float32", "--repeats", "1", "--warmup", "0", "--memory", "off", "--json", str(path)]
+    assert bench.main(argv) == bench.EXIT_OK
+    out = capsys.readouterr().out
+    data = json.loads(path.read_text())
+    rows = {r["impl"]: r for r in data["rows"]}
+    assert list(rows) == ["hf", "banded", "banded@float32"]
+    assert [rows[n]["dtype"] for n in rows] == ["bfloat16", "bfloat16", "float32"]
+    for row in rows.values():
+        assert row["task"] == "throughput" and row["docs"] == 3
+        assert row["docs_per_s"] == pytest.approx(3 / row["median_s"])
+    assert rows["banded"]["matched"] is True
+    assert rows["banded"]["tolerance"] == tolerance("bfloat16", "bfloat16", "hidden")
+    assert rows["banded@float32"]["matched"] is True
+    assert "banded bfloat16 is" in out and "as fast as banded@float32" in out
+    baseline = data["matmul_ceiling"]["baseline"]
+    assert baseline["dtype"] == "float32" and data["matmul_ceiling"]["dtype"] == "bfloat16"
+    assert len(baseline["samples"]) == 2 and round(baseline["gflops"], 1) == max(baseline["samples"])
+    assert "matmul ceiling bfloat16" in out and "vs float32" in out
+    assert data["summary"] and all(line in out for line in data["summary"])
+    assert "throughput seq 32: banded (bfloat16)" in out and "documents/s (3 per call)" in out
+
+
+def test_generate_a_batch_of_sources_gives_hf_tokens(tmp_path):
+    path = tmp_path / "b.json"
+    argv = ["--quick", "--task", "generate", "--gen-batch", "3", "--impls", "hf,banded", "--repeats", "1",
+            "--warmup", "0", "--memory", "off", "--json", str(path)]
+    assert bench.main(argv) == bench.EXIT_OK
+    rows = json.loads(path.read_text())["rows"]
+    assert [r["docs"] for r in rows] == [3, 3] and rows[1]["matched"] is True
+
+
+@pytest.mark.parametrize("argv, needle", [(["--batch-docs", "0"], "batch-docs"), (["--gen-batch", "-1"], "gen-batch")])
+def test_bad_batch_options_exit_2(argv, needle, capsys):
+    assert bench.main(["--quick", *argv]) == bench.EXIT_USAGE
+    assert needle in capsys.readouterr().err
+
+
+def test_half_precision_generation_reports_token_agreement_not_a_mismatch():
+    expected = np.array([[2, 5, 7, 9, 4], [2, 6, 6, 8, 4]])
+    actual = np.array([[2, 5, 7, 9, 4], [2, 6, 3, 3, 4]])
+    assert bench.token_agreement(actual, expected) == pytest.approx(6 / 8)
+    assert bench.token_agreement(expected[:, :3], expected) == pytest.approx(4 / 8)
+    rows = [bench.Row("generate", 8, "hf", "bfloat16", [1.0]), bench.Row("generate", 8, "banded", "bfloat16", [1.0]),
+            bench.Row("generate", 8, "banded@float32", "float32", [1.0])]
+    bench.compare_rows(rows, {"hf": expected, "banded": actual, "banded@float32": expected}, "generate",
+                       hf_present=True)
+    assert rows[1].matched is None and rows[1].note.startswith("75% of tokens as hf (first difference row 1 step 2")
+    assert rows[2].matched is None and rows[2].note == "100% of tokens as hf"
+    result = bench.BenchResult(bench.Options(), {}, {"samples": [1.0]}, rows)
+    assert result.all_matched

@@ -166,5 +166,7 @@ def test_banded_inference_path_is_not_taken_for_gradients_probabilities_or_cuda_
         assert _flash_applies(q, q, q, return_probs=False, dropout_p=0.0, training=False)
         assert not _flash_applies(q, q, q, return_probs=True, dropout_p=0.0, training=False)
         assert not _flash_applies(q, q, q, return_probs=False, dropout_p=0.1, training=True)
-        half = q.detach().to(torch.bfloat16)
+        bf16 = q.detach().to(torch.bfloat16)  # bfloat16 takes the fused kernel too (tests/test_torch_bf16.py)
+        assert _flash_applies(bf16, bf16, bf16, return_probs=False, dropout_p=0.0, training=False)
+        half = q.detach().to(torch.float16)
         assert not _flash_applies(half, half, half, return_probs=False, dropout_p=0.0, training=False)

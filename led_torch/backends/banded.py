@@ -10,8 +10,8 @@ HF's 2x chunk overlap, and there are never `seq x seq` scores. Global keys are a
 Picture (seq 6, window 2, block 2, token 3 global): row 2's slab is keys 1..4; its band keys are 1, 2, 3;
 key 3 is global, so it is dropped from the band and counted once in the global column instead.
 
-Fast CPU path: when no probabilities, dropout or gradients are asked for (inference), float32/float64 inputs on
-CPU go through torch's fused flash-attention kernel instead: each block of queries attends to its slab of
+Fast CPU path: when no probabilities, dropout or gradients are asked for (inference), float32/float64/bfloat16
+inputs on CPU go through torch's fused flash-attention kernel instead: each block of queries attends to its slab of
 keys (a strided view, never copied) under an additive band mask, and the kernel returns the log-sum-exp of
 each row's band scores, through which the few global columns are merged into the same softmax afterwards.
 No score tensor is materialized; see docs/performance.md for what it saves.
@@ -131,11 +131,17 @@ def _global_rows(global_query, global_key, global_value, token_kind, positions, 
 _flash_cpu = getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu", None)
 
 
+# The fused kernel takes float32/float64 and bfloat16 (it accumulates bfloat16 in float32 and returns a float32
+# log-sum-exp); float16 on CPU stays on the matmul path.
+_FLASH_DTYPES = (torch.float32, torch.float64, torch.bfloat16)
+
+
 def _flash_applies(query, key, value, return_probs, dropout_p, training) -> bool:
-    """The fused CPU path serves inference: CPU, float32/float64, no probabilities, no dropout, no gradient."""
+    """The fused CPU path serves inference: CPU, float32/float64/bfloat16, no probabilities, no dropout, no
+    gradient."""
     if _flash_cpu is None or return_probs or (dropout_p and training):
         return False
-    if query.device.type != "cpu" or query.dtype not in (torch.float32, torch.float64):
+    if query.device.type != "cpu" or query.dtype not in _FLASH_DTYPES:
         return False
     return not (torch.is_grad_enabled() and any(t.requires_grad for t in (query, key, value)))
 
@@ -186,13 +192,16 @@ def _flash_attention(query, key, value, global_query, global_key, global_value, 
     context, band_lse = _flash_band(query, key, value, token_kind, window, block)  # (b, seq, h, d), (b, seq, h)
     if positions.shape[1]:
         # One softmax over band + global keys: rescale the band part by exp(lse_band - lse_all), add the
-        # global columns' share.
-        g_scores = torch.matmul(query, gather_rows(key, positions).transpose(-1, -2))  # (b, h, seq, x)
+        # global columns' share. The merge runs in the softmax dtype (float32 for bfloat16: the x global
+        # columns are cheap, and rounding their scores to bfloat16 would add error the band kernel avoids).
+        acc = softmax_dtype(query.dtype)
+        g_keys, g_values = gather_rows(key, positions).to(acc), gather_rows(value, positions).to(acc)
+        g_scores = torch.matmul(query.to(acc), g_keys.transpose(-1, -2))  # (b, h, seq, x)
         g_scores = g_scores.masked_fill(~valid[:, None, None, :], -math.inf)
-        band_lse = band_lse.transpose(1, 2)[..., None]  # (b, h, seq, 1)
+        band_lse = band_lse.to(acc).transpose(1, 2)[..., None]  # (b, h, seq, 1)
         total = torch.logaddexp(band_lse, torch.logsumexp(g_scores, dim=-1, keepdim=True))
-        g_context = torch.matmul(torch.exp(g_scores - total), gather_rows(value, positions))
-        context = context * torch.exp(band_lse - total).transpose(1, 2) + g_context.transpose(1, 2)
+        g_context = torch.matmul(torch.exp(g_scores - total), g_values)
+        context = (context * torch.exp(band_lse - total).transpose(1, 2) + g_context.transpose(1, 2)).to(query.dtype)
         # Global rows take their own context (slot s of row b is token positions[b, s]).
         from_global, _ = _global_rows(global_query, global_key, global_value, token_kind, positions, valid,
                                       0.0, False)

@@ -1,0 +1,64 @@
+"""led_torch.decoder: self-attention's stacked q/k/v projection (one GEMM per decoder layer in inference)
+computes what the three projections compute, and follows every change of the weights."""
+
+import pytest
+import torch
+
+from led_ref.config import LEDConfig
+from led_torch.decoder import DecoderAttention
+from led_torch.encoder import split_heads
+
+
+def _attention(d_model=512, seed=0, dtype=torch.float32):
+    config = LEDConfig(d_model=d_model, decoder_attention_heads=8, encoder_attention_heads=8, vocab_size=32)
+    torch.manual_seed(seed)
+    module = DecoderAttention(config).to(dtype).eval()
+    for p in module.parameters():
+        torch.nn.init.normal_(p, std=0.05)
+    return module
+
+
+def _separate(module, hidden):
+    q = split_heads(module.q_proj(hidden) * module.scaling, module.heads)
+    return (q, *module.project_kv(hidden))
+
+
+@pytest.mark.parametrize("d_model, rows, dtype", [(512, 4, torch.float32), (512, 2, torch.bfloat16),
+                                                  (64, 3, torch.float64)])
+def test_stacked_projection_equals_the_three_projections(d_model, rows, dtype):
+    module = _attention(d_model, dtype=dtype)
+    hidden = torch.randn(rows, 5, d_model, dtype=dtype)
+    with torch.no_grad():
+        fused = module.project_qkv(hidden)
+        assert module._stacked_qkv(hidden) is not None  # the stacked path was taken
+        separate = _separate(module, hidden)
+    exact = _separate(module.double(), hidden.double())
+    ulps = {torch.float64: 1e-12, torch.float32: 1e-5, torch.bfloat16: 2e-2}[dtype]
+    for a, b, e in zip(fused, separate, exact, strict=True):
+        assert a.shape == b.shape == (rows, 8, 5, d_model // 8) and a.dtype == dtype
+        assert (a.double() - e).abs().max() <= ulps * max(1.0, e.abs().max())
+        assert (a.double() - b.double()).abs().max() <= 2 * ulps * max(1.0, e.abs().max())
+
+
+def test_stacked_weights_follow_in_place_loads_and_replaced_parameters():
+    module = _attention()
+    hidden = torch.randn(4, 1, 512)
+    other = _attention(seed=1)
+    with torch.no_grad():
+        module.project_qkv(hidden)
+        module.load_state_dict(other.state_dict())  # in place: same storage, new version
+        after_load = module.project_qkv(hidden)
+        expected = _separate(other, hidden)
+        for a, b in zip(after_load, expected, strict=True):
+            torch.testing.assert_close(a, b, rtol=0, atol=1e-5)
+        module.k_proj.weight = torch.nn.Parameter(torch.zeros(512, 512))  # replaced
+        assert module.project_qkv(hidden)[1].abs().max() == module.k_proj.bias.abs().max()
+
+
+def test_training_keeps_three_projections_with_gradients():
+    module = _attention(d_model=64).train()
+    hidden = torch.randn(2, 3, 64, requires_grad=True)
+    assert module._stacked_qkv(hidden) is None
+    q, k, v = module.project_qkv(hidden)
+    (q.sum() + k.sum() + v.sum()).backward()
+    assert all(m.weight.grad is not None for m in (module.q_proj, module.k_proj, module.v_proj))
