@@ -17,6 +17,7 @@ from torch import nn
 from led_ref.config import LEDConfig
 from led_ref.generation_settings import GenerationConfig, model_generation_config, split_for_saving
 from led_ref.names import TIED_NAMES, TIED_TOP_LEVEL, base_prefix
+from led_ref.validation import check_cache_source  # a shape rule, shared by both packages
 
 from .decoder import LEDDecoder, legacy_cache
 from .encoder import LEDEncoder
@@ -32,7 +33,6 @@ from .validation import (
     as_model_dtype,
     check_batch,
     check_cache,
-    check_cache_source,
     check_device,
     check_embeds,
     check_encoder_hidden,

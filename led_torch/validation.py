@@ -149,19 +149,6 @@ def as_model_dtype(name: str, t: torch.Tensor, dtype: torch.dtype) -> torch.Tens
     return cast
 
 
-def check_cache_source(name: str, past, source_len: int) -> None:
-    """A cache's cross-attention keys/values must cover the encoder output they were made from, and its
-    self-attention keys/values one common length: a cache from another input is refused by name."""
-    self_lens = {entry[i].shape[2] for entry in past for i in (0, 1)}
-    if len(self_lens) > 1:
-        raise ValueError(f"{name} self-attention keys/values disagree on the cached length: {sorted(self_lens)}")
-    for layer, entry in enumerate(past):
-        for t in entry[2:]:
-            if t.shape[2] != source_len:
-                raise ValueError(f"{name}[{layer}] cross-attention keys/values cover {t.shape[2]} source positions "
-                                 f"but the encoder output has {source_len} (a cache from another input?)")
-
-
 def check_device(device) -> torch.device:
     """`device` as a torch.device that exists here: 'cuda' without a CUDA device is refused by name."""
     try:
