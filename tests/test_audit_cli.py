@@ -66,12 +66,20 @@ def test_audit_options_override_the_checkpoint(checkpoint, tmp_path, capsys):
     (["audit", "--checkpoint", "{text}", "--text", "{text}"], "does not exist"),
     (["replay", "{ckpt}"], "case.json"),
     (["convert", "{ckpt}", "{out}"], "no pytorch_model.bin"),
+    (["audit", "--checkpoint", "{no_tokenizer}", "--text", "{text}"], "vocab"),
+    (["audit", "--checkpoint", "{not_checkpoint}", "--text", "{text}"], "config.json"),
 ])
 def test_input_errors_exit_2_with_one_line(argv, message, checkpoint, tmp_path, capsys):
     text = tmp_path / "t.txt"
     text.write_text("a short text")
+    no_tokenizer = tmp_path / "no_tokenizer"  # weights and config, but no tokenizer files
+    shutil.copytree(checkpoint, no_tokenizer, ignore=shutil.ignore_patterns("*.txt", "vocab.json", "tokenizer*",
+                                                                            "special_tokens_map.json"))
+    not_checkpoint = tmp_path / "not_checkpoint"  # a folder, but nothing of a checkpoint in it
+    not_checkpoint.mkdir()
+    (not_checkpoint / "notes.md").write_text("hello")
     names = {"ckpt": str(checkpoint), "missing": str(tmp_path / "missing"), "text": str(text),
-             "out": str(tmp_path / "out")}
+             "out": str(tmp_path / "out"), "no_tokenizer": str(no_tokenizer), "not_checkpoint": str(not_checkpoint)}
     argv = [a.format(**names) for a in argv]
     try:
         code = cli.main(argv)
