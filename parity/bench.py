@@ -359,10 +359,17 @@ class BenchResult:
     def all_matched(self) -> bool:
         return all(r.matched is not False and not r.note.startswith("failed") for r in self.rows)
 
+    def ceiling_for(self, dtype: str) -> float | None:
+        """GFLOP/s of the matmul ceiling a row in `dtype` is scored against: the baseline dtype's own ceiling
+        for the baseline rows (a float32 row is never scored against the bfloat16 ceiling)."""
+        base = self.ceiling.get("baseline")
+        if base and dtype == base.get("dtype") and dtype != self.ceiling.get("dtype"):
+            return base.get("gflops")
+        return self.ceiling.get("gflops")
+
     def to_dict(self) -> dict:
-        gflops = self.ceiling.get("gflops")
         return {"options": asdict(self.options), "machine": self.machine, "matmul_ceiling": self.ceiling,
-                "rows": [r.to_dict(gflops) for r in self.rows], "all_matched": self.all_matched,
+                "rows": [r.to_dict(self.ceiling_for(r.dtype)) for r in self.rows], "all_matched": self.all_matched,
                 "ceiling_spread": ceiling_spread(self.ceiling.get("samples", [])), "warnings": warnings(self),
                 "summary": ratio_lines(self)}
 
@@ -654,9 +661,9 @@ COLUMNS = ("task", "seq", "impl", "dtype", "median s", "vs HF", "peak MB", "GFLO
 
 def table_rows(result: BenchResult) -> list[list[str]]:
     """The printed table as cells, one list per Row, in COLUMNS order."""
-    ceiling = result.ceiling.get("gflops")
     cells = []
     for r in result.rows:
+        ceiling = result.ceiling_for(r.dtype)
         match = ("reference" if r.matched is None and r.reference == r.impl else
                  "yes" if r.matched else "NO" if r.matched is False else "-")
         if r.note:

@@ -274,3 +274,17 @@ def test_half_precision_generation_reports_token_agreement_not_a_mismatch():
     assert rows[2].matched is None and rows[2].note == "100% of tokens as hf"
     result = bench.BenchResult(bench.Options(), {}, {"samples": [1.0]}, rows)
     assert result.all_matched
+
+
+def test_baseline_rows_are_scored_against_their_own_dtypes_ceiling():
+    """A float32 baseline row next to bfloat16 rows: % of the float32 ceiling, never of the bfloat16 one."""
+    ceiling = {"gflops": 100.0, "size": 256, "dtype": "bfloat16", "device": "cpu", "kernel": "oneDNN linear",
+               "samples": [100.0], "baseline": {"gflops": 400.0, "dtype": "float32", "kernel": "torch.matmul"}}
+    flops = 10**11  # 100 GFLOP per call, 1 s per call: 100 GFLOP/s for each row
+    rows = [bench.Row("encoder", 32, "banded", "bfloat16", [1.0], flops=flops),
+            bench.Row("encoder", 32, "banded@float32", "float32", [1.0], flops=flops)]
+    result = bench.BenchResult(bench.Options(shape="tiny", seqs=(32,)), {}, ceiling, rows)
+    percent = {cells[2]: cells[bench.COLUMNS.index("% ceil")] for cells in bench.table_rows(result)}
+    assert percent == {"banded": "100%", "banded@float32": "25%"}
+    fractions = [r["fraction_of_ceiling"] for r in result.to_dict()["rows"]]
+    assert fractions == [pytest.approx(1.0), pytest.approx(0.25)]
