@@ -235,6 +235,9 @@ def run_layout(args, parser) -> int:
         try:
             if args.reach is not None:
                 pictures.save_reach_png(args.png, args.seq_len, windows, batch[0][0], batch[0][1], args.reach)
+            elif args.batch is not None:
+                pictures.save_batch_layout_png(args.png, args.seq_len, windows, args.batch,
+                                               None if args.rows is None else args.rows[0], layers)
             else:
                 pictures.save_layout_png(args.png, args.seq_len, windows, batch[0][0], batch[0][1],
                                          None if args.rows is None else args.rows[0], layers)

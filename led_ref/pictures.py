@@ -38,11 +38,13 @@ ROLE_COLORS = {
     "padding": CELL_COLORS[Cell.PAD_KEY],
     "outside": CELL_COLORS[Cell.OUTSIDE],
     "zero": CELL_COLORS[Cell.PAD_ROW],
+    "unused": "#cdb4e6",  # lilac, labelled 0: a global slot this batch row does not fill
 }
 
 ROLE_MEANINGS = {
     "global-in-window": "0: key is global (see its global column)",
     "outside": "0: outside the sequence",
+    "unused": "0: unused global slot (batch)",
 }
 
 CELL_INCHES = 0.32
@@ -156,15 +158,20 @@ def _global_lines(ax, kinds: np.ndarray, seq: int) -> None:
         ax.hlines(g, -0.5, keys[-1] + 0.5, colors=CELL_COLORS[Cell.GLOBAL_ROW], linewidth=points, zorder=4)
 
 
-def strip_cells(kinds: np.ndarray, window: int, row: int) -> tuple[list[str], list[str], str]:
-    """Colours, key labels and a caption of the compact row `row` (`explorer.row_columns`)."""
+def strip_cells(kinds: np.ndarray, window: int, row: int, x: int | None = None) -> tuple[list[str], list[str], str]:
+    """Colours, key labels and a caption of the compact row `row` (`explorer.row_columns`).
+
+    x: the batch's number of global slots (default: this row's own count); unused slots are labelled 0.
+    """
     kinds = np.asarray(kinds)
-    x = len(explorer.global_positions_of(kinds))
+    own = len(explorer.global_positions_of(kinds))
+    x = own if x is None else x
     kind = int(kinds[row])
     if kind == layout.LOCAL:
-        columns = explorer.row_columns(kinds, window, row)
-        return ([ROLE_COLORS[c.role] for c in columns], [str(c.key) for c in columns],
-                f"compact row: attentions[..., {row}, :]\nx={x} global, w={window}, self at column {x + window // 2}")
+        columns = explorer.row_columns(kinds, window, row, x)
+        slots = f"x={x} slots ({own} used)" if x != own else f"x={x} global"
+        return ([ROLE_COLORS[c.role] for c in columns], ["0" if c.role == "unused" else str(c.key) for c in columns],
+                f"compact row: attentions[..., {row}, :]\n{slots}, w={window}, self at column {x + window // 2}")
     width = x + window + 1
     if kind == layout.GLOBAL:
         slot = int(np.flatnonzero(explorer.global_positions_of(kinds) == row)[0])
@@ -188,7 +195,7 @@ def draw_strip_axes(ax, colors: Sequence[str], labels: Sequence[str], caption: s
     if long_strip:  # one-pixel cells: draw the global and self columns at least MIN_LINE_PIXELS wide
         points = _line_points(ax, max(width, total_width or width))
         for c, color in enumerate(colors):
-            if color in (ROLE_COLORS["global"], ROLE_COLORS["self"]):
+            if color in (ROLE_COLORS["global"], ROLE_COLORS["self"], ROLE_COLORS["unused"]):
                 ax.vlines(c, -0.5, 0.5, colors=color, linewidth=points, zorder=3)
     for c, label in enumerate(labels if width <= 24 else ()):  # labels of long strips would overlap
         ax.text(c, 0, label, ha="center", va="center", fontsize=7,
@@ -205,13 +212,13 @@ def draw_strip_axes(ax, colors: Sequence[str], labels: Sequence[str], caption: s
     ax.set_title(caption, fontsize=8, loc="left")
 
 
-def _legend(fig) -> None:
+def _legend(fig, batch: bool = False) -> None:
     from matplotlib.patches import Patch
 
     handles = [Patch(facecolor=CELL_COLORS[c], edgecolor="#888888", label=f"'{explorer.CELL_CHARS[c]}' "
                      f"{explorer.CELL_MEANINGS[c].split(' (')[0]}") for c in explorer.CELL_MEANINGS]
     handles += [Patch(facecolor=ROLE_COLORS[r], edgecolor="#888888", label=f"strip: {m}")
-                for r, m in ROLE_MEANINGS.items()]
+                for r, m in ROLE_MEANINGS.items() if batch or r != "unused"]
     fig.legend(handles=handles, loc="lower center", ncol=3, fontsize=7, frameon=False)
 
 
@@ -226,36 +233,74 @@ def _mark_row(ax, row: int, seq_len: int) -> None:
 def draw_layout(seq_len: int, windows: Sequence[int], global_positions: Sequence[int] = (), pad: int = 0,
                 row: int | None = None, layers: Sequence[int] | None = None):
     """A matplotlib Figure: per layer the (seq, seq) pattern and the compact row `row` beside it."""
-    windows = list(windows)
-    layers = list(range(len(windows))) if layers is None else list(layers)
     kinds = explorer.example_kinds(seq_len, windows, global_positions, pad)
     row = explorer.default_row(kinds, seq_len) if row is None else row
     if not 0 <= row < seq_len:
         raise ValueError(f"row must be in 0..{seq_len - 1} (seq_len={seq_len}), got {row}")
-    strip_width = len(explorer.global_positions_of(kinds)) + max(windows[layer] for layer in layers) + 1
-    cell = min(CELL_INCHES, MAX_PANEL_INCHES / seq_len)
+    return _draw_panels(seq_len, windows, [(kinds, "", row)], None, layers)
+
+
+def draw_batch_layout(seq_len: int, windows: Sequence[int], batch: Sequence[tuple[Sequence[int], int]],
+                      row: int | None = None, layers: Sequence[int] | None = None):
+    """A matplotlib Figure: every batch row's layout stacked (row b's panels above row b + 1's).
+
+    batch: (global positions, pad) per batch row. Each panel is titled with its row's global positions and
+    padding; each strip has the batch's x global slots, those a row does not fill drawn as unused (0).
+    row: the query row of every strip (default: each batch row's first local row).
+    """
+    if not 1 <= len(batch) <= explorer.MAX_BATCH_ROWS:
+        raise ValueError(f"batch must hold 1..{explorer.MAX_BATCH_ROWS} rows, got {len(batch)}")
+    if row is not None and not 0 <= row < seq_len:
+        raise ValueError(f"row must be in 0..{seq_len - 1} (seq_len={seq_len}), got {row}")
+    kinds = explorer.batch_kinds(seq_len, windows, batch)
+    x = layout.global_slots(kinds)[0].shape[1]
+    entries = []
+    for b, (g, pad) in enumerate(batch):
+        padding = f"{seq_len - pad}..{seq_len - 1}" if pad > 1 else (str(seq_len - 1) if pad else "none")
+        label = f"batch row {b}: global {explorer.short_ranges(sorted(g), 4) or 'none'}, padding {padding}\n"
+        entries.append((kinds[b], label, explorer.default_row(kinds[b], seq_len) if row is None else row))
+    return _draw_panels(seq_len, windows, entries, x, layers)
+
+
+def _draw_panels(seq_len: int, windows: Sequence[int], entries: Sequence[tuple[np.ndarray, str, int]],
+                 x: int | None, layers: Sequence[int] | None):
+    """Per entry (kinds, title prefix, strip row) and per layer: the pattern and its compact strip, one line each.
+
+    x: the batch's number of global slots (None: each entry's own).
+    """
+    windows = list(windows)
+    layers = list(range(len(windows))) if layers is None else list(layers)
+    own_x = max(len(explorer.global_positions_of(k)) for k, _, _ in entries)
+    strip_width = (own_x if x is None else x) + max(windows[layer] for layer in layers) + 1
+    panels = len(entries) * len(layers)
+    cell = min(CELL_INCHES, MAX_PANEL_INCHES / len(entries) ** 0.5 / seq_len)  # a batch: smaller panels
     panel_inches = cell * max(seq_len, 8)
-    fig = _new_figure((max(8.0, cell * (seq_len + strip_width) + 2.5), (panel_inches + 1.3) * len(layers) + 1.0))
+    title_inches = 1.3 + (0.3 if len(entries) > 1 else 0.0)
+    fig = _new_figure((max(8.0, cell * (seq_len + strip_width) + 2.5), (panel_inches + title_inches) * panels + 1.0))
     legend_space = 1.0 / fig.get_figheight()
     # Same cell size in the grid and the strip, unless the sequence is long enough to make the strip unreadable.
     strip_ratio = strip_width if seq_len <= 40 else max(strip_width, 0.45 * seq_len)
-    grid = fig.add_gridspec(len(layers), 2, width_ratios=[seq_len, strip_ratio], left=0.07, right=0.98,
-                            top=1 - 0.6 / fig.get_figheight(), bottom=legend_space + 0.3 / fig.get_figheight(),
-                            wspace=0.2, hspace=1.2 / (panel_inches + 0.1))
-    for r, layer in enumerate(layers):
-        window = windows[layer]
-        prefix = f"layer {layer}: " if len(windows) > 1 else ""
-        ax = fig.add_subplot(grid[r, 0])
-        cells = explorer.pattern_cells(kinds, window, seq_len) if seq_len <= PIXEL_GRID_MAX else None
-        draw_pattern_axes(ax, cells, f"{prefix}window {window}, {seq_len} tokens", kinds, window, seq_len)
-        _mark_row(ax, row, seq_len)
-        strip = fig.add_subplot(grid[r, 1])
-        if strip_width > 40:  # a band of STRIP_INCHES at the top of its slot, not a hairline
-            pos = strip.get_position()
-            height = STRIP_INCHES / fig.get_figheight()
-            strip.set_position([pos.x0, pos.y1 - height - 0.5 / fig.get_figheight(), pos.width, height])
-        draw_strip_axes(strip, *strip_cells(kinds, window, row), total_width=strip_width)
-    _legend(fig)
+    grid = fig.add_gridspec(panels, 2, width_ratios=[seq_len, strip_ratio], left=0.07, right=0.98,
+                            top=1 - (title_inches - 0.7) / fig.get_figheight(),
+                            bottom=legend_space + 0.3 / fig.get_figheight(),
+                            wspace=0.2, hspace=(title_inches - 0.1) / (panel_inches + 0.1))
+    r = 0
+    for kinds, label, row in entries:
+        for layer in layers:
+            window = windows[layer]
+            prefix = label + (f"layer {layer}: " if len(windows) > 1 else "")
+            ax = fig.add_subplot(grid[r, 0])
+            cells = explorer.pattern_cells(kinds, window, seq_len) if seq_len <= PIXEL_GRID_MAX else None
+            draw_pattern_axes(ax, cells, f"{prefix}window {window}, {seq_len} tokens", kinds, window, seq_len)
+            _mark_row(ax, row, seq_len)
+            strip = fig.add_subplot(grid[r, 1])
+            if strip_width > 40:  # a band of STRIP_INCHES at the top of its slot, not a hairline
+                pos = strip.get_position()
+                height = STRIP_INCHES / fig.get_figheight()
+                strip.set_position([pos.x0, pos.y1 - height - 0.5 / fig.get_figheight(), pos.width, height])
+            draw_strip_axes(strip, *strip_cells(kinds, window, row, x), total_width=strip_width)
+            r += 1
+    _legend(fig, batch=x is not None)
     return fig
 
 
@@ -264,6 +309,12 @@ def save_layout_png(path: str | os.PathLike, seq_len: int, windows: Sequence[int
                     layers: Sequence[int] | None = None) -> None:
     """Write `draw_layout(...)` to `path` as a PNG (pixel grid = the figure's own, no tight cropping)."""
     fig = draw_layout(seq_len, windows, global_positions, pad, row, layers)
+    fig.savefig(os.fspath(path), format="png", dpi=fig.dpi, bbox_inches="tight", pad_inches=0.15)
+
+
+def save_batch_layout_png(path: str | os.PathLike, *args, **kwargs) -> None:
+    """Write `draw_batch_layout(...)` to `path` as a PNG."""
+    fig = draw_batch_layout(*args, **kwargs)
     fig.savefig(os.fspath(path), format="png", dpi=fig.dpi, bbox_inches="tight", pad_inches=0.15)
 
 

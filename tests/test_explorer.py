@@ -698,6 +698,57 @@ def test_batch_shows_x_and_the_unused_slots():
             assert "always 0" in line or "is global" in line, line
 
 
+def test_batch_png_draws_every_row_with_its_globals_padding_and_slots(tmp_path):
+    """`--batch ... --png`: one panel per batch row, each with its own global column and padding, and a strip of
+    the batch's x slots where the slots a row does not fill are drawn as unused (0)."""
+    pytest.importorskip("matplotlib")
+    from led_ref.explorer import Cell
+    from led_ref.pictures import CELL_COLORS, ROLE_COLORS, draw_batch_layout, rgb
+
+    batch = [([0, 5], 0), ([3], 2), ([], 4)]
+    path = tmp_path / "batch.png"
+    status, out, err = run_cli(["layout", "--seq-len", "12", "--window", "4", "--batch", "0,5", "3/2", "/4",
+                                "--png", str(path)])
+    assert status == 0, err
+    assert path.read_bytes()[:8] == PNG_MAGIC and f"wrote {path}" in out
+    fig = draw_batch_layout(12, [4], batch)
+    fig.canvas.draw()
+    image = np.asarray(fig.canvas.buffer_rgba())[..., :3] / 255.0
+    grids, strips = fig.axes[0:6:2], fig.axes[1:6:2]
+    assert len(fig.axes) == 6
+
+    def colour_at(ax, x, y):
+        px, py = ax.transData.transform((x, y))
+        return image[int(round(image.shape[0] - py)), int(round(px))]
+
+    for b, (ax, (globals_, pad)) in enumerate(zip(grids, batch, strict=True)):
+        assert f"batch row {b}: global {', '.join(map(str, globals_)) or 'none'}" in ax.get_title()
+        assert ("padding none" if not pad else f"padding {12 - pad}..11") in ax.get_title()
+        cells = explorer.pattern_cells(explorer.batch_kinds(12, [4], batch)[b], 4, 12)
+        np.testing.assert_array_equal(explorer.attended_mask(cells), brute_force_mask(12, 4, globals_, pad))
+        for i in range(12):
+            for j in range(12):
+                np.testing.assert_allclose(colour_at(ax, j, i), rgb(CELL_COLORS[Cell(cells[i, j])]), atol=1.5 / 255,
+                                           err_msg=str((b, i, j)))
+    # row 1's global column 3 is in row 1's panel, not in row 0's (there query 8, key 3 is outside the window)
+    np.testing.assert_allclose(colour_at(grids[1], 3, 8), rgb(CELL_COLORS[Cell.GLOBAL_KEY]), atol=1.5 / 255)
+    np.testing.assert_allclose(colour_at(grids[0], 3, 8), rgb(CELL_COLORS[Cell.OUTSIDE]), atol=1.5 / 255)
+    np.testing.assert_allclose(colour_at(grids[2], 3, 8), rgb(CELL_COLORS[Cell.PAD_ROW]), atol=1.5 / 255)
+    # x = 2 slots in every strip: row 0 fills both, row 1 slot 0 (key 3) only, row 2 none; unused slots read 0
+    kinds = explorer.batch_kinds(12, [4], batch)
+    for b, strip in enumerate(strips):
+        row = explorer.default_row(kinds[b], 12)
+        columns = explorer.row_columns(kinds[b], 4, row, 2)
+        assert len(columns) == 7
+        labels = {round(t.get_position()[0]): t.get_text() for t in strip.texts}
+        for col in columns:
+            np.testing.assert_allclose(colour_at(strip, col.column - 0.3, 0.3), rgb(ROLE_COLORS[col.role]),
+                                       atol=1.5 / 255, err_msg=str((b, col)))
+            assert labels[col.column] == ("0" if col.role == "unused" else str(col.key))
+    assert [c.role for c in explorer.row_columns(kinds[1], 4, 0, 2)[:2]] == ["global", "unused"]
+    assert [c.role for c in explorer.row_columns(kinds[2], 4, 0, 2)[:2]] == ["unused", "unused"]
+
+
 def reach_by_brute_force(seq_len, windows, globals_, pad, token):
     """Positions whose output after layer l depends on token's input: closure of (mask_l or identity)."""
     reached = np.zeros(seq_len, dtype=bool)
