@@ -40,8 +40,11 @@ MAX_TOKEN_GRID = 256
 BLOCK_GRID_CELLS = 64
 # At most this many rows get a compact-layout table (each is a few lines).
 MAX_ROWS_SHOWN = 32
-# --from-model keeps (heads, seq, seq) float64 per layer in memory: texts are cut to this many tokens.
+# --from-model holds full (heads, seq, seq) dense views up to this many tokens; beyond, it reads the rows it
+# describes straight from the compact arrays and draws heat maps of blocks (`block_heat`), never O(seq^2).
 MAX_MODEL_TOKENS = 1024
+# The exact round trip to_compact(to_dense(x)) == x builds one head's (seq, seq) at a time: up to this length.
+MAX_ROUNDTRIP_TOKENS = 4096
 
 
 class Cell(IntEnum):
@@ -743,8 +746,8 @@ class ModelAttentions:
 
 
 def model_token_limit(config) -> int:
-    """How many tokens of a text `--from-model` shows: the model's limit, at most MAX_MODEL_TOKENS."""
-    return min(config.max_encoder_position_embeddings, MAX_MODEL_TOKENS)
+    """How many tokens of a text `--from-model` shows: the model's limit (at most MAX_EXPLORER_SEQ_LEN)."""
+    return min(config.max_encoder_position_embeddings, MAX_EXPLORER_SEQ_LEN)
 
 
 def encode_text(tokenizer, text: str, max_length: int) -> tuple[np.ndarray, list[str]]:
@@ -774,6 +777,49 @@ def dense_layer(found: ModelAttentions, layer: int) -> np.ndarray:
                            found.windows[layer], found.attention_mask)[0]
 
 
+def dense_rows(found: ModelAttentions, layer: int, rows: Sequence[int], heads: Sequence[int] | None = None,
+               columns: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+    """Dense probabilities (heads, len(rows), seq) of some query rows, read from the compact arrays.
+
+    Equals `dense_layer(found, layer)[heads][:, rows]` without building (seq, seq): local rows are scattered
+    through `layout.compact_columns` (pass `columns`, its (keys, valid) for this layer, to reuse it), a
+    global row is its column of `global_attentions`, padding rows stay 0.
+    """
+    kinds = token_kinds_of(found)
+    seq = found.seq_len
+    keys, valid = layout.compact_columns(kinds[None], found.windows[layer]) if columns is None else columns
+    pick = slice(None) if heads is None else list(heads)
+    attentions = found.attentions[layer][0][pick]  # (heads, seq, x + w + 1)
+    rows = np.asarray(rows, dtype=np.int64)
+    out = np.zeros((attentions.shape[0], len(rows), seq), dtype=attentions.dtype)
+    r, c = np.nonzero(valid[0, rows] & (kinds[rows] == layout.LOCAL)[:, None])
+    out[:, r, keys[0, rows[r], c]] = attentions[:, rows[r], c]
+    global_rows = np.flatnonzero(kinds[rows] == layout.GLOBAL)
+    if global_rows.size:
+        slots = np.searchsorted(global_positions_of(kinds), rows[global_rows])
+        out[:, global_rows, :] = found.global_attentions[layer][0][pick][:, :seq, slots].transpose(0, 2, 1)
+    return out
+
+
+def block_heat(found: ModelAttentions, layer: int, heads: Sequence[int], block: int) -> tuple[np.ndarray, np.ndarray]:
+    """Heat map of blocks: (len(heads), n, n) max probability of each block x block of (query, key), n =
+    ceil(seq / block), and bool (n, n) blocks holding any attended cell (`block_stats`/`block_kinds`).
+
+    One block row of queries at a time (`dense_rows`), so memory is O(block * seq), not O(seq^2).
+    """
+    seq = found.seq_len
+    n = -(-seq // block)
+    columns = layout.compact_columns(token_kinds_of(found)[None], found.windows[layer])
+    heat = np.zeros((len(heads), n, n), dtype=found.attentions[layer].dtype)
+    for q in range(n):
+        part = dense_rows(found, layer, range(q * block, min(seq, (q + 1) * block)), heads, columns)
+        padded = np.zeros((len(heads), part.shape[1], n * block), dtype=part.dtype)
+        padded[..., :seq] = part
+        heat[:, q] = padded.reshape(len(heads), part.shape[1], n, block).max(axis=(1, 3))
+    kinds = block_kinds(block_stats(token_kinds_of(found), found.windows[layer], block, seq))
+    return heat, ~np.isin(kinds, ("none", "pad"))
+
+
 def model_pattern(found: ModelAttentions, layer: int) -> np.ndarray:
     """bool (seq, seq): which cells of layer `layer` may be non-zero (`layout.dense_mask`)."""
     return layout.dense_mask(token_kinds_of(found)[None], found.windows[layer])[0]
@@ -783,21 +829,32 @@ def roundtrip_error(found: ModelAttentions) -> float:
     """max |to_compact(to_dense(x)) - x| over every layer's attentions and global_attentions (0.0 = exact).
 
     `to_compact` returns the global key axis cut to seq; the model keeps it padded (zeros), so the
-    comparison pads it back with zeros, which checks those padded keys really are 0.
+    comparison pads it back with zeros, which checks those padded keys really are 0. One head at a time
+    (a (seq, seq) view each), so seq is at most MAX_ROUNDTRIP_TOKENS.
     """
+    if found.seq_len > MAX_ROUNDTRIP_TOKENS:
+        raise ValueError(f"the round trip builds a dense (seq, seq) view per head: seq must be <= "
+                         f"{MAX_ROUNDTRIP_TOKENS}, got {found.seq_len}")
     worst = 0.0
     for layer, window in enumerate(found.windows):
-        global_attentions = None if found.global_attentions is None else found.global_attentions[layer]
-        dense = layout.to_dense(found.attentions[layer], global_attentions, found.global_attention_mask, window,
-                                found.attention_mask)
-        attentions, back_global = layout.to_compact(dense, found.global_attention_mask, window, found.attention_mask)
-        worst = max(worst, float(np.max(np.abs(attentions - found.attentions[layer]), initial=0.0)))
-        if global_attentions is not None:
-            padded = np.zeros_like(global_attentions)
-            padded[:, :, :back_global.shape[2]] = back_global
-            worst = max(worst, float(np.max(np.abs(padded - global_attentions), initial=0.0)))
-        elif back_global.shape[-1]:
-            raise AssertionError(f"layer {layer}: to_compact found global tokens the model did not report")
+        for head in range(found.attentions[layer].shape[1]):
+            worst = max(worst, _roundtrip_error_of(found, layer, window, head))
+    return worst
+
+
+def _roundtrip_error_of(found: ModelAttentions, layer: int, window: int, head: int) -> float:
+    """The round trip of one (layer, head)."""
+    attentions = found.attentions[layer][:, head:head + 1]
+    global_attentions = None if found.global_attentions is None else found.global_attentions[layer][:, head:head + 1]
+    dense = layout.to_dense(attentions, global_attentions, found.global_attention_mask, window, found.attention_mask)
+    back, back_global = layout.to_compact(dense, found.global_attention_mask, window, found.attention_mask)
+    worst = float(np.max(np.abs(back - attentions), initial=0.0))
+    if global_attentions is not None:
+        padded = np.zeros_like(global_attentions)
+        padded[:, :, :back_global.shape[2]] = back_global
+        worst = max(worst, float(np.max(np.abs(padded - global_attentions), initial=0.0)))
+    elif back_global.shape[-1]:
+        raise AssertionError(f"layer {layer}: to_compact found global tokens the model did not report")
     return worst
 
 
@@ -826,14 +883,14 @@ def top_keys_text(found: ModelAttentions, layers: Sequence[int], heads: Sequence
     """
     kinds = token_kinds_of(found)
     lines = []
+    rows = summary_rows(found) if rows is None else list(rows)
     for layer in layers:
-        dense = dense_layer(found, layer)
-        shown = list(range(dense.shape[0])) if heads is None else list(heads)
-        mean = dense[shown].mean(axis=0)
+        shown = list(range(found.attentions[layer].shape[1])) if heads is None else list(heads)
+        mean = dense_rows(found, layer, rows, shown).mean(axis=0)  # (rows, seq): never the whole (seq, seq)
         which = "mean over heads" if len(shown) > 1 else f"head {shown[0]}"
         lines.append(f"layer {layer} (window {found.windows[layer]}), {which}: top {top} keys per row")
-        for row in summary_rows(found) if rows is None else rows:
-            order = np.argsort(-mean[row], kind="stable")[:top]
-            keys = ", ".join(f"{int(j)} {found.tokens[j]!r} {mean[row, j]:.3f}" for j in order)
+        for r, row in enumerate(rows):
+            order = np.argsort(-mean[r], kind="stable")[:top]
+            keys = ", ".join(f"{int(j)} {found.tokens[j]!r} {mean[r, j]:.3f}" for j in order)
             lines.append(f"  row {row:3d} {found.tokens[row]!r} ({KIND_NAMES[int(kinds[row])]}): {keys}")
     return "\n".join(lines) + "\n"

@@ -319,19 +319,22 @@ def save_batch_layout_png(path: str | os.PathLike, *args, **kwargs) -> None:
 
 
 def draw_heatmaps(dense: Sequence[np.ndarray], layer_ids: Sequence[int], head_ids: Sequence[int],
-                  tokens: Sequence[str] | None = None, title: str = "", patterns: Sequence[np.ndarray] | None = None):
+                  tokens: Sequence[str] | None = None, title: str = "", patterns: Sequence[np.ndarray] | None = None,
+                  pooled: int = 1, seq_len: int | None = None):
     """Dense probabilities, one panel per (layer, head).
 
     dense: per shown layer an array (heads, seq, seq) (query, key); layer_ids/head_ids label rows/columns.
     patterns: per shown layer a bool (seq, seq) `dense_mask`; cells outside it are drawn grey, not as 0.
+    pooled: > 1 when `dense` and `patterns` already hold blocks of pooled x pooled (`explorer.block_heat`) of
+    a `seq_len`-token input.
     """
     from matplotlib import colormaps
 
     cmap = colormaps["magma_r"].with_extremes(bad=NOT_ATTENDED)
     rows, cols = len(layer_ids), len(head_ids)
-    seq = dense[0].shape[-1]
-    pool = -(-seq // HEAT_CELLS)  # long inputs: the max of each pool x pool block, so the band stays visible
-    if pool > 1:
+    seq = dense[0].shape[-1] if pooled == 1 else seq_len
+    pool = pooled if pooled > 1 else -(-seq // HEAT_CELLS)  # long inputs: the max of each block, so the band shows
+    if pool > 1 and pooled == 1:
         dense = [_max_pool(d, pool) for d in dense]
         patterns = None if patterns is None else [_max_pool(p, pool) for p in patterns]
     panel = min(4.0, max(2.2, 0.16 * seq))

@@ -385,6 +385,10 @@ def test_missing_matplotlib_names_the_extra(monkeypatch, tmp_path):
 # ---------------------------------------------------------------------------------------------- --from-model
 @pytest.fixture(scope="module")
 def tiny_checkpoint(tmp_path_factory):
+    return tiny_led(tmp_path_factory, 64)
+
+
+def tiny_led(tmp_path_factory, max_positions: int) -> str:
     """A 2-layer LED with per-layer windows 4 and 6 (4 does not divide 6: beyond HF) and a byte-level tokenizer
     with no merges (one token per byte), saved in HF format."""
     from tokenizers import pre_tokenizers
@@ -399,10 +403,16 @@ def tiny_checkpoint(tmp_path_factory):
     directory = tmp_path_factory.mktemp("tiny_led")
     config = LEDConfig(vocab_size=len(vocab), d_model=8, encoder_layers=2, decoder_layers=1, encoder_attention_heads=2,
                        decoder_attention_heads=2, encoder_ffn_dim=8, decoder_ffn_dim=8, attention_window=[4, 6],
-                       max_encoder_position_embeddings=64, max_decoder_position_embeddings=16)
+                       max_encoder_position_embeddings=max_positions, max_decoder_position_embeddings=16)
     LEDForConditionalGeneration(config, seed=3).save_pretrained(directory)
     LEDTokenizer(vocab, []).save_pretrained(directory)
     return str(directory)
+
+
+@pytest.fixture(scope="module")
+def long_checkpoint(tmp_path_factory):
+    """The tiny LED of `tiny_checkpoint` with 2,048 encoder positions (texts beyond --from-model's dense views)."""
+    return tiny_led(tmp_path_factory, 2048)
 
 
 def test_from_model_summary_and_exact_roundtrip(tiny_checkpoint):
@@ -535,8 +545,49 @@ def test_from_model_cuts_long_texts_and_says_so(tiny_checkpoint, tmp_path):
     status, out, err = run_cli(["layout", "--from-model", "--checkpoint", tiny_checkpoint, "--text-file", str(path),
                                 "--check-roundtrip"])
     assert status == 0, err
-    assert "64 tokens, global: 0" in out and "the text has 102 tokens; showing the first 64" in out
+    assert "64 tokens, global: 0" in out and "the text has 102 tokens; showing the first 64 (the model's limit" in out
     assert "max abs diff 0 (exact)" in out
+
+
+def test_from_model_takes_texts_up_to_the_models_limit_with_block_views(long_checkpoint, tmp_path):
+    """Beyond 1,024 tokens: the whole text up to max_encoder_position_embeddings, rows read from the compact
+    arrays, heat maps of blocks; a longer text is cut to the limit with a one-line note."""
+    pytest.importorskip("matplotlib")
+    from led_ref import pictures
+    from led_ref.model import LEDModel
+    from led_ref.tokenizer import LEDTokenizer
+
+    text = "the quick brown fox jumps over the lazy dog. " * 27  # 1,215 bytes: 1,217 tokens
+    path, png = tmp_path / "long.txt", tmp_path / "heat.png"
+    path.write_text(text, encoding="utf-8")
+    status, out, err = run_cli(["layout", "--from-model", "--checkpoint", long_checkpoint, "--text-file", str(path),
+                                "--global", "0,600", "--rows", "0,700,1216", "--check-roundtrip", "--png", str(png)])
+    assert status == 0, err
+    assert "1217 tokens, global: 0, 600, windows per layer: 4, 6" in out and "the text has" not in out
+    assert "max abs diff 0 (exact)" in out and png.read_bytes()[:8] == PNG_MAGIC
+    model, tokenizer = LEDModel.from_pretrained(long_checkpoint), LEDTokenizer.from_pretrained(long_checkpoint)
+    found = explorer.model_attentions(model, tokenizer, text, [0, 600])
+    assert found.seq_len == 1217
+    for layer in (0, 1):
+        dense = explorer.dense_layer(found, layer)  # (heads, seq, seq): small enough for this tiny model
+        rows = [0, 1, 600, 700, 1216]
+        np.testing.assert_array_equal(explorer.dense_rows(found, layer, rows, [1]), dense[[1]][:, rows])
+        np.testing.assert_array_equal(explorer.dense_rows(found, layer, rows), dense[:, rows])
+        block = -(-1217 // pictures.HEAT_CELLS)
+        heat, pattern = explorer.block_heat(found, layer, [0, 1], block)
+        np.testing.assert_array_equal(heat, pictures._max_pool(dense, block))
+        np.testing.assert_array_equal(pattern, pictures._max_pool(explorer.model_pattern(found, layer), block))
+        mean = dense.mean(axis=0)
+        top = int(np.argmax(mean[700]))
+        assert f"row 700 {found.tokens[700]!r} (local): {top} {found.tokens[top]!r} {mean[700, top]:.3f}" in out
+    # longer than the model: cut to its 2,048 positions, and said in one line
+    path.write_text("x" * 2100, encoding="utf-8")
+    status, out, err = run_cli(["layout", "--from-model", "--checkpoint", long_checkpoint, "--text-file", str(path),
+                                "--layer", "1", "--head", "0"])
+    assert status == 0, err
+    assert "2048 tokens, global: 0" in out
+    assert ("the text has 2102 tokens; showing the first 2048 (the model's limit, max_encoder_position_embeddings="
+            "2048)") in out
 
 
 # ---------------------------------------------------------------------------------------------- real scale
