@@ -191,6 +191,37 @@ def test_page_block_overview_and_reach_equal_python(open_page):
             np.testing.assert_array_equal(np.array(got_reach, dtype=bool), np.array(want_reach))
 
 
+def test_reach_strip_labels_each_layer_with_its_window_and_count(open_page):
+    """Every band of the reach canvas has a label beside it (input token, then layer index, window and how many
+    positions are reached, as `explorer.reach_per_layer`), level with the band, and the labels follow the
+    controls."""
+
+    def labels_and_bands(page, layers):
+        return page.js("""(bands) => {
+            const cv = document.getElementById('reachCanvas').getBoundingClientRect();
+            const band = cv.height / bands;
+            return Array.from(document.querySelectorAll('#reachLabels div')).map((d) => {
+                const r = d.getBoundingClientRect();
+                return [d.textContent, Math.floor((r.top + r.height / 2 - cv.top) / band), r.right <= cv.left + 1]; });
+        }""", layers + 1)
+
+    def wanted(seq_len, windows, globals_, token):
+        kinds = explorer.example_kinds(seq_len, windows, globals_, 0)
+        counts = [int(r.sum()) for r in explorer.reach_per_layer(kinds, windows, token, seq_len)]
+        return [[f"input: token {token}", 0, True]] + [
+            [f"layer {k} (window {w}): {counts[k]} reached", k + 1, True] for k, w in enumerate(windows)]
+
+    page = open_page(explorer_html.synthetic_state(64, [4, 4, 8], [([40], 0)], reach=5))
+    want = wanted(64, [4, 4, 8], [40], 5)
+    assert labels_and_bands(page, 3) == want
+    assert [c for _, c, _ in want] == [0, 1, 2, 3] and want[3][0] == "layer 2 (window 8): 64 reached"  # the hop via 40
+    page.page.fill("#windows", "2,6")
+    page.page.fill("#reach", "20")
+    page.page.dispatch_event("#reach", "change")
+    assert page.page.inner_text("#error") == ""
+    assert labels_and_bands(page, 2) == wanted(64, [2, 6], [40], 20)
+
+
 def test_clicking_a_cell_outlines_its_counterparts(open_page):
     # 12 tokens, window 4, globals 0 and 5, padding 10..11: x = 2, width 7, self at column 4.
     page = open_page(explorer_html.synthetic_state(12, [4], [([0, 5], 2), ([3], 0)]))

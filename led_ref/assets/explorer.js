@@ -229,6 +229,10 @@ function drawReach() {
     ctx.fillStyle = hit ? (l === 0 ? C.self : C.window) : C.outside; ctx.fillRect(c * cw, l * 14, cw, 13);
   } });
   const counts = layers.map((r) => r.reduce((t, v) => t + v, 0));
+  const labels = $("reachLabels"); labels.textContent = "";  // one label per band, level with it
+  [`input: token ${token}`, ...S.windows.map((w, l) => `layer ${l} (window ${w}): ${counts[l]} reached`)].forEach((text, l) => {
+    const div = document.createElement("div"); div.textContent = text; div.dataset.band = l; labels.appendChild(div);
+  });
   $("reachTitle").textContent = `reach of token ${token}: positions whose output depends on it (top: input; then after layers ${S.windows.map((w, l) => `${l} (w ${w}): ${counts[l]}`).join(", ")} tokens)`;
   S.reachCounts = counts;
 }
