@@ -411,8 +411,9 @@ def tiny_led(tmp_path_factory, max_positions: int) -> str:
 
 @pytest.fixture(scope="module")
 def long_checkpoint(tmp_path_factory):
-    """The tiny LED of `tiny_checkpoint` with 2,048 encoder positions (texts beyond --from-model's dense views)."""
-    return tiny_led(tmp_path_factory, 2048)
+    """The tiny LED of `tiny_checkpoint` with 5,000 encoder positions (texts beyond --from-model's dense views
+    and beyond its round trip)."""
+    return tiny_led(tmp_path_factory, 5000)
 
 
 def test_from_model_summary_and_exact_roundtrip(tiny_checkpoint):
@@ -580,14 +581,18 @@ def test_from_model_takes_texts_up_to_the_models_limit_with_block_views(long_che
         mean = dense.mean(axis=0)
         top = int(np.argmax(mean[700]))
         assert f"row 700 {found.tokens[700]!r} (local): {top} {found.tokens[top]!r} {mean[700, top]:.3f}" in out
-    # longer than the model: cut to its 2,048 positions, and said in one line
-    path.write_text("x" * 2100, encoding="utf-8")
+    # longer than the model: cut to its 5,000 positions, and said in one line; the round trip is not built there
+    path.write_text("x" * 5100, encoding="utf-8")
     status, out, err = run_cli(["layout", "--from-model", "--checkpoint", long_checkpoint, "--text-file", str(path),
-                                "--layer", "1", "--head", "0"])
+                                "--layer", "1", "--head", "0", "--png", str(png)])
     assert status == 0, err
-    assert "2048 tokens, global: 0" in out
-    assert ("the text has 2102 tokens; showing the first 2048 (the model's limit, max_encoder_position_embeddings="
-            "2048)") in out
+    assert "5000 tokens, global: 0" in out
+    assert ("the text has 5102 tokens; showing the first 5000 (the model's limit, max_encoder_position_embeddings="
+            "5000)") in out
+    assert "round trip not checked: 5000 tokens > 4096" in out and "max abs diff" not in out
+    status, out, err = run_cli(["layout", "--from-model", "--checkpoint", long_checkpoint, "--text-file", str(path),
+                                "--check-roundtrip"])
+    assert status == 2 and "--check-roundtrip" in err and "5000 tokens must be <= 4096" in err
 
 
 # ---------------------------------------------------------------------------------------------- real scale
