@@ -6,6 +6,7 @@
     python -m led_ref layout --from-model --text "Hello world" --png heat.png      # real attentions
     python -m led_ref layout --seq-len 16384 --window 1024 --global 0 --rows 1,8000    # LED-base scale, blocks
     python -m led_ref layout --seq-len 12 --window 4 --batch 0,5 3/2 /4            # a batch: x slots, unused 0
+    python -m led_ref layout --seq-len 12 --window 4 --batch 0,5 3/2 /4 --png b.png  # every batch row drawn
     python -m led_ref layout --seq-len 64 --layer-windows 4,4,8 --global 40 --reach 5  # reach across layers
     python -m led_ref layout --seq-len 4096 --window 512 --global 0 --html out.html   # interactive page
 

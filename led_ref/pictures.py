@@ -1,8 +1,9 @@
 """Pictures of the Longformer layout (matplotlib, an optional extra: `pip install 'led-parity[pictures]'`).
 
 `draw_layout` colours every (query, key) cell by its `explorer.Cell` and draws, beside it, the compact HF
-row of one query as a 1 x (x + w + 1) strip labelled with absolute key positions. `draw_heatmaps` shows
-real dense attention probabilities, one panel per (layer, head). matplotlib is imported inside the
+row of one query as a 1 x (x + w + 1) strip labelled with absolute key positions; `draw_batch_layout` stacks
+that for every row of a batch, each strip with the batch's x slots. `draw_heatmaps` shows real dense attention
+probabilities (or their block maxima), one panel per (layer, head). matplotlib is imported inside the
 functions so `led_ref` itself never needs it; figures are built without pyplot (no global state, no GUI).
 """
 
