@@ -2,7 +2,8 @@
 
 `tests/fixtures/hf5/<model>-<layout>/` holds a tiny LED saved by transformers 5.24 (config.json,
 generation_config.json when the layout has one, model.safetensors) and `expected.json`: the inputs and the
-tokens 5.24's own `generate` returned on that folder, with no further arguments and with recorded option sets.
+tokens and beam scores 5.24's own `generate` returned on that folder, with no further arguments and with
+recorded option sets.
 `tests/fixtures/make_hf5_checkpoints.py` made them (and regenerates them, with transformers >= 5); nothing in
 them comes from this project's code. Layouts: "new" is what 5.x's `save_pretrained` writes (settings only in
 generation_config.json); "old" has the settings in config.json and no generation_config.json, as on many hub
@@ -42,13 +43,16 @@ def load(package: str, folder):
     return led_torch.LEDForConditionalGeneration.from_pretrained(folder, dtype=torch.float64)
 
 
-def generate(package: str, model, inputs: dict, options: dict) -> np.ndarray:
+def generate(package: str, model, inputs: dict, options: dict, **extra):
     if package == "ref":
-        arrays = {k: np.asarray(v, dtype=np.int64) for k, v in inputs.items()}
-        return np.asarray(model.generate(**arrays, **options))
-    tensors = {k: torch.tensor(v, dtype=torch.long) for k, v in inputs.items()}
+        return model.generate(**{k: np.asarray(v, dtype=np.int64) for k, v in inputs.items()}, **options, **extra)
     with torch.no_grad():
-        return model.generate(**tensors, **options).numpy()
+        return model.generate(**{k: torch.tensor(v, dtype=torch.long) for k, v in inputs.items()}, **options,
+                              **extra)
+
+
+def as_array(values) -> np.ndarray:
+    return values.numpy() if isinstance(values, torch.Tensor) else np.asarray(values)
 
 
 def test_fixtures_are_what_hf5_saved():
@@ -78,8 +82,15 @@ def test_generate_gives_hf5_tokens(name, package):
     record = expected(name)
     model = load(package, FIXTURES / name)
     for run in record["generate"]:
-        np.testing.assert_array_equal(generate(package, model, record["inputs"], run["options"]),
-                                      np.asarray(run["sequences"]), err_msg=f"{name} {package} {run['options']}")
+        where = f"{name} {package} {run['options']}"
+        tokens = as_array(generate(package, model, record["inputs"], run["options"]))
+        np.testing.assert_array_equal(tokens, np.asarray(run["sequences"]), err_msg=where)
+        # beam scores too (HF 5.x scores in float32, hence the tolerance)
+        out = generate(package, model, record["inputs"], run["options"], return_dict_in_generate=True,
+                       output_scores=True)
+        np.testing.assert_array_equal(as_array(out.sequences), np.asarray(run["sequences"]), err_msg=where)
+        np.testing.assert_allclose(as_array(out.sequences_scores), np.asarray(run["sequences_scores"]), rtol=1e-5,
+                                   atol=1e-6, err_msg=where)
 
 
 @pytest.mark.parametrize("package", ["ref", "torch"])
@@ -94,6 +105,6 @@ def test_save_pretrained_round_trip_keeps_the_settings(tmp_path, name, package):
     assert again.generation_config.to_dict() == model.generation_config.to_dict()
     assert resolve(again.config, again.generation_config) == resolve(model.config, model.generation_config)
     record = expected(name)
-    np.testing.assert_array_equal(generate(package, again, record["inputs"], {}),
+    np.testing.assert_array_equal(as_array(generate(package, again, record["inputs"], {})),
                                   np.asarray(record["generate"][0]["sequences"]))
     assert os.path.isfile(tmp_path / "model.safetensors")
