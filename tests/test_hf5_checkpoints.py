@@ -56,7 +56,7 @@ def as_array(values) -> np.ndarray:
 
 
 def test_fixtures_are_what_hf5_saved():
-    assert len(FOLDERS) == 4 and {n.rsplit("-", 1)[1] for n in FOLDERS} == {"new", "old"}
+    assert len(FOLDERS) == 6 and {n.rsplit("-", 1)[1] for n in FOLDERS} == {"new", "old"}
     for name in FOLDERS:
         record = expected(name)
         assert int(record["transformers"].split(".")[0]) >= 5
