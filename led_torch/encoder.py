@@ -14,13 +14,13 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from led_ref.config import LEDConfig
+from led_ref.outputs import LEDEncoderBaseModelOutput
 
 from .activations import activation
 from .backends import BACKENDS, attend, get_backend, resolve_backend
 from .backends.banded import banded_longformer_attention
 from .backends.masks import global_slots
 from .linear import Linear
-from .outputs import LEDEncoderBaseModelOutput
 from .validation import (
     as_model_dtype,
     check_embeds,

@@ -17,18 +17,18 @@ from torch import nn
 from led_ref.config import LEDConfig
 from led_ref.generation_settings import GenerationConfig, model_generation_config, split_for_saving
 from led_ref.names import TIED_NAMES, TIED_TOP_LEVEL, base_prefix
-from led_ref.validation import check_cache_source  # a shape rule, shared by both packages
-
-from .decoder import LEDDecoder, legacy_cache
-from .encoder import LEDEncoder
-from .linear import Linear
-from .outputs import (
+from led_ref.outputs import (
     LEDEncoderBaseModelOutput,
     LEDSeq2SeqLMOutput,
     LEDSeq2SeqModelOutput,
     LEDSeq2SeqQuestionAnsweringModelOutput,
     LEDSeq2SeqSequenceClassifierOutput,
 )
+from led_ref.validation import check_cache_source  # a shape rule, shared by both packages
+
+from .decoder import LEDDecoder, legacy_cache
+from .encoder import LEDEncoder
+from .linear import Linear
 from .validation import (
     as_model_dtype,
     check_batch,
