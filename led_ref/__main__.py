@@ -22,6 +22,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from . import explorer
+from .validation import check_window
 
 
 def even_window(text: str) -> int:
@@ -30,9 +31,10 @@ def even_window(text: str) -> int:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"window must be an even int >= 2, got {text!r}") from None
-    if value < 2 or value % 2:
-        raise argparse.ArgumentTypeError(f"window must be an even int >= 2, got {value}")
-    return value
+    try:
+        return check_window(value)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def window_list(text: str) -> list[int]:

@@ -27,6 +27,7 @@ from enum import IntEnum
 import numpy as np
 
 from . import layout
+from .validation import check_window
 
 # LED-base's encoder limit; long sequences are drawn at block level, so output stays bounded.
 MAX_EXPLORER_SEQ_LEN = 16384
@@ -128,13 +129,6 @@ def padding_global_note(seq_len: int, global_positions: Sequence[int], pad: int,
     which = f"positions {_ranges(on_pad)} are" if len(on_pad) > 1 else f"position {on_pad[0]} is"
     return (f"note: global {which} padding ({pad_name}={pad}): drawn as padding, because the model's token kind "
             "is attention_mask * (global_attention_mask + 1) = 0 there (HF does the same).\n")
-
-
-def check_window(window: int, name: str = "window") -> None:
-    if isinstance(window, bool) or not isinstance(window, (int, np.integer)):
-        raise TypeError(f"{name} must be an even int >= 2, got {window!r}")
-    if window < 2 or window % 2:
-        raise ValueError(f"{name} must be an even int >= 2, got {window}")
 
 
 def example_kinds(seq_len: int, windows: Sequence[int], global_positions: Sequence[int] = (),

@@ -33,20 +33,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from .validation import check_window  # the window rule (re-exported: layout.check_window)
+
 PADDING, LOCAL, GLOBAL = 0, 1, 2
 UNUSED = -1  # marks an index-map cell that holds no key (outside the sequence, or an unused global slot)
 
 
 # ------------------------------------------------------------------------------------------ checks
-def check_window(window, name: str = "window") -> int:
-    """`window` as an int, or a TypeError/ValueError naming it: windows are even and at least 2."""
-    if isinstance(window, bool) or not isinstance(window, (int, np.integer)):
-        raise TypeError(f"{name} must be an even int >= 2, got {window!r} ({type(window).__name__})")
-    if window < 2 or window % 2:
-        raise ValueError(f"{name} must be an even int >= 2, got {window}")
-    return int(window)
-
-
 def _check_length(seq_len, name: str = "seq_len") -> int:
     if isinstance(seq_len, bool) or not isinstance(seq_len, (int, np.integer)):
         raise TypeError(f"{name} must be an int >= 0, got {seq_len!r} ({type(seq_len).__name__})")

@@ -13,6 +13,16 @@ import numpy as np
 IGNORE_INDEX = -100  # label value left out of every loss (HF's convention)
 
 
+def check_window(window, name: str = "window") -> int:
+    """`window` as an int, or a TypeError/ValueError naming it: windows are even and at least 2. The one window
+    rule of the project (the spec, the explorer, led_torch's backends and the gate's reference use it)."""
+    if isinstance(window, bool) or not isinstance(window, (int, np.integer)):
+        raise TypeError(f"{name} must be an even int >= 2, got {window!r} ({type(window).__name__})")
+    if window < 2 or window % 2:
+        raise ValueError(f"{name} must be an even int >= 2, got {window}")
+    return int(window)
+
+
 def _as_array(name: str, value: Any) -> np.ndarray:
     try:
         array = np.asarray(value)

@@ -23,6 +23,8 @@ import numpy as np
 import torch
 from torch.utils.checkpoint import checkpoint
 
+from led_ref.validation import check_window
+
 PADDING, LOCAL, GLOBAL = 0, 1, 2
 QUERY_BLOCK = 128  # (block + w) * heads * 8 bytes per row: 12 heads at w = 1024 stay ~13 MB per block
 
@@ -94,9 +96,7 @@ def reference_attention(query, key, value, global_query, global_key, global_valu
     if q.ndim != 4 or any(t.shape != q.shape for t in tensors) or kinds.shape != (q.shape[0], q.shape[2]):
         raise ValueError(f"reference_attention: inputs must be (batch, heads, seq, d) alike and token_kind "
                          f"(batch, seq); got {[tuple(t.shape) for t in tensors]} and {tuple(kinds.shape)}")
-    if isinstance(window, bool) or not isinstance(window, (int, np.integer)) or window < 2 or window % 2:
-        raise ValueError(f"window must be an even int >= 2, got {window!r}")
-    window = int(window)
+    window = check_window(window)
     mask = None if head_mask is None else _tensor(head_mask, dtype, q.device)[None, :, None, None]
     if return_probs:
         return _dense(q, k, v, gq, gk, gv, kinds, window, mask)

@@ -99,9 +99,12 @@ def test_mask_combinators_on_a_small_grid():
     assert masks.dense_mask(nothing, 1, 1, 6, 6)[0, 0].sum() == 3  # key 4 from rows 3, 4, 5
 
 
-@pytest.mark.parametrize("bad", [0, 3, -2, 2.0, True])
-def test_sliding_window_rejects_bad_windows(bad):
-    with pytest.raises(ValueError, match="window"):
+@pytest.mark.parametrize("bad, error", [(0, ValueError), (3, ValueError), (-2, ValueError), (2.0, TypeError),
+                                        (True, TypeError)])
+def test_sliding_window_rejects_bad_windows(bad, error):
+    """The project's one window rule (led_ref.validation.check_window): a bad value is a ValueError, a value
+    that is no int a TypeError, each naming the window."""
+    with pytest.raises(error, match=f"window must be an even int >= 2, got {bad!r}"):
         masks.sliding_window(bad)
 
 

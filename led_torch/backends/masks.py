@@ -29,6 +29,8 @@ from collections.abc import Callable
 
 import torch
 
+from led_ref.validation import check_window  # the project's one window rule
+
 PADDING, LOCAL, GLOBAL = 0, 1, 2
 
 MaskMod = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -36,9 +38,7 @@ MaskMod = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], tor
 
 def sliding_window(window: int) -> MaskMod:
     """Keys within `window // 2` positions of the query, either side (window is the two-sided span)."""
-    if isinstance(window, bool) or not isinstance(window, int) or window < 2 or window % 2:
-        raise ValueError(f"window must be an even int >= 2, got {window!r}")
-    half = window // 2
+    half = check_window(window) // 2
 
     def in_window(b, h, q_idx, kv_idx):
         return (q_idx - kv_idx <= half) & (kv_idx - q_idx <= half)
@@ -115,10 +115,7 @@ def check_kernel_inputs(query, key, value, global_query, global_key, global_valu
     """Raise TypeError/ValueError (naming the argument, its value and the limit) unless the arguments meet
     the kernel contract: six (batch, heads, seq, head_dim) float tensors of one shape, dtype and device;
     token_kind an integer (batch, seq) tensor on that device; window an even int >= 2."""
-    if isinstance(window, bool) or not isinstance(window, int):
-        raise TypeError(f"window must be an even int >= 2, got {window!r} ({type(window).__name__})")
-    if window < 2 or window % 2:
-        raise ValueError(f"window must be an even int >= 2, got {window}")
+    check_window(window)
     tensors = dict(query=query, key=key, value=value, global_query=global_query, global_key=global_key,
                    global_value=global_value)
     for name, t in tensors.items():
