@@ -122,9 +122,11 @@ class LEDTokenizer:
             settings["added_tokens"] = read_added_tokens(directory)
         vocab_path, merges_path = os.path.join(directory, VOCAB_FILE), os.path.join(directory, MERGES_FILE)
         if os.path.isfile(vocab_path) and os.path.isfile(merges_path):
+            source = VOCAB_FILE
             vocab, merges = read_vocab(vocab_path), read_merges(merges_path)
             check_merges(merges, vocab, f"{merges_path!r} (against {VOCAB_FILE})")
         elif os.path.isfile(os.path.join(directory, TOKENIZER_FILE)):
+            source = TOKENIZER_FILE
             vocab, merges, prefix = read_tokenizer_json(os.path.join(directory, TOKENIZER_FILE))
             check_merges(merges, vocab, repr(os.path.join(directory, TOKENIZER_FILE)))
             settings.setdefault("add_prefix_space", prefix)
@@ -132,7 +134,10 @@ class LEDTokenizer:
             raise FileNotFoundError(
                 f"no tokenizer in {directory!r}: looked for {VOCAB_FILE} + {MERGES_FILE}, or {TOKENIZER_FILE}"
             )
-        return cls(vocab, merges, **(settings | overrides))
+        try:
+            return cls(vocab, merges, **(settings | overrides))
+        except ValueError as err:  # e.g. a special token missing from the vocabulary: name the file it came from
+            raise ValueError(f"tokenizer in {directory!r} (vocabulary from {source}): {err}") from None
 
     def save_pretrained(self, directory: str | os.PathLike) -> None:
         """Write vocab.json, merges.txt, tokenizer_config.json and special_tokens_map.json (HF's layout)."""
