@@ -70,6 +70,16 @@ def merge_heads(t: torch.Tensor) -> torch.Tensor:
     return t.transpose(1, 2).reshape(b, n, h * hd)
 
 
+def apply_head_mask(head_mask, context, probs, global_probs):
+    """Scale each head by its head_mask entry (heads,): a per-head scalar on the probabilities is the same
+    scalar on that head's context. probs/global_probs may be None (not asked for)."""
+    if head_mask is None:
+        return context, probs, global_probs
+    m = head_mask.to(context.dtype)[None, :, None, None]
+    return (context * m, None if probs is None else probs * m,
+            None if global_probs is None else global_probs * m)
+
+
 class LongformerSelfAttention(nn.Module):
     """Six projections (local and global query/key/value) and one call to the attention backend."""
 
@@ -137,12 +147,7 @@ class EncoderAttention(nn.Module):
     def forward(self, hidden, token_kind, any_global, head_mask, output_attentions, window=None):
         context, probs, global_probs = self.longformer_self_attn(hidden, token_kind, any_global, output_attentions,
                                                                  window)
-        if head_mask is not None:
-            # A per-head scalar on the probabilities is the same scalar on that head's context.
-            m = head_mask.to(context.dtype)[None, :, None, None]
-            context = context * m
-            probs = None if probs is None else probs * m
-            global_probs = None if global_probs is None else global_probs * m
+        context, probs, global_probs = apply_head_mask(head_mask, context, probs, global_probs)
         return self.output(merge_heads(context)), probs, global_probs
 
 

@@ -59,7 +59,7 @@ def to_hf(model):
 
 
 def _adapter_class():
-    from led_torch.encoder import LongformerSelfAttention, merge_heads
+    from led_torch.encoder import LongformerSelfAttention, apply_head_mask, merge_heads
 
     class LedTorchEncoderSelfAttention(LongformerSelfAttention):
         """Stands in for HF's `LEDEncoderSelfAttention`: same call, outputs and parameter names, led_torch's
@@ -82,11 +82,7 @@ def _adapter_class():
             kind = torch.where(is_index_masked, 0, torch.where(is_index_global_attn, 2, 1))
             context, probs, global_probs = super().forward(hidden_states, kind, bool(is_global_attn),
                                                            output_attentions)
-            if layer_head_mask is not None:
-                scale = layer_head_mask.to(context.dtype)[None, :, None, None]
-                context = context * scale
-                probs = None if probs is None else probs * scale
-                global_probs = None if global_probs is None else global_probs * scale
+            context, probs, global_probs = apply_head_mask(layer_head_mask, context, probs, global_probs)
             out = (merge_heads(context),)
             if output_attentions:  # HF's layer layouts: (batch, seq, heads, x + w + 1), (batch, heads, x, seq)
                 out += (probs.transpose(1, 2),)
