@@ -8,7 +8,7 @@
 See docs/spec.md. Imports numpy, scipy, safetensors and tokenizers only.
 """
 
-from .config import LEDConfig
+from .io.config import LEDConfig
 
 __all__ = [
     "LEDConfig",
@@ -23,14 +23,14 @@ _MODELS = ("LEDModel", "LEDForConditionalGeneration", "LEDForSequenceClassificat
 
 
 def __getattr__(name: str):
-    # Imported on first use, so `import led_ref.config` (what led_torch reads) stays light and the
+    # Imported on first use, so `import led_ref.io.config` (what led_torch reads) stays light and the
     # tokenizer's `tokenizers` dependency is only needed by those who use it.
     if name in _MODELS:
         from . import model
 
         return getattr(model, name)
     if name == "LEDTokenizer":
-        from .tokenizer import LEDTokenizer
+        from .io.tokenizer import LEDTokenizer
 
         return LEDTokenizer
     raise AttributeError(f"module 'led_ref' has no attribute {name!r}")

@@ -19,9 +19,9 @@ from collections.abc import Mapping
 import numpy as np
 
 from . import attention, layout
-from .config import LEDConfig
 from .functional import activation, embedding, ffn, layer_norm, subtree
-from .outputs import LEDEncoderBaseModelOutput
+from .io.config import LEDConfig
+from .io.outputs import LEDEncoderBaseModelOutput
 
 
 def encoder_layer(
@@ -94,7 +94,7 @@ def encoder_forward(
     output_attentions: bool = False,
     output_hidden_states: bool = False,
 ) -> LEDEncoderBaseModelOutput:
-    """The whole encoder on checked inputs (see `led_ref.validation`).
+    """The whole encoder on checked inputs (see `led_ref.io.validation`).
 
     input_ids (batch, seq) or inputs_embeds (batch, seq, d); masks (batch, seq) of 0/1 or None;
     head_mask (encoder_layers, heads) or None. Returns last_hidden_state (batch, seq, d) and, on request,

@@ -1,7 +1,7 @@
 """Greedy and beam-search decoding with the KV cache, token for token what HF `generate(do_sample=False)` does.
 
 Which settings apply (explicit arguments, `generation_config=`, the checkpoint's generation_config.json or
-config.json, HF's defaults) is decided by `led_ref.generation_settings`, shared with led_torch. Here: the
+config.json, HF's defaults) is decided by `led_ref.io.generation_settings`, shared with led_torch. Here: the
 decoding itself. The encoder runs once; the decoder is fed one token per step and keeps its cache. Every step:
 
     scores = logits (greedy)  or  log_softmax(logits) (beam search)
@@ -31,10 +31,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import validation as check
 from .decoder import decoder_forward
 from .functional import log_softmax
-from .generation_settings import GenerateOutput, GenerationSettings, resolve
+from .io import validation as check
+from .io.generation_settings import GenerateOutput, GenerationSettings, resolve
 
 NEG_INF = -np.inf
 UNREACHABLE = -1.0e9  # HF's score for the beams that must not be picked at the first step
@@ -277,7 +277,7 @@ def generate(model, input_ids, attention_mask=None, global_attention_mask=None, 
     processed `scores` and, for beam search, `sequences_scores`).
 
     input_ids (batch, seq); masks (batch, seq) or None. `options` are HF's generate options (see
-    `led_ref.generation_settings.SUPPORTED`); unset ones come from `generation_config`, the model's
+    `led_ref.io.generation_settings.SUPPORTED`); unset ones come from `generation_config`, the model's
     generation config and HF's defaults. Rows start with decoder_start_token_id; finished rows are padded
     with pad_token_id, as HF pads them.
     """

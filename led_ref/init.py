@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .config import LEDConfig
-from .names import checkpoint_shapes
+from .io.config import LEDConfig
+from .io.names import checkpoint_shapes
 
 
 def random_weights(

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .validation import check_window  # the window rule (re-exported: layout.check_window)
+from .io.validation import check_window  # the window rule (re-exported: layout.check_window)
 
 PADDING, LOCAL, GLOBAL = 0, 1, 2
 UNUSED = -1  # marks an index-map cell that holds no key (outside the sequence, or an unused global slot)

@@ -25,8 +25,12 @@ from typing import Any
 
 import numpy as np
 
-from . import validation as check
-from .checkpoint import (
+from .decoder import decoder_forward
+from .encoder import encoder_forward
+from .functional import bce_with_logits, cross_entropy, linear, mse, subtree
+from .init import random_weights
+from .io import validation as check
+from .io.checkpoint import (
     adapt_state_dict,
     check_state_dict,
     float_dtype,
@@ -34,14 +38,10 @@ from .checkpoint import (
     resolve_checkpoint,
     save_checkpoint,
 )
-from .config import LEDConfig
-from .decoder import decoder_forward
-from .encoder import encoder_forward
-from .functional import bce_with_logits, cross_entropy, linear, mse, subtree
-from .generation_settings import GenerationConfig, model_generation_config, split_for_saving
-from .init import random_weights
-from .names import base_prefix, head_shapes
-from .outputs import (
+from .io.config import LEDConfig
+from .io.generation_settings import GenerationConfig, model_generation_config, split_for_saving
+from .io.names import base_prefix, head_shapes
+from .io.outputs import (
     LEDEncoderBaseModelOutput,
     LEDSeq2SeqLMOutput,
     LEDSeq2SeqModelOutput,
@@ -448,7 +448,7 @@ class LEDForConditionalGeneration(_LEDBase):
         num_beams, length_penalty, early_stopping, no_repeat_ngram_size, encoder_no_repeat_ngram_size,
         repetition_penalty, bad_words_ids, forced_bos_token_id, forced_eos_token_id, num_return_sequences,
         do_sample=False, output_scores, return_dict_in_generate); unset ones come from `generation_config`,
-        then `self.generation_config`, then HF's defaults (see `led_ref.generation_settings`)."""
+        then `self.generation_config`, then HF's defaults (see `led_ref.io.generation_settings`)."""
         from .generation import generate
 
         return generate(self, input_ids, attention_mask=attention_mask, global_attention_mask=global_attention_mask,

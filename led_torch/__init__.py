@@ -4,7 +4,7 @@
     model = LEDForConditionalGeneration.from_pretrained("path/to/led", dtype=torch.float32)
 """
 
-from led_ref.config import LEDConfig
+from led_ref.io.config import LEDConfig
 
 from .model import (
     LEDForConditionalGeneration,

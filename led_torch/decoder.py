@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from led_ref.config import LEDConfig
+from led_ref.io.config import LEDConfig
 
 from .activations import activation
 from .encoder import feed_forward, merge_heads, split_heads

@@ -13,8 +13,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from led_ref.config import LEDConfig
-from led_ref.outputs import LEDEncoderBaseModelOutput
+from led_ref.io.config import LEDConfig
+from led_ref.io.outputs import LEDEncoderBaseModelOutput
 
 from .activations import activation
 from .backends import BACKENDS, attend, get_backend, resolve_backend

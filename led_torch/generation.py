@@ -8,7 +8,7 @@
   `torch.compile` (compile=True) builds one graph.
 * Scores follow HF: logits in float32; greedy takes the argmax of the processed logits, beam search adds the
   processed log-softmax to the running beam scores. Processors run in HF's order (LogitsProcessors).
-* Which settings apply is decided by `led_ref.generation_settings` (policy shared with led_ref; the numerics
+* Which settings apply is decided by `led_ref.io.generation_settings` (policy shared with led_ref; the numerics
   here are led_torch's own).
 """
 
@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from led_ref.generation_settings import GenerateOutput, GenerationSettings, resolve
+from led_ref.io.generation_settings import GenerateOutput, GenerationSettings, resolve
 
 from .decoder import padding_bias
 
@@ -153,7 +153,7 @@ def generate(model, input_ids, attention_mask=None, global_attention_mask=None, 
              compile=False, **options):
     """Token ids (batch * num_return_sequences, length) starting with decoder_start_token_id, or with
     return_dict_in_generate=True a GenerateOutput (sequences; with output_scores=True the per-step processed
-    `scores` and, for beam search, `sequences_scores`). Settings: `led_ref.generation_settings.resolve`."""
+    `scores` and, for beam search, `sequences_scores`). Settings: `led_ref.io.generation_settings.resolve`."""
     config = model.config
     s = resolve(config, getattr(model, "generation_config", None), generation_config, **options)
     if attention_mask is None:

@@ -14,17 +14,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from led_ref.config import LEDConfig
-from led_ref.generation_settings import GenerationConfig, model_generation_config, split_for_saving
-from led_ref.names import TIED_NAMES, TIED_TOP_LEVEL, base_prefix
-from led_ref.outputs import (
+from led_ref.io.config import LEDConfig
+from led_ref.io.generation_settings import GenerationConfig, model_generation_config, split_for_saving
+from led_ref.io.names import TIED_NAMES, TIED_TOP_LEVEL, base_prefix
+from led_ref.io.outputs import (
     LEDEncoderBaseModelOutput,
     LEDSeq2SeqLMOutput,
     LEDSeq2SeqModelOutput,
     LEDSeq2SeqQuestionAnsweringModelOutput,
     LEDSeq2SeqSequenceClassifierOutput,
 )
-from led_ref.validation import check_cache_source  # a shape rule, shared by both packages
+from led_ref.io.validation import check_cache_source  # a shape rule, shared by both packages
 
 from .decoder import LEDDecoder, legacy_cache
 from .encoder import LEDEncoder
@@ -123,7 +123,7 @@ class LEDPreTrainedModel(nn.Module):
     def from_pretrained(cls, path, dtype=torch.float32, device="cpu", attn_implementation: str | None = None):
         """Read an HF-format directory (`config.json` + `model.safetensors`, or `pytorch_model.bin`), or a hub
         id ("allenai/led-base-16384") from the local HF cache; `generation_config.json` when present."""
-        from led_ref.checkpoint import resolve_checkpoint
+        from led_ref.io.checkpoint import resolve_checkpoint
 
         _check_dtype(dtype)
         check_device(device)  # before reading any file
@@ -379,7 +379,7 @@ class LEDForConditionalGeneration(LEDPreTrainedModel):
         num_beams, length_penalty, early_stopping, no_repeat_ngram_size, encoder_no_repeat_ngram_size,
         repetition_penalty, bad_words_ids, forced_bos_token_id, forced_eos_token_id, num_return_sequences,
         do_sample=False, output_scores, return_dict_in_generate); unset ones come from `generation_config`,
-        then `self.generation_config`, then HF's defaults (`led_ref.generation_settings`, shared with led_ref).
+        then `self.generation_config`, then HF's defaults (`led_ref.io.generation_settings`, shared with led_ref).
         `compile=True` runs the decode step through torch.compile."""
         from .generation import generate
         return generate(self, input_ids, attention_mask, global_attention_mask, generation_config, compile,
@@ -515,7 +515,7 @@ def _as_tensor(name: str, value) -> torch.Tensor:
 
 def _check_weights(model: nn.Module, state: dict, architecture: str) -> None:
     """Every missing (base), unexpected, misshapen and non-finite tensor, named in one CheckpointError."""
-    from led_ref.checkpoint import CheckpointError
+    from led_ref.io.checkpoint import CheckpointError
 
     own = model.state_dict()
     optional = model._tied_names() | model._head_names()
@@ -538,7 +538,7 @@ def _load_pickle_weights_only(path: str) -> dict:
     """A pytorch_model.bin through torch's weights-only unpickler: plain tensors only, never code."""
     import pickle
 
-    from led_ref.checkpoint import CheckpointError
+    from led_ref.io.checkpoint import CheckpointError
 
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
@@ -568,14 +568,14 @@ def _as_encoder_output(encoder_outputs) -> LEDEncoderBaseModelOutput:
 
 
 def _load_checkpoint(path: str, architecture: str, dtype: torch.dtype):
-    """(config, numpy weights named for `architecture`) through led_ref.checkpoint (safetensors, shards)."""
-    from led_ref.checkpoint import load_checkpoint
+    """(config, numpy weights named for `architecture`) through led_ref.io.checkpoint (safetensors, shards)."""
+    from led_ref.io.checkpoint import load_checkpoint
 
     np_dtype = np.float64 if dtype == torch.float64 else np.float32
     return load_checkpoint(path, architecture=architecture, dtype=np_dtype, allow_missing_head=True)
 
 
 def _save_checkpoint(path: str, config: LEDConfig, weights: dict, architecture: str) -> None:
-    from led_ref.checkpoint import save_checkpoint
+    from led_ref.io.checkpoint import save_checkpoint
 
     save_checkpoint(path, config, weights, architecture)

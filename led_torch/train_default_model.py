@@ -1,5 +1,5 @@
-"""Train the weights of the embedded default model (`led_ref.default_model`) and write them to
-`led_ref/assets/default_model.safetensors`.
+"""Train the weights of the embedded default model (`led_ref.io.default_model`) and write them to
+`led_ref/io/assets/default_model.safetensors`.
 
     python -m led_torch.train_default_model         # about 4 CPU minutes; deterministic (one thread, fixed seeds)
 
@@ -24,9 +24,9 @@ import time
 import numpy as np
 import torch
 
-from led_ref import default_model
 from led_ref.init import random_weights
-from led_ref.tokenizer import train_byte_level_bpe
+from led_ref.io import default_model
+from led_ref.io.tokenizer import train_byte_level_bpe
 from led_torch import LEDForConditionalGeneration
 
 OUT = default_model.WEIGHTS_FILE

@@ -32,7 +32,7 @@ from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
-from led_ref.config import LEDConfig
+from led_ref.io.config import LEDConfig
 
 from .flops import encoder_flops, matmul_ceiling
 from .peak_memory import peak_bytes

@@ -150,9 +150,9 @@ def checkpoint_parity(directory: str, text: str, sides, progress: bool = True, m
     compared). Generation uses the checkpoint's settings (generation_config.json, else config.json) with
     `max_new_tokens` / `num_beams` overriding them; every side gets them explicitly. `details`, if given, is
     filled with the token counts, global positions and generation settings used."""
-    from led_ref.checkpoint import load_checkpoint, resolve_checkpoint
-    from led_ref.generation_settings import explicit_arguments, model_generation_config, resolve
-    from led_ref.tokenizer import LEDTokenizer
+    from led_ref.io.checkpoint import load_checkpoint, resolve_checkpoint
+    from led_ref.io.generation_settings import explicit_arguments, model_generation_config, resolve
+    from led_ref.io.tokenizer import LEDTokenizer
 
     from .check import Progress, run_case
     from .generation import generation_parity
@@ -162,7 +162,7 @@ def checkpoint_parity(directory: str, text: str, sides, progress: bool = True, m
     config, weights = load_checkpoint(directory)
     architecture = _architecture_of(config, weights)
     if architecture != "LEDForConditionalGeneration":
-        from led_ref.checkpoint import load_checkpoint as _load
+        from led_ref.io.checkpoint import load_checkpoint as _load
 
         config, weights = _load(directory, "LEDForConditionalGeneration", allow_missing_head=True)
     inputs, counts = default_inputs(LEDTokenizer.from_pretrained(directory), config, text, global_positions,
@@ -191,9 +191,9 @@ def _architecture_of(config, weights) -> str:
 def default_model_check(sides, progress: bool = True):
     """checkpoint_parity on the embedded default model and its DEFAULT_TEXT (None if it is not there)."""
     try:
-        from led_ref.default_model import DEFAULT_TEXT, default_checkpoint_dir
+        from led_ref.io.default_model import DEFAULT_TEXT, default_checkpoint_dir
     except ImportError:
-        print("note: led_ref.default_model is not available; skipping the embedded default model", file=sys.stderr)
+        print("note: led_ref.io.default_model is not available; skipping the embedded default model", file=sys.stderr)
         return None
     return checkpoint_parity(default_checkpoint_dir(), DEFAULT_TEXT, sides, progress, max_new_tokens=8,
                              num_beams=1)
@@ -419,8 +419,8 @@ def run_info(args) -> int:
 
     info: dict = {"torch_backends_cpu": available_torch_backends("cpu")}
     try:
-        from led_ref.checkpoint import load_checkpoint
-        from led_ref.default_model import DEFAULT_TEXT, default_checkpoint_dir
+        from led_ref.io.checkpoint import load_checkpoint
+        from led_ref.io.default_model import DEFAULT_TEXT, default_checkpoint_dir
 
         directory = default_checkpoint_dir()
         config, weights = load_checkpoint(directory)

@@ -22,8 +22,8 @@ def read_pickle_weights(folder: str) -> dict[str, np.ndarray]:
     """name -> array from `pytorch_model.bin` or its shards, through the weights-only unpickler."""
     import torch
 
-    from led_ref.checkpoint import CheckpointError
-    from led_ref.files import read_json
+    from led_ref.io.checkpoint import CheckpointError
+    from led_ref.io.files import read_json
     from led_torch.model import _load_pickle_weights_only
 
     single, index = os.path.join(folder, PICKLE_WEIGHTS), os.path.join(folder, PICKLE_INDEX)
@@ -55,8 +55,8 @@ def convert_checkpoint(source: str | os.PathLike, destination: str | os.PathLike
 
     Returns {"architecture", "tensors", "copied"} for the report. DST must not be SRC.
     """
-    from led_ref.checkpoint import infer_architecture, resolve_checkpoint, save_checkpoint
-    from led_ref.config import LEDConfig
+    from led_ref.io.checkpoint import infer_architecture, resolve_checkpoint, save_checkpoint
+    from led_ref.io.config import LEDConfig
 
     source = resolve_checkpoint(source)
     destination = os.fspath(destination)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import time
 
-from led_ref.config import LEDConfig
+from led_ref.io.config import LEDConfig
 
 
 def layer_flops(n: int, d: int, ffn: int, window: int, x: int) -> dict[str, int]:

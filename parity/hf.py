@@ -12,8 +12,8 @@ import warnings
 
 import numpy as np
 
-from led_ref.config import LEDConfig
-from led_ref.names import TIED_NAMES, TIED_TOP_LEVEL, base_prefix
+from led_ref.io.config import LEDConfig
+from led_ref.io.names import TIED_NAMES, TIED_TOP_LEVEL, base_prefix
 
 
 def hf_available() -> bool:

@@ -18,8 +18,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from led_ref.config import LEDConfig
-from led_ref.generation_settings import GenerationConfig
+from led_ref.io.config import LEDConfig
+from led_ref.io.generation_settings import GenerationConfig
 
 
 def to_led_torch(hf_model, dtype=None, device=None, attn_implementation: str | None = None):

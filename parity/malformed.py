@@ -15,7 +15,7 @@ import math
 
 from hypothesis import strategies as st
 
-# Nesting far beyond led_ref.files.MAX_DEPTH and beyond Python's recursion limit (the 100,000).
+# Nesting far beyond led_ref.io.files.MAX_DEPTH and beyond Python's recursion limit (the 100,000).
 DEEP = (65, 2000, 100_000)
 
 

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch.utils.checkpoint import checkpoint
 
-from led_ref.validation import check_window
+from led_ref.io.validation import check_window
 
 PADDING, LOCAL, GLOBAL = 0, 1, 2
 QUERY_BLOCK = 128  # (block + w) * heads * 8 bytes per row: 12 heads at w = 1024 stay ~13 MB per block

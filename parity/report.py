@@ -15,8 +15,8 @@ import os
 
 import numpy as np
 
-from led_ref.config import LEDConfig
-from led_ref.files import FileFormatError, describe, read_json, write_text_atomic
+from led_ref.io.config import LEDConfig
+from led_ref.io.files import FileFormatError, describe, read_json, write_text_atomic
 
 from .compare import Comparison
 
@@ -87,8 +87,8 @@ def load_reproducer(path: str) -> dict:
 
     Anything wrong with the folder (not a reproducer, a file missing, damaged or changed since it was
     written, weights that do not fit the config) is a ValueError / FileNotFoundError naming the file."""
-    from led_ref.checkpoint import adapt_state_dict, check_state_dict, read_safetensors_file
-    from led_ref.names import ARCHITECTURES
+    from led_ref.io.checkpoint import adapt_state_dict, check_state_dict, read_safetensors_file
+    from led_ref.io.names import ARCHITECTURES
 
     path = os.fspath(path)
     directory = path if os.path.isdir(path) else os.path.dirname(path) or "."

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from hypothesis import strategies as st
 
-from led_ref.config import ACTIVATIONS, LEDConfig
+from led_ref.io.config import ACTIVATIONS, LEDConfig
 
 WINDOWS = (2, 4, 6, 8)
 HF_WINDOW_SETS = {4: (4,), 8: (4, 8), 12: (4, 6, 12)}  # largest window -> windows dividing it (all >= 4)

@@ -13,7 +13,7 @@ import pytest
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
-from led_ref.config import LEDConfig  # noqa: E402
+from led_ref.io.config import LEDConfig  # noqa: E402
 from parity import hf as _hf  # noqa: E402
 
 # The project's one comparison (docs/contract.md), strict: shapes must match and NaN never agrees.

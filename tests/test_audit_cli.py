@@ -9,9 +9,9 @@ import shutil
 
 import pytest
 
-from led_ref.default_model import DEFAULT_TEXT, default_checkpoint_dir
-from led_ref.generation_settings import GenerationConfig
-from led_ref.tokenizer import LEDTokenizer
+from led_ref.io.default_model import DEFAULT_TEXT, default_checkpoint_dir
+from led_ref.io.generation_settings import GenerationConfig
+from led_ref.io.tokenizer import LEDTokenizer
 from parity import cli
 
 

@@ -20,8 +20,8 @@ pytest.importorskip("triton", reason="triton is not installed (pip install -e '.
 from triton.compiler.errors import CompilationError  # noqa: E402
 
 import led_torch.backends as backends  # noqa: E402
-from led_ref.config import LEDConfig  # noqa: E402
 from led_ref.init import random_weights  # noqa: E402
+from led_ref.io.config import LEDConfig  # noqa: E402
 from led_torch import LEDModel  # noqa: E402
 from led_torch.backends import auto_candidates, banded_longformer_attention, triton_banded  # noqa: E402
 from led_torch.backends import flex as flex_module  # noqa: E402

@@ -102,7 +102,7 @@ def test_mask_combinators_on_a_small_grid():
 @pytest.mark.parametrize("bad, error", [(0, ValueError), (3, ValueError), (-2, ValueError), (2.0, TypeError),
                                         (True, TypeError)])
 def test_sliding_window_rejects_bad_windows(bad, error):
-    """The project's one window rule (led_ref.validation.check_window): a bad value is a ValueError, a value
+    """The project's one window rule (led_ref.io.validation.check_window): a bad value is a ValueError, a value
     that is no int a TypeError, each naming the window."""
     with pytest.raises(error, match=f"window must be an even int >= 2, got {bad!r}"):
         masks.sliding_window(bad)

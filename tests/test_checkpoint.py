@@ -1,4 +1,4 @@
-"""led_ref.checkpoint against HF's own save_pretrained / from_pretrained, plus every error path."""
+"""led_ref.io.checkpoint against HF's own save_pretrained / from_pretrained, plus every error path."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from led_ref import checkpoint as ckpt
-from led_ref.checkpoint import (
+from led_ref.init import random_weights
+from led_ref.io import checkpoint as ckpt
+from led_ref.io.checkpoint import (
     CheckpointError,
     adapt_state_dict,
     check_state_dict,
@@ -21,9 +22,8 @@ from led_ref.checkpoint import (
     read_state_dict,
     save_checkpoint,
 )
-from led_ref.config import LEDConfig
-from led_ref.init import random_weights
-from led_ref.names import ARCHITECTURES, checkpoint_shapes
+from led_ref.io.config import LEDConfig
+from led_ref.io.names import ARCHITECTURES, checkpoint_shapes
 from tests.hf_oracle import hf_dtype_scope, hf_model, to_numpy, torch, transformers
 
 pytestmark = pytest.mark.hf

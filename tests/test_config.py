@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from led_ref.config import ACTIVATIONS, ConfigError, LEDConfig
+from led_ref.io.config import ACTIVATIONS, ConfigError, LEDConfig
 from tests.hf_oracle import hf_config, transformers
 
 pytestmark = pytest.mark.hf

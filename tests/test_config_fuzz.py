@@ -21,8 +21,8 @@ from hypothesis import strategies as st
 
 import led_ref
 import led_torch
-from led_ref.config import ConfigError, LEDConfig
 from led_ref.init import random_weights
+from led_ref.io.config import ConfigError, LEDConfig
 from parity.malformed import config_values, json_values
 from parity.strategies import profile_examples
 

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import torch
 
-from led_ref.config import LEDConfig
 from led_ref.init import random_weights
+from led_ref.io.config import LEDConfig
 from parity.check import run_case
 from parity.implementations import Side
 from tests.test_backend_flex import HALF_BUDGETS, brute_force_context, scaled_error

@@ -9,12 +9,12 @@ import pathlib
 import numpy as np
 import pytest
 
-from led_ref import default_model
-from led_ref.checkpoint import load_checkpoint
-from led_ref.config import LEDConfig
-from led_ref.default_model import DEFAULT_TEXT, default_checkpoint_dir, default_config
 from led_ref.init import random_weights
-from led_ref.tokenizer import LEDTokenizer
+from led_ref.io import default_model
+from led_ref.io.checkpoint import load_checkpoint
+from led_ref.io.config import LEDConfig
+from led_ref.io.default_model import DEFAULT_TEXT, default_checkpoint_dir, default_config
+from led_ref.io.tokenizer import LEDTokenizer
 from tests.hf_oracle import hf_dtype_scope, torch, transformers
 
 pytestmark = pytest.mark.hf
@@ -113,7 +113,7 @@ def test_missing_or_mismatched_weights_name_the_file(monkeypatch, tmp_path):
 def test_the_trained_model_has_learned_its_task(built):
     """The synthetic task of led_torch/train_default_model.py: name the paragraph (its first two words), then copy
     the span with its masked tokens restored; and the attention is far from uniform."""
-    from led_ref.explorer import dense_layer, model_attentions
+    from led_ref.explore.explorer import dense_layer, model_attentions
     from led_ref.model import LEDForConditionalGeneration, LEDModel
 
     tok = LEDTokenizer.from_pretrained(built)

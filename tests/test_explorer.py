@@ -1,4 +1,4 @@
-"""`python -m led_ref layout` and `led_ref.explorer` / `led_ref.pictures` against independent derivations.
+"""`python -m led_ref layout`, `led_ref.explore.explorer` and `.pictures` against independent derivations.
 
 The printed 0/1 mask is compared with a brute-force mask written here from the rules of docs/contract.md; the
 compact-layout explanation is compared with the columns HF's LED really fills; the PNG is read back pixel
@@ -19,8 +19,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from led_ref import explorer, layout
-from led_ref.__main__ import main
+from led_ref import layout
+from led_ref.explore import explorer
+from led_ref.explore.cli import main
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -261,8 +262,8 @@ def test_explorer_functions_raise_value_errors_naming_the_limit():
 def _hf_encoder(window: int):
     """A 1-layer, 1-head HF LED (float32) with window `window` and fixed random weights."""
     torch = pytest.importorskip("torch")
-    from led_ref.config import LEDConfig
     from led_ref.init import random_weights
+    from led_ref.io.config import LEDConfig
     from tests.hf_oracle import hf_model
 
     config = LEDConfig(vocab_size=20, d_model=4, encoder_layers=1, decoder_layers=1, encoder_attention_heads=1,
@@ -309,7 +310,7 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 def _pixels_of(image: np.ndarray, hex_color: str) -> int:
-    from led_ref.pictures import rgb
+    from led_ref.explore.pictures import rgb
 
     return int(np.sum(np.all(np.abs(image[..., :3] - rgb(hex_color)) < 1.5 / 255, axis=-1)))
 
@@ -318,8 +319,8 @@ def test_png_from_the_cli_has_the_pattern_colours(tmp_path):
     pytest.importorskip("matplotlib")
     from matplotlib.image import imread
 
-    from led_ref.explorer import Cell
-    from led_ref.pictures import CELL_COLORS
+    from led_ref.explore.explorer import Cell
+    from led_ref.explore.pictures import CELL_COLORS
 
     path = tmp_path / "layout.png"
     status, out, err = run_cli(layout_args(12, 4, [0], 2, "--png", str(path)))
@@ -343,8 +344,8 @@ def test_png_from_the_cli_has_the_pattern_colours(tmp_path):
 def test_drawn_cells_have_their_kind_colour(case):
     """Render the figure and read the colour at the centre of every cell of the pattern axes."""
     pytest.importorskip("matplotlib")
-    from led_ref.explorer import Cell
-    from led_ref.pictures import CELL_COLORS, ROLE_COLORS, draw_layout, rgb
+    from led_ref.explore.explorer import Cell
+    from led_ref.explore.pictures import CELL_COLORS, ROLE_COLORS, draw_layout, rgb
 
     seq_len, window, globals_, pad = case
     fig = draw_layout(seq_len, [window], globals_, pad)
@@ -372,7 +373,7 @@ def test_drawn_cells_have_their_kind_colour(case):
 
 
 def test_missing_matplotlib_names_the_extra(monkeypatch, tmp_path):
-    from led_ref import pictures
+    from led_ref.explore import pictures
 
     monkeypatch.setitem(sys.modules, "matplotlib.figure", None)  # makes `from matplotlib.figure import` fail
     with pytest.raises(pictures.PicturesUnavailable, match=r"pip install 'led-parity\[pictures\]'"):
@@ -393,9 +394,9 @@ def tiny_led(tmp_path_factory, max_positions: int) -> str:
     with no merges (one token per byte), saved in HF format."""
     from tokenizers import pre_tokenizers
 
-    from led_ref.config import LEDConfig
+    from led_ref.io.config import LEDConfig
+    from led_ref.io.tokenizer import LEDTokenizer
     from led_ref.model import LEDForConditionalGeneration
-    from led_ref.tokenizer import LEDTokenizer
 
     specials = ["<s>", "<pad>", "</s>", "<unk>"]
     alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
@@ -432,7 +433,7 @@ def test_from_model_heatmaps_grey_outside_the_pattern(tiny_checkpoint, tmp_path)
     pytest.importorskip("matplotlib")
     from matplotlib.image import imread
 
-    from led_ref.pictures import NOT_ATTENDED
+    from led_ref.explore.pictures import NOT_ATTENDED
 
     png = tmp_path / "heat.png"
     status, out, err = run_cli(["layout", "--from-model", "--checkpoint", tiny_checkpoint, "--text", "a cat sat",
@@ -448,8 +449,8 @@ def test_from_model_heatmaps_grey_outside_the_pattern(tiny_checkpoint, tmp_path)
 
 def test_from_model_dense_view_is_a_distribution_on_the_pattern(tiny_checkpoint):
     """The dense rows the heat maps show sum to 1 and vanish exactly outside the brute-force pattern."""
+    from led_ref.io.tokenizer import LEDTokenizer
     from led_ref.model import LEDModel
-    from led_ref.tokenizer import LEDTokenizer
 
     model, tokenizer = LEDModel.from_pretrained(tiny_checkpoint), LEDTokenizer.from_pretrained(tiny_checkpoint)
     found = explorer.model_attentions(model, tokenizer, "hello there", [0, 3])
@@ -489,9 +490,9 @@ def test_from_model_missing_checkpoint_is_exit_2(tmp_path):
 def test_from_model_on_the_embedded_default_model():
     """No --checkpoint, no --text: the embedded default model on DEFAULT_TEXT; the round trip is exact and the
     dense view is a distribution on exactly the brute-force pattern of each layer."""
-    from led_ref.default_model import DEFAULT_TEXT, default_checkpoint_dir
+    from led_ref.io.default_model import DEFAULT_TEXT, default_checkpoint_dir
+    from led_ref.io.tokenizer import LEDTokenizer
     from led_ref.model import LEDModel
-    from led_ref.tokenizer import LEDTokenizer
 
     status, out, err = run_cli(["layout", "--from-model", "--check-roundtrip"])
     assert status == 0, err
@@ -554,9 +555,9 @@ def test_from_model_takes_texts_up_to_the_models_limit_with_block_views(long_che
     """Beyond 1,024 tokens: the whole text up to max_encoder_position_embeddings, rows read from the compact
     arrays, heat maps of blocks; a longer text is cut to the limit with a one-line note."""
     pytest.importorskip("matplotlib")
-    from led_ref import pictures
+    from led_ref.explore import pictures
+    from led_ref.io.tokenizer import LEDTokenizer
     from led_ref.model import LEDModel
-    from led_ref.tokenizer import LEDTokenizer
 
     text = "the quick brown fox jumps over the lazy dog. " * 27  # 1,215 bytes: 1,217 tokens
     path, png = tmp_path / "long.txt", tmp_path / "heat.png"
@@ -688,8 +689,8 @@ def test_collapsed_column_runs_cover_every_column_once(case, data):
 
 def test_png_at_led_base_scale_keeps_globals_and_the_strip_visible():
     pytest.importorskip("matplotlib")
-    from led_ref.explorer import Cell
-    from led_ref.pictures import CELL_COLORS, MIN_LINE_PIXELS, ROLE_COLORS, draw_layout, rgb
+    from led_ref.explore.explorer import Cell
+    from led_ref.explore.pictures import CELL_COLORS, MIN_LINE_PIXELS, ROLE_COLORS, draw_layout, rgb
 
     fig = draw_layout(16384, [1024], [0, 5000], 2, 9000)
     fig.canvas.draw()
@@ -758,8 +759,8 @@ def test_batch_png_draws_every_row_with_its_globals_padding_and_slots(tmp_path):
     """`--batch ... --png`: one panel per batch row, each with its own global column and padding, and a strip of
     the batch's x slots where the slots a row does not fill are drawn as unused (0)."""
     pytest.importorskip("matplotlib")
-    from led_ref.explorer import Cell
-    from led_ref.pictures import CELL_COLORS, ROLE_COLORS, draw_batch_layout, rgb
+    from led_ref.explore.explorer import Cell
+    from led_ref.explore.pictures import CELL_COLORS, ROLE_COLORS, draw_batch_layout, rgb
 
     batch = [([0, 5], 0), ([3], 2), ([], 4)]
     path = tmp_path / "batch.png"
@@ -836,8 +837,8 @@ def test_reach_text_and_png_show_the_global_hop(tmp_path):
     assert "  after layer 0 (window 4): 3..7, 40  [6 of 64 tokens; windows alone: 3..7]" in out
     assert "  after layer 1 (window 4): 0..63  [64 of 64 tokens; windows alone: 1..9]" in out
     pytest.importorskip("matplotlib")
-    from led_ref.explorer import Cell
-    from led_ref.pictures import CELL_COLORS, draw_reach, rgb
+    from led_ref.explore.explorer import Cell
+    from led_ref.explore.pictures import CELL_COLORS, draw_reach, rgb
 
     assert path.read_bytes()[:8] == PNG_MAGIC
     fig = draw_reach(64, [4, 4, 8], [40], 0, 5)
@@ -873,7 +874,7 @@ def test_long_heat_maps_pool_blocks_so_the_band_stays_visible():
     """600 tokens, window 2: pooled to 120 x 120 blocks of 5, the band covers 3 blocks of a row block (not 3 keys
     of 600, a hairline)."""
     pytest.importorskip("matplotlib")
-    from led_ref.pictures import NOT_ATTENDED, draw_heatmaps, rgb
+    from led_ref.explore.pictures import NOT_ATTENDED, draw_heatmaps, rgb
 
     seq, window = 600, 2
     mask = brute_force_mask(seq, window, [], 0)

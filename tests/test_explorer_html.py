@@ -16,7 +16,8 @@ import os
 import numpy as np
 import pytest
 
-from led_ref import explorer, explorer_html
+from led_ref.explore import explorer
+from led_ref.explore import page as explorer_html
 from tests.test_explorer import run_cli, tiny_checkpoint  # noqa: F401  (tiny_checkpoint is a fixture)
 
 CHROMIUM = os.environ.get("LED_PARITY_CHROMIUM", "/usr/bin/chromium")
@@ -309,8 +310,8 @@ def test_cli_html_is_self_contained(tmp_path, open_page):
 
 
 def test_from_model_page_shows_the_model_probabilities(tiny_checkpoint, tmp_path, open_page):  # noqa: F811
+    from led_ref.io.tokenizer import LEDTokenizer
     from led_ref.model import LEDModel
-    from led_ref.tokenizer import LEDTokenizer
 
     path = tmp_path / "model.html"
     status, out, err = run_cli(["layout", "--from-model", "--checkpoint", tiny_checkpoint, "--text", "a cat sat",

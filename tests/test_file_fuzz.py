@@ -4,7 +4,7 @@ lacks) whose message names the file; never a RecursionError, UnicodeDecodeError,
 
 Formats: config.json, model.safetensors (its header), model.safetensors.index.json, vocab.json, merges.txt,
 tokenizer.json, tokenizer_config.json, special_tokens_map.json, generation_config.json (parse level, through
-led_ref.files.read_json) and reproducer folders (case.json, model.safetensors, inputs.npz).
+led_ref.io.files.read_json) and reproducer folders (case.json, model.safetensors, inputs.npz).
 """
 
 from __future__ import annotations
@@ -23,11 +23,11 @@ from hypothesis import strategies as st
 
 import led_ref
 import led_torch
-from led_ref.checkpoint import CheckpointError, save_checkpoint
-from led_ref.config import ConfigError, LEDConfig
-from led_ref.files import MAX_DEPTH, FileFormatError, read_json
 from led_ref.init import random_weights
-from led_ref.tokenizer import LEDTokenizer, train_byte_level_bpe
+from led_ref.io.checkpoint import CheckpointError, save_checkpoint
+from led_ref.io.config import ConfigError, LEDConfig
+from led_ref.io.files import MAX_DEPTH, FileFormatError, read_json
+from led_ref.io.tokenizer import LEDTokenizer, train_byte_level_bpe
 from parity import cli
 from parity.malformed import damaged_bytes, json_values
 from parity.report import load_reproducer, save_reproducer

@@ -20,8 +20,8 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from safetensors.numpy import save_file
 
-from led_ref.config import LEDConfig
 from led_ref.init import random_weights
+from led_ref.io.config import LEDConfig
 from tests.test_reliability import CLASSES, CONFIG, DEC, IDS, IMPLS, MASK, Impl, model_for
 
 ENTRIES = CLASSES + ("get_encoder", "generate")
@@ -195,7 +195,7 @@ def tokenizer():
     if not _TOKENIZER:
         import tempfile
 
-        from led_ref.tokenizer import train_byte_level_bpe
+        from led_ref.io.tokenizer import train_byte_level_bpe
 
         folder = tempfile.mkdtemp(prefix="led-fuzz-tok-")
         _TOKENIZER.append(train_byte_level_bpe(["the cat sat on the mat", "a dog", "hello world"] * 3, 300, folder))

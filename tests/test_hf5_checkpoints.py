@@ -22,7 +22,7 @@ import torch
 
 import led_ref
 import led_torch
-from led_ref.generation_settings import GENERATION_CONFIG_NAME, resolve
+from led_ref.io.generation_settings import GENERATION_CONFIG_NAME, resolve
 
 FIXTURES = Path(__file__).parent / "fixtures" / "hf5"
 FOLDERS = sorted(p.name for p in FIXTURES.iterdir() if (p / "expected.json").is_file())

@@ -19,9 +19,9 @@ from hf_oracle import hf_dtype_scope, hf_model, transformers
 
 import led_ref
 import led_torch
-from led_ref.config import ConfigError, LEDConfig
-from led_ref.generation_settings import GENERATION_CONFIG_NAME, GenerationConfig, resolve
 from led_ref.init import random_weights
+from led_ref.io.config import ConfigError, LEDConfig
+from led_ref.io.generation_settings import GENERATION_CONFIG_NAME, GenerationConfig, resolve
 
 pytestmark = pytest.mark.hf
 torch.set_num_threads(1)

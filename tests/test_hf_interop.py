@@ -75,7 +75,7 @@ def test_swapped_model_saves_what_unmodified_hf_loads(tmp_path):
 
 
 def test_summarization_pipeline_runs_on_the_swapped_model(tmp_path):
-    from led_ref.tokenizer import train_byte_level_bpe
+    from led_ref.io.tokenizer import train_byte_level_bpe
 
     train_byte_level_bpe(["the quick brown fox jumps over the lazy dog"] * 20, 280, tmp_path)
     tokenizer = transformers.LEDTokenizerFast.from_pretrained(tmp_path)

@@ -11,7 +11,7 @@ import os
 import pytest
 from hf_oracle import transformers
 
-from led_ref.tokenizer import LEDTokenizer, train_byte_level_bpe
+from led_ref.io.tokenizer import LEDTokenizer, train_byte_level_bpe
 
 pytestmark = pytest.mark.hf
 logging.getLogger("transformers").setLevel(logging.CRITICAL)

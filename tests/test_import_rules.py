@@ -55,7 +55,7 @@ def test_led_torch_never_imports_led_ref_numerics(path):
 def test_led_ref_never_imports_torch_at_module_level(path):
     tree = ast.parse(path.read_text(encoding="utf-8"))
     top = set()
-    for node in tree.body:  # module level only: led_ref.tokenizer may import torch inside return_tensors="pt"
+    for node in tree.body:  # module level only: led_ref.io.tokenizer may import torch inside return_tensors="pt"
         if isinstance(node, ast.Import):
             top.update(alias.name.split(".")[0] for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
@@ -74,7 +74,7 @@ def test_running_the_spec_loads_no_torch():
         "import sys, numpy as np, pkgutil, importlib, led_ref\n"
         "for m in pkgutil.iter_modules(led_ref.__path__):\n"
         "    importlib.import_module('led_ref.' + m.name)\n"
-        "from led_ref.default_model import default_checkpoint_dir\n"
+        "from led_ref.io.default_model import default_checkpoint_dir\n"
         "model = led_ref.LEDForConditionalGeneration.from_pretrained(default_checkpoint_dir())\n"
         "ids = np.array([[0, 5, 6, 7, 2]])\n"
         "model.generate(ids, max_new_tokens=2)\n"
@@ -85,7 +85,7 @@ def test_running_the_spec_loads_no_torch():
 def test_running_led_torch_loads_no_spec_numerics():
     out = run_python(
         "import sys, torch, led_torch\n"
-        "from led_ref.default_model import default_checkpoint_dir\n"
+        "from led_ref.io.default_model import default_checkpoint_dir\n"
         "model = led_torch.LEDForConditionalGeneration.from_pretrained(default_checkpoint_dir())\n"
         "ids = torch.tensor([[0, 5, 6, 7, 2]])\n"
         "model.generate(ids, max_new_tokens=2, num_beams=2)\n"

@@ -42,7 +42,7 @@ def test_info(capsys):
 
 def test_audit_with_hf(tmp_path, capsys):
     pytest.importorskip("transformers")
-    from led_ref.default_model import DEFAULT_TEXT, default_checkpoint_dir
+    from led_ref.io.default_model import DEFAULT_TEXT, default_checkpoint_dir
 
     text = tmp_path / "text.txt"
     text.write_text(DEFAULT_TEXT)

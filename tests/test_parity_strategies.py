@@ -48,7 +48,7 @@ def test_attention_cases(case):
 
 @given(led_configs().flatmap(lambda c: weights(c).map(lambda w: (c, w))))
 def test_weights_are_seeded_random_weights(pair):
-    from led_ref.names import checkpoint_shapes
+    from led_ref.io.names import checkpoint_shapes
 
     config, drawn = pair
     shapes = checkpoint_shapes(config, "LEDForConditionalGeneration")

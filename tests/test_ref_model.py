@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from led_ref import LEDConfig, LEDForConditionalGeneration, LEDModel
 from led_ref.functional import activation, ffn, layer_norm
 from led_ref.init import random_weights
-from led_ref.outputs import LEDEncoderBaseModelOutput
+from led_ref.io.outputs import LEDEncoderBaseModelOutput
 from parity.hf import defined_loss
 from parity.reference import reference_attention
 from parity.strategies import encoder_inputs, led_configs, model_cases

@@ -16,8 +16,8 @@ import torch
 
 import led_ref
 import led_torch
-from led_ref.config import LEDConfig
 from led_ref.init import random_weights
+from led_ref.io.config import LEDConfig
 from tests.hf_oracle import scaled_error
 
 # vocab 20, windows 2 and 4 (padding to multiples of 4), a position table that is not a multiple of 4.

@@ -22,10 +22,10 @@ import torch
 from safetensors.numpy import save_file
 
 import led_ref
-import led_ref.checkpoint as ckpt
+import led_ref.io.checkpoint as ckpt
 import led_torch
-from led_ref.config import LEDConfig
 from led_ref.init import random_weights
+from led_ref.io.config import LEDConfig
 
 CONFIG = LEDConfig(vocab_size=20, d_model=8, encoder_layers=2, decoder_layers=1, encoder_attention_heads=2,
                    decoder_attention_heads=2, encoder_ffn_dim=8, decoder_ffn_dim=8, attention_window=[2, 4],
@@ -379,7 +379,7 @@ def test_temp_files_of_a_killed_save_are_removed_by_the_next_save(tmp_path):
     import subprocess
     import sys
 
-    from led_ref.files import TEMP_PREFIX
+    from led_ref.io.files import TEMP_PREFIX
 
     folder = tmp_path / "ckpt"
     _model("led_ref", seed=1).save_pretrained(folder)
@@ -409,7 +409,7 @@ def test_temp_files_of_a_killed_save_are_removed_by_the_next_save(tmp_path):
 
 @pytest.mark.parametrize("package", PACKAGES)
 def test_a_planted_stale_temp_file_is_removed_by_a_save(tmp_path, package):
-    from led_ref.files import TEMP_PREFIX
+    from led_ref.io.files import TEMP_PREFIX
 
     tmp_path.mkdir(exist_ok=True)
     stale = tmp_path / f"{TEMP_PREFIX}999999999-abc.part"  # no such process

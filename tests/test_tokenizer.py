@@ -18,7 +18,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from led_ref.tokenizer import LEDTokenizer, clean_up_tokenization, train_byte_level_bpe, truncate_pair
+from led_ref.io.tokenizer import LEDTokenizer, clean_up_tokenization, train_byte_level_bpe, truncate_pair
 from tests.hf_oracle import torch, transformers
 
 pytestmark = pytest.mark.hf

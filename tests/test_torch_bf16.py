@@ -11,8 +11,8 @@ import torch
 from hypothesis import given
 from torch.profiler import ProfilerActivity, profile
 
-from led_ref.config import LEDConfig
 from led_ref.init import random_weights
+from led_ref.io.config import LEDConfig
 from led_torch.linear import _DTYPES, onednn_linear_enabled
 from parity.compare import compare_outputs
 from parity.generation import generation_parity

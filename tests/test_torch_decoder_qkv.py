@@ -4,7 +4,7 @@ computes what the three projections compute, and follows every change of the wei
 import pytest
 import torch
 
-from led_ref.config import LEDConfig
+from led_ref.io.config import LEDConfig
 from led_torch.decoder import DecoderAttention
 from led_torch.encoder import split_heads
 

@@ -9,8 +9,8 @@ from hf_oracle import hf_dtype_scope, hf_model
 from hypothesis import given
 from hypothesis import strategies as st
 
-from led_ref.config import LEDConfig
 from led_ref.init import random_weights
+from led_ref.io.config import LEDConfig
 from led_torch import LEDForConditionalGeneration
 from led_torch.generation import banned_ngram_tokens
 from parity.strategies import encoder_inputs, led_configs

@@ -194,8 +194,8 @@ def test_a_model_on_the_onednn_path_agrees_with_the_spec():
     or an honest tie."""
     import numpy as np
 
-    from led_ref.config import LEDConfig
     from led_ref.init import random_weights
+    from led_ref.io.config import LEDConfig
     from parity.check import run_case
     from parity.generation import generation_parity
     from parity.implementations import Side

@@ -11,8 +11,8 @@ from hf_oracle import hf_dtype_scope, hf_model, scaled_error, to_numpy
 from hypothesis import given
 from hypothesis import strategies as st
 
-from led_ref.config import LEDConfig
 from led_ref.init import random_weights
+from led_ref.io.config import LEDConfig
 from led_torch import (
     LEDForConditionalGeneration,
     LEDForQuestionAnswering,

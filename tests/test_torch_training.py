@@ -11,8 +11,8 @@ import torch
 from hf_oracle import hf_model, scaled_error
 from hypothesis import given
 
-from led_ref.config import LEDConfig
 from led_ref.init import random_weights
+from led_ref.io.config import LEDConfig
 from led_torch import LEDForConditionalGeneration
 from parity.strategies import model_cases
 

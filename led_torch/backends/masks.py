@@ -29,7 +29,7 @@ from collections.abc import Callable
 
 import torch
 
-from led_ref.validation import check_window  # the project's one window rule
+from led_ref.io.validation import check_window  # the project's one window rule
 
 PADDING, LOCAL, GLOBAL = 0, 1, 2
 

@@ -1,21 +1,21 @@
 """The embedded default model: a small, deterministic LED checkpoint built on first use, no download needed.
 
 What defines it: the config (`default_config`), the corpus its byte-level BPE vocabulary is trained on
-(`DEFAULT_CORPUS`), and its float32 weights, committed as `led_ref/assets/default_model.safetensors` (1 MB).
+(`DEFAULT_CORPUS`), and its float32 weights, committed as `led_ref/io/assets/default_model.safetensors` (1 MB).
 The weights were trained by `led_torch/train_default_model.py` (deterministic, a few CPU minutes, starting
 from `led_ref.init.random_weights(seed=WEIGHTS_SEED)`) on a synthetic task made from the corpus, where the
 window and the global `<s>` token matter: restore masked tokens of a span (from its neighbours) and name the
 paragraph it comes from (from the whole input). So its attention maps have learned structure and its
 generations are text, and every implementation must compute the same numbers from it.
 
-    >>> from led_ref.default_model import default_checkpoint_dir, DEFAULT_TEXT
+    >>> from led_ref.io.default_model import default_checkpoint_dir, DEFAULT_TEXT
     >>> path = default_checkpoint_dir()          # doctest: +SKIP
     >>> # path holds config.json, model.safetensors (float32 LEDForConditionalGeneration), vocab.json, merges.txt
 
 The folder is `$LED_PARITY_CACHE/default-<hash>` (else `~/.cache/led-parity/default-<hash>`); the hash
 covers the whole recipe, so a changed recipe gets a new folder. It is built in a temp folder and renamed
 into place, so a reader never sees a half-built model; two builds give byte-identical files.
-Rebuild with `python -m led_ref.default_model --rebuild`.
+Rebuild with `python -m led_ref.io.default_model --rebuild`.
 """
 
 from __future__ import annotations
@@ -30,9 +30,9 @@ import tempfile
 
 import numpy as np
 
+from ..init import random_weights
 from .checkpoint import read_safetensors_file, save_checkpoint
 from .config import LEDConfig
-from .init import random_weights
 from .tokenizer import LEDTokenizer, train_byte_level_bpe
 
 RECIPE_VERSION = 3  # bump when the build changes in a way the hash below cannot see
@@ -165,7 +165,7 @@ def default_weights(config: LEDConfig | None = None) -> dict[str, np.ndarray]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m led_ref.default_model", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m led_ref.io.default_model", description=__doc__.splitlines()[0])
     parser.add_argument("--rebuild", action="store_true", help="build the default checkpoint again")
     args = parser.parse_args(argv)
     print(default_checkpoint_dir(rebuild=args.rebuild))

@@ -60,7 +60,7 @@ class LEDConfig:
     num_labels: int = 2
     problem_type: str | None = None
     # Generation parameters HF keeps on the model config (the older layout; None = unset, as HF writes them
-    # next to a generation_config.json). `led_ref.generation_settings` decides which values generate uses.
+    # next to a generation_config.json). `led_ref.io.generation_settings` decides which values generate uses.
     max_length: int | None = 20
     min_length: int | None = 0
     num_beams: int | None = 1

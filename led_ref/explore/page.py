@@ -22,10 +22,11 @@ from importlib import resources
 
 import numpy as np
 
-from . import explorer, layout
+from .. import layout
+from . import explorer
 from .explorer import Cell
 
-# The page's colours are the PNG's (`led_ref.pictures`), so both media read the same.
+# The page's colours are the PNG's (`led_ref.explore.pictures`), so both media read the same.
 COLORS = {
     "window": "#4c78a8", "self": "#1b2f5e", "globalKey": "#f58518", "globalRow": "#c03a2b", "outside": "#ffffff",
     "padKey": "#c8c8c8", "padRow": "#ececec", "globalInWindow": "#fbd3a6", "unused": "#e0e0e0",
@@ -87,8 +88,8 @@ def model_state(found: explorer.ModelAttentions, layer: int = 0, row: int | None
 
 
 def asset(name: str) -> str:
-    """A file of `led_ref/assets/` (the page's template, style sheet and script)."""
-    return (resources.files("led_ref") / "assets" / name).read_text(encoding="utf-8")
+    """A file of `led_ref/explore/assets/` (the page's template, style sheet and script)."""
+    return (resources.files("led_ref.explore") / "assets" / name).read_text(encoding="utf-8")
 
 
 def page(state: dict, title: str = "LED attention layout explorer") -> str:

@@ -26,8 +26,8 @@ from enum import IntEnum
 
 import numpy as np
 
-from . import layout
-from .validation import check_window
+from .. import layout
+from ..io.validation import check_window
 
 # LED-base's encoder limit; long sequences are drawn at block level, so output stays bounded.
 MAX_EXPLORER_SEQ_LEN = 16384

@@ -1,7 +1,7 @@
 """Reading and writing HF-format LED checkpoints with NumPy and safetensors only (never pickle, never torch).
 
 A checkpoint is a folder holding `config.json` and the weights, either one `model.safetensors` or shards
-listed by `model.safetensors.index.json`. Tensor names are HF's (see `led_ref.names`): head models keep
+listed by `model.safetensors.index.json`. Tensor names are HF's (see `led_ref.io.names`): head models keep
 the encoder-decoder under `led.`, the tied embeddings (`*.embed_tokens.weight`, `lm_head.weight`) are not
 stored. The functions here go one step at a time, so each can be used and tested alone:
 
@@ -398,7 +398,7 @@ def save_checkpoint(
     folder; only then are they renamed into place, config.json last, so an interrupted save leaves the previous
     checkpoint as it was (and no temp files). The config and every weight are checked first (non-finite
     weights too, which the loader would refuse, unless `allow_non_finite`): a save that fails on them writes
-    nothing. Temp files left by a save that was killed (`led_ref.files.TEMP_PREFIX`) are removed.
+    nothing. Temp files left by a save that was killed (`led_ref.io.files.TEMP_PREFIX`) are removed.
     """
     # Everything is checked and every byte prepared before the first one is written: a save that fails
     # leaves the folder exactly as it was.

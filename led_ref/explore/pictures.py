@@ -14,7 +14,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from . import explorer, layout
+from .. import layout
+from . import explorer
 from .explorer import Cell
 
 INSTALL_HINT = "pip install 'led-parity[pictures]'"
