@@ -19,7 +19,7 @@ from led_ref.io.outputs import LEDEncoderBaseModelOutput
 from .activations import activation
 from .backends import BACKENDS, attend, get_backend, resolve_backend
 from .backends.banded import banded_longformer_attention
-from .backends.masks import global_slots
+from .backends.rule import GLOBAL, global_slots, token_kinds
 from .linear import Linear
 from .validation import (
     as_model_dtype,
@@ -48,14 +48,6 @@ def widen_window_columns(probs: torch.Tensor, narrow: int, wide: int) -> torch.T
     x = probs.shape[-1] - narrow - 1
     side = (wide - narrow) // 2
     return torch.cat([probs[..., :x], F.pad(probs[..., x:], (side, side))], dim=-1)
-
-
-def token_kinds(attention_mask: torch.Tensor, global_attention_mask: torch.Tensor | None) -> torch.Tensor:
-    """0 padding, 1 local, 2 global: `attention_mask * (global_attention_mask + 1)`. (batch, seq) long."""
-    kind = attention_mask.long()
-    if global_attention_mask is not None:
-        kind = kind * (global_attention_mask.long() + 1)
-    return kind
 
 
 def split_heads(t: torch.Tensor, heads: int) -> torch.Tensor:
@@ -264,7 +256,7 @@ class LEDEncoder(nn.Module):
         if attention_mask is None:
             attention_mask = torch.ones(batch, seq, dtype=torch.long, device=device)
         kind = F.pad(token_kinds(attention_mask, global_attention_mask), (0, padded - seq))
-        any_global = bool((kind == 2).any())
+        any_global = bool((kind == GLOBAL).any())
 
         hidden = self.layernorm_embedding(self.embed(input_ids, inputs_embeds, padded))
         hidden = F.dropout(hidden, config.dropout, self.training)
