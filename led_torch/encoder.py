@@ -19,7 +19,7 @@ from led_ref.io.outputs import LEDEncoderBaseModelOutput
 from .activations import activation
 from .backends import BACKENDS, attend, get_backend, resolve_backend
 from .backends.banded import banded_longformer_attention
-from .backends.rule import GLOBAL, global_slots, token_kinds
+from .backends.rule import GLOBAL, PADDING, at_global_tokens, gather_rows, global_slots, rows_where, token_kinds
 from .linear import Linear
 from .validation import (
     as_model_dtype,
@@ -124,10 +124,9 @@ class LongformerSelfAttention(nn.Module):
     def _global_queries(self, hidden, token_kind):
         """query_global of the global tokens only (zeros elsewhere: no backend reads them), saving one of the
         six seq x d x d projections."""
-        positions, valid = global_slots(token_kind)
-        index = positions[:, :, None].expand(-1, -1, hidden.shape[-1])
-        rows = self.query_global(torch.gather(hidden, 1, index)) * valid[:, :, None].to(hidden.dtype)
-        return torch.zeros_like(hidden).scatter_add(1, index, rows)
+        positions, _ = global_slots(token_kind)
+        rows = self.query_global(gather_rows(hidden[:, None], positions)[:, 0])  # (batch, x, d)
+        return rows_where(at_global_tokens(rows[:, None], token_kind), token_kind == GLOBAL)[:, 0]
 
 
 class EncoderAttention(nn.Module):
@@ -255,7 +254,7 @@ class LEDEncoder(nn.Module):
         hf_padded = -(-seq // config.max_window) * config.max_window
         if attention_mask is None:
             attention_mask = torch.ones(batch, seq, dtype=torch.long, device=device)
-        kind = F.pad(token_kinds(attention_mask, global_attention_mask), (0, padded - seq))
+        kind = F.pad(token_kinds(attention_mask, global_attention_mask), (0, padded - seq), value=PADDING)
         any_global = bool((kind == GLOBAL).any())
 
         hidden = self.layernorm_embedding(self.embed(input_ids, inputs_embeds, padded))

@@ -216,20 +216,29 @@ def test_global_rows_and_rows_by_kind_give_the_references_context(case, matmul_d
 
 
 # ---------------------------------------------------------------------------------------------- one home
-def _bare_kind_comparisons(path: pathlib.Path) -> list[str]:
-    """`<...kind...> == 2`-style comparisons of a token kind with an integer literal, as 'file:line'."""
+def _bare_kind_comparisons(tree: ast.AST) -> list[int]:
+    """Lines of `<...kind...> == 2`-style comparisons of a token kind with an integer literal."""
     found = []
-    for node in ast.walk(ast.parse(path.read_text())):
+    for node in ast.walk(tree):
         if isinstance(node, ast.Compare):
             sides = [node.left, *node.comparators]
             if any("kind" in ast.unparse(s) for s in sides) and any(
                     isinstance(s, ast.Constant) and type(s.value) is int for s in sides):
-                found.append(f"{path.name}:{node.lineno}")
+                found.append(node.lineno)
     return found
 
 
-@pytest.mark.parametrize("path", sorted(p for p in BACKENDS_DIR.glob("*.py") if p.name != "rule.py"),
-                         ids=lambda p: p.name)
+def _slot_placements(tree: ast.AST) -> list[int]:
+    """Lines calling cumsum or a scatter (how global slots get put back at their tokens)."""
+    return [node.lineno for node in ast.walk(tree) if isinstance(node, ast.Call)
+            and any(word in ast.unparse(node.func) for word in ("cumsum", "scatter", "index_put"))]
+
+
+@pytest.mark.parametrize("path", sorted(p for p in BACKENDS_DIR.glob("*.py") if p.name != "rule.py")
+                         + [BACKENDS_DIR.parent / "encoder.py"], ids=lambda p: p.name)
 def test_backends_name_token_kinds_and_leave_the_slot_scatter_to_the_rule(path):
-    assert _bare_kind_comparisons(path) == []
-    assert "cumsum" not in path.read_text(), f"{path.name} scatters global slots itself; use rule.assemble_rows"
+    """The backends and the encoder that calls them compare token kinds by name and put global slots back at
+    their tokens through the rule (no cumsum or scatter of their own)."""
+    tree = ast.parse(path.read_text())
+    assert _bare_kind_comparisons(tree) == [], f"{path.name} compares token kinds with bare integers"
+    assert _slot_placements(tree) == [], f"{path.name} puts global slots back itself: use rule.at_global_tokens"

@@ -9,7 +9,8 @@ follows a `token_kind` from the encoder to the finished context (the kernel cont
    (`longformer_global_mask`), a padding row nothing. Blocked backends split a local row's keys in two
    disjoint parts, each counted once: the global keys (one column per global slot) and the band keys, "in
    the window and LOCAL" (`longformer_band_mask`; in slab coordinates `band_keys`);
-3. global slots: each row's global tokens in order (`global_slots`), their rows gathered (`gather_rows`);
+3. global slots: each row's global tokens in order (`global_slots`), their rows gathered (`gather_rows`) and
+   put back at the tokens (`at_global_tokens`);
 4. the global-row pass: each global token's query against every non-padding key (`global_rows`);
 5. the rows put together by kind: local rows keep the local result, global rows take their slot's row,
    padding rows are zero (`assemble_rows`).
@@ -243,6 +244,14 @@ def gather_rows(t: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
     return torch.gather(t, 2, index)
 
 
+def at_global_tokens(slot_rows: torch.Tensor, token_kind: torch.Tensor) -> torch.Tensor:
+    """The inverse of gathering the global slots: slot_rows (batch, heads, x, d) in slot order -> (batch, heads,
+    seq, d) holding at each global token its slot's row (elsewhere slot 0's row, not meant to be read: select
+    by the token kinds). A gather, not an in-place scatter, so autograd sees a plain function."""
+    slot = ((token_kind == GLOBAL).cumsum(dim=1) - 1).clamp(min=0)  # global token p: number of globals before p
+    return gather_rows(slot_rows, slot)
+
+
 # ---------------------------------------------------------------------------------------------- global rows
 def global_rows(global_query, global_key, global_value, token_kind, slots, matmul_dtype: torch.dtype | None = None,
                 dropout_p: float = 0.0, training: bool = False) -> tuple[torch.Tensor | None, torch.Tensor | None]:
@@ -283,7 +292,6 @@ def assemble_rows(local_context: torch.Tensor, global_context: torch.Tensor | No
     token), PADDING rows zero."""
     context = local_context
     if global_context is not None:
-        is_global = token_kind == GLOBAL
-        slot = (is_global.cumsum(dim=1) - 1).clamp(min=0)  # global token p is slot (globals before p) of its row
-        context = torch.where(is_global[:, None, :, None], gather_rows(global_context, slot), context)
+        context = torch.where((token_kind == GLOBAL)[:, None, :, None], at_global_tokens(global_context, token_kind),
+                              context)
     return rows_where(context, token_kind != PADDING)
