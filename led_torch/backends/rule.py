@@ -103,8 +103,7 @@ def check_kernel_inputs(query, key, value, global_query, global_key, global_valu
                          f"got {tuple(token_kind.shape)} on {token_kind.device}")
     if token_kind.numel() and (int(token_kind.min()) < PADDING or int(token_kind.max()) > GLOBAL):
         raise ValueError(f"token_kind values must be {PADDING} (padding), {LOCAL} (local) or {GLOBAL} (global), "
-                         f"got values in "
-                         f"[{int(token_kind.min())}, {int(token_kind.max())}]")
+                         f"got values in [{int(token_kind.min())}, {int(token_kind.max())}]")
 
 
 # ------------------------------------------------------------------------------------------- key rule
