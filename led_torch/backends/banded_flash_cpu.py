@@ -3,7 +3,7 @@ fused flash-attention kernel.
 
 It serves calls that ask for no probabilities, dropout or gradients, with float32/float64/bfloat16 inputs on
 CPU (`flash_applies`). The blocks and slabs are those of the unfold path (banded_unfold.py): each block of
-queries attends its slab of keys (a strided view, never copied) under an additive band mask (`rule.band_keys`),
+queries attends its slab of keys (a strided view, never copied) under an additive band mask (`rule.band_parts`),
 and the kernel returns the log-sum-exp of each row's band scores, through which the few global columns are
 merged into the same softmax afterwards. No score tensor is materialized; see docs/performance.md for what it
 saves. Global rows are `rule.global_rows`, as on the unfold path.
@@ -16,7 +16,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from .rule import assemble_rows, band_keys, gather_rows, global_rows, softmax_dtype
+from .rule import assemble_rows, band_parts, gather_rows, global_rows, softmax_dtype
 
 _flash_cpu = getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu", None)
 
@@ -33,6 +33,11 @@ def flash_applies(query, key, value, return_probs, dropout_p, training) -> bool:
     if query.device.type != "cpu" or query.dtype not in FLASH_DTYPES:
         return False
     return not (torch.is_grad_enabled() and any(t.requires_grad for t in (query, key, value)))
+
+
+def _additive(allowed: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """bool mask -> additive mask of `dtype`: 0 where allowed, -inf elsewhere (the fused kernel takes -inf)."""
+    return torch.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill_(~allowed, -math.inf)
 
 
 def _band(query, key, value, token_kind, window, block):
@@ -55,9 +60,9 @@ def _band(query, key, value, token_kind, window, block):
         q_blocks = q[i].reshape(blocks, block, heads, d).transpose(1, 2)  # (blocks, heads, block, d)
         k_slabs = k[i].unfold(0, block + window, block).transpose(-1, -2)  # (blocks, heads, block + w, d)
         v_slabs = v[i].unfold(0, block + window, block).transpose(-1, -2)
-        allowed = band_keys(token_kind[i:i + 1], window, block)[0]  # (blocks, block, block + w)
-        bias = torch.zeros(allowed.shape, dtype=query.dtype, device=query.device)
-        bias = bias.masked_fill_(~allowed, -math.inf)[:, None]
+        in_window, local = band_parts(token_kind[i:i + 1], window, block)
+        # One additive mask (blocks, 1, block, block + w) from the two factors: a broadcast add, no bool pass.
+        bias = (_additive(in_window, query.dtype)[None] + _additive(local[0], query.dtype)[:, None, :])[:, None]
         out, lse = _flash_cpu(q_blocks, k_slabs, v_slabs, 0.0, False, attn_mask=bias, scale=1.0)
         contexts.append(out.transpose(1, 2).reshape(rows, heads, d)[:seq])
         lses.append(lse.transpose(1, 2).reshape(rows, heads)[:seq])

@@ -8,7 +8,7 @@ follows a `token_kind` from the encoder to the finished context (the kernel cont
    "window or global key, not padding" (`longformer_local_mask`), a global row every non-padding key
    (`longformer_global_mask`), a padding row nothing. Blocked backends split a local row's keys in two
    disjoint parts, each counted once: the global keys (one column per global slot) and the band keys, "in
-   the window and LOCAL" (`longformer_band_mask`; in slab coordinates `band_keys`);
+   the window and LOCAL" (`longformer_band_mask`; in slab coordinates `band_keys`, `band_parts`);
 3. global slots: each row's global tokens in order (`global_slots`), their rows gathered (`gather_rows`) and
    put back at the tokens (`at_global_tokens`);
 4. the global-row pass: each global token's query against every non-padding key (`global_rows`);
@@ -201,24 +201,31 @@ def dense_mask(mask_mod: MaskMod, batch: int, heads: int, q_len: int, kv_len: in
     return mask_mod(b, h, q_idx, kv_idx).expand(batch, heads, q_len, kv_len)
 
 
-def band_keys(token_kind: torch.Tensor, window: int, block: int) -> torch.Tensor:
-    """`longformer_band_mask` in the slab coordinates of the blocked backends.
+def band_parts(token_kind: torch.Tensor, window: int, block: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """`longformer_band_mask` in the slab coordinates of the blocked backends, as its two factors.
 
     Queries go in blocks of `block` rows; block k reads the slab of `block + window` keys starting at position
-    k * block - window // 2 (positions outside 0..seq-1 are padding). token_kind (batch, seq) -> bool
-    (batch, blocks, block, block + window): may row r of block k attend column c of its slab?
+    k * block - window // 2 (positions outside 0..seq-1 are padding). token_kind (batch, seq) ->
+    in_window (block, block + window) bool: is slab column c in the window of block row r (the same in every
+    block: row r sits `window // 2` positions after column r); local (batch, blocks, block + window) bool: is
+    slab column c of block k an ordinary token. Row r of block k may attend column c iff both (`band_keys`).
     """
     batch, seq = token_kind.shape
     blocks = -(-seq // block)
     half = window // 2
     slab_kind = F.pad(token_kind, (half, blocks * block - seq + half), value=PADDING).unfold(1, block + window, block)
-    # Row r of any block sits `half` positions after slab column r, so the window test sees offsets r + half - c.
     device = token_kind.device
-    slab = torch.arange(batch * blocks, device=device)[:, None, None]
-    rows = torch.arange(block, device=device)[None, :, None] + half
-    cols = torch.arange(block + window, device=device)[None, None, :]
-    allowed = longformer_band_mask(slab_kind.reshape(batch * blocks, block + window), window)(slab, None, rows, cols)
-    return allowed.view(batch, blocks, block, block + window)
+    cols = torch.arange(block + window, device=device)
+    in_window = sliding_window(window)(None, None, torch.arange(block, device=device)[:, None] + half, cols[None, :])
+    slabs = torch.arange(batch * blocks, device=device)[:, None]
+    local = local_key(slab_kind.reshape(batch * blocks, block + window))(slabs, None, None, cols[None, :])
+    return in_window, local.view(batch, blocks, block + window)
+
+
+def band_keys(token_kind: torch.Tensor, window: int, block: int) -> torch.Tensor:
+    """bool (batch, blocks, block, block + window): may row r of block k attend column c of its slab (`band_parts`)?"""
+    in_window, local = band_parts(token_kind, window, block)
+    return in_window[None, None] & local[:, :, None, :]
 
 
 # ---------------------------------------------------------------------------------------------- global slots
