@@ -19,7 +19,7 @@ from led_ref.io.outputs import LEDEncoderBaseModelOutput
 from .activations import activation
 from .backends import BACKENDS, attend, get_backend, resolve_backend
 from .backends.banded import banded_longformer_attention
-from .backends.masks import global_slots
+from .backends.rule import GLOBAL, PADDING, at_global_tokens, gather_rows, global_slots, rows_where, token_kinds
 from .linear import Linear
 from .validation import (
     as_model_dtype,
@@ -48,14 +48,6 @@ def widen_window_columns(probs: torch.Tensor, narrow: int, wide: int) -> torch.T
     x = probs.shape[-1] - narrow - 1
     side = (wide - narrow) // 2
     return torch.cat([probs[..., :x], F.pad(probs[..., x:], (side, side))], dim=-1)
-
-
-def token_kinds(attention_mask: torch.Tensor, global_attention_mask: torch.Tensor | None) -> torch.Tensor:
-    """0 padding, 1 local, 2 global: `attention_mask * (global_attention_mask + 1)`. (batch, seq) long."""
-    kind = attention_mask.long()
-    if global_attention_mask is not None:
-        kind = kind * (global_attention_mask.long() + 1)
-    return kind
 
 
 def split_heads(t: torch.Tensor, heads: int) -> torch.Tensor:
@@ -132,10 +124,9 @@ class LongformerSelfAttention(nn.Module):
     def _global_queries(self, hidden, token_kind):
         """query_global of the global tokens only (zeros elsewhere: no backend reads them), saving one of the
         six seq x d x d projections."""
-        positions, valid = global_slots(token_kind)
-        index = positions[:, :, None].expand(-1, -1, hidden.shape[-1])
-        rows = self.query_global(torch.gather(hidden, 1, index)) * valid[:, :, None].to(hidden.dtype)
-        return torch.zeros_like(hidden).scatter_add(1, index, rows)
+        positions, _ = global_slots(token_kind)
+        rows = self.query_global(gather_rows(hidden[:, None], positions)[:, 0])  # (batch, x, d)
+        return rows_where(at_global_tokens(rows[:, None], token_kind), token_kind == GLOBAL)[:, 0]
 
 
 class EncoderAttention(nn.Module):
@@ -263,8 +254,8 @@ class LEDEncoder(nn.Module):
         hf_padded = -(-seq // config.max_window) * config.max_window
         if attention_mask is None:
             attention_mask = torch.ones(batch, seq, dtype=torch.long, device=device)
-        kind = F.pad(token_kinds(attention_mask, global_attention_mask), (0, padded - seq))
-        any_global = bool((kind == 2).any())
+        kind = F.pad(token_kinds(attention_mask, global_attention_mask), (0, padded - seq), value=PADDING)
+        any_global = bool((kind == GLOBAL).any())
 
         hidden = self.layernorm_embedding(self.embed(input_ids, inputs_embeds, padded))
         hidden = F.dropout(hidden, config.dropout, self.training)

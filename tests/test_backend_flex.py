@@ -1,4 +1,4 @@
-"""FlexAttention backend and the mask_mods: against the one float64 reference, parity.reference.
+"""FlexAttention backend: against the one float64 reference, parity.reference (its mask_mods: test_backend_rule).
 
 The sweep runs eager flex (compiling costs ~20 s per shape on CPU); the compiled path is checked on one
 fixed shape (`-m compile`). float64 cases are held to 1e-9, float32 to 1e-5, float16/bfloat16 to the
@@ -13,7 +13,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from led_torch.backends import masks
+from led_torch.backends import rule
 from led_torch.backends.flex import flex_longformer_attention, longformer_block_mask
 from parity.reference import reference_attention
 from parity.strategies import AttentionCase, attention_cases, token_kinds
@@ -58,63 +58,6 @@ def contract_cases(max_chunks: int = 3, max_head_dim: int = 6):
                            windows=WINDOWS)
 
 
-@given(st.sampled_from(WINDOWS), st.integers(1, 3), st.integers(1, 20), st.data())
-def test_longformer_local_mask_is_window_or_global_not_padding(window, batch, seq, data):
-    kinds = torch.as_tensor(data.draw(token_kinds(batch, seq)))
-    got = masks.dense_mask(masks.longformer_local_mask(kinds, window), batch, 2, seq, seq)
-    i, j = np.arange(seq)[:, None], np.arange(seq)[None, :]
-    k = kinds.numpy()[:, None, None, :]
-    expected = (k != 0) & ((np.abs(i - j) <= window // 2) | (k == 2))
-    np.testing.assert_array_equal(got.numpy(), np.broadcast_to(expected, (batch, 2, seq, seq)))
-
-
-@given(st.sampled_from(WINDOWS), st.integers(1, 3), st.integers(1, 20), st.data())
-def test_masks_agree_with_the_spec_layout(window, batch, seq, data):
-    """Local rows use longformer_local_mask, global rows longformer_global_mask: led_ref's dense_mask."""
-    layout = pytest.importorskip("led_ref.layout")
-    kinds = data.draw(token_kinds(batch, seq))
-    t = torch.as_tensor(kinds)
-    local = masks.dense_mask(masks.longformer_local_mask(t, window), batch, 1, seq, seq)[:, 0].numpy()
-    glob = masks.dense_mask(masks.longformer_global_mask(t), batch, 1, seq, seq)[:, 0].numpy()
-    row = kinds[:, :, None]
-    ours = np.where(row == 1, local, np.where(row == 2, glob, False))
-    np.testing.assert_array_equal(ours, layout.dense_mask(kinds, window))
-
-
-def test_mask_combinators_on_a_small_grid():
-    kinds = torch.tensor([[1, 1, 1, 1, 2, 0]])
-    grid = masks.dense_mask(masks.longformer_local_mask(kinds, 2), 1, 1, 6, 6)[0, 0]
-    expected = torch.tensor([
-        [1, 1, 0, 0, 1, 0],
-        [1, 1, 1, 0, 1, 0],
-        [0, 1, 1, 1, 1, 0],
-        [0, 0, 1, 1, 1, 0],
-        [0, 0, 0, 1, 1, 0],
-        [0, 0, 0, 0, 1, 0],
-    ], dtype=torch.bool)  # the picture in masks.py, plus rows 4 (global) and 5 (padding) as local rows
-    assert torch.equal(grid, expected)
-    everything = masks.or_masks(masks.sliding_window(2), masks.not_padding(kinds))
-    nothing = masks.and_masks(masks.sliding_window(2), masks.global_key(kinds), masks.not_padding(kinds))
-    assert masks.dense_mask(everything, 1, 1, 6, 6)[0, 0, :, :5].all()
-    assert masks.dense_mask(nothing, 1, 1, 6, 6)[0, 0].sum() == 3  # key 4 from rows 3, 4, 5
-
-
-@pytest.mark.parametrize("bad, error", [(0, ValueError), (3, ValueError), (-2, ValueError), (2.0, TypeError),
-                                        (True, TypeError)])
-def test_sliding_window_rejects_bad_windows(bad, error):
-    """The project's one window rule (led_ref.io.validation.check_window): a bad value is a ValueError, a value
-    that is no int a TypeError, each naming the window."""
-    with pytest.raises(error, match=f"window must be an even int >= 2, got {bad!r}"):
-        masks.sliding_window(bad)
-
-
-def test_combinators_need_a_mask():
-    with pytest.raises(ValueError, match="or_masks"):
-        masks.or_masks()
-    with pytest.raises(ValueError, match="and_masks"):
-        masks.and_masks()
-
-
 # ------------------------------------------------------------------------------------------ block mask
 @given(st.sampled_from(WINDOWS), st.integers(1, 3), st.integers(1, 40), st.sampled_from([2, 4, 8, 16]), st.data())
 def test_block_mask_covers_every_allowed_tile(window, batch, seq, block, data):
@@ -122,7 +65,7 @@ def test_block_mask_covers_every_allowed_tile(window, batch, seq, block, data):
     allowed (query, key) pair is visited, and only tiles meeting the band or holding a global token are."""
     kinds = torch.as_tensor(data.draw(token_kinds(batch, seq)))
     tiles = longformer_block_mask(kinds, window, block).to_dense()[:, 0].bool()  # (batch, q tiles, kv tiles)
-    allowed = masks.dense_mask(masks.longformer_local_mask(kinds, window), batch, 1, seq, seq)[:, 0]
+    allowed = rule.dense_mask(rule.longformer_local_mask(kinds, window), batch, 1, seq, seq)[:, 0]
     n = tiles.shape[-1]
     padded = torch.nn.functional.pad(allowed, (0, n * block - seq, 0, n * block - seq))
     any_allowed = padded.view(batch, n, block, n, block).any(dim=(2, 4))

@@ -8,7 +8,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from led_torch.backends import available_backends, get_backend, resolve_backend
-from led_torch.backends.banded import banded_longformer_attention, global_slots
+from led_torch.backends.banded import banded_longformer_attention
+from led_torch.backends.rule import global_slots
 from parity.reference import reference_attention
 from parity.strategies import attention_cases
 from parity.tolerances import scaled_error
@@ -143,10 +144,10 @@ def test_registry():
        st.sampled_from(["float64", "float32"]))
 def test_banded_inference_path_matches_the_spec_and_the_probability_path(case, block, dtype):
     from led_ref.attention import longformer_attention
-    from led_torch.backends.banded import _flash_applies, banded_longformer_attention
+    from led_torch.backends.banded_flash_cpu import flash_applies
 
     args = case.torch_args(getattr(torch, dtype))
-    assert _flash_applies(*args[:3], return_probs=False, dropout_p=0.0, training=False)
+    assert flash_applies(*args[:3], return_probs=False, dropout_p=0.0, training=False)
     with torch.no_grad():
         fast = banded_longformer_attention(*args, block=block)
         slow = banded_longformer_attention(*args, return_probs=True, block=block)[0]
@@ -158,15 +159,15 @@ def test_banded_inference_path_matches_the_spec_and_the_probability_path(case, b
 
 
 def test_banded_inference_path_is_not_taken_for_gradients_probabilities_or_cuda_dtypes():
-    from led_torch.backends.banded import _flash_applies
+    from led_torch.backends.banded_flash_cpu import flash_applies
 
     q = torch.zeros(1, 1, 4, 2, requires_grad=True)
-    assert not _flash_applies(q, q, q, return_probs=False, dropout_p=0.0, training=False)
+    assert not flash_applies(q, q, q, return_probs=False, dropout_p=0.0, training=False)
     with torch.no_grad():
-        assert _flash_applies(q, q, q, return_probs=False, dropout_p=0.0, training=False)
-        assert not _flash_applies(q, q, q, return_probs=True, dropout_p=0.0, training=False)
-        assert not _flash_applies(q, q, q, return_probs=False, dropout_p=0.1, training=True)
+        assert flash_applies(q, q, q, return_probs=False, dropout_p=0.0, training=False)
+        assert not flash_applies(q, q, q, return_probs=True, dropout_p=0.0, training=False)
+        assert not flash_applies(q, q, q, return_probs=False, dropout_p=0.1, training=True)
         bf16 = q.detach().to(torch.bfloat16)  # bfloat16 takes the fused kernel too (tests/test_torch_bf16.py)
-        assert _flash_applies(bf16, bf16, bf16, return_probs=False, dropout_p=0.0, training=False)
+        assert flash_applies(bf16, bf16, bf16, return_probs=False, dropout_p=0.0, training=False)
         half = q.detach().to(torch.float16)
-        assert not _flash_applies(half, half, half, return_probs=False, dropout_p=0.0, training=False)
+        assert not flash_applies(half, half, half, return_probs=False, dropout_p=0.0, training=False)

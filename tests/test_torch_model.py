@@ -19,7 +19,7 @@ from led_torch import (
     LEDForSequenceClassification,
     LEDModel,
 )
-from led_torch.backends.banded import global_slots
+from led_torch.backends.rule import global_slots
 from parity.reference import reference_attention
 from parity.strategies import encoder_inputs, led_configs, model_cases
 

@@ -2,6 +2,8 @@
 
 `get_backend(name)` returns the function. "banded" is always there; "flex" and "triton" live in their own
 modules and are imported only when asked for, so a machine without them (or without a GPU) still works.
+All of them take the Longformer rule (token kinds, key rule, global slots, global-row pass, rows by kind)
+from `rule.py`.
 
 `attend(name, ...)` is what a layer calls. For `attn_implementation="auto"` it walks `auto_candidates`
 (CUDA: triton, flex, banded) and uses the first backend that can serve the call: a backend is skipped when it

@@ -2,12 +2,12 @@
 for the few global rows.
 
 Local rows: `flex_attention(query, key, value, block_mask)` with mask_mod
-`masks.longformer_local_mask(token_kind, window)` ("window or global key, not padding"), per batch row.
+`rule.longformer_local_mask(token_kind, window)` ("window or global key, not padding"), per batch row.
 The BlockMask is built from tile-level facts (`longformer_block_mask`: band tiles plus tiles holding a
 global token), so flex skips every other key tile and nothing of size seq x seq is materialised.
-Global rows: the global query rows are gathered (x = most global tokens in any row), attend over every
-non-padding key with the global projections in float32 (float64 for float64 input), and replace their
-local result. Padding rows are zeroed.
+Global rows: `rule.global_rows` (x = most global tokens in any row: every non-padding key, the global
+projections, float32 matmuls, float64 for float64 input) replace their local result (`rule.assemble_rows`,
+which also zeroes padding rows).
 
 Compiled vs eager: `compiled=True` runs `torch.compile(flex_attention)` (inductor's C++ kernel on CPU,
 Triton on CUDA); compiling costs ~20 s per new shape on CPU, so hypothesis sweeps pass `compiled=False` or
@@ -25,7 +25,15 @@ import os
 import torch
 from torch.nn.attention.flex_attention import BlockMask, flex_attention
 
-from .masks import GLOBAL, PADDING, check_kernel_inputs, gather_rows, global_slots, longformer_local_mask
+from .rule import (
+    GLOBAL,
+    assemble_rows,
+    check_kernel_inputs,
+    global_rows,
+    global_slots,
+    longformer_local_mask,
+    softmax_dtype,
+)
 
 # Default for `compiled=None`; LED_FLEX_COMPILE=0 makes eager the default (fast start, dense memory).
 COMPILE = os.environ.get("LED_FLEX_COMPILE", "1") != "0"
@@ -119,24 +127,6 @@ def _local_rows_any_grad(query, key, value, token_kind, window: int, compiled: b
     return local_rows(query, key, value, token_kind, window, compiled)
 
 
-def global_rows(global_query, global_key, global_value, token_kind) -> torch.Tensor | None:
-    """Context of the global rows, (batch, heads, x, d) in slot order; None when no row has a global token.
-
-    Each global query attends to every non-padding key with the global projections; scores and softmax
-    in float32 (float64 for float64 input); unused slots hold finite garbage (they are never read).
-    """
-    positions, used = global_slots(token_kind)
-    if positions.shape[1] == 0:
-        return None
-    work = torch.float64 if global_query.dtype == torch.float64 else torch.float32
-    queries = gather_rows(global_query, positions).to(work)
-    scores = queries @ global_key.to(work).transpose(-1, -2)  # (batch, heads, x, seq)
-    allowed = (token_kind != PADDING)[:, None, None, :] & used[:, None, :, None]
-    scores = scores.masked_fill(~allowed, torch.finfo(work).min)
-    probs = torch.softmax(scores, dim=-1)
-    return (probs @ global_value.to(work)).to(global_query.dtype)
-
-
 def flex_longformer_attention(
     query: torch.Tensor,
     key: torch.Tensor,
@@ -151,18 +141,14 @@ def flex_longformer_attention(
     """Longformer attention context (batch, heads, seq, head_dim), zeros on padding rows (kernel contract).
 
     All six tensors (batch, heads, seq, head_dim), queries pre-scaled by head_dim**-0.5; token_kind
-    (batch, seq) int of 0 padding / 1 local / 2 global; window even >= 2 (any seq works, also seq < window).
+    (batch, seq) of rule.PADDING / LOCAL / GLOBAL; window even >= 2 (any seq works, also seq < window).
     `compiled`: None uses the module default COMPILE (env LED_FLEX_COMPILE); float64 always runs eager.
     """
     check_kernel_inputs(query, key, value, global_query, global_key, global_value, token_kind, window)
     if query.shape[2] == 0:
         return torch.zeros_like(query)
     context = _local_rows_any_grad(query, key, value, token_kind, window, use_compiled(query, compiled))
-    from_globals = global_rows(global_query, global_key, global_value, token_kind)
-    is_global = token_kind == GLOBAL
-    if from_globals is not None:
-        # Global token p is slot (number of global tokens before p) of its row.
-        slot = (is_global.cumsum(dim=1) - 1).clamp(min=0)
-        context = torch.where(is_global[:, None, :, None], gather_rows(from_globals, slot), context)
-    keep = (token_kind != PADDING)[:, None, :, None]
-    return torch.where(keep, context, torch.zeros((), dtype=context.dtype, device=context.device))
+    # float32 matmuls (float64 for float64): half-precision global rows stay unrounded until the result.
+    global_context, _ = global_rows(global_query, global_key, global_value, token_kind, global_slots(token_kind),
+                                    matmul_dtype=softmax_dtype(query.dtype))
+    return assemble_rows(context, global_context, token_kind)

@@ -14,6 +14,10 @@ It writes the context of local rows and zeros on padding and global rows.
 rows of `global_query`, walks every key block (non-padding keys only) with `global_key`/`global_value`,
 and writes the context over the zeros the local kernel left at the global positions.
 
+The Longformer rule comes from rule.py: the launcher's host side takes the token kinds and each row's global
+slots from it (`global_positions`), and the kernels write its key rule in device code (`_band_key`,
+`_global_row_key`).
+
 Scores and softmax are float32 for float16/bfloat16/float32 inputs (float32 dots use IEEE precision, not
 TF32); probabilities are cast to the value dtype before the value dot, as flash attention does. Runs on
 CUDA, or on CPU tensors under the Triton interpreter (TRITON_INTERPRET=1 set before triton is imported;
@@ -26,7 +30,7 @@ import torch
 import triton
 import triton.language as tl
 
-from .masks import LOCAL, PADDING, check_kernel_inputs, global_slots
+from .rule import LOCAL, PADDING, check_kernel_inputs, global_slots
 
 SUPPORTED_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 # The largest head_dim the kernels take: the AOT compile test checks BLOCK_D up to 128 for registers, spills and
@@ -45,10 +49,25 @@ def default_blocks(dtype: torch.dtype, block_d: int) -> tuple[int, int]:
     return 64, 32
 
 
-# Token kinds as compile-time constants: a @triton.jit function may read a module global only when it is a
-# tl.constexpr (the interpreter accepts plain ints, the compiler refuses them).
+# Token kinds (rule.py) as compile-time constants: a @triton.jit function may read a module global only when it
+# is a tl.constexpr (the interpreter accepts plain ints, the compiler refuses them).
 _PADDING: tl.constexpr = tl.constexpr(PADDING)
 _LOCAL: tl.constexpr = tl.constexpr(LOCAL)
+
+
+# The key rule of rule.py in device code (a kernel cannot call torch): a local row's band keys
+# (`rule.longformer_band_mask`) and a global row's keys (`rule.longformer_global_mask`).
+@triton.jit
+def _band_key(offs_m, offs_n, kind_key, half):
+    """(BLOCK_M, BLOCK_N): key offs_n is within `half` of row offs_m and an ordinary (LOCAL) token."""
+    dist = offs_m[:, None] - offs_n[None, :]
+    return (dist <= half) & (dist >= -half) & (kind_key == _LOCAL)[None, :]
+
+
+@triton.jit
+def _global_row_key(kind_key):
+    """(BLOCK_N,): key may be attended by a global row (it is not padding)."""
+    return kind_key != _PADDING
 
 
 @triton.jit
@@ -122,8 +141,7 @@ def _local_rows_kernel(
         kv_mask = n_ok[:, None] & d_ok[None, :]
         k = tl.load(K + base + offs_n[:, None] * stride_s + offs_d[None, :], mask=kv_mask, other=0.0)
         v = tl.load(V + base + offs_n[:, None] * stride_s + offs_d[None, :], mask=kv_mask, other=0.0)
-        dist = offs_m[:, None] - offs_n[None, :]
-        allowed = (dist <= half) & (dist >= -half) & (kind_key == _LOCAL)[None, :] & row_ok[:, None]
+        allowed = _band_key(offs_m, offs_n, kind_key, half) & row_ok[:, None]
         acc, m_i, l_i = _attend(acc, m_i, l_i, q, k, v, allowed, PRECISION, UPCAST)
 
     out = acc / tl.where(l_i > 0, l_i, 1.0)[:, None]
@@ -164,7 +182,7 @@ def _global_rows_kernel(
         kv_mask = n_ok[:, None] & d_ok[None, :]
         k = tl.load(GK + base + offs_n[:, None] * stride_s + offs_d[None, :], mask=kv_mask, other=0.0)
         v = tl.load(GV + base + offs_n[:, None] * stride_s + offs_d[None, :], mask=kv_mask, other=0.0)
-        allowed = slot_ok[:, None] & (kind_key != _PADDING)[None, :]
+        allowed = slot_ok[:, None] & _global_row_key(kind_key)[None, :]
         acc, m_i, l_i = _attend(acc, m_i, l_i, q, k, v, allowed, PRECISION, UPCAST)
 
     out = acc / tl.where(l_i > 0, l_i, 1.0)[:, None]
@@ -297,7 +315,7 @@ def triton_longformer_attention(
 
     All six tensors (batch, heads, seq, head_dim) float16/bfloat16/float32 on CUDA (CPU under
     TRITON_INTERPRET=1), queries pre-scaled by head_dim**-0.5; non-contiguous inputs are copied. token_kind
-    (batch, seq) int of 0 padding / 1 local / 2 global; window even >= 2 (any seq, also seq < window);
+    (batch, seq) of rule.PADDING / LOCAL / GLOBAL; window even >= 2 (any seq, also seq < window);
     head_dim <= MAX_HEAD_DIM (128).
     block_m / block_n: query rows / keys per program step (powers of two >= 16; None: `default_blocks`).
     Forward only.
