@@ -233,12 +233,14 @@ def beam_search(decoder: Decoder, rules: Rules, batch: int, s: GenerationSetting
                     hyps.add(length_normalised(top_scores[b, rank], cur_len, s.length_penalty), sequence)
 
         # The best num_beams continuations keep running, ended ones pushed down by 1e9 (HF's rule: an ended one
-        # runs on only where fewer than num_beams others have a finite score, e.g. all but eos forced to -inf).
-        chosen = np.argsort(-(top_scores + ends * UNREACHABLE), axis=1, kind="stable")[:, :beams]
+        # runs on only where fewer than num_beams others have a finite score, e.g. all but eos forced to -inf,
+        # and it keeps the push in its running score, so it never outranks a real hypothesis later).
+        pushed = top_scores + ends * UNREACHABLE
+        chosen = np.argsort(-pushed, axis=1, kind="stable")[:, :beams]
         chosen_beam = np.take_along_axis(source_beam, chosen, axis=1)
         running = np.concatenate([np.take_along_axis(running, chosen_beam[:, :, None], axis=1),
                                   np.take_along_axis(token, chosen, axis=1)[:, :, None]], axis=2)
-        running_scores = np.take_along_axis(top_scores, chosen, axis=1)
+        running_scores = np.take_along_axis(pushed, chosen, axis=1)
         decoder.reorder((chosen_beam + beams * np.arange(batch)[:, None]).reshape(-1))
         cur_len += 1
 

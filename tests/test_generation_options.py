@@ -54,7 +54,21 @@ def passing(options: dict, style: str) -> dict:
 
 @given(cases())
 def test_generate_options_match_hf(case):
-    config, weights, inputs, options, style = case
+    assert_generate_matches_hf(*case)
+
+
+def test_beams_that_must_end_at_once_stop_as_in_hf():
+    # A forced first token that is eos ends every beam at step one, including HF's placeholder beams (scored
+    # -1e9); a beam that runs on past its end keeps that push, so decoding stops there (found by seed 367186822).
+    config, weights, inputs = _beam_case()
+    for returned in (1, 2):
+        options = {"num_beams": 2, "num_return_sequences": returned, "max_length": 4,
+                   "forced_bos_token_id": config.eos_token_id, "forced_eos_token_id": 0}
+        assert_generate_matches_hf(config, weights, inputs, options, "arguments")
+
+
+def assert_generate_matches_hf(config, weights, inputs, options, style):
+    """Tokens, beam scores and per-step processed scores of both packages against HF's."""
     expected = hf_generate(config, weights, inputs, options)
     flags = dict(return_dict_in_generate=True, output_scores=True)
     spec = led_ref.LEDForConditionalGeneration(config, weights).generate(**inputs, **passing(options, style),
