@@ -59,6 +59,7 @@ def to_hf(model):
 
 
 def _adapter_class():
+    from led_torch.backends.rule import token_kinds
     from led_torch.encoder import LongformerSelfAttention, apply_head_mask, merge_heads
 
     class LedTorchEncoderSelfAttention(LongformerSelfAttention):
@@ -79,7 +80,7 @@ def _adapter_class():
 
         def forward(self, hidden_states, attention_mask=None, layer_head_mask=None, is_index_masked=None,
                     is_index_global_attn=None, is_global_attn=None, output_attentions=False, **_):
-            kind = torch.where(is_index_masked, 0, torch.where(is_index_global_attn, 2, 1))
+            kind = token_kinds(~is_index_masked, is_index_global_attn)
             context, probs, global_probs = super().forward(hidden_states, kind, bool(is_global_attn),
                                                            output_attentions)
             context, probs, global_probs = apply_head_mask(layer_head_mask, context, probs, global_probs)
