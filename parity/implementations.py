@@ -103,9 +103,10 @@ class Side:
         encoder_inputs = _encoder_inputs(inputs)
         if self.family == "ref":
             return np.asarray(model.get_encoder()(**encoder_inputs).last_hidden_state, dtype=np.float64)
+        from .compare import to_numpy
+
         with self._scope():
-            hidden = model.get_encoder()(**self.tensors(encoder_inputs)).last_hidden_state
-        return hidden.detach().float().cpu().numpy().astype(np.float64)
+            return to_numpy(model.get_encoder()(**self.tensors(encoder_inputs)).last_hidden_state)
 
     def generate(self, model, inputs: dict, **kwargs) -> np.ndarray:
         """Token ids (batch * num_return_sequences, length) of model.generate, as int64 numpy."""
