@@ -6,7 +6,9 @@ alike. For each (task, sequence length, implementation) the table gives the medi
 the peak memory of one call (parity.peak_memory: CPU in a fresh subprocess per implementation, CUDA from
 torch's allocator), the achieved GFLOP/s of the encoder (parity.flops) against a measured matmul ceiling,
 and whether the outputs matched: the encoder's last hidden state within the float tolerance of the reference
-(HF when it runs, else led_ref), generated token ids identical.
+(HF when it runs, else led_ref), generated token ids identical. The implementations are the sides of
+parity.implementations (the registry `check` and `audit` use), named short: hf, banded, flex, triton,
+led_ref, or NAME@DTYPE. The flags are defined in parity.cli; `python -m parity.bench` is `python -m parity bench`.
 
     python -m parity.bench --quick                                  # tiny shapes, a few seconds
     python -m parity.bench --shape base --seq 1024,4096 --repeats 3
