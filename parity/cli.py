@@ -67,12 +67,12 @@ def sides_for(args):
 
 
 def run_check(args) -> int:
-    from .check_run import run_check as check
+    from . import check_run
 
     seed = _seed(args)
-    passed = check(sides_for(args), args.examples, seed, default_model=not args.no_default, json_path=args.json,
-                   repro_dir=args.repro_dir, progress=not args.no_progress, shrink_seconds=args.shrink_seconds)
-    return _exit(passed)
+    return _exit(check_run.run_check(sides_for(args), args.examples, seed, default_model=not args.no_default,
+                                     json_path=args.json, repro_dir=args.repro_dir, progress=not args.no_progress,
+                                     shrink_seconds=args.shrink_seconds))
 
 
 # ---------------------------------------------------------------------------------------------- gate
@@ -270,8 +270,6 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", default=None, help="also write the results as JSON here")
     parser.add_argument("--markdown", action="store_true", help="also print the table as markdown")
     parser.add_argument("--quick", action="store_true", help="tiny shapes, a few seconds (CI)")
-
-
 
 
 def bench_options(args: argparse.Namespace):
