@@ -6,7 +6,9 @@ alike. For each (task, sequence length, implementation) the table gives the medi
 the peak memory of one call (parity.peak_memory: CPU in a fresh subprocess per implementation, CUDA from
 torch's allocator), the achieved GFLOP/s of the encoder (parity.flops) against a measured matmul ceiling,
 and whether the outputs matched: the encoder's last hidden state within the float tolerance of the reference
-(HF when it runs, else led_ref), generated token ids identical.
+(HF when it runs, else led_ref), generated token ids identical. The implementations are the sides of
+parity.implementations (the registry `check` and `audit` use), named short: hf, banded, flex, triton,
+led_ref, or NAME@DTYPE. The flags are defined in parity.cli; `python -m parity.bench` is `python -m parity bench`.
 
     python -m parity.bench --quick                                  # tiny shapes, a few seconds
     python -m parity.bench --shape base --seq 1024,4096 --repeats 3
@@ -18,7 +20,6 @@ and whether the outputs matched: the encoder's last hidden state within the floa
 
 from __future__ import annotations
 
-import argparse
 import gc
 import json
 import os
@@ -35,12 +36,11 @@ import numpy as np
 from led_ref.io.config import LEDConfig
 
 from .flops import encoder_flops, matmul_ceiling
+from .implementations import SHORT_NAMES, Side, side_named, usable_names
 from .peak_memory import peak_bytes
 from .tolerances import DTYPE_ORDER, scaled_error, tolerance
 
-EXIT_OK, EXIT_MISMATCH, EXIT_USAGE = 0, 1, 2
 ARCHITECTURE = "LEDForConditionalGeneration"
-IMPLS = ("hf", "banded", "flex", "triton", "led_ref")
 TASKS = ("encoder", "generate")
 # A batch of documents of different lengths and global counts through the encoder in one call, reported in
 # documents per second; not part of `--task all` (a 4k batch of 8 costs HF minutes).
@@ -135,85 +135,24 @@ def padded_length(config: LEDConfig, seq: int) -> int:
 
 
 # ------------------------------------------------------------------------------------------ implementations
-@dataclass
-class Impl:
-    """One implementation ready to run: `encode(inputs)` -> last hidden state (batch, seq, d) float64 numpy,
-    `generate(inputs)` -> token ids (rows, length) int64 numpy."""
-
-    name: str
-    dtype: str
-    device: str
-    encode: Callable[[dict], np.ndarray]
-    generate: Callable[[dict], np.ndarray]
-
-
-def _torch_tensors(inputs: dict, device: str) -> dict:
-    import torch
-
-    return {k: torch.as_tensor(v, device=device) for k, v in inputs.items()}
+def build_impls(names, config: LEDConfig, weights: dict, options: Options, say: Callable[[str], None]):
+    """{name: (Side, model)} for every short name (parity.implementations.side_named) that builds, and
+    {name: why} for those that do not (e.g. a backend that needs a GPU: reported as a row, not fatal)."""
+    impls: dict[str, tuple[Side, object]] = {}
+    failed: dict[str, str] = {}
+    for name in names:
+        say(f"building {name} ...")
+        try:
+            impls[name] = build_impl(name, config, weights, options)
+        except Exception as err:  # noqa: BLE001
+            failed[name] = f"failed to build: {type(err).__name__}: {err}"
+    return impls, failed
 
 
-def _numpy(t) -> np.ndarray:
-    return t.detach().float().cpu().numpy().astype(np.float64) if hasattr(t, "detach") else np.asarray(t, np.float64)
-
-
-def build_impl(name: str, config: LEDConfig, weights: dict, options: Options) -> Impl:
-    """The implementation `name` (one of IMPLS, or `name@dtype`: that one in another dtype) carrying `weights`
-    on options.device."""
-    if "@" in name:
-        base, dtype = name.split("@", 1)
-        impl = build_impl(base, config, weights, replace(options, dtype=dtype, hf_dtype=dtype, ref_dtype=dtype))
-        return replace(impl, name=name)
-    gen = dict(max_new_tokens=options.new_tokens, num_beams=options.beams)
-    if name == "led_ref":
-        if options.device != "cpu":
-            raise ValueError(f"led_ref runs on cpu only, not on device={options.device!r}")
-        import led_ref
-
-        model = led_ref.LEDForConditionalGeneration(config, weights=weights, dtype=np.dtype(options.ref_dtype))
-        return Impl(name, options.ref_dtype, "cpu",
-                    lambda inputs: np.asarray(model.get_encoder()(**inputs).last_hidden_state, np.float64),
-                    lambda inputs: np.asarray(model.generate(**inputs, **gen), dtype=np.int64))
-    import torch
-
-    if name == "hf":
-        from .hf import hf_dtype_scope, hf_model
-
-        dtype = options.hf_dtype or options.dtype
-        model = hf_model(config, weights, ARCHITECTURE, dtype).to(options.device)
-
-        def hf_encode(inputs):
-            with hf_dtype_scope(dtype):
-                return _numpy(model.get_encoder()(**_torch_tensors(inputs, options.device)).last_hidden_state)
-
-        def hf_generate(inputs):
-            with hf_dtype_scope(dtype):
-                out = model.generate(**_torch_tensors(inputs, options.device), do_sample=False, **gen)
-            return out.cpu().numpy().astype(np.int64)
-        return Impl(name, dtype, options.device, hf_encode, hf_generate)
-    if name not in IMPLS:
-        raise ValueError(f"impl must be one of {', '.join(IMPLS)}; got {name!r}")
-    import led_torch
-
-    model = led_torch.LEDForConditionalGeneration.from_weights(
-        config, weights, dtype=getattr(torch, options.dtype), device=options.device, attn_implementation=name)
-
-    def torch_encode(inputs):
-        with torch.no_grad():
-            return _numpy(model.get_encoder()(**_torch_tensors(inputs, options.device)).last_hidden_state)
-
-    def torch_generate(inputs):
-        with torch.no_grad():
-            return model.generate(**_torch_tensors(inputs, options.device), **gen).cpu().numpy().astype(np.int64)
-    return Impl(name, options.dtype, options.device, torch_encode, torch_generate)
-
-
-def default_impls(device: str, dtype: str) -> tuple[str, ...]:
-    """hf, then led_torch's backends usable on (device, dtype), then led_ref on CPU."""
-    from .implementations import available_torch_backends
-
-    backends = available_torch_backends(device, dtype)
-    return ("hf", *backends, *(("led_ref",) if device == "cpu" else ()))
+def build_impl(name: str, config: LEDConfig, weights: dict, options: Options) -> tuple[Side, object]:
+    """(side, model) of the short name `name` carrying `weights` on options.device."""
+    side = side_named(name, options.dtype, options.device, options.hf_dtype, options.ref_dtype)
+    return side, side.build(config, weights, ARCHITECTURE)
 
 
 # ------------------------------------------------------------------------------------------ measuring
@@ -270,19 +209,18 @@ def memory_in_subprocess(options: Options, task: str, seq: int, impl: str) -> tu
     return None, f"subprocess failed: {tail}"
 
 
-def _memory_worker(spec: str) -> int:
+def _memory_worker(spec: str) -> None:
     """The body of a memory subprocess: build one implementation, reset the high-water mark, run once."""
     data = json.loads(spec)
     opts = data["options"]
     options = Options(**{k: tuple(v) if isinstance(v, list) else v for k, v in opts.items()})
     config = bench_config(options.shape)
     weights = _weights(config, options.seed)  # kept alive: its memory stays in the baseline, not reusable
-    impl = build_impl(data["impl"], config, weights, options)
+    side, model = build_impl(data["impl"], config, weights, options)
     inputs = _task_inputs(config, data["task"], data["seq"], options)
     gc.collect()
-    peak, method = peak_bytes(task_call(impl, data["task"], inputs), options.device)
+    peak, method = peak_bytes(task_call(side, model, data["task"], inputs, options), options.device)
     print(json.dumps({"peak_bytes": peak, "method": method}))
-    return EXIT_OK
 
 
 def _weights(config: LEDConfig, seed: int) -> dict[str, np.ndarray]:
@@ -299,15 +237,16 @@ def _task_inputs(config: LEDConfig, task: str, seq: int, options: Options) -> di
     return encoder_inputs(config, options.gen_source if task == "generate" else seq, options.seed)
 
 
-def task_call(impl: Impl, task: str, inputs: dict) -> Callable[[], np.ndarray]:
-    """The timed call of `task`: generate, or the encoder (padding positions zeroed for the throughput task,
-    whose batch is padded: what an implementation leaves there is not an output)."""
+def task_call(side: Side, model, task: str, inputs: dict, options: Options) -> Callable[[], np.ndarray]:
+    """The timed call of `task`: generate (options.new_tokens, options.beams), or the encoder (padding
+    positions zeroed for the throughput task, whose batch is padded: what an implementation leaves there is
+    not an output)."""
     if task == "generate":
-        return lambda: impl.generate(inputs)
+        return lambda: side.generate(model, inputs, max_new_tokens=options.new_tokens, num_beams=options.beams)
     if task == THROUGHPUT:
         keep = inputs["attention_mask"][:, :, None].astype(np.float64)
-        return lambda: impl.encode(inputs) * keep
-    return lambda: impl.encode(inputs)
+        return lambda: side.encode(model, inputs) * keep
+    return lambda: side.encode(model, inputs)
 
 
 # ------------------------------------------------------------------------------------------ results
@@ -471,19 +410,11 @@ def run_bench(options: Options, progress: Callable[[str], None] | None = None) -
     _check_options(options)
     check_batch_options(options)
     config = bench_config(options.shape)
-    impl_names = with_baseline(options.impls or default_impls(options.device, options.dtype), options.baseline_dtype)
+    impl_names = with_baseline(options.impls or usable_names(options.device, options.dtype), options.baseline_dtype)
     # The machine's matmul rate drifts (shared VMs: 110-185 GFLOP/s on the same 2 vCPUs within an hour), so
     # the ceiling is measured before and after every case and the best sample is the reference.
     samples = [_measure_ceiling(options, say)]
-    weights = _weights(config, options.seed)
-    impls: dict[str, Impl] = {}
-    failed: dict[str, str] = {}
-    for name in impl_names:
-        say(f"building {name} ...")
-        try:
-            impls[name] = build_impl(name, config, weights, options)
-        except Exception as err:  # noqa: BLE001 - e.g. a backend that needs a GPU: reported as a row
-            failed[name] = f"failed to build: {type(err).__name__}: {err}"
+    impls, failed = build_impls(impl_names, config, _weights(config, options.seed), options, say)
     rows: list[Row] = []
     for task in options.tasks:
         for seq in (options.gen_source,) if task == "generate" else options.seqs:
@@ -585,7 +516,7 @@ def ratio_lines(result: BenchResult) -> list[str]:
 def _run_case(config, options, task, seq, impl_names, impls, failed, say) -> list[Row]:
     inputs = _task_inputs(config, task, seq, options)
     say(f"{task} seq {seq}: timing {', '.join(impls)} ({options.repeats} repeats, round-robin) ...")
-    calls = {n: task_call(impl, task, inputs) for n, impl in impls.items()}
+    calls = {n: task_call(side, model, task, inputs, options) for n, (side, model) in impls.items()}
     peaks: dict[str, tuple[int | None, str]] = {}
     if options.device != "cpu" or options.memory == "inprocess":
         for name, call in calls.items():
@@ -598,8 +529,7 @@ def _run_case(config, options, task, seq, impl_names, impls, failed, say) -> lis
     docs = inputs["input_ids"].shape[0]
     rows = []
     for name in impl_names:
-        impl = impls.get(name)
-        dtype = impl.dtype if impl else options.dtype
+        dtype = impls[name][0].dtype if name in impls else options.dtype
         row = Row(task, seq, name, dtype, times.get(name, []), flops=flops, docs=docs)
         row.note = failed.get(name) or (f"failed: {errors[name]}" if name in errors else "")
         rows.append(row)
@@ -635,8 +565,8 @@ def _check_options(options: Options) -> None:
         if task not in (*TASKS, THROUGHPUT):
             raise ValueError(f"task must be one of {', '.join(TASKS)} or all; got {task!r}")
     for name in options.impls or ():
-        if name not in IMPLS:
-            raise ValueError(f"impls must be among {', '.join(IMPLS)}; got {name!r}")
+        if name not in SHORT_NAMES:
+            raise ValueError(f"impls must be among {', '.join(SHORT_NAMES)}; got {name!r}")
     for dtype in (options.dtype, options.hf_dtype or options.dtype, options.ref_dtype):
         if dtype not in DTYPE_ORDER:
             raise ValueError(f"dtype must be one of {', '.join(DTYPE_ORDER)}; got {dtype!r}")
@@ -712,92 +642,44 @@ def _shape_text(shape: str) -> str:
             f"vocab {s['vocab_size']}")
 
 
-# ------------------------------------------------------------------------------------------ CLI
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--device", default="cpu", help="cpu or cuda")
-    parser.add_argument("--shape", default=None, choices=tuple(SHAPES), help="model shape (default base)")
-    parser.add_argument("--seq", default=None, help="encoder lengths, comma separated (default 1024,4096)")
-    parser.add_argument("--task", default=None, choices=(*TASKS, THROUGHPUT, "all"),
-                        help="default encoder; all = encoder and generate; throughput = a batch of --batch-docs "
-                             "documents of up to --seq tokens (different lengths and global counts) per call")
-    parser.add_argument("--impls", default=None, help=f"comma separated among {','.join(IMPLS)} "
-                        "(default: hf, led_torch backends for the device, led_ref on cpu)")
-    parser.add_argument("--repeats", type=int, default=None, help="timed runs per implementation (default 3)")
-    parser.add_argument("--warmup", type=int, default=None, help="untimed rounds first (default 1)")
-    parser.add_argument("--dtype", default="float32", choices=DTYPE_ORDER, help="led_torch dtype")
-    parser.add_argument("--hf-dtype", default=None, choices=DTYPE_ORDER, help="HF dtype (default --dtype)")
-    parser.add_argument("--ref-dtype", default="float32", choices=DTYPE_ORDER[:2], help="led_ref dtype")
-    parser.add_argument("--memory", default=None, choices=("subprocess", "inprocess", "off"),
-                        help="CPU peak-memory method (default subprocess; --quick: inprocess)")
-    parser.add_argument("--gen-source", type=int, default=None, help="source tokens for generate (default 1024)")
-    parser.add_argument("--new-tokens", type=int, default=None, help="generated tokens (default 32)")
-    parser.add_argument("--beams", type=int, default=None, help="beam width for generate (default 4)")
-    parser.add_argument("--baseline-dtype", default=None, choices=DTYPE_ORDER,
-                        help="also time led_torch's backends in this dtype, as rows NAME@DTYPE (e.g. float32 "
-                             "next to --dtype bfloat16)")
-    parser.add_argument("--batch-docs", type=int, default=None,
-                        help="documents per call of --task throughput (default 8; --quick 3)")
-    parser.add_argument("--gen-batch", type=int, default=None, help="sources per generate call (default 1)")
-    parser.add_argument("--seed", type=int, default=0, help="weights and inputs seed")
-    parser.add_argument("--json", default=None, help="also write the results as JSON here")
-    parser.add_argument("--markdown", action="store_true", help="also print the table as markdown")
-    parser.add_argument("--quick", action="store_true", help="tiny shapes, a few seconds (CI)")
-
-
+# ------------------------------------------------------------------------------------------ the command
+# What --quick and the plain command default to (parity.cli reads the flags; a flag given wins).
 QUICK = dict(shape="tiny", seq="32,64", task="all", repeats=2, warmup=1, memory="inprocess", gen_source=24,
              new_tokens=4, beams=2, ceiling_size=256, batch_docs=3, gen_batch=1)
 DEFAULTS = dict(shape="base", seq="1024,4096", task="encoder", repeats=3, warmup=1, memory="subprocess",
                 gen_source=1024, new_tokens=32, beams=4, ceiling_size=None, batch_docs=8, gen_batch=1)
 
 
-def options_from_args(args: argparse.Namespace) -> Options:
-    base = QUICK if args.quick else DEFAULTS
-    pick = lambda name: base[name] if getattr(args, name, None) is None else getattr(args, name)  # noqa: E731
-    task = pick("task")
-    try:
-        seqs = tuple(int(s) for s in str(pick("seq")).split(",") if s.strip())
-    except ValueError as err:
-        raise ValueError(f"seq must be comma separated integers, got {args.seq!r}") from err
-    impls = tuple(s.strip() for s in args.impls.split(",") if s.strip()) if args.impls else None
-    return Options(shape=pick("shape"), seqs=seqs, tasks=TASKS if task == "all" else (task,), impls=impls,
-                   device=args.device, dtype=args.dtype, hf_dtype=args.hf_dtype, ref_dtype=args.ref_dtype,
-                   repeats=pick("repeats"), warmup=pick("warmup"), memory=pick("memory"), seed=args.seed,
-                   gen_source=pick("gen_source"), new_tokens=pick("new_tokens"), beams=pick("beams"),
-                   ceiling_size=base["ceiling_size"], baseline_dtype=getattr(args, "baseline_dtype", None),
-                   batch_docs=pick("batch_docs"), gen_batch=pick("gen_batch"))
-
-
-def run(args: argparse.Namespace) -> int:
-    """The `bench` subcommand: exit 0 when every output matched, 1 on a mismatch, 2 on bad usage."""
-    try:
-        options = options_from_args(args)
-        _check_options(options)
-        check_batch_options(options)
-    except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return EXIT_USAGE
+def run_and_print(options: Options, json_path: str | None = None, markdown: bool = False) -> bool:
+    """The `bench` command: check the options (ValueError naming the option), run, print the table, derived
+    figures, warnings (and the markdown table), write the JSON; True when every output matched."""
+    _check_options(options)
+    check_batch_options(options)
     result = run_bench(options, progress=lambda msg: print(msg, file=sys.stderr, flush=True))
     print(format_table(result))
     for line in ratio_lines(result):
         print(line)
     for line in warnings(result):
         print(f"warning: {line}")
-    if args.markdown:
+    if markdown:
         print("\n" + markdown_table(result) + "\n")
-    if args.json:
-        with open(args.json, "w", encoding="utf-8") as fh:
+    if json_path:
+        with open(json_path, "w", encoding="utf-8") as fh:
             json.dump(result.to_dict(), fh, indent=2)
     print("all outputs matched" if result.all_matched else "mismatch: some outputs differ (see the match column)")
-    return EXIT_OK if result.all_matched else EXIT_MISMATCH
+    return result.all_matched
 
 
 def main(argv: list[str] | None = None) -> int:
+    """`python -m parity.bench ARGS` is `python -m parity bench ARGS`; `--memory-worker SPEC` is the body of
+    a memory subprocess (memory_in_subprocess)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["--memory-worker"] and len(argv) == 2:
-        return _memory_worker(argv[1])
-    parser = argparse.ArgumentParser(prog="python -m parity bench", description=__doc__.splitlines()[0])
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
+        _memory_worker(argv[1])
+        return 0
+    from .cli import main as cli_main
+
+    return cli_main(["bench", *argv])
 
 
 if __name__ == "__main__":

@@ -89,6 +89,10 @@ class CheckResult:
     failure: str = ""
     reproducer: str | None = None
 
+    def add(self, case_name: str, comparisons: list[Comparison], generations: list) -> None:
+        self.rows += [(case_name, c) for c in comparisons]
+        self.generations += [(case_name, g) for g in generations]
+
 
 class Progress:
     """A progress bar on stderr through tqdm (the `progress` extra), drawn only when stderr is a terminal, so
@@ -125,6 +129,44 @@ def case_key(case: ModelCase) -> str:
     return digest.hexdigest()
 
 
+def generation_beams(weight_seed: int) -> int:
+    """The beams a random case generates with: greedy or 2 beams, fixed by the case so that a replay repeats it."""
+    return 1 + weight_seed % 2
+
+
+def compare_case(case: ModelCase, sides: list[Side], max_new_tokens: int) -> tuple[list[Comparison], list]:
+    """One model case through the reference and `sides`: every forward output, then, for the generation model
+    when those agreed, `max_new_tokens` generated tokens (tie-aware, parity.generation)."""
+    weights = case.weights()
+    comparisons = run_case(case.config, case.architecture, weights, case.inputs, sides)
+    generations = []
+    if case.architecture == "LEDForConditionalGeneration" and all(c.passed for c in comparisons):
+        _, generations = generation_parity(case.config, weights, case.inputs, sides, REFERENCE,
+                                           max_new_tokens=max_new_tokens, num_beams=generation_beams(case.weight_seed))
+    return comparisons, generations
+
+
+class ShrinkBudget:
+    """How long hypothesis may shrink a divergence: once `seconds` have passed since the first failing case,
+    only cases already seen failing are tried again, so shrinking stops at the smallest one found so far."""
+
+    def __init__(self, seconds: float):
+        self.seconds, self.first_failure, self.failing = seconds, None, set()
+
+    @property
+    def shrinking(self) -> bool:
+        return self.first_failure is not None
+
+    def skips(self, key: str) -> bool:
+        spent = self.shrinking and time.monotonic() - self.first_failure > self.seconds
+        return spent and key not in self.failing
+
+    def failed(self, key: str) -> None:
+        if self.first_failure is None:
+            self.first_failure = time.monotonic()
+        self.failing.add(key)
+
+
 def check_random(sides: list[Side], examples: int = 10, seed: int | None = None,
                  architectures: tuple[str, ...] = ARCHITECTURES, repro_dir: str | None = None,
                  progress: bool = True, config=None, shrink_seconds: float = 60.0,
@@ -132,9 +174,8 @@ def check_random(sides: list[Side], examples: int = 10, seed: int | None = None,
     """Hypothesis cases through reference and `sides`; the shrunk first divergence is saved as a reproducer.
 
     Shrinking a model case is expensive (each try builds and runs every side), and a divergence just
-    above tolerance shrinks slowly; after `shrink_seconds` only cases already seen failing fail again,
-    so hypothesis stops at the smallest failing case found so far. LEDForConditionalGeneration cases also
-    generate `max_new_tokens` on every side (greedy, or 2 beams for odd weight seeds; tie-aware,
+    above tolerance shrinks slowly: ShrinkBudget bounds it by `shrink_seconds`. LEDForConditionalGeneration
+    cases also generate `max_new_tokens` on every side (greedy, or 2 beams for odd weight seeds; tie-aware,
     parity.generation).
     """
     if isinstance(examples, bool) or not isinstance(examples, int) or examples < 1:
@@ -142,36 +183,24 @@ def check_random(sides: list[Side], examples: int = 10, seed: int | None = None,
     seed = random.SystemRandom().randrange(2**32) if seed is None else int(seed)
     result = CheckResult(seed, examples)
     bar = Progress(examples, "check", progress)
-    hf_compatible = any(s.family == "hf" for s in sides)
-    half_precision = any(s.dtype in ("float16", "bfloat16") for s in sides)
-    first_failure: list[float] = []
-    failing: set[str] = set()
+    budget = ShrinkBudget(shrink_seconds)
+    cases = model_cases(architectures=architectures, hf_compatible=any(s.family == "hf" for s in sides),
+                        config=config, moderate_weights=any(s.dtype in ("float16", "bfloat16") for s in sides))
 
     @settings(max_examples=examples, database=None, deadline=None, print_blob=True, report_multiple_bugs=False,
-              suppress_health_check=list(HealthCheck),
-              phases=NO_EXPLAIN)
-    @given(case=model_cases(architectures=architectures, hf_compatible=hf_compatible, config=config,
-                            moderate_weights=half_precision))
+              suppress_health_check=list(HealthCheck), phases=NO_EXPLAIN)
+    @given(case=cases)
     def run(case: ModelCase) -> None:
         key = case_key(case)
-        if first_failure and time.monotonic() - first_failure[0] > shrink_seconds and key not in failing:
-            return  # shrink budget spent: this smaller case is not tried
-        weights = case.weights()
-        comparisons = run_case(case.config, case.architecture, weights, case.inputs, sides)
-        generations = []
-        if case.architecture == "LEDForConditionalGeneration" and all(c.passed for c in comparisons):
-            beams = 1 + case.weight_seed % 2  # greedy and beam search, fixed by the case so it replays
-            _, generations = generation_parity(case.config, weights, case.inputs, sides, REFERENCE,
-                                               max_new_tokens=max_new_tokens, num_beams=beams)
-        if not first_failure:
+        if budget.skips(key):
+            return
+        comparisons, generations = compare_case(case, sides, max_new_tokens)
+        if not budget.shrinking:
             bar.step(case.architecture)
         if all(c.passed for c in comparisons) and all(g.passed for g in generations):
-            name = f"random #{bar.done}"
-            result.rows += [(name, c) for c in comparisons]
-            result.generations += [(name, g) for g in generations]
+            result.add(f"random #{bar.done}", comparisons, generations)
             return
-        first_failure.append(time.monotonic())
-        failing.add(key)
+        budget.failed(key)
         raise CaseDiverged(case, comparisons, generations)
 
     report: list[str] = []
@@ -179,26 +208,32 @@ def check_random(sides: list[Side], examples: int = 10, seed: int | None = None,
         try:
             hypothesis_seed(seed)(run)()
         except CaseDiverged as diverged:
-            result.passed = False
-            case = diverged.case
-            first = next((c for c in diverged.comparisons if not c.passed), diverged.comparisons[0])
-            directory = repro_dir or tempfile.mkdtemp(prefix="led-parity-repro-")
-            result.reproducer = save_reproducer(
-                directory, case.config, case.architecture, case.weights(), case.inputs, first.actual,
-                first.expected, first, seed=seed, weight_seed=case.weight_seed, weight_std=case.weight_std,
-                max_new_tokens=max_new_tokens, generation=[g.to_dict() for g in diverged.generations])
-            result.rows += [("shrunk counterexample", c) for c in diverged.comparisons]
-            result.generations += [("shrunk counterexample", g) for g in diverged.generations]
-            notes = [str(n) for n in getattr(diverged, "__notes__", [])]
-            details = [text_table(c, only_failures=True) for c in diverged.comparisons if not c.passed]
-            details += [g.describe() for g in diverged.generations if not g.passed]
-            result.failure = "\n".join([
-                f"mismatch: {diverged} (seed {seed})",
-                f"  case: {case.describe()}",
-                *details,
-                f"  reproducer: {result.reproducer}  (python -m parity replay {os.path.dirname(result.reproducer)})",
-                # the case itself is saved above; of hypothesis' notes keep the replay decorator
-                *[f"  {line.strip()}" for line in report + notes if "reproduce_failure" in line],
-            ])
+            record_divergence(result, diverged, repro_dir, max_new_tokens, hypothesis_lines=report)
     bar.close()
     return result
+
+
+def record_divergence(result: CheckResult, diverged: CaseDiverged, repro_dir: str | None, max_new_tokens: int,
+                      hypothesis_lines: list[str] = ()) -> None:
+    """Save the shrunk case as a reproducer (in `repro_dir`, else a new temp folder) and fill `result`: failed,
+    its rows, and the failure text (what diverged, the case, the failing outputs, how to replay)."""
+    result.passed = False
+    case = diverged.case
+    first = next((c for c in diverged.comparisons if not c.passed), diverged.comparisons[0])
+    directory = repro_dir or tempfile.mkdtemp(prefix="led-parity-repro-")
+    result.reproducer = save_reproducer(
+        directory, case.config, case.architecture, case.weights(), case.inputs, first.actual,
+        first.expected, first, seed=result.seed, weight_seed=case.weight_seed, weight_std=case.weight_std,
+        max_new_tokens=max_new_tokens, generation=[g.to_dict() for g in diverged.generations])
+    result.add("shrunk counterexample", diverged.comparisons, diverged.generations)
+    notes = [str(n) for n in getattr(diverged, "__notes__", [])]
+    details = [text_table(c, only_failures=True) for c in diverged.comparisons if not c.passed]
+    details += [g.describe() for g in diverged.generations if not g.passed]
+    result.failure = "\n".join([
+        f"mismatch: {diverged} (seed {result.seed})",
+        f"  case: {case.describe()}",
+        *details,
+        f"  reproducer: {result.reproducer}  (python -m parity replay {os.path.dirname(result.reproducer)})",
+        # the case itself is saved above; of hypothesis' notes keep the replay decorator
+        *[f"  {line.strip()}" for line in [*hypothesis_lines, *notes] if "reproduce_failure" in line],
+    ])

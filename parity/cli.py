@@ -2,7 +2,12 @@
 
 With no subcommand it runs `check` on the embedded default model. Exit status: 0 agreement, 1 a
 divergence (the message says "mismatch"), 2 bad usage. Subcommands are registered in COMMANDS, one entry
-each (name, help, add_arguments, run); a new one (e.g. `bench`) is one more entry.
+each (name, help, add_arguments, run); a new one is one more entry.
+
+This module only parses arguments (every flag of every command is defined here) and dispatches; the work
+lives in modules named after it: parity.check_run (check), parity.gate, parity.replay,
+parity.checkpoint_run (audit), parity.convert, parity.info, parity.bench, parity.gpu_check. The
+implementations they run come from one registry, parity.implementations.
 """
 
 from __future__ import annotations
@@ -14,8 +19,6 @@ import random
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-
-import numpy as np
 
 from .tolerances import DTYPE_ORDER
 
@@ -58,145 +61,18 @@ def add_check_arguments(parser) -> None:
 
 
 def sides_for(args):
-    from .implementations import Side, available_torch_backends, torch_sides
+    from .implementations import check_sides
 
-    if args.backend:
-        from led_torch.backends import BACKENDS
-
-        unknown = [b for b in args.backend if b not in BACKENDS]
-        if unknown:
-            raise UsageError(f"--backend {unknown[0]} is not a led_torch backend; choose from {', '.join(BACKENDS)} "
-                             f"(usable here: {', '.join(available_torch_backends(args.device, args.dtype))})")
-    backends = args.backend or available_torch_backends(args.device, args.dtype)
-    sides = torch_sides(backends, args.dtype, args.device)
-    if getattr(args, "hf", False):
-        sides.append(Side("hf", None, "float32"))
-    return sides
+    return check_sides(args.backend, args.dtype, args.device, hf=getattr(args, "hf", False))
 
 
 def run_check(args) -> int:
-    from .check import check_random
-    from .report import summary_table, to_json
+    from . import check_run
 
     seed = _seed(args)
-    sides = sides_for(args)
-    if not sides:
-        print("mismatch: no led_torch backend is importable here, nothing to compare", file=sys.stderr)
-        return EXIT_MISMATCH
-    print(f"comparing led_ref (float64) with {', '.join(s.label for s in sides)}", file=sys.stderr)
-    rows, generations, ok = [], [], True
-    if not args.no_default:
-        default = default_model_check(sides, progress=not args.no_progress)
-        if default is not None:
-            rows += default[0]
-            generations += default[1]
-            ok &= all(c.passed for _, c in default[0]) and all(g.passed for g in default[1])
-    result = check_random(sides, args.examples, seed, repro_dir=args.repro_dir, progress=not args.no_progress,
-                          shrink_seconds=args.shrink_seconds)
-    rows += result.rows
-    generations += [g for _, g in result.generations]
-    print(summary_table(rows))
-    print(generation_summary(generations))
-    if args.json:
-        with open(args.json, "w", encoding="utf-8") as fh:
-            fh.write(to_json(rows, seed=seed, reproducer=result.reproducer,
-                             generation=[g.to_dict() for g in generations]))
-    if not result.passed:
-        print(result.failure, file=sys.stderr)
-    ok &= result.passed
-    print(("all agree" if ok else "mismatch") + f" (seed {seed})")
-    return EXIT_OK if ok else EXIT_MISMATCH
-
-
-def generation_summary(generations) -> str:
-    """Counts of identical / tie / MISMATCH generations, then every one that was not identical."""
-    counts = {status: sum(g.status == status for g in generations) for status in ("identical", "tie", "MISMATCH")}
-    scored = sum(getattr(g, "scores_compared", 0) for g in generations)
-    lines = ["generation: " + ", ".join(f"{n} {status}" for status, n in counts.items())
-             + (f"; beam scores compared on {scored} rows" if scored else "")]
-    return "\n".join(lines + [g.describe() for g in generations if not g.identical])
-
-
-def token_limit(config) -> int:
-    """The longest input the model takes: its encoder positions, rounded down to a multiple of the largest
-    window (the input is padded to one)."""
-    return max(2, (config.max_encoder_position_embeddings // config.max_window) * config.max_window)
-
-
-def default_inputs(tokenizer, config, text: str, global_positions=(0,), max_tokens: int | None = None) -> dict:
-    """Tokenized `text` up to the model's limit (or `max_tokens`), `global_positions` global, teacher-forced
-    decoder inputs. Also returns what was cut: (inputs, {"text_tokens", "used_tokens", "limit"})."""
-    limit = token_limit(config) if max_tokens is None else min(token_limit(config), max_tokens)
-    whole = len(tokenizer(text)["input_ids"])
-    enc = tokenizer(text, truncation=True, max_length=limit, return_tensors="np")
-    input_ids = np.asarray(enc["input_ids"], dtype=np.int64)
-    used = input_ids.shape[1]
-    global_mask = np.zeros_like(input_ids)
-    for position in global_positions:
-        if not 0 <= position < used:
-            raise UsageError(f"--global position {position} is outside the {used} input tokens [0, {used})")
-        global_mask[:, position] = 1
-    target = input_ids[:, : min(input_ids.shape[1], config.max_decoder_position_embeddings)]
-    decoder = np.concatenate([[[config.decoder_start_token_id]], target[:, :-1]], axis=1).astype(np.int64)
-    inputs = {"input_ids": input_ids, "attention_mask": np.asarray(enc["attention_mask"], dtype=np.int64),
-              "global_attention_mask": global_mask, "decoder_input_ids": decoder, "labels": target}
-    return inputs, {"text_tokens": whole, "used_tokens": used, "limit": limit}
-
-
-def checkpoint_parity(directory: str, text: str, sides, progress: bool = True, max_new_tokens: int | None = 8,
-                      num_beams: int | None = None, global_positions=(0,), max_tokens: int | None = None,
-                      details: dict | None = None):
-    """Every side vs led_ref on a checkpoint + text: forward outputs, then generation (tie-aware, beam scores
-    compared). Generation uses the checkpoint's settings (generation_config.json, else config.json) with
-    `max_new_tokens` / `num_beams` overriding them; every side gets them explicitly. `details`, if given, is
-    filled with the token counts, global positions and generation settings used."""
-    from led_ref.io.checkpoint import load_checkpoint, resolve_checkpoint
-    from led_ref.io.generation_settings import explicit_arguments, model_generation_config, resolve
-    from led_ref.io.tokenizer import LEDTokenizer
-
-    from .check import Progress, run_case
-    from .generation import generation_parity
-    from .implementations import Side
-
-    directory = resolve_checkpoint(directory)
-    config, weights = load_checkpoint(directory)
-    architecture = _architecture_of(config, weights)
-    if architecture != "LEDForConditionalGeneration":
-        from led_ref.io.checkpoint import load_checkpoint as _load
-
-        config, weights = _load(directory, "LEDForConditionalGeneration", allow_missing_head=True)
-    inputs, counts = default_inputs(LEDTokenizer.from_pretrained(directory), config, text, global_positions,
-                                    max_tokens)
-    if counts["used_tokens"] < counts["text_tokens"]:
-        print(f"note: the text has {counts['text_tokens']} tokens; using the first {counts['used_tokens']} "
-              f"(limit {counts['limit']}: the model's encoder positions, or --max-tokens)", file=sys.stderr)
-    settings = resolve(config, model_generation_config(config, directory), max_new_tokens=max_new_tokens,
-                       num_beams=num_beams)
-    generate_kwargs = explicit_arguments(settings)
-    if details is not None:
-        details.update(counts, global_positions=list(global_positions), generation_settings=generate_kwargs)
-    bar = Progress(2, "checkpoint", progress)
-    comparisons = run_case(config, "LEDForConditionalGeneration", weights, inputs, sides)
-    bar.step("forward")
-    _, generations = generation_parity(config, weights, inputs, sides, Side("ref"), **generate_kwargs)
-    bar.step("generate")
-    bar.close()
-    return [(os.path.basename(os.path.normpath(directory)) or directory, c) for c in comparisons], generations
-
-
-def _architecture_of(config, weights) -> str:
-    return "LEDForConditionalGeneration" if "final_logits_bias" in weights else "LEDModel"
-
-
-def default_model_check(sides, progress: bool = True):
-    """checkpoint_parity on the embedded default model and its DEFAULT_TEXT (None if it is not there)."""
-    try:
-        from led_ref.io.default_model import DEFAULT_TEXT, default_checkpoint_dir
-    except ImportError:
-        print("note: led_ref.io.default_model is not available; skipping the embedded default model", file=sys.stderr)
-        return None
-    return checkpoint_parity(default_checkpoint_dir(), DEFAULT_TEXT, sides, progress, max_new_tokens=8,
-                             num_beams=1)
+    return _exit(check_run.run_check(sides_for(args), args.examples, seed, default_model=not args.no_default,
+                                     json_path=args.json, repro_dir=args.repro_dir, progress=not args.no_progress,
+                                     shrink_seconds=args.shrink_seconds))
 
 
 # ---------------------------------------------------------------------------------------------- gate
@@ -270,31 +146,9 @@ def add_replay_arguments(parser) -> None:
 
 
 def run_replay(args) -> int:
-    from .check import run_case
-    from .implementations import Side
-    from .report import load_reproducer, text_table
+    from .replay import replay
 
-    case = load_reproducer(args.file)
-    print(f"replaying {case['actual']} vs {case['expected']} on {case['architecture']} "
-          f"(seed {case.get('seed')}, weight_seed {case.get('weight_seed')})")
-    comparisons = run_case(case["config"], case["architecture"], case["weights"], case["inputs"],
-                           [Side.parse(case["actual"])], Side.parse(case["expected"]))
-    for c in comparisons:
-        print(text_table(c))
-    generations = []
-    if case["architecture"] == "LEDForConditionalGeneration":
-        from .generation import generation_parity
-
-        _, generations = generation_parity(case["config"], case["weights"], case["inputs"],
-                                           [Side.parse(case["actual"])], Side.parse(case["expected"]),
-                                           max_new_tokens=case.get("max_new_tokens", 3),
-                                           num_beams=1 + int(case.get("weight_seed") or 0) % 2)
-        print(generation_summary(generations))
-    if all(c.passed for c in comparisons) and all(g.passed for g in generations):
-        print("no mismatch: the saved case agrees now")
-        return EXIT_OK
-    print("mismatch reproduced")
-    return EXIT_MISMATCH
+    return _exit(replay(args.file))
 
 
 # ---------------------------------------------------------------------------------------------- audit
@@ -340,33 +194,9 @@ def _positions(text: str) -> list[int]:
     return positions
 
 
-def versions() -> dict:
-    """Versions of what took part in a run (for the JSON report)."""
-    import platform
-    from importlib import metadata
-
-    out = {"python": platform.python_version()}
-    for name in ("led-parity", "numpy", "torch", "transformers", "tokenizers", "safetensors"):
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = None
-    return out
-
-
-def device_description(device: str) -> str:
-    if device == "cuda":
-        import torch
-
-        return f"cuda ({torch.cuda.get_device_name()})"
-    import platform
-
-    return f"cpu ({platform.processor() or platform.machine()})"
-
-
 def run_audit(args) -> int:
+    from .checkpoint_run import audit
     from .hf import hf_available
-    from .report import text_table, to_json
 
     if args.hf and not hf_available():
         raise UsageError("--hf needs transformers (pip install 'led-parity[test]')")
@@ -374,23 +204,9 @@ def run_audit(args) -> int:
         raise UsageError(f"--text {args.text!r} is not a file")
     with open(args.text, encoding="utf-8") as fh:
         text = fh.read()
-    details: dict = {}
-    rows, generations = checkpoint_parity(args.checkpoint, text, sides_for(args), progress=not args.no_progress,
-                                          max_new_tokens=args.max_new_tokens, num_beams=args.num_beams,
-                                          global_positions=args.global_positions, max_tokens=args.max_tokens,
-                                          details=details)
-    for _, c in rows:
-        print(text_table(c))
-    print(generation_summary(generations))
-    if args.json:
-        with open(args.json, "w", encoding="utf-8") as fh:
-            fh.write(to_json(rows, checkpoint=args.checkpoint, versions=versions(),
-                             device=device_description(args.device), dtype=args.dtype,
-                             seed=None,  # an audit draws nothing at random
-                             **details, generation=[g.to_dict() for g in generations]))
-    ok = all(c.passed for _, c in rows) and all(g.passed for g in generations)
-    print("all agree" if ok else "mismatch")
-    return EXIT_OK if ok else EXIT_MISMATCH
+    return _exit(audit(args.checkpoint, text, sides_for(args), args.device, args.dtype, json_path=args.json,
+                       progress=not args.no_progress, max_new_tokens=args.max_new_tokens, num_beams=args.num_beams,
+                       global_positions=args.global_positions, max_tokens=args.max_tokens))
 
 
 # ---------------------------------------------------------------------------------------------- convert
@@ -414,44 +230,72 @@ def add_info_arguments(parser) -> None:
 
 
 def run_info(args) -> int:
-    from .implementations import available_torch_backends
-    from .tolerances import table_text
+    from .info import default_model_info, info_text
 
-    info: dict = {"torch_backends_cpu": available_torch_backends("cpu")}
-    try:
-        from led_ref.io.checkpoint import load_checkpoint
-        from led_ref.io.default_model import DEFAULT_TEXT, default_checkpoint_dir
-
-        directory = default_checkpoint_dir()
-        config, weights = load_checkpoint(directory)
-        info.update(checkpoint=str(directory), files=sorted(os.listdir(directory)),
-                    parameters=int(sum(w.size for w in weights.values())),
-                    architecture=_architecture_of(config, weights),
-                    d_model=config.d_model, encoder_layers=config.encoder_layers, decoder_layers=config.decoder_layers,
-                    heads=config.encoder_attention_heads, windows=config.layer_windows, vocab_size=config.vocab_size,
-                    max_encoder_positions=config.max_encoder_position_embeddings, default_text=DEFAULT_TEXT)
-    except ImportError:
-        info["checkpoint"] = None
-    if args.json:
-        print(json.dumps(info, indent=2))
-        return EXIT_OK
-    for key, value in info.items():
-        print(f"{key:<22} {value}")
-    print("\ntolerances (scaled error max|a-b|/max(1,max|b|)):")
-    print(table_text())
+    info = default_model_info()
+    print(json.dumps(info, indent=2) if args.json else info_text(info))
     return EXIT_OK
 
 
-def _bench_arguments(parser) -> None:
-    from .bench import add_arguments
+# ---------------------------------------------------------------------------------------------- bench
+def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
+    from .bench import SHAPES, TASKS, THROUGHPUT
+    from .implementations import SHORT_NAMES
 
-    add_arguments(parser)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--shape", default=None, choices=tuple(SHAPES), help="model shape (default base)")
+    parser.add_argument("--seq", default=None, help="encoder lengths, comma separated (default 1024,4096)")
+    parser.add_argument("--task", default=None, choices=(*TASKS, THROUGHPUT, "all"),
+                        help="default encoder; all = encoder and generate; throughput = a batch of --batch-docs "
+                             "documents of up to --seq tokens (different lengths and global counts) per call")
+    parser.add_argument("--impls", default=None, help=f"comma separated among {','.join(SHORT_NAMES)} "
+                        "(default: hf, led_torch backends for the device, led_ref on cpu)")
+    parser.add_argument("--repeats", type=int, default=None, help="timed runs per implementation (default 3)")
+    parser.add_argument("--warmup", type=int, default=None, help="untimed rounds first (default 1)")
+    parser.add_argument("--dtype", default="float32", choices=DTYPE_ORDER, help="led_torch dtype")
+    parser.add_argument("--hf-dtype", default=None, choices=DTYPE_ORDER, help="HF dtype (default --dtype)")
+    parser.add_argument("--ref-dtype", default="float32", choices=DTYPE_ORDER[:2], help="led_ref dtype")
+    parser.add_argument("--memory", default=None, choices=("subprocess", "inprocess", "off"),
+                        help="CPU peak-memory method (default subprocess; --quick: inprocess)")
+    parser.add_argument("--gen-source", type=int, default=None, help="source tokens for generate (default 1024)")
+    parser.add_argument("--new-tokens", type=int, default=None, help="generated tokens (default 32)")
+    parser.add_argument("--beams", type=int, default=None, help="beam width for generate (default 4)")
+    parser.add_argument("--baseline-dtype", default=None, choices=DTYPE_ORDER,
+                        help="also time led_torch's backends in this dtype, as rows NAME@DTYPE (e.g. float32 "
+                             "next to --dtype bfloat16)")
+    parser.add_argument("--batch-docs", type=int, default=None,
+                        help="documents per call of --task throughput (default 8; --quick 3)")
+    parser.add_argument("--gen-batch", type=int, default=None, help="sources per generate call (default 1)")
+    parser.add_argument("--seed", type=int, default=0, help="weights and inputs seed")
+    parser.add_argument("--json", default=None, help="also write the results as JSON here")
+    parser.add_argument("--markdown", action="store_true", help="also print the table as markdown")
+    parser.add_argument("--quick", action="store_true", help="tiny shapes, a few seconds (CI)")
 
 
-def _bench_run(args) -> int:
-    from .bench import run
+def bench_options(args: argparse.Namespace):
+    """parity.bench.Options of the flags: each one given, else its --quick or plain default."""
+    from .bench import DEFAULTS, QUICK, TASKS, Options
 
-    return run(args)
+    base = QUICK if args.quick else DEFAULTS
+    pick = lambda name: base[name] if getattr(args, name, None) is None else getattr(args, name)  # noqa: E731
+    task = pick("task")
+    try:
+        seqs = tuple(int(s) for s in str(pick("seq")).split(",") if s.strip())
+    except ValueError as err:
+        raise ValueError(f"seq must be comma separated integers, got {args.seq!r}") from err
+    impls = tuple(s.strip() for s in args.impls.split(",") if s.strip()) if args.impls else None
+    return Options(shape=pick("shape"), seqs=seqs, tasks=TASKS if task == "all" else (task,), impls=impls,
+                   device=args.device, dtype=args.dtype, hf_dtype=args.hf_dtype, ref_dtype=args.ref_dtype,
+                   repeats=pick("repeats"), warmup=pick("warmup"), memory=pick("memory"), seed=args.seed,
+                   gen_source=pick("gen_source"), new_tokens=pick("new_tokens"), beams=pick("beams"),
+                   ceiling_size=base["ceiling_size"], baseline_dtype=getattr(args, "baseline_dtype", None),
+                   batch_docs=pick("batch_docs"), gen_batch=pick("gen_batch"))
+
+
+def run_bench(args) -> int:
+    from .bench import run_and_print
+
+    return _exit(run_and_print(bench_options(args), json_path=args.json, markdown=args.markdown))
 
 
 COMMANDS: list[Command] = [
@@ -463,8 +307,8 @@ COMMANDS: list[Command] = [
     Command("info", "what the embedded default model contains", add_info_arguments, run_info),
     Command("convert", "rewrite a pytorch_model.bin checkpoint as safetensors (weights-only loading, no code runs)",
             add_convert_arguments, run_convert),
-    Command("bench", "time HF, led_torch backends and led_ref side by side (parity.bench)", _bench_arguments,
-            _bench_run),
+    Command("bench", "time HF, led_torch backends and led_ref side by side (parity.bench)", add_bench_arguments,
+            run_bench),
     Command("gpu-check", "everything a GPU must confirm, one <= 8 min run with a markdown + JSON summary "
             "(parity.gpu_check)", lambda p: __import__("parity.gpu_check").gpu_check.add_arguments(p),
             lambda a: __import__("parity.gpu_check").gpu_check.run(a)),
@@ -483,6 +327,10 @@ def build_parser() -> argparse.ArgumentParser:
             continue
         add.set_defaults(run=command.run)
     return parser
+
+
+def _exit(passed: bool) -> int:
+    return EXIT_OK if passed else EXIT_MISMATCH
 
 
 def _unavailable(args, err) -> int:

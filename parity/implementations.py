@@ -1,11 +1,14 @@
-"""The sides a parity check compares: led_ref (NumPy spec), led_torch (one attention backend), HF (oracle).
+"""The one registry of implementations: led_ref (NumPy spec), led_torch (one attention backend), HF (oracle).
 
-A side is written as a short string, `family[:backend][:dtype][:device]`:
+`check`, `audit`, `replay` and `bench` all build and run their implementations through `Side`. A side is
+written as a short string, `family[:backend][:dtype][:device]`:
 
     ref                     led_ref in float64 (the reference of every check)
     torch:banded:float32    led_torch with the banded backend in float32 on CPU
     torch:flex:bfloat16:cuda
     hf:float32              HF transformers' LED (the `test` extra), compared with the HF budget
+
+`bench` names them shorter (`side_named`): "hf", "led_ref", a led_torch backend ("banded"), or `name@dtype`.
 
 Every side takes the same numpy inputs (`input_ids`, masks, head masks, labels, ...) and returns an
 output object with HF's field names, which parity.compare flattens.
@@ -21,6 +24,11 @@ import numpy as np
 from .tolerances import dtype_name
 
 FAMILIES = ("ref", "torch", "hf")
+# led_torch.backends.BACKENDS, named here so that listing them (argparse help) imports no torch;
+# tests/test_bench.py checks that the two agree.
+TORCH_BACKENDS = ("banded", "flex", "triton")
+# The short names of `bench --impls` (side_named).
+SHORT_NAMES = ("hf", *TORCH_BACKENDS, "led_ref")
 INTEGER_INPUTS = ("input_ids", "attention_mask", "global_attention_mask", "decoder_input_ids",
                   "decoder_attention_mask", "labels", "start_positions", "end_positions")
 
@@ -72,7 +80,7 @@ class Side:
                                     attn_implementation=self.backend)
         from .hf import hf_model
 
-        return hf_model(config, weights, architecture, self.dtype)
+        return hf_model(config, weights, architecture, self.dtype).to(self.device)
 
     def forward(self, model, inputs: dict, output_attentions: bool = True, output_hidden_states: bool = True):
         """model(**inputs) with every output asked for; numpy inputs converted for torch sides."""
@@ -90,12 +98,23 @@ class Side:
             out.loss = defined_loss(out.loss, inputs)  # HF's NaN over all-ignored labels is 0 here
         return out
 
+    def encode(self, model, inputs: dict) -> np.ndarray:
+        """The encoder's last hidden state (batch, seq, d_model) as float64 numpy."""
+        encoder_inputs = _encoder_inputs(inputs)
+        if self.family == "ref":
+            return np.asarray(model.get_encoder()(**encoder_inputs).last_hidden_state, dtype=np.float64)
+        from .compare import to_numpy
+
+        with self._scope():
+            return to_numpy(model.get_encoder()(**self.tensors(encoder_inputs)).last_hidden_state)
+
     def generate(self, model, inputs: dict, **kwargs) -> np.ndarray:
         """Token ids (batch * num_return_sequences, length) of model.generate, as int64 numpy."""
-        encoder_inputs = {k: v for k, v in inputs.items()
-                          if k in ("input_ids", "attention_mask", "global_attention_mask")}
+        encoder_inputs = _encoder_inputs(inputs)
         if self.family == "ref":
             return _generated(model.generate(**encoder_inputs, **kwargs))
+        if self.family == "hf":
+            kwargs.setdefault("do_sample", False)  # parity compares search, never HF's sampling default
         with self._scope():
             return _generated(model.generate(**self.tensors(encoder_inputs), **kwargs))
 
@@ -116,6 +135,10 @@ class Side:
         return torch.no_grad() if self.family == "torch" else contextlib.nullcontext()
 
 
+def _encoder_inputs(inputs: dict) -> dict:
+    return {k: v for k, v in inputs.items() if k in ("input_ids", "attention_mask", "global_attention_mask")}
+
+
 def _generated(out):
     """Token ids as int64 numpy; with return_dict_in_generate=True (token ids, sequences_scores as float64 or
     None)."""
@@ -130,6 +153,44 @@ def _generated(out):
 
 def torch_sides(backends, dtype: str = "float64", device: str = "cpu") -> list[Side]:
     return [Side("torch", b, dtype_name(dtype), device) for b in backends]
+
+
+def check_sides(backends, dtype: str, device: str = "cpu", hf: bool = False) -> list[Side]:
+    """The sides `check` and `audit` compare with led_ref: the named led_torch backends (default: every one
+    usable on device/dtype), then HF in float32 when `hf`. An unknown backend is a ValueError naming it."""
+    unknown = [b for b in backends or () if b not in TORCH_BACKENDS]
+    if unknown:
+        usable = ", ".join(available_torch_backends(device, dtype))
+        raise ValueError(f"--backend {unknown[0]} is not a led_torch backend; choose from "
+                         f"{', '.join(TORCH_BACKENDS)} (usable here: {usable})")
+    sides = torch_sides(backends or available_torch_backends(device, dtype), dtype, device)
+    if hf:
+        sides.append(Side("hf", None, "float32"))
+    return sides
+
+
+def side_named(name: str, dtype: str = "float32", device: str = "cpu", hf_dtype: str | None = None,
+               ref_dtype: str = "float32") -> Side:
+    """The side a short name stands for: "hf" (in `hf_dtype`, default `dtype`), "led_ref" (in `ref_dtype`,
+    CPU only), a led_torch backend (in `dtype`); `name@D` is that side with every dtype D."""
+    if "@" in name:
+        base, dtype = name.split("@", 1)
+        return side_named(base, dtype, device, hf_dtype=dtype, ref_dtype=dtype)
+    if name == "led_ref":
+        if device != "cpu":
+            raise ValueError(f"led_ref runs on cpu only, not on device={device!r}")
+        return Side("ref", None, ref_dtype, "cpu")
+    if name == "hf":
+        return Side("hf", None, hf_dtype or dtype, device)
+    if name not in TORCH_BACKENDS:
+        raise ValueError(f"impl must be one of {', '.join(SHORT_NAMES)}; got {name!r}")
+    return Side("torch", name, dtype, device)
+
+
+def usable_names(device: str, dtype: str) -> tuple[str, ...]:
+    """Short names of everything that runs here: hf, led_torch's backends usable on (device, dtype), then
+    led_ref on CPU."""
+    return ("hf", *available_torch_backends(device, dtype), *(("led_ref",) if device == "cpu" else ()))
 
 
 def available_torch_backends(device: str = "cpu", dtype: str = "float32") -> list[str]:

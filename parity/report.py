@@ -1,4 +1,5 @@
-"""Reports of a comparison (text table, JSON) and reproducers that replay with `python -m parity replay DIR`.
+"""Reports of a comparison (text tables, generation summary, JSON with run metadata) and reproducers that
+replay with `python -m parity replay DIR`.
 
 A reproducer is a folder:
 
@@ -49,6 +50,40 @@ def summary_table(rows: list[tuple[str, Comparison]]) -> str:
         result = "ok" if c.passed else f"DIVERGED at {first.name} ({first.error:.2e} > {first.tolerance:.0e})"
         lines.append(f"{case:<28} {c.actual:<24} {len(c.diffs):>7} {c.max_error:>10.2e}  {result}")
     return "\n".join(lines)
+
+
+def generation_summary(generations) -> str:
+    """Counts of identical / tie / MISMATCH generations, then every one that was not identical."""
+    counts = {status: sum(g.status == status for g in generations) for status in ("identical", "tie", "MISMATCH")}
+    scored = sum(getattr(g, "scores_compared", 0) for g in generations)
+    lines = ["generation: " + ", ".join(f"{n} {status}" for status, n in counts.items())
+             + (f"; beam scores compared on {scored} rows" if scored else "")]
+    return "\n".join(lines + [g.describe() for g in generations if not g.identical])
+
+
+def versions() -> dict:
+    """Versions of what took part in a run (for the JSON report)."""
+    import platform
+    from importlib import metadata
+
+    out = {"python": platform.python_version()}
+    for name in ("led-parity", "numpy", "torch", "transformers", "tokenizers", "safetensors"):
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def device_description(device: str) -> str:
+    """The device a run used, with the GPU's or CPU's name (for the JSON report)."""
+    if device == "cuda":
+        import torch
+
+        return f"cuda ({torch.cuda.get_device_name()})"
+    import platform
+
+    return f"cpu ({platform.processor() or platform.machine()})"
 
 
 def to_json(rows: list, **meta) -> str:

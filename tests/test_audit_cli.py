@@ -112,3 +112,37 @@ def test_progress_is_drawn_by_tqdm_on_a_terminal_only():
     quiet = Terminal()
     Progress(2, "audit", False, quiet).step()
     assert quiet.getvalue() == ""
+
+
+@pytest.mark.parametrize("architecture", ["LEDModel", "LEDForSequenceClassification"])
+def test_a_base_or_other_heads_checkpoint_is_audited_as_the_generation_model(architecture, tmp_path, capsys):
+    """The file is checked as the class that wrote it (infer_architecture), then loaded with the generation
+    head HF would give it (zero final_logits_bias, lm_head tied to the embeddings): HF, which refuses weights
+    that do not fit, agrees."""
+    pytest.importorskip("transformers")
+    from led_ref.init import random_weights
+    from led_ref.io.checkpoint import (
+        adapt_state_dict,
+        infer_architecture,
+        load_checkpoint,
+        read_state_dict,
+        save_checkpoint,
+    )
+
+    config, base = load_checkpoint(default_checkpoint_dir(), "LEDModel")
+    head = {k: v for k, v in random_weights(config, architecture, seed=1).items() if k.startswith("classification")}
+    folder = tmp_path / "led"
+    shutil.copytree(default_checkpoint_dir(), folder, ignore=shutil.ignore_patterns("*.safetensors"))
+    save_checkpoint(folder, config, adapt_state_dict({**base, **head}, config, architecture), architecture)
+    assert infer_architecture(read_state_dict(folder)) == architecture
+    text = tmp_path / "t.txt"
+    text.write_text(DEFAULT_TEXT)
+    report = tmp_path / "a.json"
+    code = cli.main(["audit", "--checkpoint", str(folder), "--text", str(text), "--backend", "banded", "--hf",
+                     "--max-new-tokens", "2", "--no-progress", "--json", str(report)])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "torch:banded:float32 vs ref:float64: agree" in out and "hf:float32 vs ref:float64: agree" in out
+    assert "generation: 2 identical" in out
+    data = json.loads(report.read_text())
+    assert data["passed"] is True and [c["case"] for c in data["comparisons"]] == ["led", "led"]

@@ -12,7 +12,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from parity import bench  # noqa: E402
+from parity import bench, cli  # noqa: E402
 from parity.flops import encoder_flops, encoder_flops_by_part, layer_flops  # noqa: E402
 from parity.peak_memory import cpu_peak_bytes  # noqa: E402
 from parity.tolerances import tolerance  # noqa: E402
@@ -35,7 +35,7 @@ def quick(tmp_path_factory):
 
 def test_quick_bench_table_has_every_case_and_all_outputs_match(quick):
     status, text, _ = quick
-    assert status == bench.EXIT_OK, text
+    assert status == cli.EXIT_OK, text
     assert "all outputs matched" in text
     lines = text.splitlines()
     header = next(i for i, line in enumerate(lines) if line.startswith("task"))
@@ -161,7 +161,7 @@ def test_compare_rows_flags_a_drifted_encoder_and_different_tokens():
                  marks=pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")),
 ])
 def test_bad_usage_exits_2_naming_the_value(argv, needle, capsys):
-    assert bench.main(argv) == bench.EXIT_USAGE
+    assert bench.main(argv) == cli.EXIT_USAGE
     assert needle in capsys.readouterr().err
 
 
@@ -190,7 +190,7 @@ def test_ceiling_spread_over_20_percent_is_a_warning_in_the_json(samples, noisy)
 def test_a_noisy_run_prints_a_warning_line(monkeypatch, tmp_path, capsys):
     monkeypatch.setattr(bench, "run_bench", lambda options, progress=None: _result_with_samples([180.0, 60.0]))
     path = tmp_path / "b.json"
-    assert bench.main(["--quick", "--json", str(path)]) == bench.EXIT_OK
+    assert bench.main(["--quick", "--json", str(path)]) == cli.EXIT_OK
     lines = capsys.readouterr().out.splitlines()
     warning = [line for line in lines if line.startswith("warning:")]
     assert len(warning) == 1 and "67%" in warning[0]
@@ -225,7 +225,7 @@ def test_throughput_task_with_bf16_and_float32_baseline_rows(tmp_path, capsys):
     path = tmp_path / "b.json"
     argv = ["--quick", "--task", "throughput", "--seq", "32", "--impls", "hf,banded", "--dtype", "bfloat16",
             "--baseline-dtype", "float32", "--repeats", "1", "--warmup", "0", "--memory", "off", "--json", str(path)]
-    assert bench.main(argv) == bench.EXIT_OK
+    assert bench.main(argv) == cli.EXIT_OK
     out = capsys.readouterr().out
     data = json.loads(path.read_text())
     rows = {r["impl"]: r for r in data["rows"]}
@@ -250,14 +250,14 @@ def test_generate_a_batch_of_sources_gives_hf_tokens(tmp_path):
     path = tmp_path / "b.json"
     argv = ["--quick", "--task", "generate", "--gen-batch", "3", "--impls", "hf,banded", "--repeats", "1",
             "--warmup", "0", "--memory", "off", "--json", str(path)]
-    assert bench.main(argv) == bench.EXIT_OK
+    assert bench.main(argv) == cli.EXIT_OK
     rows = json.loads(path.read_text())["rows"]
     assert [r["docs"] for r in rows] == [3, 3] and rows[1]["matched"] is True
 
 
 @pytest.mark.parametrize("argv, needle", [(["--batch-docs", "0"], "batch-docs"), (["--gen-batch", "-1"], "gen-batch")])
 def test_bad_batch_options_exit_2(argv, needle, capsys):
-    assert bench.main(["--quick", *argv]) == bench.EXIT_USAGE
+    assert bench.main(["--quick", *argv]) == cli.EXIT_USAGE
     assert needle in capsys.readouterr().err
 
 

@@ -38,6 +38,7 @@ def test_info(capsys):
     info = json.loads(capsys.readouterr().out)
     assert os.path.isfile(os.path.join(info["checkpoint"], "config.json")) and info["parameters"] > 0
     assert "banded" in info["torch_backends_cpu"]
+    assert info["architecture"] == "LEDForConditionalGeneration"  # led_ref.io.checkpoint.infer_architecture
 
 
 def test_audit_with_hf(tmp_path, capsys):

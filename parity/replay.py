@@ -1,0 +1,31 @@
+"""The `replay` command: re-run a reproducer saved by `check` (parity.report) and say whether it still diverges."""
+
+from __future__ import annotations
+
+
+def replay(path: str) -> bool:
+    """Compare the saved sides on the saved case (and generation, for the generation model, with the case's
+    tokens and beams); print the tables. True when the case agrees now."""
+    from .check import generation_beams, run_case
+    from .generation import generation_parity
+    from .implementations import Side
+    from .report import generation_summary, load_reproducer, text_table
+
+    case = load_reproducer(path)
+    print(f"replaying {case['actual']} vs {case['expected']} on {case['architecture']} "
+          f"(seed {case.get('seed')}, weight_seed {case.get('weight_seed')})")
+    actual, expected = Side.parse(case["actual"]), Side.parse(case["expected"])
+    comparisons = run_case(case["config"], case["architecture"], case["weights"], case["inputs"], [actual], expected)
+    for c in comparisons:
+        print(text_table(c))
+    generations = []
+    if case["architecture"] == "LEDForConditionalGeneration":
+        _, generations = generation_parity(case["config"], case["weights"], case["inputs"], [actual], expected,
+                                           max_new_tokens=case.get("max_new_tokens", 3),
+                                           num_beams=generation_beams(int(case.get("weight_seed") or 0)))
+        print(generation_summary(generations))
+    if all(c.passed for c in comparisons) and all(g.passed for g in generations):
+        print("no mismatch: the saved case agrees now")
+        return True
+    print("mismatch reproduced")
+    return False
