@@ -27,12 +27,15 @@ _NEG = -1.0e9  # HF's "impossible" beam score
 class StaticCache:
     """Every layer's self-attention keys and values in one (layers, 2, rows, heads, max_length, head_dim)
     buffer, written in place; one buffer makes the per-step beam reorder a single index_select, and each
-    layer's keys/values stay contiguous."""
+    layer's keys/values stay contiguous. A second buffer of the same shape receives the reorder (no allocation
+    per step), and only the positions written so far are copied: the rest are masked in every step until a
+    step writes them."""
 
     def __init__(self, layers: int, rows: int, heads: int, length: int, head_dim: int, dtype, device):
         self.layers = layers
         self.length = length
         self.kv = torch.zeros((layers, 2, rows, heads, length, head_dim), dtype=dtype, device=device)
+        self._spare = torch.zeros_like(self.kv)
         self._identity = torch.arange(rows, device=device)
 
     def extender(self, layer: int, position: torch.Tensor):
@@ -45,10 +48,13 @@ class StaticCache:
             return keys, values
         return extend
 
-    def reorder(self, rows: torch.Tensor) -> None:
-        """Row r of the cache becomes old row rows[r] (beam search keeps the surviving beams' histories)."""
-        if not torch.equal(rows, self._identity):  # beams that keep their own history need no copy
-            self.kv = self.kv.index_select(2, rows)
+    def reorder(self, rows: torch.Tensor, written: int) -> None:
+        """Row r of the cache becomes old row rows[r] (beam search keeps the surviving beams' histories) at the
+        first `written` positions."""
+        if torch.equal(rows, self._identity):  # beams that keep their own history need no copy
+            return
+        torch.index_select(self.kv[..., :written, :], 2, rows, out=self._spare[..., :written, :])
+        self.kv, self._spare = self._spare, self.kv
 
 
 def cross_keys_values(attention, encoder_hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -174,7 +180,9 @@ def generate(model, input_ids, attention_mask=None, global_attention_mask=None, 
     rows = batch * num_beams
     decoder = model.led.decoder
     cross = [cross_keys_values(layer.encoder_attn, encoder_hidden) for layer in decoder.layers]
-    cross_bias = padding_bias(attention_mask, encoder_hidden.dtype)
+    # no padding: no bias (adding its zeros changes no bit, and costs every layer of every step a pass)
+    no_padding = isinstance(attention_mask, torch.Tensor) and bool(attention_mask.all())
+    cross_bias = None if no_padding else padding_bias(attention_mask, encoder_hidden.dtype)
     heads = config.decoder_attention_heads
     cache = StaticCache(len(decoder.layers), rows, heads, max_length, config.d_model // heads,
                         encoder_hidden.dtype, encoder_hidden.device)
@@ -259,7 +267,7 @@ def _beam_search(s: GenerationSettings, vocab, logits_for, processors, cache, st
                                                                 length)
         origin = _advance_running(state, top_scores, source_beam, candidates, hits)
         _collect_finished(s, state, top_scores, candidates, hits, length)
-        cache.reorder(origin.view(-1))
+        cache.reorder(origin.view(-1), length)
         length += 1
         state.improvable = _still_improvable(state.improvable, state.running_scores, state.finished_scores,
                                              state.is_finished, length, max_length, s.early_stopping,

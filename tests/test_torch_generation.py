@@ -155,3 +155,18 @@ def test_float32_fast_path_gives_hf_float32_tokens(beams, batch):
     out = ours.generate(ids, attention_mask=mask, **options)
     assert out.shape == ref.shape and out.shape[1] > 2
     assert torch.equal(out, ref), f"ours {out.tolist()} != HF {ref.tolist()}"
+
+
+def test_cache_reorder_moves_the_written_positions_of_the_chosen_rows():
+    from led_torch.generation import StaticCache
+
+    cache = StaticCache(layers=2, rows=3, heads=2, length=5, head_dim=4, dtype=torch.float32, device="cpu")
+    cache.kv.copy_(torch.randn(cache.kv.shape))
+    before = cache.kv.clone()
+    cache.reorder(torch.tensor([0, 1, 2]), 3)  # every beam keeps its history: nothing moves
+    assert torch.equal(cache.kv, before)
+    cache.reorder(torch.tensor([2, 2, 0]), 3)
+    assert torch.equal(cache.kv[..., :3, :], before.index_select(2, torch.tensor([2, 2, 0]))[..., :3, :])
+    middle = cache.kv.clone()
+    cache.reorder(torch.tensor([1, 0, 2]), 4)  # twice: the two buffers take turns
+    assert torch.equal(cache.kv[..., :4, :], middle.index_select(2, torch.tensor([1, 0, 2]))[..., :4, :])
