@@ -75,7 +75,7 @@ class DecoderAttention(nn.Module):
         if stacked is None:
             q = split_heads(self.q_proj(hidden) * self.scaling, self.heads)
             return (q, *self.project_kv(hidden))
-        q, k, v = linear(hidden, *stacked).chunk(3, dim=-1)
+        q, k, v = linear(hidden, *stacked, packed_for=self).chunk(3, dim=-1)
         return (split_heads(q * self.scaling, self.heads), split_heads(k, self.heads), split_heads(v, self.heads))
 
     def _stacked_qkv(self, hidden):

@@ -43,29 +43,32 @@ _MIN_WEIGHT = 1 << 18
 _MIN_WORK = 1 << 26
 
 
-# bfloat16 weights are handed to oneDNN pre-packed in its blocked layout (`_reorder_linear_weight`, what inductor's
-# freezing pass does): with a plain weight oneDNN repacks it on every call, which a few-row product (a decode step)
-# pays in full. The 48 projections of an LED-base decode step at 4 rows, one thread: 36 -> 24 ms (fp32: 50 ms);
-# 1,024-4,096-row products unchanged, so only products of at most _PACK_MAX_ROWS rows use (and create) the packed
-# copy: an encoder never doubles its weights. Bitwise the same results. One packed copy per Linear, in a weak map
-# (not in the module: state dicts, deepcopy and pickling never see the opaque tensor), rebuilt when the weight's
-# storage or version counter moves.
+# Few-row products (a decode step: one row per beam) get their weight pre-packed in oneDNN's blocked layout
+# (`_reorder_linear_weight`, what inductor's freezing pass does): with a plain weight oneDNN repacks it on every
+# call, which a few-row product pays in full. The 48 projections of an LED-base decode step at 4 rows, one
+# thread: bfloat16 36 -> 24 ms (session 3); float32 two threads 16.7 -> 12.1 ms, one thread 23.7 -> 19.9 ms
+# (session 4, docs/performance.md). 1,024-4,096-row products are unchanged, so only products of 2 (float32) or 1
+# (bfloat16) to _PACK_MAX_ROWS rows use (and create) the packed copy: an encoder never doubles its weights. Results
+# are bitwise those of the plain weight for those row counts (a float32 single row is not: oneDNN takes another
+# kernel for it, so it stays plain). One packed copy per owner (a Linear, or the decoder attention for its stacked
+# q/k/v weight) in a weak map (not in the module: state dicts, deepcopy and pickling never see the opaque
+# tensor), rebuilt when the weight's storage or version counter moves.
 _reorder = getattr(torch.ops.mkldnn, "_reorder_linear_weight", None) if _AVAILABLE else None
 _PACKED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _PACK_ROWS = 4  # the row count oneDNN is told to expect (a hint; any count works)
 _PACK_MAX_ROWS = 64
+_PACK_MIN_ROWS = {torch.float32: 2, torch.bfloat16: 1}
 
 
-def _packed_weight(layer: nn.Linear) -> torch.Tensor:
-    """The bfloat16 weight of `layer` in oneDNN's blocked layout (cached), or the weight itself without it."""
-    weight = layer.weight
+def _packed_weight(owner: nn.Module, weight: torch.Tensor) -> torch.Tensor:
+    """`weight` (owned by `owner`) in oneDNN's blocked layout (cached per owner), or the weight itself without it."""
     if _reorder is None:
         return weight
-    key = (weight.data_ptr(), weight._version, tuple(weight.shape))
-    cached = _PACKED.get(layer)
+    key = (weight.data_ptr(), weight._version, tuple(weight.shape), weight.dtype)
+    cached = _PACKED.get(owner)
     if cached is None or cached[0] != key:
         cached = (key, _reorder(weight.detach(), _PACK_ROWS))
-        _PACKED[layer] = cached
+        _PACKED[owner] = cached
     return cached[1]
 
 
@@ -87,9 +90,14 @@ def set_onednn_linear(enabled: bool):
         _enabled = previous
 
 
-def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-    """x @ weight.T + bias, through oneDNN for CPU float32/bfloat16 inference, `F.linear` otherwise."""
+def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+           packed_for: nn.Module | None = None) -> torch.Tensor:
+    """x @ weight.T + bias, through oneDNN for CPU float32/bfloat16 inference, `F.linear` otherwise. With
+    `packed_for` (the module that owns `weight`) a few-row product reads a pre-packed copy of the weight."""
     if _onednn_takes(x, weight, bias):
+        rows = x.numel() // x.shape[-1]
+        if packed_for is not None and _PACK_MIN_ROWS[x.dtype] <= rows <= _PACK_MAX_ROWS:
+            weight = _packed_weight(packed_for, weight)
         # oneDNN refuses strided activations; a decode step's (rows, d) slices are small to copy
         return torch.ops.mkldnn._linear_pointwise(x.contiguous(), weight, bias, "none", [], "")
     return F.linear(x, weight, bias)
@@ -119,7 +127,4 @@ class Linear(nn.Linear):
     """`nn.Linear` with `linear` above as its forward; a drop-in replacement (state dict, init, repr)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dtype == torch.bfloat16 and x.numel() <= _PACK_MAX_ROWS * x.shape[-1] \
-                and _onednn_takes(x, self.weight, self.bias):
-            return torch.ops.mkldnn._linear_pointwise(x.contiguous(), _packed_weight(self), self.bias, "none", [], "")
-        return linear(x, self.weight, self.bias)
+        return linear(x, self.weight, self.bias, packed_for=self)

@@ -7,6 +7,7 @@ import torch
 from led_ref.io.config import LEDConfig
 from led_torch.decoder import DecoderAttention
 from led_torch.encoder import split_heads
+from led_torch.linear import _PACKED, _reorder, linear, onednn_linear_enabled
 
 
 def _attention(d_model=512, seed=0, dtype=torch.float32):
@@ -62,3 +63,38 @@ def test_training_keeps_three_projections_with_gradients():
     q, k, v = module.project_qkv(hidden)
     (q.sum() + k.sum() + v.sum()).backward()
     assert all(m.weight.grad is not None for m in (module.q_proj, module.k_proj, module.v_proj))
+
+
+needs_onednn = pytest.mark.skipif(not onednn_linear_enabled() or _reorder is None,
+                                  reason="this torch build has no oneDNN linear / weight packing")
+
+
+@needs_onednn
+def test_float32_few_row_products_read_a_packed_weight_bitwise_like_the_plain_one():
+    """A decode step's projections (2 to 64 rows) and the stacked q/k/v read a oneDNN-packed copy of their weight,
+    built once per weight version, with exactly the plain-weight results; one row and many rows stay plain."""
+    module = _attention()
+    layer = module.out_proj
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for rows in (1, 2, 4, 64, 65, 700):
+            x = torch.randn(rows, 512, generator=g)
+            _PACKED.pop(layer, None)
+            assert torch.equal(layer(x), linear(x, layer.weight, layer.bias))
+            assert (layer in _PACKED) is (2 <= rows <= 64), rows
+        layer(x[:4])
+        packed = _PACKED[layer][1]
+        assert packed.is_mkldnn
+        layer(x[:3])
+        assert _PACKED[layer][1] is packed  # built once
+        layer.weight.mul_(2)  # in place: the version counter moves
+        assert torch.equal(layer(x[:4]), linear(x[:4], layer.weight, layer.bias))
+        assert _PACKED[layer][1] is not packed
+
+        hidden = torch.randn(4, 1, 512, generator=g)
+        q, k, v = module.project_qkv(hidden)
+        weight, bias = module._stacked_qkv(hidden)
+        assert _PACKED[module][1].is_mkldnn  # the stacked weight has its own packed copy
+        plain = linear(hidden, weight, bias).chunk(3, dim=-1)
+        assert torch.equal(k, split_heads(plain[1], 8)) and torch.equal(v, split_heads(plain[2], 8))
+        assert torch.equal(q, split_heads(plain[0] * module.scaling, 8))

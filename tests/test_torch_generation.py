@@ -114,3 +114,59 @@ def test_compiled_decode_step_gives_the_same_tokens():
     eager = model.generate(ids, num_beams=2, max_length=8)
     compiled = model.generate(ids, num_beams=2, max_length=8, compile=True)
     assert torch.equal(eager, compiled)
+
+
+def test_cross_keys_are_laid_out_for_the_decode_step():
+    """Keys: the transpose of a contiguous (sources, heads, head_dim, keys) tensor; values contiguous; both equal
+    to the layer's projection."""
+    from led_torch.generation import cross_keys_values
+
+    config = LEDConfig(vocab_size=30, d_model=16, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
+                       decoder_attention_heads=4, encoder_ffn_dim=8, decoder_ffn_dim=8, attention_window=4,
+                       max_encoder_position_embeddings=32, max_decoder_position_embeddings=24)
+    model = LEDForConditionalGeneration.from_weights(config, random_weights(config, seed=3, std=0.5))
+    attention = model.led.decoder.layers[0].encoder_attn
+    hidden = torch.randn(2, 7, 16)
+    with torch.no_grad():
+        keys, values = cross_keys_values(attention, hidden)
+        expected = attention.project_kv(hidden)
+    assert keys.shape == values.shape == (2, 4, 7, 4)
+    assert keys.transpose(-1, -2).is_contiguous() and values.is_contiguous()
+    assert torch.equal(keys, expected[0]) and torch.equal(values, expected[1])
+
+
+@pytest.mark.parametrize("beams, batch", [(4, 1), (3, 2), (1, 2)])
+def test_float32_fast_path_gives_hf_float32_tokens(beams, batch):
+    """d_model 512: the decode step's projections run on oneDNN with packed weights (2+ rows), the stacked q/k/v
+    and the transposed cross keys; tokens identical to HF's float32 generate."""
+    config = LEDConfig(vocab_size=64, d_model=512, encoder_layers=1, decoder_layers=2, encoder_attention_heads=8,
+                       decoder_attention_heads=8, encoder_ffn_dim=512, decoder_ffn_dim=1024, attention_window=16,
+                       max_encoder_position_embeddings=128, max_decoder_position_embeddings=24)
+    weights = random_weights(config, seed=7 + beams, std=0.05)
+    rng = np.random.default_rng(beams)
+    ids = torch.as_tensor(rng.integers(3, 64, size=(batch, 40)))
+    mask = torch.ones_like(ids)
+    mask[-1, 33:] = 0 if batch > 1 else 1
+    ours = LEDForConditionalGeneration.from_weights(config, weights)
+    hf = hf_model(config, weights, "LEDForConditionalGeneration", torch.float32)
+    options = dict(num_beams=beams, max_new_tokens=10, min_length=6, num_return_sequences=min(beams, 2))
+    with hf_dtype_scope(torch.float32):
+        ref = hf.generate(ids, attention_mask=mask, do_sample=False, **options)
+    out = ours.generate(ids, attention_mask=mask, **options)
+    assert out.shape == ref.shape and out.shape[1] > 2
+    assert torch.equal(out, ref), f"ours {out.tolist()} != HF {ref.tolist()}"
+
+
+def test_cache_reorder_moves_the_written_positions_of_the_chosen_rows():
+    from led_torch.generation import StaticCache
+
+    cache = StaticCache(layers=2, rows=3, heads=2, length=5, head_dim=4, dtype=torch.float32, device="cpu")
+    cache.kv.copy_(torch.randn(cache.kv.shape))
+    before = cache.kv.clone()
+    cache.reorder(torch.tensor([0, 1, 2]), 3)  # every beam keeps its history: nothing moves
+    assert torch.equal(cache.kv, before)
+    cache.reorder(torch.tensor([2, 2, 0]), 3)
+    assert torch.equal(cache.kv[..., :3, :], before.index_select(2, torch.tensor([2, 2, 0]))[..., :3, :])
+    middle = cache.kv.clone()
+    cache.reorder(torch.tensor([1, 0, 2]), 4)  # twice: the two buffers take turns
+    assert torch.equal(cache.kv[..., :4, :], middle.index_select(2, torch.tensor([1, 0, 2]))[..., :4, :])
