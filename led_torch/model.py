@@ -14,9 +14,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from led_ref.io.checkpoint import (
+    ArrayOps,
+    CheckpointError,
+    adapt_state_dict,
+    check_state_dict,
+    load_checkpoint,
+    resolve_checkpoint,
+    save_checkpoint,
+)
 from led_ref.io.config import LEDConfig
 from led_ref.io.generation_settings import GenerationConfig, model_generation_config, split_for_saving
-from led_ref.io.names import TIED_NAMES, TIED_TOP_LEVEL, base_prefix
+from led_ref.io.names import tied_names
 from led_ref.io.outputs import (
     LEDEncoderBaseModelOutput,
     LEDSeq2SeqLMOutput,
@@ -45,6 +54,13 @@ from .validation import (
 )
 
 _DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
+
+# led_ref.io.checkpoint's naming and checking policy, applied to tensors (on any device, in any dtype).
+TORCH_OPS = ArrayOps(
+    equal=lambda a, b: bool((a == b.to(a.device)).all()),
+    non_finite=lambda t: int((~torch.isfinite(t)).sum()),
+    zeros=lambda shape, weights: torch.zeros(shape),
+)
 
 
 def shift_tokens_right(ids: torch.Tensor, pad_token_id: int, decoder_start_token_id: int) -> torch.Tensor:
@@ -90,23 +106,30 @@ class LEDPreTrainedModel(nn.Module):
                      attn_implementation: str | None = None):
         """A model in eval mode carrying `weights` (HF names -> numpy arrays or tensors; tied names optional).
 
-        Weights saved for another LED architecture load too: the `led.` prefix is added or stripped; a task
-        head missing from the file is initialised N(0, init_std) with a warning, like HF.
+        Weights saved for another LED architecture load too: names are adapted and checked by
+        `led_ref.io.checkpoint` (the `led.` prefix added or stripped, tied copies checked against
+        `shared.weight`); a task head missing from the file is initialised N(0, init_std) with a warning, like HF.
         """
         _check_dtype(dtype)
         device = check_device(device)
         config = LEDConfig.coerce(config)
+        config.validate()
+        state = {name: _as_tensor(name, value) for name, value in weights.items()}
+        state = adapt_state_dict(state, config, cls.architecture, allow_missing_head=True, ops=TORCH_OPS)
+        check_state_dict(state, config, cls.architecture, allow_missing_head=True, ops=TORCH_OPS)
+        return cls._from_checked_state(config, state, dtype, device, attn_implementation)
+
+    @classmethod
+    def _from_checked_state(cls, config: LEDConfig, state: dict, dtype, device, attn_implementation):
+        """Build on `device` in `dtype` and load `state`, whose names `check_state_dict` accepted."""
         with torch.device("meta"):
             model = cls(config).to(dtype=dtype)  # cast before loading: float64 weights must not pass float32
         model.to_empty(device=device)
         model.tie_weights()
-        state = model._adapt_names({k: _as_tensor(k, v) for k, v in weights.items()})
-        _check_weights(model, state, cls.__name__)
-        missing, unexpected = model.load_state_dict(state, strict=False)
-        missing = [m for m in missing if m not in model._tied_names()]
-        head_missing = [m for m in missing if m in model._head_names()]
+        missing, _ = model.load_state_dict(state, strict=False)
+        head_missing = [name for name in missing if name not in model._tied_names()]
         if head_missing:
-            warnings.warn(f"{cls.__name__}: initialising missing head tensors {head_missing}", stacklevel=2)
+            warnings.warn(f"{cls.__name__}: initialising missing head tensors {head_missing}", stacklevel=3)
             generator = torch.Generator().manual_seed(0)
             params = dict(model.named_parameters()) | dict(model.named_buffers())
             for name in head_missing:
@@ -123,18 +146,20 @@ class LEDPreTrainedModel(nn.Module):
     def from_pretrained(cls, path, dtype=torch.float32, device="cpu", attn_implementation: str | None = None):
         """Read an HF-format directory (`config.json` + `model.safetensors`, or `pytorch_model.bin`), or a hub
         id ("allenai/led-base-16384") from the local HF cache; `generation_config.json` when present."""
-        from led_ref.io.checkpoint import resolve_checkpoint
-
         _check_dtype(dtype)
-        check_device(device)  # before reading any file
+        device = check_device(device)  # before reading any file
         path = resolve_checkpoint(path)
         bin_path = os.path.join(path, "pytorch_model.bin")
         if not os.path.isfile(os.path.join(path, "model.safetensors")) and os.path.isfile(bin_path):
             config = LEDConfig.from_pretrained(path)
-            weights = _load_pickle_weights_only(bin_path)
-        else:
-            config, weights = _load_checkpoint(path, cls.architecture, dtype)
-        model = cls.from_weights(config, weights, dtype=dtype, device=device, attn_implementation=attn_implementation)
+            model = cls.from_weights(config, _load_pickle_weights_only(bin_path), dtype=dtype, device=device,
+                                     attn_implementation=attn_implementation)
+        else:  # led_ref's reader adapts and checks the names; the arrays become tensors without a copy
+            np_dtype = np.float64 if dtype == torch.float64 else np.float32
+            config, weights = load_checkpoint(path, architecture=cls.architecture, dtype=np_dtype,
+                                              allow_missing_head=True)
+            state = {name: _as_tensor(name, array) for name, array in weights.items()}
+            model = cls._from_checked_state(config, state, dtype, device, attn_implementation)
         model.generation_config = model_generation_config(config, path)
         return model
 
@@ -163,34 +188,12 @@ class LEDPreTrainedModel(nn.Module):
             t = t.detach().cpu()
             weights[name] = (t.float() if t.dtype == torch.bfloat16 else t).numpy()
         config_dict, generation = split_for_saving(self.config, self.generation_config)
-        _save_checkpoint(os.fspath(path), LEDConfig.from_dict(config_dict), weights, self.architecture)
+        save_checkpoint(os.fspath(path), LEDConfig.from_dict(config_dict), weights, self.architecture)
         generation.save_pretrained(path)
 
     # ------------------------------------------------------------------ names
-    def _prefix(self) -> str:
-        return base_prefix(self.architecture)
-
     def _tied_names(self) -> set[str]:
-        names = {self._prefix() + n for n in TIED_NAMES}
-        if self.architecture == "LEDForConditionalGeneration":
-            names |= set(TIED_TOP_LEVEL)
-        return names
-
-    def _head_names(self) -> set[str]:
-        if not self._prefix():
-            return set()
-        return {n for n in self.state_dict() if not n.startswith("led.") and n not in self._tied_names()}
-
-    def _adapt_names(self, state: dict) -> dict:
-        """Add or strip the `led.` prefix so base-model weights of any LED architecture fit this one."""
-        prefix = self._prefix()
-        has_prefix = any(k.startswith("led.") for k in state)
-        if prefix and not has_prefix:
-            return {(k if k in self._head_names() or k in TIED_TOP_LEVEL else prefix + k): v for k, v in state.items()}
-        if not prefix and has_prefix:
-            return {k[4:]: v for k, v in state.items() if k.startswith("led.")}
-        own = set(self.state_dict())
-        return {k: v for k, v in state.items() if k in own or k.startswith(prefix)} if prefix else state
+        return tied_names(self.architecture)
 
     def tie_weights(self) -> None:
         base = self.base_model
@@ -513,32 +516,9 @@ def _as_tensor(name: str, value) -> torch.Tensor:
     return torch.as_tensor(array)
 
 
-def _check_weights(model: nn.Module, state: dict, architecture: str) -> None:
-    """Every missing (base), unexpected, misshapen and non-finite tensor, named in one CheckpointError."""
-    from led_ref.io.checkpoint import CheckpointError
-
-    own = model.state_dict()
-    optional = model._tied_names() | model._head_names()
-    problems = [f"missing {n} (expected shape {tuple(t.shape)})" for n, t in own.items()
-                if n not in state and n not in optional]
-    for name, t in state.items():
-        if name not in own:
-            problems.append(f"unexpected {name} (shape {tuple(t.shape)})")
-        elif tuple(t.shape) != tuple(own[name].shape):
-            problems.append(f"wrong shape {name}: expected {tuple(own[name].shape)}, found {tuple(t.shape)}")
-        elif (t.dtype.is_floating_point or t.dtype.is_complex) and not torch.isfinite(t).all():
-            bad = int((~torch.isfinite(t)).sum())
-            problems.append(f"non-finite values in {name} ({bad} of {t.numel()} entries are inf/nan)")
-    if problems:
-        raise CheckpointError(f"{len(problems)} problem(s) with the weights for {architecture}:\n  "
-                              + "\n  ".join(problems))
-
-
 def _load_pickle_weights_only(path: str) -> dict:
     """A pytorch_model.bin through torch's weights-only unpickler: plain tensors only, never code."""
     import pickle
-
-    from led_ref.io.checkpoint import CheckpointError
 
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
@@ -565,17 +545,3 @@ def _as_encoder_output(encoder_outputs) -> LEDEncoderBaseModelOutput:
         return LEDEncoderBaseModelOutput(*items[:4])
     raise TypeError("encoder_outputs must be the encoder's output or a tuple whose first item is the last hidden "
                     f"state, got {type(encoder_outputs).__name__}")
-
-
-def _load_checkpoint(path: str, architecture: str, dtype: torch.dtype):
-    """(config, numpy weights named for `architecture`) through led_ref.io.checkpoint (safetensors, shards)."""
-    from led_ref.io.checkpoint import load_checkpoint
-
-    np_dtype = np.float64 if dtype == torch.float64 else np.float32
-    return load_checkpoint(path, architecture=architecture, dtype=np_dtype, allow_missing_head=True)
-
-
-def _save_checkpoint(path: str, config: LEDConfig, weights: dict, architecture: str) -> None:
-    from led_ref.io.checkpoint import save_checkpoint
-
-    save_checkpoint(path, config, weights, architecture)
