@@ -5,7 +5,8 @@
     out = model(input_ids=ids, attention_mask=mask, global_attention_mask=glob)
     out.logits, out["logits"], out[0]
 
-Every class computes `seq2seq_forward` (encoder, then decoder) and adds its head:
+Every class collects HF's shared keyword arguments into one `Seq2SeqInputs`, computes `seq2seq_forward`
+(check the encoder inputs, check the decoder inputs, encode, decode) and adds its head:
 
     LEDModel                        decoder last hidden state
     LEDForConditionalGeneration     logits = h @ shared.T + final_logits_bias; loss over labels != -100
@@ -40,6 +41,7 @@ from .io.checkpoint import (
 )
 from .io.config import LEDConfig
 from .io.generation_settings import GenerationConfig, model_generation_config, split_for_saving
+from .io.inputs import Seq2SeqInputs, as_encoder_output
 from .io.names import base_prefix, head_shapes
 from .io.outputs import (
     LEDEncoderBaseModelOutput,
@@ -63,148 +65,129 @@ def shift_tokens_right(ids: np.ndarray, pad_token_id: int, decoder_start_token_i
     return np.where(shifted == check.IGNORE_INDEX, pad_token_id, shifted)
 
 
-def as_encoder_output(encoder_outputs: Any) -> LEDEncoderBaseModelOutput:
-    """An encoder output object, or HF's tuple habit (last_hidden_state, hidden_states, attentions, global)."""
-    if isinstance(encoder_outputs, LEDEncoderBaseModelOutput):
-        return encoder_outputs
-    if isinstance(encoder_outputs, (tuple, list)) and len(encoder_outputs) > 0:
-        items = list(encoder_outputs) + [None] * 3
-        return LEDEncoderBaseModelOutput(items[0], items[1], items[2], items[3])  # checked by the caller
-    if isinstance(encoder_outputs, np.ndarray):
-        return LEDEncoderBaseModelOutput(encoder_outputs)
-    raise TypeError(
-        "encoder_outputs must be the encoder's output or a tuple whose first item is the last hidden state, "
-        f"got {type(encoder_outputs).__name__}"
+def seq2seq_forward(weights: Mapping[str, np.ndarray], config: LEDConfig,
+                    inputs: Seq2SeqInputs) -> LEDSeq2SeqModelOutput:
+    """LEDModel's forward pass on base weights (no `led.` prefix), in four steps: check the encoder inputs,
+    check the decoder inputs (decoder_input_ids default to input_ids shifted right, HF's LEDModel habit),
+    encode (unless `encoder_outputs` are given), decode."""
+    dtype = weights["shared.weight"].dtype
+    inputs = checked_encoder_inputs(inputs, config, dtype, required=inputs.encoder_outputs is None)
+    inputs, past = checked_decoder_inputs(inputs, config, dtype)
+    encoder_outputs = encode(weights, config, inputs)
+    if past is not None:
+        check.check_cache_source("past_key_values", past, encoder_outputs.last_hidden_state.shape[1])
+    return decode(weights, config, inputs, encoder_outputs, past)
+
+
+def checked_encoder_inputs(inputs: Seq2SeqInputs, config: LEDConfig, dtype: np.dtype,
+                           required: bool = True) -> Seq2SeqInputs:
+    """The encoder's inputs checked and converted: ids or embeddings (exactly one when `required`), their
+    masks, the head mask and the output switches."""
+    if required:
+        check.exactly_one("input_ids", inputs.input_ids, "inputs_embeds", inputs.inputs_embeds)
+    ids, embeds = inputs.input_ids, inputs.inputs_embeds
+    if ids is not None:
+        ids = check.check_token_ids("input_ids", ids, config.vocab_size)
+    if embeds is not None:
+        embeds = check.as_dtype("inputs_embeds", check.check_embeds("inputs_embeds", embeds, config.d_model), dtype)
+    inputs = inputs.but(input_ids=ids, inputs_embeds=embeds)
+    source = ids if ids is not None else embeds
+    if source is not None:
+        shape = source.shape[:2]
+        check.check_length("input_ids" if ids is not None else "inputs_embeds", shape[1],
+                           "max_encoder_position_embeddings", config.max_encoder_position_embeddings)
+        for name in ("attention_mask", "global_attention_mask"):
+            if getattr(inputs, name) is not None:
+                inputs = inputs.but(**{name: check.check_mask(name, getattr(inputs, name), shape)})
+    return inputs.but(
+        output_attentions=bool(check.check_flag("output_attentions", inputs.output_attentions)),
+        output_hidden_states=bool(check.check_flag("output_hidden_states", inputs.output_hidden_states)),
+        head_mask=check.check_head_mask("head_mask", inputs.head_mask, config.encoder_layers,
+                                        config.encoder_attention_heads),
     )
 
 
-def check_cache(past_key_values: Any, config: LEDConfig, batch: int) -> tuple | None:
-    """A cache as returned by a previous call: one (self_k, self_v, cross_k, cross_v) per decoder layer."""
-    if past_key_values is None:
-        return None
-    if not isinstance(past_key_values, (tuple, list)):
-        raise TypeError(f"past_key_values must be the tuple a previous call returned, "
-                        f"got {type(past_key_values).__name__}")
-    if len(past_key_values) != config.decoder_layers:
-        raise ValueError(f"past_key_values must hold one entry per decoder layer ({config.decoder_layers}), "
-                         f"got {len(past_key_values)}")
-    for layer, entry in enumerate(past_key_values):
-        if not isinstance(entry, (tuple, list)) or len(entry) != 4:
-            got = f"{len(entry)} items" if isinstance(entry, (tuple, list)) else type(entry).__name__
-            raise ValueError(f"past_key_values[{layer}] must be a tuple (self_k, self_v, cross_k, cross_v), got {got}")
-    cache = tuple(tuple(np.asarray(t) for t in layer) for layer in past_key_values)
-    heads, head_dim = config.decoder_attention_heads, config.d_model // config.decoder_attention_heads
-    for layer, entry in enumerate(cache):
-        for t in entry:
-            if t.ndim != 4 or t.shape[0] != batch or t.shape[1] != heads or t.shape[3] != head_dim:
-                raise ValueError(
-                    f"past_key_values[{layer}] tensors must be (batch={batch}, heads={heads}, seq, "
-                    f"head_dim={head_dim}), got {t.shape}"
-                )
-    return cache
-
-
-def seq2seq_forward(
-    weights: Mapping[str, np.ndarray],
-    config: LEDConfig,
-    input_ids=None,
-    attention_mask=None,
-    global_attention_mask=None,
-    decoder_input_ids=None,
-    decoder_attention_mask=None,
-    head_mask=None,
-    decoder_head_mask=None,
-    cross_attn_head_mask=None,
-    encoder_outputs=None,
-    past_key_values=None,
-    inputs_embeds=None,
-    decoder_inputs_embeds=None,
-    use_cache=None,
-    output_attentions=False,
-    output_hidden_states=False,
-) -> LEDSeq2SeqModelOutput:
-    """LEDModel's forward pass on base weights (no `led.` prefix): checks, encoder (unless given), decoder.
-
-    decoder_input_ids default to `input_ids` shifted right (HF's LEDModel habit).
-    """
-    dtype = weights["shared.weight"].dtype
-    vocab, d = config.vocab_size, config.d_model
-    # ---- encoder inputs
-    if encoder_outputs is None:
-        check.exactly_one("input_ids", input_ids, "inputs_embeds", inputs_embeds)
-    if input_ids is not None:
-        input_ids = check.check_token_ids("input_ids", input_ids, vocab)
-    if inputs_embeds is not None:
-        inputs_embeds = check.as_dtype("inputs_embeds", check.check_embeds("inputs_embeds", inputs_embeds, d), dtype)
-    source = input_ids if input_ids is not None else inputs_embeds
-    if source is not None:
-        shape = source.shape[:2]
-        check.check_length("input_ids" if input_ids is not None else "inputs_embeds", shape[1],
-                           "max_encoder_position_embeddings", config.max_encoder_position_embeddings)
-        if attention_mask is not None:
-            attention_mask = check.check_mask("attention_mask", attention_mask, shape)
-        if global_attention_mask is not None:
-            global_attention_mask = check.check_mask("global_attention_mask", global_attention_mask, shape)
-    output_attentions = bool(check.check_flag("output_attentions", output_attentions))
-    output_hidden_states = bool(check.check_flag("output_hidden_states", output_hidden_states))
-    head_mask = check.check_head_mask("head_mask", head_mask, config.encoder_layers, config.encoder_attention_heads)
-
-    # ---- decoder inputs
-    if decoder_input_ids is None and decoder_inputs_embeds is None:
-        if input_ids is None:
+def checked_decoder_inputs(inputs: Seq2SeqInputs, config: LEDConfig,
+                           dtype: np.dtype) -> tuple[Seq2SeqInputs, tuple | None]:
+    """The decoder's inputs checked and converted, and the cache as arrays (or None)."""
+    if inputs.decoder_input_ids is None and inputs.decoder_inputs_embeds is None:
+        if inputs.input_ids is None:
             raise ValueError("give decoder_input_ids or decoder_inputs_embeds (they default to input_ids shifted "
                              "right, but input_ids is None)")
-        decoder_input_ids = shift_tokens_right(input_ids, config.pad_token_id, config.decoder_start_token_id)
-    check.exactly_one("decoder_input_ids", decoder_input_ids, "decoder_inputs_embeds", decoder_inputs_embeds)
-    if decoder_input_ids is not None:
-        decoder_input_ids = check.check_token_ids("decoder_input_ids", decoder_input_ids, vocab)
-        target = decoder_input_ids
+        inputs = inputs.but(decoder_input_ids=shift_tokens_right(inputs.input_ids, config.pad_token_id,
+                                                                 config.decoder_start_token_id))
+    check.exactly_one("decoder_input_ids", inputs.decoder_input_ids, "decoder_inputs_embeds",
+                      inputs.decoder_inputs_embeds)
+    if inputs.decoder_input_ids is not None:
+        inputs = inputs.but(decoder_input_ids=check.check_token_ids("decoder_input_ids", inputs.decoder_input_ids,
+                                                                    config.vocab_size))
+        target = inputs.decoder_input_ids
     else:
-        decoder_inputs_embeds = check.as_dtype(
-            "decoder_inputs_embeds", check.check_embeds("decoder_inputs_embeds", decoder_inputs_embeds, d), dtype)
-        target = decoder_inputs_embeds
+        embeds = check.check_embeds("decoder_inputs_embeds", inputs.decoder_inputs_embeds, config.d_model)
+        inputs = inputs.but(decoder_inputs_embeds=check.as_dtype("decoder_inputs_embeds", embeds, dtype))
+        target = inputs.decoder_inputs_embeds
     batch, tgt = target.shape[:2]
-    past = check_cache(past_key_values, config, batch)
+    layers, heads = config.decoder_layers, config.decoder_attention_heads
+    past = check.check_cache("past_key_values", inputs.past_key_values, layers, batch, heads,
+                             config.d_model // heads)
     past_len = 0 if past is None else past[0][0].shape[2]
     check.check_length("decoder_input_ids", past_len + tgt, "max_decoder_position_embeddings",
                        config.max_decoder_position_embeddings)
-    if decoder_attention_mask is not None:
-        decoder_attention_mask = check.check_mask("decoder_attention_mask", decoder_attention_mask,
-                                                  (batch, past_len + tgt))
-    decoder_head_mask = check.check_head_mask("decoder_head_mask", decoder_head_mask, config.decoder_layers,
-                                              config.decoder_attention_heads)
-    cross_attn_head_mask = check.check_head_mask("cross_attn_head_mask", cross_attn_head_mask,
-                                                 config.decoder_layers, config.decoder_attention_heads)
-    use_cache = check.check_flag("use_cache", use_cache)
-    use_cache = config.use_cache if use_cache is None else use_cache
+    if inputs.decoder_attention_mask is not None:
+        inputs = inputs.but(decoder_attention_mask=check.check_mask(
+            "decoder_attention_mask", inputs.decoder_attention_mask, (batch, past_len + tgt)))
+    use_cache = check.check_flag("use_cache", inputs.use_cache)
+    inputs = inputs.but(
+        decoder_head_mask=check.check_head_mask("decoder_head_mask", inputs.decoder_head_mask, layers, heads),
+        cross_attn_head_mask=check.check_head_mask("cross_attn_head_mask", inputs.cross_attn_head_mask, layers,
+                                                   heads),
+        use_cache=config.use_cache if use_cache is None else use_cache,
+    )
+    return inputs, past
 
-    # ---- encoder
-    if encoder_outputs is None:
+
+def _decoder_batch(inputs: Seq2SeqInputs) -> int:
+    target = inputs.decoder_input_ids if inputs.decoder_input_ids is not None else inputs.decoder_inputs_embeds
+    return target.shape[0]
+
+
+def encode(weights: Mapping[str, np.ndarray], config: LEDConfig,
+           inputs: Seq2SeqInputs) -> LEDEncoderBaseModelOutput:
+    """The encoder's output on checked inputs, or the given `encoder_outputs`, its hidden state checked and
+    cast to the weights' dtype; either way its batch must be the decoder's."""
+    batch = _decoder_batch(inputs)
+    if inputs.encoder_outputs is None:
+        source = inputs.input_ids if inputs.input_ids is not None else inputs.inputs_embeds
         check.check_same_batch("input_ids", source.shape[0], "decoder_input_ids", batch)
-        encoder_outputs = encoder_forward(
-            weights, config, input_ids, attention_mask, global_attention_mask, head_mask, inputs_embeds,
-            output_attentions, output_hidden_states,
-        )
+        out = encoder_forward(weights, config, inputs.input_ids, inputs.attention_mask,
+                              inputs.global_attention_mask, inputs.head_mask, inputs.inputs_embeds,
+                              inputs.output_attentions, inputs.output_hidden_states)
     else:
-        encoder_outputs = as_encoder_output(encoder_outputs)
-    encoder_hidden = check.check_encoder_hidden("encoder_outputs[0]", encoder_outputs.last_hidden_state, d, dtype)
-    check.check_same_batch("encoder_outputs", encoder_hidden.shape[0], "decoder_input_ids", batch)
-    if past is not None:
-        check.check_cache_source("past_key_values", past, encoder_hidden.shape[1])
-    if attention_mask is not None:  # the cross-attention mask over the encoder output
-        attention_mask = check.check_mask("attention_mask", attention_mask, encoder_hidden.shape[:2])
+        out = as_encoder_output(inputs.encoder_outputs, np.ndarray)
+    hidden = check.check_encoder_hidden("encoder_outputs[0]", out.last_hidden_state, config.d_model,
+                                        weights["shared.weight"].dtype)
+    check.check_same_batch("encoder_outputs", hidden.shape[0], "decoder_input_ids", batch)
+    return LEDEncoderBaseModelOutput(hidden, out.hidden_states, out.attentions, out.global_attentions)
 
-    # ---- decoder
+
+def decode(weights: Mapping[str, np.ndarray], config: LEDConfig, inputs: Seq2SeqInputs,
+           encoder_outputs: LEDEncoderBaseModelOutput, past: tuple | None) -> LEDSeq2SeqModelOutput:
+    """The decoder over the encoder output (attention_mask is now the cross-attention mask over it), and
+    the base model's output, with what the switches ask for."""
+    encoder_hidden = encoder_outputs.last_hidden_state
+    attention_mask = inputs.attention_mask
+    if attention_mask is not None:
+        attention_mask = check.check_mask("attention_mask", attention_mask, encoder_hidden.shape[:2])
     dec = decoder_forward(
-        weights, config, decoder_input_ids, decoder_inputs_embeds, decoder_attention_mask, encoder_hidden,
-        attention_mask, decoder_head_mask, cross_attn_head_mask, past,
+        weights, config, inputs.decoder_input_ids, inputs.decoder_inputs_embeds, inputs.decoder_attention_mask,
+        encoder_hidden, attention_mask, inputs.decoder_head_mask, inputs.cross_attn_head_mask, past,
     )
     return LEDSeq2SeqModelOutput(
         last_hidden_state=dec["last_hidden_state"],
-        past_key_values=dec["past_key_values"] if use_cache else None,
-        decoder_hidden_states=dec["hidden_states"] if output_hidden_states else None,
-        decoder_attentions=dec["attentions"] if output_attentions else None,
-        cross_attentions=dec["cross_attentions"] if output_attentions else None,
+        past_key_values=dec["past_key_values"] if inputs.use_cache else None,
+        decoder_hidden_states=dec["hidden_states"] if inputs.output_hidden_states else None,
+        decoder_attentions=dec["attentions"] if inputs.output_attentions else None,
+        cross_attentions=dec["cross_attentions"] if inputs.output_attentions else None,
         encoder_last_hidden_state=encoder_hidden,
         encoder_hidden_states=encoder_outputs.hidden_states,
         encoder_attentions=encoder_outputs.attentions,
@@ -299,28 +282,12 @@ class LEDEncoder:
 
     def __call__(self, input_ids=None, attention_mask=None, global_attention_mask=None, head_mask=None,
                  inputs_embeds=None, output_attentions=False, output_hidden_states=False):
-        config = self.model.config
         weights = self.model.base_weights
-        check.exactly_one("input_ids", input_ids, "inputs_embeds", inputs_embeds)
-        if input_ids is not None:
-            input_ids = check.check_token_ids("input_ids", input_ids, config.vocab_size)
-            source = input_ids
-        else:
-            inputs_embeds = check.check_embeds("inputs_embeds", inputs_embeds, config.d_model)
-            source = inputs_embeds = check.as_dtype("inputs_embeds", inputs_embeds, weights["shared.weight"].dtype)
-        shape = source.shape[:2]
-        check.check_length("input_ids" if input_ids is not None else "inputs_embeds", shape[1],
-                           "max_encoder_position_embeddings", config.max_encoder_position_embeddings)
-        output_attentions = bool(check.check_flag("output_attentions", output_attentions))
-        output_hidden_states = bool(check.check_flag("output_hidden_states", output_hidden_states))
-        if attention_mask is not None:
-            attention_mask = check.check_mask("attention_mask", attention_mask, shape)
-        if global_attention_mask is not None:
-            global_attention_mask = check.check_mask("global_attention_mask", global_attention_mask, shape)
-        head_mask = check.check_head_mask("head_mask", head_mask, config.encoder_layers,
-                                          config.encoder_attention_heads)
-        return encoder_forward(weights, config, input_ids, attention_mask, global_attention_mask, head_mask,
-                               inputs_embeds, output_attentions, output_hidden_states)
+        inputs = checked_encoder_inputs(Seq2SeqInputs.pick(locals()), self.model.config,
+                                        weights["shared.weight"].dtype)
+        return encoder_forward(weights, self.model.config, inputs.input_ids, inputs.attention_mask,
+                               inputs.global_attention_mask, inputs.head_mask, inputs.inputs_embeds,
+                               inputs.output_attentions, inputs.output_hidden_states)
 
 
 class _LEDBase:
@@ -376,8 +343,8 @@ class _LEDBase:
     def get_encoder(self) -> LEDEncoder:
         return LEDEncoder(self)
 
-    def _base_forward(self, **inputs) -> LEDSeq2SeqModelOutput:
-        return seq2seq_forward(self.base_weights, self.config, **inputs)
+    def _base_forward(self, inputs: Seq2SeqInputs) -> LEDSeq2SeqModelOutput:
+        return seq2seq_forward(self.base_weights, self.config, inputs)
 
     def __repr__(self) -> str:
         c = self.config
@@ -394,14 +361,7 @@ class LEDModel(_LEDBase):
                  decoder_attention_mask=None, head_mask=None, decoder_head_mask=None, cross_attn_head_mask=None,
                  encoder_outputs=None, past_key_values=None, inputs_embeds=None, decoder_inputs_embeds=None,
                  use_cache=None, output_attentions=False, output_hidden_states=False) -> LEDSeq2SeqModelOutput:
-        return self._base_forward(
-            input_ids=input_ids, attention_mask=attention_mask, global_attention_mask=global_attention_mask,
-            decoder_input_ids=decoder_input_ids, decoder_attention_mask=decoder_attention_mask,
-            head_mask=head_mask, decoder_head_mask=decoder_head_mask, cross_attn_head_mask=cross_attn_head_mask,
-            encoder_outputs=encoder_outputs, past_key_values=past_key_values, inputs_embeds=inputs_embeds,
-            decoder_inputs_embeds=decoder_inputs_embeds, use_cache=use_cache,
-            output_attentions=output_attentions, output_hidden_states=output_hidden_states,
-        )
+        return self._base_forward(Seq2SeqInputs.pick(locals()))
 
 
 class LEDForConditionalGeneration(_LEDBase):
@@ -414,23 +374,17 @@ class LEDForConditionalGeneration(_LEDBase):
                  encoder_outputs=None, past_key_values=None, inputs_embeds=None, decoder_inputs_embeds=None,
                  labels=None, use_cache=None, output_attentions=False,
                  output_hidden_states=False) -> LEDSeq2SeqLMOutput:
+        inputs = Seq2SeqInputs.pick(locals())  # the arguments above, by name
         if labels is not None:
             labels = check.check_labels("labels", labels, self.config.vocab_size)
             source = input_ids if input_ids is not None else inputs_embeds
             if source is not None and encoder_outputs is None:
                 check.check_same_batch("labels", labels.shape[0], "input_ids", np.shape(source)[0])
-            use_cache = False  # as HF: training calls return no cache
+            inputs = inputs.but(use_cache=False)  # as HF: training calls return no cache
             if decoder_input_ids is None and decoder_inputs_embeds is None:
-                decoder_input_ids = shift_tokens_right(labels, self.config.pad_token_id,
-                                                       self.config.decoder_start_token_id)
-        out = self._base_forward(
-            input_ids=input_ids, attention_mask=attention_mask, global_attention_mask=global_attention_mask,
-            decoder_input_ids=decoder_input_ids, decoder_attention_mask=decoder_attention_mask,
-            head_mask=head_mask, decoder_head_mask=decoder_head_mask, cross_attn_head_mask=cross_attn_head_mask,
-            encoder_outputs=encoder_outputs, past_key_values=past_key_values, inputs_embeds=inputs_embeds,
-            decoder_inputs_embeds=decoder_inputs_embeds, use_cache=use_cache,
-            output_attentions=output_attentions, output_hidden_states=output_hidden_states,
-        )
+                inputs = inputs.but(decoder_input_ids=shift_tokens_right(labels, self.config.pad_token_id,
+                                                                         self.config.decoder_start_token_id))
+        out = self._base_forward(inputs)
         logits = lm_logits(self.weights, out.last_hidden_state)
         loss = None
         if labels is not None:
@@ -468,16 +422,8 @@ class LEDForSequenceClassification(_LEDBase):
         if input_ids is None:
             raise ValueError("LEDForSequenceClassification pools at the eos tokens of input_ids, so input_ids "
                              "are required (inputs_embeds alone are not supported, as in HF)")
-        if labels is not None:
-            use_cache = False
-        out = self._base_forward(
-            input_ids=input_ids, attention_mask=attention_mask, global_attention_mask=global_attention_mask,
-            decoder_input_ids=decoder_input_ids, decoder_attention_mask=decoder_attention_mask,
-            head_mask=head_mask, decoder_head_mask=decoder_head_mask, cross_attn_head_mask=cross_attn_head_mask,
-            encoder_outputs=encoder_outputs, past_key_values=past_key_values, inputs_embeds=inputs_embeds,
-            decoder_inputs_embeds=decoder_inputs_embeds, use_cache=use_cache,
-            output_attentions=output_attentions, output_hidden_states=output_hidden_states,
-        )
+        out = self._base_forward(Seq2SeqInputs.pick(locals()).but(
+            use_cache=False if labels is not None else use_cache))
         ids = check.check_token_ids("input_ids", input_ids, self.config.vocab_size)
         pooled = eos_pooled(out.last_hidden_state, ids, self.config.eos_token_id)
         logits = linear(np.tanh(linear(pooled, self.weights, "classification_head.dense")), self.weights,
@@ -496,16 +442,10 @@ class LEDForQuestionAnswering(_LEDBase):
                  encoder_outputs=None, past_key_values=None, inputs_embeds=None, decoder_inputs_embeds=None,
                  use_cache=None, output_attentions=False, output_hidden_states=False, start_positions=None,
                  end_positions=None) -> LEDSeq2SeqQuestionAnsweringModelOutput:
+        inputs = Seq2SeqInputs.pick(locals())  # the arguments above, by name
         if start_positions is not None and end_positions is not None:
-            use_cache = False
-        out = self._base_forward(
-            input_ids=input_ids, attention_mask=attention_mask, global_attention_mask=global_attention_mask,
-            decoder_input_ids=decoder_input_ids, decoder_attention_mask=decoder_attention_mask,
-            head_mask=head_mask, decoder_head_mask=decoder_head_mask, cross_attn_head_mask=cross_attn_head_mask,
-            encoder_outputs=encoder_outputs, past_key_values=past_key_values, inputs_embeds=inputs_embeds,
-            decoder_inputs_embeds=decoder_inputs_embeds, use_cache=use_cache,
-            output_attentions=output_attentions, output_hidden_states=output_hidden_states,
-        )
+            inputs = inputs.but(use_cache=False)
+        out = self._base_forward(inputs)
         logits = linear(out.last_hidden_state, self.weights, "qa_outputs")
         start_logits, end_logits = logits[..., 0], logits[..., 1]
         loss = None

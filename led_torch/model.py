@@ -25,6 +25,7 @@ from led_ref.io.checkpoint import (
 )
 from led_ref.io.config import LEDConfig
 from led_ref.io.generation_settings import GenerationConfig, model_generation_config, split_for_saving
+from led_ref.io.inputs import Seq2SeqInputs, as_encoder_output
 from led_ref.io.names import tied_names
 from led_ref.io.outputs import (
     LEDEncoderBaseModelOutput,
@@ -32,6 +33,7 @@ from led_ref.io.outputs import (
     LEDSeq2SeqModelOutput,
     LEDSeq2SeqQuestionAnsweringModelOutput,
     LEDSeq2SeqSequenceClassifierOutput,
+    seq2seq_fields,
 )
 from led_ref.io.validation import check_cache_source  # a shape rule, shared by both packages
 
@@ -40,7 +42,6 @@ from .encoder import LEDEncoder
 from .linear import Linear
 from .validation import (
     as_model_dtype,
-    check_batch,
     check_cache,
     check_device,
     check_embeds,
@@ -51,6 +52,7 @@ from .validation import (
     check_length,
     check_mask,
     check_positions,
+    check_same_batch,
 )
 
 _DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
@@ -247,36 +249,17 @@ class LEDModel(LEDPreTrainedModel):
                 decoder_attention_mask=None, head_mask=None, decoder_head_mask=None, cross_attn_head_mask=None,
                 encoder_outputs=None, past_key_values=None, inputs_embeds=None, decoder_inputs_embeds=None,
                 use_cache=None, output_attentions=False, output_hidden_states=False, return_dict=True):
+        inputs = Seq2SeqInputs.pick(locals())  # the arguments above, by name
         config = self.config
-        use_cache = check_flag("use_cache", use_cache)
-        use_cache = config.use_cache if use_cache is None else use_cache
-        output_attentions = bool(check_flag("output_attentions", output_attentions))
-        output_hidden_states = bool(check_flag("output_hidden_states", output_hidden_states))
-        if decoder_input_ids is None and decoder_inputs_embeds is None:
-            if input_ids is None:
-                raise ValueError("give decoder_input_ids or decoder_inputs_embeds (or input_ids to shift right)")
-            check_ids("input_ids", input_ids, config.vocab_size)
-            decoder_input_ids = shift_tokens_right(input_ids, config.pad_token_id, config.decoder_start_token_id)
-        if encoder_outputs is None:
-            encoder_outputs = self.encoder(input_ids, attention_mask, global_attention_mask, head_mask,
-                                           inputs_embeds, output_attentions, output_hidden_states)
-        else:
-            encoder_outputs = _as_encoder_output(encoder_outputs)
-            check_encoder_hidden("encoder_outputs[0]", encoder_outputs.last_hidden_state, config.d_model)
-            hidden = as_model_dtype("encoder_outputs[0]", encoder_outputs.last_hidden_state, self.shared.weight.dtype)
-            encoder_outputs = LEDEncoderBaseModelOutput(hidden, encoder_outputs.hidden_states,
-                                                        encoder_outputs.attentions, encoder_outputs.global_attentions)
-            given = decoder_input_ids if decoder_input_ids is not None else decoder_inputs_embeds
-            batch = encoder_outputs.last_hidden_state.shape[0]
-            if isinstance(given, torch.Tensor) and given.dim() >= 2 and given.shape[0] != batch:
-                raise ValueError(f"encoder_outputs has batch size {batch} but the decoder inputs have batch size "
-                                 f"{given.shape[0]}")
+        use_cache = check_flag("use_cache", inputs.use_cache)
+        inputs = inputs.but(use_cache=config.use_cache if use_cache is None else use_cache,
+                            output_attentions=bool(check_flag("output_attentions", inputs.output_attentions)),
+                            output_hidden_states=bool(check_flag("output_hidden_states", inputs.output_hidden_states)))
+        inputs = self._default_decoder_inputs(inputs)
+        encoder_outputs = self._encoder_outputs(inputs)
         encoder_hidden = encoder_outputs.last_hidden_state
-        batch, src = encoder_hidden.shape[:2]
-        check_mask("attention_mask", attention_mask, (batch, src))
-        decoder_outputs = self._decode(decoder_input_ids, decoder_attention_mask, encoder_hidden, attention_mask,
-                                       decoder_head_mask, cross_attn_head_mask, past_key_values,
-                                       decoder_inputs_embeds, use_cache, output_attentions, output_hidden_states)
+        check_mask("attention_mask", inputs.attention_mask, encoder_hidden.shape[:2])
+        decoder_outputs = self._decode(inputs, encoder_hidden)
         return LEDSeq2SeqModelOutput(
             last_hidden_state=decoder_outputs["last_hidden_state"],
             past_key_values=decoder_outputs["past_key_values"],
@@ -289,12 +272,38 @@ class LEDModel(LEDPreTrainedModel):
             encoder_global_attentions=encoder_outputs.global_attentions,
         )
 
-    def _decode(self, ids, mask, encoder_hidden, encoder_mask, head_mask, cross_head_mask, past, embeds,
-                use_cache, output_attentions, output_hidden_states):
+    def _default_decoder_inputs(self, inputs: Seq2SeqInputs) -> Seq2SeqInputs:
+        """Without decoder inputs, the decoder reads input_ids shifted right (HF's LEDModel habit)."""
+        if inputs.decoder_input_ids is not None or inputs.decoder_inputs_embeds is not None:
+            return inputs
+        if inputs.input_ids is None:
+            raise ValueError("give decoder_input_ids or decoder_inputs_embeds (or input_ids to shift right)")
         config = self.config
-        batch = encoder_hidden.shape[0]
+        check_ids("input_ids", inputs.input_ids, config.vocab_size)
+        return inputs.but(decoder_input_ids=shift_tokens_right(inputs.input_ids, config.pad_token_id,
+                                                               config.decoder_start_token_id))
+
+    def _encoder_outputs(self, inputs: Seq2SeqInputs) -> LEDEncoderBaseModelOutput:
+        """The encoder run on the inputs, or the given `encoder_outputs` checked and cast to the model's dtype."""
+        if inputs.encoder_outputs is None:
+            return self.encoder(inputs.input_ids, inputs.attention_mask, inputs.global_attention_mask,
+                                inputs.head_mask, inputs.inputs_embeds, inputs.output_attentions,
+                                inputs.output_hidden_states)
+        given = as_encoder_output(inputs.encoder_outputs, torch.Tensor)
+        check_encoder_hidden("encoder_outputs[0]", given.last_hidden_state, self.config.d_model)
+        hidden = as_model_dtype("encoder_outputs[0]", given.last_hidden_state, self.shared.weight.dtype)
+        decoder_side = inputs.decoder_input_ids if inputs.decoder_input_ids is not None \
+            else inputs.decoder_inputs_embeds
+        if isinstance(decoder_side, torch.Tensor) and decoder_side.dim() >= 2:
+            check_same_batch("encoder_outputs", hidden.shape[0], _decoder_name(inputs), decoder_side.shape[0])
+        return LEDEncoderBaseModelOutput(hidden, given.hidden_states, given.attentions, given.global_attentions)
+
+    def _decode(self, inputs: Seq2SeqInputs, encoder_hidden: torch.Tensor):
+        """Check the decoder inputs against the encoder output and the cache, then run the decoder."""
+        config = self.config
+        ids, embeds, past = inputs.decoder_input_ids, inputs.decoder_inputs_embeds, inputs.past_key_values
         if ids is not None and embeds is not None:
-            raise ValueError("give exactly one of decoder_input_ids and decoder_inputs_embeds, got both")
+            raise ValueError("give either decoder_input_ids or decoder_inputs_embeds, not both")
         if ids is not None:
             check_ids("decoder_input_ids", ids, config.vocab_size)
             rows, length = ids.shape
@@ -302,7 +311,9 @@ class LEDModel(LEDPreTrainedModel):
             check_embeds("decoder_inputs_embeds", embeds, config.d_model)
             embeds = as_model_dtype("decoder_inputs_embeds", embeds, self.shared.weight.dtype)
             rows, length = embeds.shape[:2]
-        check_batch("decoder_input_ids", rows, batch)
+        source = "encoder_outputs" if inputs.encoder_outputs is not None else \
+            "input_ids" if inputs.input_ids is not None else "inputs_embeds"
+        check_same_batch(source, encoder_hidden.shape[0], _decoder_name(inputs), rows)
         if past is not None:
             past = legacy_cache(past) if hasattr(past, "to_legacy_cache") else past
             check_cache("past_key_values", past, len(self.decoder.layers), rows, config.decoder_attention_heads,
@@ -310,24 +321,23 @@ class LEDModel(LEDPreTrainedModel):
             check_cache_source("past_key_values", past, encoder_hidden.shape[1])
         past = legacy_cache(past)
         past_len = past[0][0].shape[2] if past else 0
-        name = "decoder_input_ids" if ids is not None else "decoder_inputs_embeds"
+        name = _decoder_name(inputs)
         check_length(name + (f" (after {past_len} cached positions)" if past_len else ""), past_len + length,
                      config.max_decoder_position_embeddings, "max_decoder_position_embeddings")
+        mask = inputs.decoder_attention_mask
         if mask is not None:  # checked for one token too, though HF then ignores it
             check_mask("decoder_attention_mask", mask, (rows, past_len + length))
-        check_head_mask("decoder_head_mask", head_mask, config.decoder_layers, config.decoder_attention_heads)
-        check_head_mask("cross_attn_head_mask", cross_head_mask, config.decoder_layers,
+        check_head_mask("decoder_head_mask", inputs.decoder_head_mask, config.decoder_layers,
                         config.decoder_attention_heads)
-        return self.decoder(ids, mask, encoder_hidden, encoder_mask, head_mask, cross_head_mask, past, embeds,
-                            use_cache, output_attentions, output_hidden_states)
+        check_head_mask("cross_attn_head_mask", inputs.cross_attn_head_mask, config.decoder_layers,
+                        config.decoder_attention_heads)
+        return self.decoder(ids, mask, encoder_hidden, inputs.attention_mask, inputs.decoder_head_mask,
+                            inputs.cross_attn_head_mask, past, embeds, inputs.use_cache, inputs.output_attentions,
+                            inputs.output_hidden_states)
 
 
-_TAIL = ("past_key_values", "decoder_hidden_states", "decoder_attentions", "cross_attentions",
-         "encoder_last_hidden_state", "encoder_hidden_states", "encoder_attentions", "encoder_global_attentions")
-
-
-def _tail(outputs: LEDSeq2SeqModelOutput) -> dict:
-    return {name: getattr(outputs, name) for name in _TAIL}
+def _decoder_name(inputs: Seq2SeqInputs) -> str:
+    return "decoder_input_ids" if inputs.decoder_input_ids is not None else "decoder_inputs_embeds"
 
 
 class LEDForConditionalGeneration(LEDPreTrainedModel):
@@ -350,26 +360,24 @@ class LEDForConditionalGeneration(LEDPreTrainedModel):
                 encoder_outputs=None, past_key_values=None, inputs_embeds=None, decoder_inputs_embeds=None,
                 labels=None, use_cache=None, output_attentions=False, output_hidden_states=False, return_dict=True):
         """Logits (batch, target, vocab); with `labels` (-100 ignored) also the mean cross-entropy `loss`."""
+        inputs = Seq2SeqInputs.pick(locals())  # the arguments above, by name
         if labels is not None:
             check_ids("labels", labels, self.config.vocab_size, allow_ignore=True)
             source = input_ids if input_ids is not None else inputs_embeds
             if isinstance(source, torch.Tensor) and encoder_outputs is None and source.dim() >= 2:
-                check_batch("labels", labels.shape[0], source.shape[0])
-            use_cache = False
+                check_same_batch("labels", labels.shape[0], "input_ids", source.shape[0])
+            inputs = inputs.but(use_cache=False)  # as HF: training calls return no cache
             if decoder_input_ids is None and decoder_inputs_embeds is None:
-                decoder_input_ids = shift_tokens_right(labels, self.config.pad_token_id,
-                                                       self.config.decoder_start_token_id)
-        out = self.led(input_ids, attention_mask, global_attention_mask, decoder_input_ids, decoder_attention_mask,
-                       head_mask, decoder_head_mask, cross_attn_head_mask, encoder_outputs, past_key_values,
-                       inputs_embeds, decoder_inputs_embeds, use_cache, output_attentions, output_hidden_states)
+                inputs = inputs.but(decoder_input_ids=self.prepare_decoder_input_ids_from_labels(labels))
+        out = self.led(**inputs.kwargs())
         logits = self.lm_head(out.last_hidden_state) + self.final_logits_bias.to(out.last_hidden_state.dtype)
         loss = None
         if labels is not None:
-            check_batch("labels", labels.shape[0], logits.shape[0])
+            check_same_batch("labels", labels.shape[0], _decoder_name(inputs), logits.shape[0])
             if labels.shape[1] != logits.shape[1]:
                 raise ValueError(f"labels has {labels.shape[1]} positions, the decoder produced {logits.shape[1]}")
             loss = _cross_entropy(_loss_precision(logits).reshape(-1, logits.shape[-1]), labels.reshape(-1).long())
-        return LEDSeq2SeqLMOutput(loss=loss, logits=logits, **_tail(out))
+        return LEDSeq2SeqLMOutput(loss=loss, logits=logits, **seq2seq_fields(out))
 
     def prepare_decoder_input_ids_from_labels(self, labels: torch.Tensor) -> torch.Tensor:
         return shift_tokens_right(labels, self.config.pad_token_id, self.config.decoder_start_token_id)
@@ -416,14 +424,11 @@ class LEDForSequenceClassification(LEDPreTrainedModel):
                 decoder_attention_mask=None, head_mask=None, decoder_head_mask=None, cross_attn_head_mask=None,
                 encoder_outputs=None, inputs_embeds=None, decoder_inputs_embeds=None, labels=None, use_cache=None,
                 output_attentions=False, output_hidden_states=False, return_dict=True):
+        inputs = Seq2SeqInputs.pick(locals())  # the arguments above, by name
         config = self.config
         if input_ids is None:
             raise ValueError("input_ids is required: the <eos> positions pick the sentence representation")
-        if labels is not None:
-            use_cache = False
-        out = self.led(input_ids, attention_mask, global_attention_mask, decoder_input_ids, decoder_attention_mask,
-                       head_mask, decoder_head_mask, cross_attn_head_mask, encoder_outputs, None, inputs_embeds,
-                       decoder_inputs_embeds, use_cache, output_attentions, output_hidden_states)
+        out = self.led(**inputs.but(use_cache=False if labels is not None else use_cache).kwargs())
         hidden = out.last_hidden_state
         if config.eos_token_id is None:
             raise ValueError("input_ids hold no <eos> token to pool at: config.eos_token_id is None")
@@ -437,7 +442,7 @@ class LEDForSequenceClassification(LEDPreTrainedModel):
         sentence = hidden[eos].view(hidden.shape[0], -1, hidden.shape[-1])[:, -1]
         logits = self.classification_head(sentence)
         loss = None if labels is None else self._loss(logits, labels)
-        return LEDSeq2SeqSequenceClassifierOutput(loss=loss, logits=logits, **_tail(out))
+        return LEDSeq2SeqSequenceClassifierOutput(loss=loss, logits=logits, **seq2seq_fields(out))
 
     def _loss(self, logits, labels):
         n = self.config.num_labels
@@ -486,11 +491,10 @@ class LEDForQuestionAnswering(LEDPreTrainedModel):
                 encoder_outputs=None, start_positions=None, end_positions=None, inputs_embeds=None,
                 decoder_inputs_embeds=None, use_cache=None, output_attentions=False, output_hidden_states=False,
                 return_dict=True):
+        inputs = Seq2SeqInputs.pick(locals())  # the arguments above, by name
         if start_positions is not None and end_positions is not None:
-            use_cache = False
-        out = self.led(input_ids, attention_mask, global_attention_mask, decoder_input_ids, decoder_attention_mask,
-                       head_mask, decoder_head_mask, cross_attn_head_mask, encoder_outputs, None, inputs_embeds,
-                       decoder_inputs_embeds, use_cache, output_attentions, output_hidden_states)
+            inputs = inputs.but(use_cache=False)
+        out = self.led(**inputs.kwargs())
         start_logits, end_logits = self.qa_outputs(out.last_hidden_state).unbind(-1)
         loss = None
         if start_positions is not None and end_positions is not None:
@@ -503,7 +507,8 @@ class LEDForQuestionAnswering(LEDPreTrainedModel):
             loss = (_cross_entropy(_loss_precision(start_logits), start, ignore_index=ignored)
                     + _cross_entropy(_loss_precision(end_logits), end, ignore_index=ignored)) / 2
         return LEDSeq2SeqQuestionAnsweringModelOutput(loss=loss, start_logits=start_logits.contiguous(),
-                                                      end_logits=end_logits.contiguous(), **_tail(out))
+                                                      end_logits=end_logits.contiguous(),
+                                                      **seq2seq_fields(out))
 
 
 def _as_tensor(name: str, value) -> torch.Tensor:
@@ -532,16 +537,3 @@ def _load_pickle_weights_only(path: str) -> dict:
         raise CheckpointError(f"{path!r} must hold a dict of name -> tensor (a state dict), "
                               f"got {type(state).__name__}")
     return state
-
-
-def _as_encoder_output(encoder_outputs) -> LEDEncoderBaseModelOutput:
-    """The encoder's output object, or HF's tuple habit (last_hidden_state, hidden_states, attentions, ...)."""
-    if isinstance(encoder_outputs, LEDEncoderBaseModelOutput):
-        return encoder_outputs
-    if isinstance(encoder_outputs, torch.Tensor):
-        return LEDEncoderBaseModelOutput(encoder_outputs)
-    if isinstance(encoder_outputs, (tuple, list)) and len(encoder_outputs) > 0:
-        items = tuple(encoder_outputs) + (None,) * 3
-        return LEDEncoderBaseModelOutput(*items[:4])
-    raise TypeError("encoder_outputs must be the encoder's output or a tuple whose first item is the last hidden "
-                    f"state, got {type(encoder_outputs).__name__}")
