@@ -37,10 +37,10 @@ from .io.checkpoint import (
     float_dtype,
     load_checkpoint,
     resolve_checkpoint,
-    save_checkpoint,
+    save_model,
 )
 from .io.config import LEDConfig
-from .io.generation_settings import GenerationConfig, model_generation_config, split_for_saving
+from .io.generation_settings import GenerationConfig, model_generation_config
 from .io.inputs import Seq2SeqInputs, as_encoder_output
 from .io.names import base_prefix, head_shapes
 from .io.outputs import (
@@ -208,12 +208,7 @@ def eos_pooled(hidden: np.ndarray, input_ids: np.ndarray, eos_token_id: int) -> 
     if input_ids.shape != hidden.shape[:2]:
         raise ValueError(f"eos pooling reads the decoder output at the eos tokens of input_ids, so the decoder "
                          f"length must equal input_ids' {input_ids.shape}; got {hidden.shape[:2]}")
-    counts = (input_ids == eos_token_id).sum(axis=1)
-    if np.any(counts != counts[0]):
-        raise ValueError(f"All examples must have the same number of <eos> tokens; eos_token_id={eos_token_id} "
-                         f"counts per row are {counts.tolist()}")
-    if counts[0] == 0:
-        raise ValueError(f"input_ids hold no <eos> token (eos_token_id={eos_token_id}) to pool at")
+    check.eos_rule((input_ids == eos_token_id).sum(axis=1), eos_token_id)
     last = input_ids.shape[1] - 1 - np.argmax((input_ids == eos_token_id)[:, ::-1], axis=1)
     return hidden[np.arange(hidden.shape[0]), last]
 
@@ -225,37 +220,22 @@ def classification_loss(logits: np.ndarray, labels: Any, config: LEDConfig) -> f
     integer labels, multi-label otherwise (decided per call; HF also writes it into the config).
     """
     labels = check.numeric_array("labels", labels)
-    problem = config.problem_type
-    if problem is None:
-        if config.num_labels == 1:
-            problem = "regression"
-        elif np.issubdtype(labels.dtype, np.integer):
-            problem = "single_label_classification"
-        else:
-            problem = "multi_label_classification"
-    if labels.shape[:1] != logits.shape[:1] and not (labels.ndim == 0 and logits.shape[0] == 1):
-        raise ValueError(f"labels must hold one entry per row (batch={logits.shape[0]}), got shape {labels.shape}")
+    problem = config.classification_problem(integer_labels=np.issubdtype(labels.dtype, np.integer))
+    check.per_row_rule("labels", labels.shape, logits.shape[0])
     if problem == "regression":
         if config.num_labels == 1:
             return mse(np.squeeze(logits), np.squeeze(labels).astype(logits.dtype))
-        return mse(logits, _same_shape("labels", labels, logits.shape).astype(logits.dtype))
+        check.same_shape_rule("labels", labels.shape, logits.shape)
+        return mse(logits, labels.astype(logits.dtype))
     if problem == "single_label_classification":
         labels = check.integer_array("labels", labels).reshape(-1)
-        bad = ((labels < 0) | (labels >= config.num_labels)) & (labels != check.IGNORE_INDEX)
-        if np.any(bad):
-            raise ValueError(f"labels must lie in [0, num_labels={config.num_labels}) or be -100, "
-                             f"found {int(labels[bad][0])}")
+        check.range_rule("labels", labels, "num_labels", config.num_labels, allow_ignore=True)
         return cross_entropy(logits.reshape(-1, config.num_labels), labels)
     if problem == "multi_label_classification":
-        return bce_with_logits(logits, _same_shape("labels", labels, logits.shape).astype(logits.dtype))
+        check.same_shape_rule("labels", labels.shape, logits.shape)
+        return bce_with_logits(logits, labels.astype(logits.dtype))
     raise ValueError(f"problem_type must be regression, single_label_classification or "
                      f"multi_label_classification, got {problem!r}")
-
-
-def _same_shape(name: str, value: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    if value.shape != shape:
-        raise ValueError(f"{name} must have shape {shape} (that of the logits), got {value.shape}")
-    return value
 
 
 def span_loss(start_logits: np.ndarray, end_logits: np.ndarray, start_positions, end_positions) -> float:
@@ -336,9 +316,7 @@ class _LEDBase:
     def save_pretrained(self, path: str | os.PathLike) -> None:
         """Write config.json + generation_config.json + model.safetensors in HF's format (tied embeddings left
         out; generation parameters in generation_config.json, null in config.json, as HF writes them)."""
-        config_dict, generation = split_for_saving(self.config, self.generation_config)
-        save_checkpoint(path, LEDConfig.from_dict(config_dict), self.weights, self.ARCHITECTURE)
-        generation.save_pretrained(path)
+        save_model(path, self.config, self.generation_config, self.weights, self.ARCHITECTURE)
 
     def get_encoder(self) -> LEDEncoder:
         return LEDEncoder(self)

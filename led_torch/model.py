@@ -21,10 +21,10 @@ from led_ref.io.checkpoint import (
     check_state_dict,
     load_checkpoint,
     resolve_checkpoint,
-    save_checkpoint,
+    save_model,
 )
 from led_ref.io.config import LEDConfig
-from led_ref.io.generation_settings import GenerationConfig, model_generation_config, split_for_saving
+from led_ref.io.generation_settings import GenerationConfig, model_generation_config
 from led_ref.io.inputs import Seq2SeqInputs, as_encoder_output
 from led_ref.io.names import tied_names
 from led_ref.io.outputs import (
@@ -35,7 +35,14 @@ from led_ref.io.outputs import (
     LEDSeq2SeqSequenceClassifierOutput,
     seq2seq_fields,
 )
-from led_ref.io.validation import check_cache_source  # a shape rule, shared by both packages
+from led_ref.io.validation import (  # rules shared by both packages
+    check_cache_source,
+    eos_rule,
+    per_row_rule,
+    range_rule,
+    same_shape_rule,
+    shape_tuple,
+)
 
 from .decoder import LEDDecoder, legacy_cache
 from .encoder import LEDEncoder
@@ -189,9 +196,7 @@ class LEDPreTrainedModel(nn.Module):
                 continue
             t = t.detach().cpu()
             weights[name] = (t.float() if t.dtype == torch.bfloat16 else t).numpy()
-        config_dict, generation = split_for_saving(self.config, self.generation_config)
-        save_checkpoint(os.fspath(path), LEDConfig.from_dict(config_dict), weights, self.architecture)
-        generation.save_pretrained(path)
+        save_model(os.fspath(path), self.config, self.generation_config, weights, self.architecture)
 
     # ------------------------------------------------------------------ names
     def _tied_names(self) -> set[str]:
@@ -433,10 +438,7 @@ class LEDForSequenceClassification(LEDPreTrainedModel):
         if config.eos_token_id is None:
             raise ValueError("input_ids hold no <eos> token to pool at: config.eos_token_id is None")
         eos = input_ids.eq(config.eos_token_id)
-        counts = eos.sum(1)
-        if (counts != counts[0]).any() or counts[0] == 0:
-            raise ValueError(f"every row of input_ids must hold the same (>0) number of eos_token_id="
-                             f"{config.eos_token_id} tokens, got {counts.tolist()}")
+        eos_rule(eos.sum(1), config.eos_token_id)
         if hidden.shape[1] != input_ids.shape[1]:
             raise ValueError("decoder length must equal the input length to locate <eos>")
         sentence = hidden[eos].view(hidden.shape[0], -1, hidden.shape[-1])[:, -1]
@@ -449,29 +451,17 @@ class LEDForSequenceClassification(LEDPreTrainedModel):
         logits = _loss_precision(logits)
         if not isinstance(labels, torch.Tensor):
             raise TypeError(f"labels must be a torch.Tensor, got {type(labels).__name__}")
-        if labels.shape[:1] != logits.shape[:1] and not (labels.dim() == 0 and logits.shape[0] == 1):
-            raise ValueError(f"labels must hold one entry per row (batch={logits.shape[0]}), "
-                             f"got shape {tuple(labels.shape)}")
-        problem = self.config.problem_type
-        if problem is None:
-            if n == 1:
-                problem = "regression"
-            elif labels.dtype in (torch.long, torch.int):
-                problem = "single_label_classification"
-            else:
-                problem = "multi_label_classification"
+        per_row_rule("labels", shape_tuple(labels), logits.shape[0])
+        problem = self.config.classification_problem(integer_labels=labels.dtype in (torch.long, torch.int))
         if problem == "regression":
-            return F.mse_loss(logits.squeeze(), labels.squeeze().to(logits.dtype)) if n == 1 else \
-                F.mse_loss(logits, labels.to(logits.dtype))
+            if n == 1:
+                return F.mse_loss(logits.squeeze(), labels.squeeze().to(logits.dtype))
+            same_shape_rule("labels", shape_tuple(labels), shape_tuple(logits))
+            return F.mse_loss(logits, labels.to(logits.dtype))
         if problem == "single_label_classification":
-            if ((labels < 0) | (labels >= n)).any() and not (labels == -100).all():
-                bad = labels[(labels < 0) | (labels >= n)]
-                if (bad != -100).any():
-                    raise ValueError(f"labels must lie in [0, num_labels={n}) or be -100, got {int(bad[0])}")
+            range_rule("labels", labels, "num_labels", n, allow_ignore=True)
             return _cross_entropy(logits.view(-1, n), labels.view(-1).long())
-        if labels.shape != logits.shape:
-            raise ValueError(f"labels for multi_label_classification (chosen by their dtype {labels.dtype}, as HF "
-                             f"does) must have shape {tuple(logits.shape)}, got {tuple(labels.shape)}")
+        same_shape_rule("labels", shape_tuple(labels), shape_tuple(logits))
         return F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype))
 
 

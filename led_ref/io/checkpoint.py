@@ -15,6 +15,7 @@ on names and shapes, and take the three array operations they need (`ArrayOps`) 
 default; led_torch passes torch's, so its tensors are adapted and checked here without led_ref importing torch.
     load_checkpoint(dir)             all of the above plus config.json
     save_checkpoint(dir, ...)        the inverse, atomically, optionally sharded
+    save_model(dir, ...)             what both packages' save_pretrained write (+ generation_config.json)
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from safetensors.numpy import save as safetensors_bytes
 
 from .config import LEDConfig
 from .files import describe, parse_json, read_json, remove_stale_temps, write_temp
+from .generation_settings import GenerationConfig, split_for_saving
 from .names import ARCHITECTURES, TIED_NAMES, TIED_TOP_LEVEL, base_prefix, checkpoint_shapes, head_shapes
 
 WEIGHTS_NAME = "model.safetensors"
@@ -467,6 +469,15 @@ def save_checkpoint(
     remove_stale_temps(directory)  # left by a save that was killed mid-write
     _write_files_atomic(directory, files)
     _remove_stale_weights(directory, set(files))
+
+
+def save_model(directory: str | os.PathLike, config: LEDConfig, generation_config: GenerationConfig | None,
+               weights: Mapping[str, np.ndarray], architecture: str) -> None:
+    """A model folder as HF's save_pretrained writes it, for both packages: generation parameters move from
+    the config into generation_config.json (null in config.json), then the checkpoint, then that file."""
+    config_dict, generation = split_for_saving(config, generation_config)
+    save_checkpoint(directory, LEDConfig.from_dict(config_dict), weights, architecture)
+    generation.save_pretrained(directory)
 
 
 def plan_shards(weights: Mapping[str, np.ndarray], limit: int | None) -> list[list[str]]:

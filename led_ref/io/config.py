@@ -174,6 +174,15 @@ class LEDConfig:
     def num_hidden_layers(self) -> int:
         return self.encoder_layers
 
+    def classification_problem(self, integer_labels: bool) -> str:
+        """The sequence-classification loss for these labels: `problem_type` when set, else HF's choice,
+        regression for num_labels == 1, single-label for integer labels, multi-label otherwise (both packages)."""
+        if self.problem_type is not None:
+            return self.problem_type
+        if self.num_labels == 1:
+            return "regression"
+        return "single_label_classification" if integer_labels else "multi_label_classification"
+
     # ---------------------------------------------------------------- (de)serialisation
     def to_dict(self) -> dict[str, Any]:
         data = {k: v for k, v in asdict(self).items() if k != "extra"}

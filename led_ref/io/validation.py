@@ -45,12 +45,38 @@ def sequence_rule(name: str, shape: tuple[int, ...]) -> None:
 
 def vocab_rule(name: str, ids: Any, vocab_size: int, allow_ignore: bool = False) -> None:
     """Every id lies in [0, vocab_size); labels may also be IGNORE_INDEX."""
-    bad = (ids < 0) | (ids >= vocab_size)
+    range_rule(name, ids, "vocab_size", vocab_size, allow_ignore)
+
+
+def range_rule(name: str, values: Any, limit_name: str, limit: int, allow_ignore: bool = False) -> None:
+    """Every value lies in [0, limit) (token ids, class labels); labels may also be IGNORE_INDEX."""
+    bad = (values < 0) | (values >= limit)
     if allow_ignore:
-        bad = bad & (ids != IGNORE_INDEX)
+        bad = bad & (values != IGNORE_INDEX)
     if bad.any():
-        limit = f"[0, vocab_size={vocab_size})" + (f" or be {IGNORE_INDEX}" if allow_ignore else "")
-        raise ValueError(f"{name} must lie in {limit}, found {int(ids[bad][0])}")
+        allowed = f"[0, {limit_name}={limit})" + (f" or be {IGNORE_INDEX}" if allow_ignore else "")
+        raise ValueError(f"{name} must lie in {allowed}, found {int(values[bad][0])}")
+
+
+def per_row_rule(name: str, shape: tuple[int, ...], batch: int) -> None:
+    """Classification labels hold one entry per row (a scalar passes for a batch of one)."""
+    if tuple(shape[:1]) != (batch,) and not (len(shape) == 0 and batch == 1):
+        raise ValueError(f"{name} must hold one entry per row (batch={batch}), got shape {tuple(shape)}")
+
+
+def same_shape_rule(name: str, shape: tuple[int, ...], expected: tuple[int, ...], of: str = "the logits") -> None:
+    if tuple(shape) != tuple(expected):
+        raise ValueError(f"{name} must have shape {tuple(expected)} (that of {of}), got {tuple(shape)}")
+
+
+def eos_rule(eos_counts: Any, eos_token_id: int) -> None:
+    """Sequence classification pools at the last <eos> of each row: every row needs the same, non-zero count."""
+    counts = eos_counts.tolist()
+    if any(c != counts[0] for c in counts):
+        raise ValueError(f"All examples must have the same number of <eos> tokens; eos_token_id={eos_token_id} "
+                         f"counts per row are {counts}")
+    if counts[0] == 0:
+        raise ValueError(f"input_ids hold no <eos> token (eos_token_id={eos_token_id}) to pool at")
 
 
 def mask_rule(name: str, mask: Any, shape: tuple[int, ...]) -> None:
