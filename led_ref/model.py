@@ -67,10 +67,11 @@ def shift_tokens_right(ids: np.ndarray, pad_token_id: int, decoder_start_token_i
 
 def seq2seq_forward(weights: Mapping[str, np.ndarray], config: LEDConfig,
                     inputs: Seq2SeqInputs) -> LEDSeq2SeqModelOutput:
-    """LEDModel's forward pass on base weights (no `led.` prefix), in four steps: check the encoder inputs,
-    check the decoder inputs (decoder_input_ids default to input_ids shifted right, HF's LEDModel habit),
-    encode (unless `encoder_outputs` are given), decode."""
+    """LEDModel's forward pass on base weights (no `led.` prefix), in named steps: resolve the switches, check
+    the encoder inputs, check the decoder inputs (decoder_input_ids default to input_ids shifted right, HF's
+    LEDModel habit), encode (unless `encoder_outputs` are given), decode."""
     dtype = weights["shared.weight"].dtype
+    inputs = inputs.with_switches(config.use_cache)
     inputs = checked_encoder_inputs(inputs, config, dtype, required=inputs.encoder_outputs is None)
     inputs, past = checked_decoder_inputs(inputs, config, dtype)
     encoder_outputs = encode(weights, config, inputs)
@@ -82,7 +83,7 @@ def seq2seq_forward(weights: Mapping[str, np.ndarray], config: LEDConfig,
 def checked_encoder_inputs(inputs: Seq2SeqInputs, config: LEDConfig, dtype: np.dtype,
                            required: bool = True) -> Seq2SeqInputs:
     """The encoder's inputs checked and converted: ids or embeddings (exactly one when `required`), their
-    masks, the head mask and the output switches."""
+    masks and the head mask."""
     if required:
         check.exactly_one("input_ids", inputs.input_ids, "inputs_embeds", inputs.inputs_embeds)
     ids, embeds = inputs.input_ids, inputs.inputs_embeds
@@ -99,12 +100,8 @@ def checked_encoder_inputs(inputs: Seq2SeqInputs, config: LEDConfig, dtype: np.d
         for name in ("attention_mask", "global_attention_mask"):
             if getattr(inputs, name) is not None:
                 inputs = inputs.but(**{name: check.check_mask(name, getattr(inputs, name), shape)})
-    return inputs.but(
-        output_attentions=bool(check.check_flag("output_attentions", inputs.output_attentions)),
-        output_hidden_states=bool(check.check_flag("output_hidden_states", inputs.output_hidden_states)),
-        head_mask=check.check_head_mask("head_mask", inputs.head_mask, config.encoder_layers,
-                                        config.encoder_attention_heads),
-    )
+    return inputs.but(head_mask=check.check_head_mask("head_mask", inputs.head_mask, config.encoder_layers,
+                                                      config.encoder_attention_heads))
 
 
 def checked_decoder_inputs(inputs: Seq2SeqInputs, config: LEDConfig,
@@ -136,12 +133,10 @@ def checked_decoder_inputs(inputs: Seq2SeqInputs, config: LEDConfig,
     if inputs.decoder_attention_mask is not None:
         inputs = inputs.but(decoder_attention_mask=check.check_mask(
             "decoder_attention_mask", inputs.decoder_attention_mask, (batch, past_len + tgt)))
-    use_cache = check.check_flag("use_cache", inputs.use_cache)
     inputs = inputs.but(
         decoder_head_mask=check.check_head_mask("decoder_head_mask", inputs.decoder_head_mask, layers, heads),
         cross_attn_head_mask=check.check_head_mask("cross_attn_head_mask", inputs.cross_attn_head_mask, layers,
                                                    heads),
-        use_cache=config.use_cache if use_cache is None else use_cache,
     )
     return inputs, past
 
@@ -245,10 +240,8 @@ def span_loss(start_logits: np.ndarray, end_logits: np.ndarray, start_positions,
     for name, logits, positions in (("start_positions", start_logits, start_positions),
                                     ("end_positions", end_logits, end_positions)):
         positions = check.integer_array(name, positions)
-        if positions.ndim > 1 and positions.shape[-1] == 1:
-            positions = positions[..., 0]
-        if positions.shape != (logits.shape[0],):
-            raise ValueError(f"{name} must have shape (batch={logits.shape[0]},), got {positions.shape}")
+        check.positions_rule(name, positions.shape, logits.shape[0])
+        positions = positions.reshape(-1)
         losses.append(cross_entropy(logits, np.clip(positions, 0, seq), ignore_index=seq))
     return (losses[0] + losses[1]) / 2
 
@@ -263,9 +256,10 @@ class LEDEncoder:
     def __call__(self, input_ids=None, attention_mask=None, global_attention_mask=None, head_mask=None,
                  inputs_embeds=None, output_attentions=False, output_hidden_states=False):
         weights = self.model.base_weights
-        inputs = checked_encoder_inputs(Seq2SeqInputs.pick(locals()), self.model.config,
-                                        weights["shared.weight"].dtype)
-        return encoder_forward(weights, self.model.config, inputs.input_ids, inputs.attention_mask,
+        config = self.model.config
+        inputs = Seq2SeqInputs.pick(locals()).with_switches(config.use_cache)
+        inputs = checked_encoder_inputs(inputs, config, weights["shared.weight"].dtype)
+        return encoder_forward(weights, config, inputs.input_ids, inputs.attention_mask,
                                inputs.global_attention_mask, inputs.head_mask, inputs.inputs_embeds,
                                inputs.output_attentions, inputs.output_hidden_states)
 

@@ -53,7 +53,6 @@ from .validation import (
     check_device,
     check_embeds,
     check_encoder_hidden,
-    check_flag,
     check_head_mask,
     check_ids,
     check_length,
@@ -254,12 +253,7 @@ class LEDModel(LEDPreTrainedModel):
                 decoder_attention_mask=None, head_mask=None, decoder_head_mask=None, cross_attn_head_mask=None,
                 encoder_outputs=None, past_key_values=None, inputs_embeds=None, decoder_inputs_embeds=None,
                 use_cache=None, output_attentions=False, output_hidden_states=False, return_dict=True):
-        inputs = Seq2SeqInputs.pick(locals())  # the arguments above, by name
-        config = self.config
-        use_cache = check_flag("use_cache", inputs.use_cache)
-        inputs = inputs.but(use_cache=config.use_cache if use_cache is None else use_cache,
-                            output_attentions=bool(check_flag("output_attentions", inputs.output_attentions)),
-                            output_hidden_states=bool(check_flag("output_hidden_states", inputs.output_hidden_states)))
+        inputs = Seq2SeqInputs.pick(locals()).with_switches(self.config.use_cache)  # the arguments above, by name
         inputs = self._default_decoder_inputs(inputs)
         encoder_outputs = self._encoder_outputs(inputs)
         encoder_hidden = encoder_outputs.last_hidden_state

@@ -21,6 +21,7 @@ from led_ref.io.validation import (
     head_mask_rule,
     mask_rule,
     overflow_rule,
+    positions_rule,
     sequence_rule,
     shape_tuple,
     vocab_rule,
@@ -83,8 +84,7 @@ def check_positions(name: str, positions, batch: int) -> None:
     _tensor(name, positions)
     if positions.dtype.is_floating_point or positions.dtype.is_complex or positions.dtype == torch.bool:
         raise TypeError(f"{name} must be an integer tensor, got dtype {positions.dtype}")
-    if positions.numel() != batch or positions.dim() > 2:
-        raise ValueError(f"{name} must have one entry per row (batch={batch}), got shape {tuple(positions.shape)}")
+    positions_rule(name, shape_tuple(positions), batch)
 
 
 def check_encoder_hidden(name: str, hidden, d_model: int) -> None:

@@ -119,3 +119,43 @@ def test_valid_values_pass_every_rule_in_both_packages():
     tv.check_embeds("inputs_embeds", torch.ones(1, 2, 4, dtype=torch.bfloat16), 4)
     assert len(rv.check_cache("past_key_values", _cache(), 1, 2, 2, 4)) == 1
     tv.check_cache("past_key_values", _as_torch(_cache()), 1, 2, 2, 4, torch.float64)
+
+
+# ---- the heads' rules (eos pooling, class labels, span positions), through both packages' models
+HEAD_CONFIG = dict(vocab_size=20, d_model=8, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
+                   decoder_attention_heads=2, encoder_ffn_dim=8, decoder_ffn_dim=8, attention_window=[2],
+                   max_encoder_position_embeddings=12, max_decoder_position_embeddings=12, num_labels=3)
+HEAD_IDS = np.array([[0, 4, 5, 2], [0, 6, 2, 1]])  # one eos (2) per row
+
+HEAD_CASES = [
+    ("no_eos", "LEDForSequenceClassification", dict(input_ids=np.array([[0, 4, 5], [0, 6, 7]])),
+     "input_ids hold no <eos> token (eos_token_id=2) to pool at"),
+    ("uneven_eos", "LEDForSequenceClassification", dict(input_ids=np.array([[0, 2, 2], [0, 6, 2]])),
+     "All examples must have the same number of <eos> tokens; eos_token_id=2 counts per row are [2, 1]"),
+    ("class_label_range", "LEDForSequenceClassification", dict(input_ids=HEAD_IDS, labels=np.array([0, 3])),
+     "labels must lie in [0, num_labels=3) or be -100, found 3"),
+    ("class_labels_per_row", "LEDForSequenceClassification", dict(input_ids=HEAD_IDS, labels=np.array([0, 1, 2])),
+     "labels must hold one entry per row (batch=2), got shape (3,)"),
+    ("multi_label_shape", "LEDForSequenceClassification",
+     dict(input_ids=HEAD_IDS, labels=np.zeros((2, 2), np.float32)),
+     "labels must have shape (2, 3) (that of the logits), got (2, 2)"),
+    ("span_positions", "LEDForQuestionAnswering",
+     dict(input_ids=HEAD_IDS, start_positions=np.array([[1, 2]]), end_positions=np.array([1, 2])),
+     "start_positions must have shape (batch=2,), got (1, 2)"),
+]
+
+
+@pytest.mark.parametrize("architecture, kwargs, message", [pytest.param(*c[1:], id=c[0]) for c in HEAD_CASES])
+def test_both_packages_heads_refuse_bad_labels_with_the_same_message(architecture, kwargs, message):
+    import led_ref
+    import led_torch
+
+    config = led_ref.LEDConfig(**HEAD_CONFIG)
+    ref = getattr(led_ref, architecture)(config, seed=0)
+    fast = getattr(led_torch, architecture).from_weights(config, ref.weights, dtype=torch.float64)
+    with pytest.raises(ValueError) as ref_err:
+        ref(**kwargs)
+    with pytest.raises(ValueError) as torch_err:
+        fast(**{k: torch.from_numpy(v) for k, v in kwargs.items()})
+    assert str(ref_err.value) == message
+    assert str(torch_err.value) == message

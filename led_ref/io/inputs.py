@@ -12,6 +12,7 @@ from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from .outputs import LEDEncoderBaseModelOutput
+from .validation import check_flag
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,14 @@ class Seq2SeqInputs:
     def but(self, **changes: Any) -> Seq2SeqInputs:
         """A copy with `changes` (e.g. `use_cache=False` for a call with labels)."""
         return replace(self, **changes)
+
+    def with_switches(self, default_use_cache: bool) -> Seq2SeqInputs:
+        """The three switches checked (None, a bool or 0/1) and resolved: the output switches become bools,
+        use_cache=None takes `default_use_cache` (the config's), as HF does."""
+        use_cache = check_flag("use_cache", self.use_cache)
+        return replace(self, use_cache=default_use_cache if use_cache is None else use_cache,
+                       output_attentions=bool(check_flag("output_attentions", self.output_attentions)),
+                       output_hidden_states=bool(check_flag("output_hidden_states", self.output_hidden_states)))
 
 
 def as_encoder_output(encoder_outputs: Any, tensor_type: type) -> LEDEncoderBaseModelOutput:

@@ -64,6 +64,15 @@ def per_row_rule(name: str, shape: tuple[int, ...], batch: int) -> None:
         raise ValueError(f"{name} must hold one entry per row (batch={batch}), got shape {tuple(shape)}")
 
 
+def positions_rule(name: str, shape: tuple[int, ...], batch: int) -> None:
+    """Question-answering span positions: one per row, shaped (batch,) or (batch, 1) (HF squeezes the last axis)."""
+    shape = tuple(shape)
+    if shape[1:] == (1,) and len(shape) == 2:
+        shape = shape[:1]
+    if shape != (batch,):
+        raise ValueError(f"{name} must have shape (batch={batch},), got {shape}")
+
+
 def same_shape_rule(name: str, shape: tuple[int, ...], expected: tuple[int, ...], of: str = "the logits") -> None:
     if tuple(shape) != tuple(expected):
         raise ValueError(f"{name} must have shape {tuple(expected)} (that of {of}), got {tuple(shape)}")
