@@ -269,8 +269,7 @@ class _LEDBase:
 
     def __init__(self, config: LEDConfig, weights: Mapping[str, np.ndarray] | None = None, seed: int = 0,
                  dtype=np.float64):
-        config = LEDConfig.coerce(config)  # ours, a dict, or transformers' LEDConfig (duck-typed)
-        config.validate()  # configs are mutable: one changed after construction is checked again here
+        config = LEDConfig.for_model(config)  # ours, a dict, or transformers' LEDConfig (duck-typed)
         dtype = float_dtype(dtype)
         self.config = config
         # What HF calls model.generation_config: from_pretrained replaces it with generation_config.json.

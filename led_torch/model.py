@@ -102,8 +102,7 @@ class LEDPreTrainedModel(nn.Module):
 
     def __init__(self, config: LEDConfig):
         super().__init__()
-        config = LEDConfig.coerce(config)  # ours, a dict, or transformers' LEDConfig (duck-typed)
-        config.validate()  # configs are mutable: one changed after construction is checked again here
+        config = LEDConfig.for_model(config)  # ours, a dict, or transformers' LEDConfig (duck-typed)
         self.config = config
         # HF's model.generation_config; from_pretrained replaces it with the checkpoint's generation_config.json
         self.generation_config = GenerationConfig.from_model_config(config)
@@ -120,8 +119,7 @@ class LEDPreTrainedModel(nn.Module):
         """
         _check_dtype(dtype)
         device = check_device(device)
-        config = LEDConfig.coerce(config)
-        config.validate()
+        config = LEDConfig.for_model(config)
         state = {name: _as_tensor(name, value) for name, value in weights.items()}
         state = adapt_state_dict(state, config, cls.architecture, allow_missing_head=True, ops=TORCH_OPS)
         check_state_dict(state, config, cls.architecture, allow_missing_head=True, ops=TORCH_OPS)

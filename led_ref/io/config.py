@@ -217,6 +217,14 @@ class LEDConfig:
                         f"transformers.LEDConfig), got {type(config).__module__}.{type(config).__name__}")
 
     @classmethod
+    def for_model(cls, config: Any) -> LEDConfig:
+        """The config a model is built from (both packages): coerced as above, and validated again, since configs
+        are mutable and one changed after construction must be refused before it shapes a model."""
+        config = cls.coerce(config)
+        config.validate()
+        return config
+
+    @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> LEDConfig:
         if not isinstance(data, Mapping):
             raise TypeError(f"config must be a mapping, got {type(data).__name__}")
