@@ -5,7 +5,8 @@
     out = model(input_ids=ids, attention_mask=mask, global_attention_mask=glob)
     out.logits, out["logits"], out[0]
 
-Every class computes `seq2seq_forward` (encoder, then decoder) and adds its head:
+Every class collects HF's shared keyword arguments into one `Seq2SeqInputs`, computes `seq2seq_forward`
+(check the encoder inputs, check the decoder inputs, encode, decode) and adds its head:
 
     LEDModel                        decoder last hidden state
     LEDForConditionalGeneration     logits = h @ shared.T + final_logits_bias; loss over labels != -100
@@ -36,10 +37,11 @@ from .io.checkpoint import (
     float_dtype,
     load_checkpoint,
     resolve_checkpoint,
-    save_checkpoint,
+    save_model,
 )
 from .io.config import LEDConfig
-from .io.generation_settings import GenerationConfig, model_generation_config, split_for_saving
+from .io.generation_settings import GenerationConfig, model_generation_config
+from .io.inputs import Seq2SeqInputs, as_encoder_output
 from .io.names import base_prefix, head_shapes
 from .io.outputs import (
     LEDEncoderBaseModelOutput,
@@ -63,148 +65,124 @@ def shift_tokens_right(ids: np.ndarray, pad_token_id: int, decoder_start_token_i
     return np.where(shifted == check.IGNORE_INDEX, pad_token_id, shifted)
 
 
-def as_encoder_output(encoder_outputs: Any) -> LEDEncoderBaseModelOutput:
-    """An encoder output object, or HF's tuple habit (last_hidden_state, hidden_states, attentions, global)."""
-    if isinstance(encoder_outputs, LEDEncoderBaseModelOutput):
-        return encoder_outputs
-    if isinstance(encoder_outputs, (tuple, list)) and len(encoder_outputs) > 0:
-        items = list(encoder_outputs) + [None] * 3
-        return LEDEncoderBaseModelOutput(items[0], items[1], items[2], items[3])  # checked by the caller
-    if isinstance(encoder_outputs, np.ndarray):
-        return LEDEncoderBaseModelOutput(encoder_outputs)
-    raise TypeError(
-        "encoder_outputs must be the encoder's output or a tuple whose first item is the last hidden state, "
-        f"got {type(encoder_outputs).__name__}"
-    )
-
-
-def check_cache(past_key_values: Any, config: LEDConfig, batch: int) -> tuple | None:
-    """A cache as returned by a previous call: one (self_k, self_v, cross_k, cross_v) per decoder layer."""
-    if past_key_values is None:
-        return None
-    if not isinstance(past_key_values, (tuple, list)):
-        raise TypeError(f"past_key_values must be the tuple a previous call returned, "
-                        f"got {type(past_key_values).__name__}")
-    if len(past_key_values) != config.decoder_layers:
-        raise ValueError(f"past_key_values must hold one entry per decoder layer ({config.decoder_layers}), "
-                         f"got {len(past_key_values)}")
-    for layer, entry in enumerate(past_key_values):
-        if not isinstance(entry, (tuple, list)) or len(entry) != 4:
-            got = f"{len(entry)} items" if isinstance(entry, (tuple, list)) else type(entry).__name__
-            raise ValueError(f"past_key_values[{layer}] must be a tuple (self_k, self_v, cross_k, cross_v), got {got}")
-    cache = tuple(tuple(np.asarray(t) for t in layer) for layer in past_key_values)
-    heads, head_dim = config.decoder_attention_heads, config.d_model // config.decoder_attention_heads
-    for layer, entry in enumerate(cache):
-        for t in entry:
-            if t.ndim != 4 or t.shape[0] != batch or t.shape[1] != heads or t.shape[3] != head_dim:
-                raise ValueError(
-                    f"past_key_values[{layer}] tensors must be (batch={batch}, heads={heads}, seq, "
-                    f"head_dim={head_dim}), got {t.shape}"
-                )
-    return cache
-
-
-def seq2seq_forward(
-    weights: Mapping[str, np.ndarray],
-    config: LEDConfig,
-    input_ids=None,
-    attention_mask=None,
-    global_attention_mask=None,
-    decoder_input_ids=None,
-    decoder_attention_mask=None,
-    head_mask=None,
-    decoder_head_mask=None,
-    cross_attn_head_mask=None,
-    encoder_outputs=None,
-    past_key_values=None,
-    inputs_embeds=None,
-    decoder_inputs_embeds=None,
-    use_cache=None,
-    output_attentions=False,
-    output_hidden_states=False,
-) -> LEDSeq2SeqModelOutput:
-    """LEDModel's forward pass on base weights (no `led.` prefix): checks, encoder (unless given), decoder.
-
-    decoder_input_ids default to `input_ids` shifted right (HF's LEDModel habit).
-    """
+def seq2seq_forward(weights: Mapping[str, np.ndarray], config: LEDConfig,
+                    inputs: Seq2SeqInputs) -> LEDSeq2SeqModelOutput:
+    """LEDModel's forward pass on base weights (no `led.` prefix), in named steps: resolve the switches, check
+    the encoder inputs, check the decoder inputs (decoder_input_ids default to input_ids shifted right, HF's
+    LEDModel habit), encode (unless `encoder_outputs` are given), decode."""
     dtype = weights["shared.weight"].dtype
-    vocab, d = config.vocab_size, config.d_model
-    # ---- encoder inputs
-    if encoder_outputs is None:
-        check.exactly_one("input_ids", input_ids, "inputs_embeds", inputs_embeds)
-    if input_ids is not None:
-        input_ids = check.check_token_ids("input_ids", input_ids, vocab)
-    if inputs_embeds is not None:
-        inputs_embeds = check.as_dtype("inputs_embeds", check.check_embeds("inputs_embeds", inputs_embeds, d), dtype)
-    source = input_ids if input_ids is not None else inputs_embeds
+    inputs = inputs.with_switches(config.use_cache)
+    inputs = checked_encoder_inputs(inputs, config, dtype, required=inputs.encoder_outputs is None)
+    inputs, past = checked_decoder_inputs(inputs, config, dtype)
+    encoder_outputs = encode(weights, config, inputs)
+    if past is not None:
+        check.check_cache_source("past_key_values", past, encoder_outputs.last_hidden_state.shape[1])
+    return decode(weights, config, inputs, encoder_outputs, past)
+
+
+def checked_encoder_inputs(inputs: Seq2SeqInputs, config: LEDConfig, dtype: np.dtype,
+                           required: bool = True) -> Seq2SeqInputs:
+    """The encoder's inputs checked and converted: ids or embeddings (exactly one when `required`), their
+    masks and the head mask."""
+    if required:
+        check.exactly_one("input_ids", inputs.input_ids, "inputs_embeds", inputs.inputs_embeds)
+    ids, embeds = inputs.input_ids, inputs.inputs_embeds
+    if ids is not None:
+        ids = check.check_token_ids("input_ids", ids, config.vocab_size)
+    if embeds is not None:
+        embeds = check.as_dtype("inputs_embeds", check.check_embeds("inputs_embeds", embeds, config.d_model), dtype)
+    inputs = inputs.but(input_ids=ids, inputs_embeds=embeds)
+    source = ids if ids is not None else embeds
     if source is not None:
         shape = source.shape[:2]
-        check.check_length("input_ids" if input_ids is not None else "inputs_embeds", shape[1],
+        check.check_length("input_ids" if ids is not None else "inputs_embeds", shape[1],
                            "max_encoder_position_embeddings", config.max_encoder_position_embeddings)
-        if attention_mask is not None:
-            attention_mask = check.check_mask("attention_mask", attention_mask, shape)
-        if global_attention_mask is not None:
-            global_attention_mask = check.check_mask("global_attention_mask", global_attention_mask, shape)
-    output_attentions = bool(check.check_flag("output_attentions", output_attentions))
-    output_hidden_states = bool(check.check_flag("output_hidden_states", output_hidden_states))
-    head_mask = check.check_head_mask("head_mask", head_mask, config.encoder_layers, config.encoder_attention_heads)
+        for name in ("attention_mask", "global_attention_mask"):
+            if getattr(inputs, name) is not None:
+                inputs = inputs.but(**{name: check.check_mask(name, getattr(inputs, name), shape)})
+    return inputs.but(head_mask=check.check_head_mask("head_mask", inputs.head_mask, config.encoder_layers,
+                                                      config.encoder_attention_heads))
 
-    # ---- decoder inputs
-    if decoder_input_ids is None and decoder_inputs_embeds is None:
-        if input_ids is None:
+
+def checked_decoder_inputs(inputs: Seq2SeqInputs, config: LEDConfig,
+                           dtype: np.dtype) -> tuple[Seq2SeqInputs, tuple | None]:
+    """The decoder's inputs checked and converted, and the cache as arrays (or None)."""
+    if inputs.decoder_input_ids is None and inputs.decoder_inputs_embeds is None:
+        if inputs.input_ids is None:
             raise ValueError("give decoder_input_ids or decoder_inputs_embeds (they default to input_ids shifted "
                              "right, but input_ids is None)")
-        decoder_input_ids = shift_tokens_right(input_ids, config.pad_token_id, config.decoder_start_token_id)
-    check.exactly_one("decoder_input_ids", decoder_input_ids, "decoder_inputs_embeds", decoder_inputs_embeds)
-    if decoder_input_ids is not None:
-        decoder_input_ids = check.check_token_ids("decoder_input_ids", decoder_input_ids, vocab)
-        target = decoder_input_ids
+        inputs = inputs.but(decoder_input_ids=shift_tokens_right(inputs.input_ids, config.pad_token_id,
+                                                                 config.decoder_start_token_id))
+    check.exactly_one("decoder_input_ids", inputs.decoder_input_ids, "decoder_inputs_embeds",
+                      inputs.decoder_inputs_embeds)
+    if inputs.decoder_input_ids is not None:
+        inputs = inputs.but(decoder_input_ids=check.check_token_ids("decoder_input_ids", inputs.decoder_input_ids,
+                                                                    config.vocab_size))
+        target = inputs.decoder_input_ids
     else:
-        decoder_inputs_embeds = check.as_dtype(
-            "decoder_inputs_embeds", check.check_embeds("decoder_inputs_embeds", decoder_inputs_embeds, d), dtype)
-        target = decoder_inputs_embeds
+        embeds = check.check_embeds("decoder_inputs_embeds", inputs.decoder_inputs_embeds, config.d_model)
+        inputs = inputs.but(decoder_inputs_embeds=check.as_dtype("decoder_inputs_embeds", embeds, dtype))
+        target = inputs.decoder_inputs_embeds
     batch, tgt = target.shape[:2]
-    past = check_cache(past_key_values, config, batch)
+    layers, heads = config.decoder_layers, config.decoder_attention_heads
+    past = check.check_cache("past_key_values", inputs.past_key_values, layers, batch, heads,
+                             config.d_model // heads)
     past_len = 0 if past is None else past[0][0].shape[2]
     check.check_length("decoder_input_ids", past_len + tgt, "max_decoder_position_embeddings",
                        config.max_decoder_position_embeddings)
-    if decoder_attention_mask is not None:
-        decoder_attention_mask = check.check_mask("decoder_attention_mask", decoder_attention_mask,
-                                                  (batch, past_len + tgt))
-    decoder_head_mask = check.check_head_mask("decoder_head_mask", decoder_head_mask, config.decoder_layers,
-                                              config.decoder_attention_heads)
-    cross_attn_head_mask = check.check_head_mask("cross_attn_head_mask", cross_attn_head_mask,
-                                                 config.decoder_layers, config.decoder_attention_heads)
-    use_cache = check.check_flag("use_cache", use_cache)
-    use_cache = config.use_cache if use_cache is None else use_cache
+    if inputs.decoder_attention_mask is not None:
+        inputs = inputs.but(decoder_attention_mask=check.check_mask(
+            "decoder_attention_mask", inputs.decoder_attention_mask, (batch, past_len + tgt)))
+    inputs = inputs.but(
+        decoder_head_mask=check.check_head_mask("decoder_head_mask", inputs.decoder_head_mask, layers, heads),
+        cross_attn_head_mask=check.check_head_mask("cross_attn_head_mask", inputs.cross_attn_head_mask, layers,
+                                                   heads),
+    )
+    return inputs, past
 
-    # ---- encoder
-    if encoder_outputs is None:
+
+def _decoder_batch(inputs: Seq2SeqInputs) -> int:
+    target = inputs.decoder_input_ids if inputs.decoder_input_ids is not None else inputs.decoder_inputs_embeds
+    return target.shape[0]
+
+
+def encode(weights: Mapping[str, np.ndarray], config: LEDConfig,
+           inputs: Seq2SeqInputs) -> LEDEncoderBaseModelOutput:
+    """The encoder's output on checked inputs, or the given `encoder_outputs`, its hidden state checked and
+    cast to the weights' dtype; either way its batch must be the decoder's."""
+    batch = _decoder_batch(inputs)
+    if inputs.encoder_outputs is None:
+        source = inputs.input_ids if inputs.input_ids is not None else inputs.inputs_embeds
         check.check_same_batch("input_ids", source.shape[0], "decoder_input_ids", batch)
-        encoder_outputs = encoder_forward(
-            weights, config, input_ids, attention_mask, global_attention_mask, head_mask, inputs_embeds,
-            output_attentions, output_hidden_states,
-        )
+        out = encoder_forward(weights, config, inputs.input_ids, inputs.attention_mask,
+                              inputs.global_attention_mask, inputs.head_mask, inputs.inputs_embeds,
+                              inputs.output_attentions, inputs.output_hidden_states)
     else:
-        encoder_outputs = as_encoder_output(encoder_outputs)
-    encoder_hidden = check.check_encoder_hidden("encoder_outputs[0]", encoder_outputs.last_hidden_state, d, dtype)
-    check.check_same_batch("encoder_outputs", encoder_hidden.shape[0], "decoder_input_ids", batch)
-    if past is not None:
-        check.check_cache_source("past_key_values", past, encoder_hidden.shape[1])
-    if attention_mask is not None:  # the cross-attention mask over the encoder output
-        attention_mask = check.check_mask("attention_mask", attention_mask, encoder_hidden.shape[:2])
+        out = as_encoder_output(inputs.encoder_outputs, np.ndarray)
+    hidden = check.check_encoder_hidden("encoder_outputs[0]", out.last_hidden_state, config.d_model,
+                                        weights["shared.weight"].dtype)
+    check.check_same_batch("encoder_outputs", hidden.shape[0], "decoder_input_ids", batch)
+    return LEDEncoderBaseModelOutput(hidden, out.hidden_states, out.attentions, out.global_attentions)
 
-    # ---- decoder
+
+def decode(weights: Mapping[str, np.ndarray], config: LEDConfig, inputs: Seq2SeqInputs,
+           encoder_outputs: LEDEncoderBaseModelOutput, past: tuple | None) -> LEDSeq2SeqModelOutput:
+    """The decoder over the encoder output (attention_mask is now the cross-attention mask over it), and
+    the base model's output, with what the switches ask for."""
+    encoder_hidden = encoder_outputs.last_hidden_state
+    attention_mask = inputs.attention_mask
+    if attention_mask is not None:
+        attention_mask = check.check_mask("attention_mask", attention_mask, encoder_hidden.shape[:2])
     dec = decoder_forward(
-        weights, config, decoder_input_ids, decoder_inputs_embeds, decoder_attention_mask, encoder_hidden,
-        attention_mask, decoder_head_mask, cross_attn_head_mask, past,
+        weights, config, inputs.decoder_input_ids, inputs.decoder_inputs_embeds, inputs.decoder_attention_mask,
+        encoder_hidden, attention_mask, inputs.decoder_head_mask, inputs.cross_attn_head_mask, past,
     )
     return LEDSeq2SeqModelOutput(
         last_hidden_state=dec["last_hidden_state"],
-        past_key_values=dec["past_key_values"] if use_cache else None,
-        decoder_hidden_states=dec["hidden_states"] if output_hidden_states else None,
-        decoder_attentions=dec["attentions"] if output_attentions else None,
-        cross_attentions=dec["cross_attentions"] if output_attentions else None,
+        past_key_values=dec["past_key_values"] if inputs.use_cache else None,
+        decoder_hidden_states=dec["hidden_states"] if inputs.output_hidden_states else None,
+        decoder_attentions=dec["attentions"] if inputs.output_attentions else None,
+        cross_attentions=dec["cross_attentions"] if inputs.output_attentions else None,
         encoder_last_hidden_state=encoder_hidden,
         encoder_hidden_states=encoder_outputs.hidden_states,
         encoder_attentions=encoder_outputs.attentions,
@@ -225,12 +203,7 @@ def eos_pooled(hidden: np.ndarray, input_ids: np.ndarray, eos_token_id: int) -> 
     if input_ids.shape != hidden.shape[:2]:
         raise ValueError(f"eos pooling reads the decoder output at the eos tokens of input_ids, so the decoder "
                          f"length must equal input_ids' {input_ids.shape}; got {hidden.shape[:2]}")
-    counts = (input_ids == eos_token_id).sum(axis=1)
-    if np.any(counts != counts[0]):
-        raise ValueError(f"All examples must have the same number of <eos> tokens; eos_token_id={eos_token_id} "
-                         f"counts per row are {counts.tolist()}")
-    if counts[0] == 0:
-        raise ValueError(f"input_ids hold no <eos> token (eos_token_id={eos_token_id}) to pool at")
+    check.eos_rule((input_ids == eos_token_id).sum(axis=1), eos_token_id)
     last = input_ids.shape[1] - 1 - np.argmax((input_ids == eos_token_id)[:, ::-1], axis=1)
     return hidden[np.arange(hidden.shape[0]), last]
 
@@ -242,37 +215,22 @@ def classification_loss(logits: np.ndarray, labels: Any, config: LEDConfig) -> f
     integer labels, multi-label otherwise (decided per call; HF also writes it into the config).
     """
     labels = check.numeric_array("labels", labels)
-    problem = config.problem_type
-    if problem is None:
-        if config.num_labels == 1:
-            problem = "regression"
-        elif np.issubdtype(labels.dtype, np.integer):
-            problem = "single_label_classification"
-        else:
-            problem = "multi_label_classification"
-    if labels.shape[:1] != logits.shape[:1] and not (labels.ndim == 0 and logits.shape[0] == 1):
-        raise ValueError(f"labels must hold one entry per row (batch={logits.shape[0]}), got shape {labels.shape}")
+    problem = config.classification_problem(integer_labels=np.issubdtype(labels.dtype, np.integer))
+    check.per_row_rule("labels", labels.shape, logits.shape[0])
     if problem == "regression":
         if config.num_labels == 1:
             return mse(np.squeeze(logits), np.squeeze(labels).astype(logits.dtype))
-        return mse(logits, _same_shape("labels", labels, logits.shape).astype(logits.dtype))
+        check.same_shape_rule("labels", labels.shape, logits.shape)
+        return mse(logits, labels.astype(logits.dtype))
     if problem == "single_label_classification":
         labels = check.integer_array("labels", labels).reshape(-1)
-        bad = ((labels < 0) | (labels >= config.num_labels)) & (labels != check.IGNORE_INDEX)
-        if np.any(bad):
-            raise ValueError(f"labels must lie in [0, num_labels={config.num_labels}) or be -100, "
-                             f"found {int(labels[bad][0])}")
+        check.range_rule("labels", labels, "num_labels", config.num_labels, allow_ignore=True)
         return cross_entropy(logits.reshape(-1, config.num_labels), labels)
     if problem == "multi_label_classification":
-        return bce_with_logits(logits, _same_shape("labels", labels, logits.shape).astype(logits.dtype))
+        check.same_shape_rule("labels", labels.shape, logits.shape)
+        return bce_with_logits(logits, labels.astype(logits.dtype))
     raise ValueError(f"problem_type must be regression, single_label_classification or "
                      f"multi_label_classification, got {problem!r}")
-
-
-def _same_shape(name: str, value: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    if value.shape != shape:
-        raise ValueError(f"{name} must have shape {shape} (that of the logits), got {value.shape}")
-    return value
 
 
 def span_loss(start_logits: np.ndarray, end_logits: np.ndarray, start_positions, end_positions) -> float:
@@ -282,10 +240,8 @@ def span_loss(start_logits: np.ndarray, end_logits: np.ndarray, start_positions,
     for name, logits, positions in (("start_positions", start_logits, start_positions),
                                     ("end_positions", end_logits, end_positions)):
         positions = check.integer_array(name, positions)
-        if positions.ndim > 1 and positions.shape[-1] == 1:
-            positions = positions[..., 0]
-        if positions.shape != (logits.shape[0],):
-            raise ValueError(f"{name} must have shape (batch={logits.shape[0]},), got {positions.shape}")
+        check.positions_rule(name, positions.shape, logits.shape[0])
+        positions = positions.reshape(-1)
         losses.append(cross_entropy(logits, np.clip(positions, 0, seq), ignore_index=seq))
     return (losses[0] + losses[1]) / 2
 
@@ -299,28 +255,13 @@ class LEDEncoder:
 
     def __call__(self, input_ids=None, attention_mask=None, global_attention_mask=None, head_mask=None,
                  inputs_embeds=None, output_attentions=False, output_hidden_states=False):
-        config = self.model.config
         weights = self.model.base_weights
-        check.exactly_one("input_ids", input_ids, "inputs_embeds", inputs_embeds)
-        if input_ids is not None:
-            input_ids = check.check_token_ids("input_ids", input_ids, config.vocab_size)
-            source = input_ids
-        else:
-            inputs_embeds = check.check_embeds("inputs_embeds", inputs_embeds, config.d_model)
-            source = inputs_embeds = check.as_dtype("inputs_embeds", inputs_embeds, weights["shared.weight"].dtype)
-        shape = source.shape[:2]
-        check.check_length("input_ids" if input_ids is not None else "inputs_embeds", shape[1],
-                           "max_encoder_position_embeddings", config.max_encoder_position_embeddings)
-        output_attentions = bool(check.check_flag("output_attentions", output_attentions))
-        output_hidden_states = bool(check.check_flag("output_hidden_states", output_hidden_states))
-        if attention_mask is not None:
-            attention_mask = check.check_mask("attention_mask", attention_mask, shape)
-        if global_attention_mask is not None:
-            global_attention_mask = check.check_mask("global_attention_mask", global_attention_mask, shape)
-        head_mask = check.check_head_mask("head_mask", head_mask, config.encoder_layers,
-                                          config.encoder_attention_heads)
-        return encoder_forward(weights, config, input_ids, attention_mask, global_attention_mask, head_mask,
-                               inputs_embeds, output_attentions, output_hidden_states)
+        config = self.model.config
+        inputs = Seq2SeqInputs.pick(locals()).with_switches(config.use_cache)
+        inputs = checked_encoder_inputs(inputs, config, weights["shared.weight"].dtype)
+        return encoder_forward(weights, config, inputs.input_ids, inputs.attention_mask,
+                               inputs.global_attention_mask, inputs.head_mask, inputs.inputs_embeds,
+                               inputs.output_attentions, inputs.output_hidden_states)
 
 
 class _LEDBase:
@@ -328,8 +269,7 @@ class _LEDBase:
 
     def __init__(self, config: LEDConfig, weights: Mapping[str, np.ndarray] | None = None, seed: int = 0,
                  dtype=np.float64):
-        config = LEDConfig.coerce(config)  # ours, a dict, or transformers' LEDConfig (duck-typed)
-        config.validate()  # configs are mutable: one changed after construction is checked again here
+        config = LEDConfig.for_model(config)  # ours, a dict, or transformers' LEDConfig (duck-typed)
         dtype = float_dtype(dtype)
         self.config = config
         # What HF calls model.generation_config: from_pretrained replaces it with generation_config.json.
@@ -369,15 +309,13 @@ class _LEDBase:
     def save_pretrained(self, path: str | os.PathLike) -> None:
         """Write config.json + generation_config.json + model.safetensors in HF's format (tied embeddings left
         out; generation parameters in generation_config.json, null in config.json, as HF writes them)."""
-        config_dict, generation = split_for_saving(self.config, self.generation_config)
-        save_checkpoint(path, LEDConfig.from_dict(config_dict), self.weights, self.ARCHITECTURE)
-        generation.save_pretrained(path)
+        save_model(path, self.config, self.generation_config, self.weights, self.ARCHITECTURE)
 
     def get_encoder(self) -> LEDEncoder:
         return LEDEncoder(self)
 
-    def _base_forward(self, **inputs) -> LEDSeq2SeqModelOutput:
-        return seq2seq_forward(self.base_weights, self.config, **inputs)
+    def _base_forward(self, inputs: Seq2SeqInputs) -> LEDSeq2SeqModelOutput:
+        return seq2seq_forward(self.base_weights, self.config, inputs)
 
     def __repr__(self) -> str:
         c = self.config
@@ -394,14 +332,7 @@ class LEDModel(_LEDBase):
                  decoder_attention_mask=None, head_mask=None, decoder_head_mask=None, cross_attn_head_mask=None,
                  encoder_outputs=None, past_key_values=None, inputs_embeds=None, decoder_inputs_embeds=None,
                  use_cache=None, output_attentions=False, output_hidden_states=False) -> LEDSeq2SeqModelOutput:
-        return self._base_forward(
-            input_ids=input_ids, attention_mask=attention_mask, global_attention_mask=global_attention_mask,
-            decoder_input_ids=decoder_input_ids, decoder_attention_mask=decoder_attention_mask,
-            head_mask=head_mask, decoder_head_mask=decoder_head_mask, cross_attn_head_mask=cross_attn_head_mask,
-            encoder_outputs=encoder_outputs, past_key_values=past_key_values, inputs_embeds=inputs_embeds,
-            decoder_inputs_embeds=decoder_inputs_embeds, use_cache=use_cache,
-            output_attentions=output_attentions, output_hidden_states=output_hidden_states,
-        )
+        return self._base_forward(Seq2SeqInputs.pick(locals()))
 
 
 class LEDForConditionalGeneration(_LEDBase):
@@ -414,23 +345,17 @@ class LEDForConditionalGeneration(_LEDBase):
                  encoder_outputs=None, past_key_values=None, inputs_embeds=None, decoder_inputs_embeds=None,
                  labels=None, use_cache=None, output_attentions=False,
                  output_hidden_states=False) -> LEDSeq2SeqLMOutput:
+        inputs = Seq2SeqInputs.pick(locals())  # the arguments above, by name
         if labels is not None:
             labels = check.check_labels("labels", labels, self.config.vocab_size)
             source = input_ids if input_ids is not None else inputs_embeds
             if source is not None and encoder_outputs is None:
                 check.check_same_batch("labels", labels.shape[0], "input_ids", np.shape(source)[0])
-            use_cache = False  # as HF: training calls return no cache
+            inputs = inputs.but(use_cache=False)  # as HF: training calls return no cache
             if decoder_input_ids is None and decoder_inputs_embeds is None:
-                decoder_input_ids = shift_tokens_right(labels, self.config.pad_token_id,
-                                                       self.config.decoder_start_token_id)
-        out = self._base_forward(
-            input_ids=input_ids, attention_mask=attention_mask, global_attention_mask=global_attention_mask,
-            decoder_input_ids=decoder_input_ids, decoder_attention_mask=decoder_attention_mask,
-            head_mask=head_mask, decoder_head_mask=decoder_head_mask, cross_attn_head_mask=cross_attn_head_mask,
-            encoder_outputs=encoder_outputs, past_key_values=past_key_values, inputs_embeds=inputs_embeds,
-            decoder_inputs_embeds=decoder_inputs_embeds, use_cache=use_cache,
-            output_attentions=output_attentions, output_hidden_states=output_hidden_states,
-        )
+                inputs = inputs.but(decoder_input_ids=shift_tokens_right(labels, self.config.pad_token_id,
+                                                                         self.config.decoder_start_token_id))
+        out = self._base_forward(inputs)
         logits = lm_logits(self.weights, out.last_hidden_state)
         loss = None
         if labels is not None:
@@ -468,16 +393,8 @@ class LEDForSequenceClassification(_LEDBase):
         if input_ids is None:
             raise ValueError("LEDForSequenceClassification pools at the eos tokens of input_ids, so input_ids "
                              "are required (inputs_embeds alone are not supported, as in HF)")
-        if labels is not None:
-            use_cache = False
-        out = self._base_forward(
-            input_ids=input_ids, attention_mask=attention_mask, global_attention_mask=global_attention_mask,
-            decoder_input_ids=decoder_input_ids, decoder_attention_mask=decoder_attention_mask,
-            head_mask=head_mask, decoder_head_mask=decoder_head_mask, cross_attn_head_mask=cross_attn_head_mask,
-            encoder_outputs=encoder_outputs, past_key_values=past_key_values, inputs_embeds=inputs_embeds,
-            decoder_inputs_embeds=decoder_inputs_embeds, use_cache=use_cache,
-            output_attentions=output_attentions, output_hidden_states=output_hidden_states,
-        )
+        out = self._base_forward(Seq2SeqInputs.pick(locals()).but(
+            use_cache=False if labels is not None else use_cache))
         ids = check.check_token_ids("input_ids", input_ids, self.config.vocab_size)
         pooled = eos_pooled(out.last_hidden_state, ids, self.config.eos_token_id)
         logits = linear(np.tanh(linear(pooled, self.weights, "classification_head.dense")), self.weights,
@@ -496,16 +413,10 @@ class LEDForQuestionAnswering(_LEDBase):
                  encoder_outputs=None, past_key_values=None, inputs_embeds=None, decoder_inputs_embeds=None,
                  use_cache=None, output_attentions=False, output_hidden_states=False, start_positions=None,
                  end_positions=None) -> LEDSeq2SeqQuestionAnsweringModelOutput:
+        inputs = Seq2SeqInputs.pick(locals())  # the arguments above, by name
         if start_positions is not None and end_positions is not None:
-            use_cache = False
-        out = self._base_forward(
-            input_ids=input_ids, attention_mask=attention_mask, global_attention_mask=global_attention_mask,
-            decoder_input_ids=decoder_input_ids, decoder_attention_mask=decoder_attention_mask,
-            head_mask=head_mask, decoder_head_mask=decoder_head_mask, cross_attn_head_mask=cross_attn_head_mask,
-            encoder_outputs=encoder_outputs, past_key_values=past_key_values, inputs_embeds=inputs_embeds,
-            decoder_inputs_embeds=decoder_inputs_embeds, use_cache=use_cache,
-            output_attentions=output_attentions, output_hidden_states=output_hidden_states,
-        )
+            inputs = inputs.but(use_cache=False)
+        out = self._base_forward(inputs)
         logits = linear(out.last_hidden_state, self.weights, "qa_outputs")
         start_logits, end_logits = logits[..., 0], logits[..., 1]
         loss = None

@@ -14,37 +14,61 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from led_ref.io.checkpoint import (
+    ArrayOps,
+    CheckpointError,
+    adapt_state_dict,
+    check_state_dict,
+    load_checkpoint,
+    resolve_checkpoint,
+    save_model,
+)
 from led_ref.io.config import LEDConfig
-from led_ref.io.generation_settings import GenerationConfig, model_generation_config, split_for_saving
-from led_ref.io.names import TIED_NAMES, TIED_TOP_LEVEL, base_prefix
+from led_ref.io.generation_settings import GenerationConfig, model_generation_config
+from led_ref.io.inputs import Seq2SeqInputs, as_encoder_output
+from led_ref.io.names import tied_names
 from led_ref.io.outputs import (
     LEDEncoderBaseModelOutput,
     LEDSeq2SeqLMOutput,
     LEDSeq2SeqModelOutput,
     LEDSeq2SeqQuestionAnsweringModelOutput,
     LEDSeq2SeqSequenceClassifierOutput,
+    seq2seq_fields,
 )
-from led_ref.io.validation import check_cache_source  # a shape rule, shared by both packages
+from led_ref.io.validation import (  # rules shared by both packages
+    check_cache_source,
+    eos_rule,
+    per_row_rule,
+    range_rule,
+    same_shape_rule,
+    shape_tuple,
+)
 
 from .decoder import LEDDecoder, legacy_cache
 from .encoder import LEDEncoder
 from .linear import Linear
 from .validation import (
     as_model_dtype,
-    check_batch,
     check_cache,
     check_device,
     check_embeds,
     check_encoder_hidden,
-    check_flag,
     check_head_mask,
     check_ids,
     check_length,
     check_mask,
     check_positions,
+    check_same_batch,
 )
 
 _DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
+
+# led_ref.io.checkpoint's naming and checking policy, applied to tensors (on any device, in any dtype).
+TORCH_OPS = ArrayOps(
+    equal=lambda a, b: bool((a == b.to(a.device)).all()),
+    non_finite=lambda t: int((~torch.isfinite(t)).sum()),
+    zeros=lambda shape, weights: torch.zeros(shape),
+)
 
 
 def shift_tokens_right(ids: torch.Tensor, pad_token_id: int, decoder_start_token_id: int) -> torch.Tensor:
@@ -78,8 +102,7 @@ class LEDPreTrainedModel(nn.Module):
 
     def __init__(self, config: LEDConfig):
         super().__init__()
-        config = LEDConfig.coerce(config)  # ours, a dict, or transformers' LEDConfig (duck-typed)
-        config.validate()  # configs are mutable: one changed after construction is checked again here
+        config = LEDConfig.for_model(config)  # ours, a dict, or transformers' LEDConfig (duck-typed)
         self.config = config
         # HF's model.generation_config; from_pretrained replaces it with the checkpoint's generation_config.json
         self.generation_config = GenerationConfig.from_model_config(config)
@@ -90,23 +113,29 @@ class LEDPreTrainedModel(nn.Module):
                      attn_implementation: str | None = None):
         """A model in eval mode carrying `weights` (HF names -> numpy arrays or tensors; tied names optional).
 
-        Weights saved for another LED architecture load too: the `led.` prefix is added or stripped; a task
-        head missing from the file is initialised N(0, init_std) with a warning, like HF.
+        Weights saved for another LED architecture load too: names are adapted and checked by
+        `led_ref.io.checkpoint` (the `led.` prefix added or stripped, tied copies checked against
+        `shared.weight`); a task head missing from the file is initialised N(0, init_std) with a warning, like HF.
         """
         _check_dtype(dtype)
         device = check_device(device)
-        config = LEDConfig.coerce(config)
+        config = LEDConfig.for_model(config)
+        state = {name: _as_tensor(name, value) for name, value in weights.items()}
+        state = adapt_state_dict(state, config, cls.architecture, allow_missing_head=True, ops=TORCH_OPS)
+        check_state_dict(state, config, cls.architecture, allow_missing_head=True, ops=TORCH_OPS)
+        return cls._from_checked_state(config, state, dtype, device, attn_implementation)
+
+    @classmethod
+    def _from_checked_state(cls, config: LEDConfig, state: dict, dtype, device, attn_implementation):
+        """Build on `device` in `dtype` and load `state`, whose names `check_state_dict` accepted."""
         with torch.device("meta"):
             model = cls(config).to(dtype=dtype)  # cast before loading: float64 weights must not pass float32
         model.to_empty(device=device)
         model.tie_weights()
-        state = model._adapt_names({k: _as_tensor(k, v) for k, v in weights.items()})
-        _check_weights(model, state, cls.__name__)
-        missing, unexpected = model.load_state_dict(state, strict=False)
-        missing = [m for m in missing if m not in model._tied_names()]
-        head_missing = [m for m in missing if m in model._head_names()]
+        missing, _ = model.load_state_dict(state, strict=False)
+        head_missing = [name for name in missing if name not in model._tied_names()]
         if head_missing:
-            warnings.warn(f"{cls.__name__}: initialising missing head tensors {head_missing}", stacklevel=2)
+            warnings.warn(f"{cls.__name__}: initialising missing head tensors {head_missing}", stacklevel=3)
             generator = torch.Generator().manual_seed(0)
             params = dict(model.named_parameters()) | dict(model.named_buffers())
             for name in head_missing:
@@ -123,18 +152,20 @@ class LEDPreTrainedModel(nn.Module):
     def from_pretrained(cls, path, dtype=torch.float32, device="cpu", attn_implementation: str | None = None):
         """Read an HF-format directory (`config.json` + `model.safetensors`, or `pytorch_model.bin`), or a hub
         id ("allenai/led-base-16384") from the local HF cache; `generation_config.json` when present."""
-        from led_ref.io.checkpoint import resolve_checkpoint
-
         _check_dtype(dtype)
-        check_device(device)  # before reading any file
+        device = check_device(device)  # before reading any file
         path = resolve_checkpoint(path)
         bin_path = os.path.join(path, "pytorch_model.bin")
         if not os.path.isfile(os.path.join(path, "model.safetensors")) and os.path.isfile(bin_path):
             config = LEDConfig.from_pretrained(path)
-            weights = _load_pickle_weights_only(bin_path)
-        else:
-            config, weights = _load_checkpoint(path, cls.architecture, dtype)
-        model = cls.from_weights(config, weights, dtype=dtype, device=device, attn_implementation=attn_implementation)
+            model = cls.from_weights(config, _load_pickle_weights_only(bin_path), dtype=dtype, device=device,
+                                     attn_implementation=attn_implementation)
+        else:  # led_ref's reader adapts and checks the names; the arrays become tensors without a copy
+            np_dtype = np.float64 if dtype == torch.float64 else np.float32
+            config, weights = load_checkpoint(path, architecture=cls.architecture, dtype=np_dtype,
+                                              allow_missing_head=True)
+            state = {name: _as_tensor(name, array) for name, array in weights.items()}
+            model = cls._from_checked_state(config, state, dtype, device, attn_implementation)
         model.generation_config = model_generation_config(config, path)
         return model
 
@@ -162,35 +193,11 @@ class LEDPreTrainedModel(nn.Module):
                 continue
             t = t.detach().cpu()
             weights[name] = (t.float() if t.dtype == torch.bfloat16 else t).numpy()
-        config_dict, generation = split_for_saving(self.config, self.generation_config)
-        _save_checkpoint(os.fspath(path), LEDConfig.from_dict(config_dict), weights, self.architecture)
-        generation.save_pretrained(path)
+        save_model(os.fspath(path), self.config, self.generation_config, weights, self.architecture)
 
     # ------------------------------------------------------------------ names
-    def _prefix(self) -> str:
-        return base_prefix(self.architecture)
-
     def _tied_names(self) -> set[str]:
-        names = {self._prefix() + n for n in TIED_NAMES}
-        if self.architecture == "LEDForConditionalGeneration":
-            names |= set(TIED_TOP_LEVEL)
-        return names
-
-    def _head_names(self) -> set[str]:
-        if not self._prefix():
-            return set()
-        return {n for n in self.state_dict() if not n.startswith("led.") and n not in self._tied_names()}
-
-    def _adapt_names(self, state: dict) -> dict:
-        """Add or strip the `led.` prefix so base-model weights of any LED architecture fit this one."""
-        prefix = self._prefix()
-        has_prefix = any(k.startswith("led.") for k in state)
-        if prefix and not has_prefix:
-            return {(k if k in self._head_names() or k in TIED_TOP_LEVEL else prefix + k): v for k, v in state.items()}
-        if not prefix and has_prefix:
-            return {k[4:]: v for k, v in state.items() if k.startswith("led.")}
-        own = set(self.state_dict())
-        return {k: v for k, v in state.items() if k in own or k.startswith(prefix)} if prefix else state
+        return tied_names(self.architecture)
 
     def tie_weights(self) -> None:
         base = self.base_model
@@ -244,36 +251,12 @@ class LEDModel(LEDPreTrainedModel):
                 decoder_attention_mask=None, head_mask=None, decoder_head_mask=None, cross_attn_head_mask=None,
                 encoder_outputs=None, past_key_values=None, inputs_embeds=None, decoder_inputs_embeds=None,
                 use_cache=None, output_attentions=False, output_hidden_states=False, return_dict=True):
-        config = self.config
-        use_cache = check_flag("use_cache", use_cache)
-        use_cache = config.use_cache if use_cache is None else use_cache
-        output_attentions = bool(check_flag("output_attentions", output_attentions))
-        output_hidden_states = bool(check_flag("output_hidden_states", output_hidden_states))
-        if decoder_input_ids is None and decoder_inputs_embeds is None:
-            if input_ids is None:
-                raise ValueError("give decoder_input_ids or decoder_inputs_embeds (or input_ids to shift right)")
-            check_ids("input_ids", input_ids, config.vocab_size)
-            decoder_input_ids = shift_tokens_right(input_ids, config.pad_token_id, config.decoder_start_token_id)
-        if encoder_outputs is None:
-            encoder_outputs = self.encoder(input_ids, attention_mask, global_attention_mask, head_mask,
-                                           inputs_embeds, output_attentions, output_hidden_states)
-        else:
-            encoder_outputs = _as_encoder_output(encoder_outputs)
-            check_encoder_hidden("encoder_outputs[0]", encoder_outputs.last_hidden_state, config.d_model)
-            hidden = as_model_dtype("encoder_outputs[0]", encoder_outputs.last_hidden_state, self.shared.weight.dtype)
-            encoder_outputs = LEDEncoderBaseModelOutput(hidden, encoder_outputs.hidden_states,
-                                                        encoder_outputs.attentions, encoder_outputs.global_attentions)
-            given = decoder_input_ids if decoder_input_ids is not None else decoder_inputs_embeds
-            batch = encoder_outputs.last_hidden_state.shape[0]
-            if isinstance(given, torch.Tensor) and given.dim() >= 2 and given.shape[0] != batch:
-                raise ValueError(f"encoder_outputs has batch size {batch} but the decoder inputs have batch size "
-                                 f"{given.shape[0]}")
+        inputs = Seq2SeqInputs.pick(locals()).with_switches(self.config.use_cache)  # the arguments above, by name
+        inputs = self._default_decoder_inputs(inputs)
+        encoder_outputs = self._encoder_outputs(inputs)
         encoder_hidden = encoder_outputs.last_hidden_state
-        batch, src = encoder_hidden.shape[:2]
-        check_mask("attention_mask", attention_mask, (batch, src))
-        decoder_outputs = self._decode(decoder_input_ids, decoder_attention_mask, encoder_hidden, attention_mask,
-                                       decoder_head_mask, cross_attn_head_mask, past_key_values,
-                                       decoder_inputs_embeds, use_cache, output_attentions, output_hidden_states)
+        check_mask("attention_mask", inputs.attention_mask, encoder_hidden.shape[:2])
+        decoder_outputs = self._decode(inputs, encoder_hidden)
         return LEDSeq2SeqModelOutput(
             last_hidden_state=decoder_outputs["last_hidden_state"],
             past_key_values=decoder_outputs["past_key_values"],
@@ -286,12 +269,38 @@ class LEDModel(LEDPreTrainedModel):
             encoder_global_attentions=encoder_outputs.global_attentions,
         )
 
-    def _decode(self, ids, mask, encoder_hidden, encoder_mask, head_mask, cross_head_mask, past, embeds,
-                use_cache, output_attentions, output_hidden_states):
+    def _default_decoder_inputs(self, inputs: Seq2SeqInputs) -> Seq2SeqInputs:
+        """Without decoder inputs, the decoder reads input_ids shifted right (HF's LEDModel habit)."""
+        if inputs.decoder_input_ids is not None or inputs.decoder_inputs_embeds is not None:
+            return inputs
+        if inputs.input_ids is None:
+            raise ValueError("give decoder_input_ids or decoder_inputs_embeds (or input_ids to shift right)")
         config = self.config
-        batch = encoder_hidden.shape[0]
+        check_ids("input_ids", inputs.input_ids, config.vocab_size)
+        return inputs.but(decoder_input_ids=shift_tokens_right(inputs.input_ids, config.pad_token_id,
+                                                               config.decoder_start_token_id))
+
+    def _encoder_outputs(self, inputs: Seq2SeqInputs) -> LEDEncoderBaseModelOutput:
+        """The encoder run on the inputs, or the given `encoder_outputs` checked and cast to the model's dtype."""
+        if inputs.encoder_outputs is None:
+            return self.encoder(inputs.input_ids, inputs.attention_mask, inputs.global_attention_mask,
+                                inputs.head_mask, inputs.inputs_embeds, inputs.output_attentions,
+                                inputs.output_hidden_states)
+        given = as_encoder_output(inputs.encoder_outputs, torch.Tensor)
+        check_encoder_hidden("encoder_outputs[0]", given.last_hidden_state, self.config.d_model)
+        hidden = as_model_dtype("encoder_outputs[0]", given.last_hidden_state, self.shared.weight.dtype)
+        decoder_side = inputs.decoder_input_ids if inputs.decoder_input_ids is not None \
+            else inputs.decoder_inputs_embeds
+        if isinstance(decoder_side, torch.Tensor) and decoder_side.dim() >= 2:
+            check_same_batch("encoder_outputs", hidden.shape[0], _decoder_name(inputs), decoder_side.shape[0])
+        return LEDEncoderBaseModelOutput(hidden, given.hidden_states, given.attentions, given.global_attentions)
+
+    def _decode(self, inputs: Seq2SeqInputs, encoder_hidden: torch.Tensor):
+        """Check the decoder inputs against the encoder output and the cache, then run the decoder."""
+        config = self.config
+        ids, embeds, past = inputs.decoder_input_ids, inputs.decoder_inputs_embeds, inputs.past_key_values
         if ids is not None and embeds is not None:
-            raise ValueError("give exactly one of decoder_input_ids and decoder_inputs_embeds, got both")
+            raise ValueError("give either decoder_input_ids or decoder_inputs_embeds, not both")
         if ids is not None:
             check_ids("decoder_input_ids", ids, config.vocab_size)
             rows, length = ids.shape
@@ -299,7 +308,9 @@ class LEDModel(LEDPreTrainedModel):
             check_embeds("decoder_inputs_embeds", embeds, config.d_model)
             embeds = as_model_dtype("decoder_inputs_embeds", embeds, self.shared.weight.dtype)
             rows, length = embeds.shape[:2]
-        check_batch("decoder_input_ids", rows, batch)
+        source = "encoder_outputs" if inputs.encoder_outputs is not None else \
+            "input_ids" if inputs.input_ids is not None else "inputs_embeds"
+        check_same_batch(source, encoder_hidden.shape[0], _decoder_name(inputs), rows)
         if past is not None:
             past = legacy_cache(past) if hasattr(past, "to_legacy_cache") else past
             check_cache("past_key_values", past, len(self.decoder.layers), rows, config.decoder_attention_heads,
@@ -307,24 +318,23 @@ class LEDModel(LEDPreTrainedModel):
             check_cache_source("past_key_values", past, encoder_hidden.shape[1])
         past = legacy_cache(past)
         past_len = past[0][0].shape[2] if past else 0
-        name = "decoder_input_ids" if ids is not None else "decoder_inputs_embeds"
+        name = _decoder_name(inputs)
         check_length(name + (f" (after {past_len} cached positions)" if past_len else ""), past_len + length,
                      config.max_decoder_position_embeddings, "max_decoder_position_embeddings")
+        mask = inputs.decoder_attention_mask
         if mask is not None:  # checked for one token too, though HF then ignores it
             check_mask("decoder_attention_mask", mask, (rows, past_len + length))
-        check_head_mask("decoder_head_mask", head_mask, config.decoder_layers, config.decoder_attention_heads)
-        check_head_mask("cross_attn_head_mask", cross_head_mask, config.decoder_layers,
+        check_head_mask("decoder_head_mask", inputs.decoder_head_mask, config.decoder_layers,
                         config.decoder_attention_heads)
-        return self.decoder(ids, mask, encoder_hidden, encoder_mask, head_mask, cross_head_mask, past, embeds,
-                            use_cache, output_attentions, output_hidden_states)
+        check_head_mask("cross_attn_head_mask", inputs.cross_attn_head_mask, config.decoder_layers,
+                        config.decoder_attention_heads)
+        return self.decoder(ids, mask, encoder_hidden, inputs.attention_mask, inputs.decoder_head_mask,
+                            inputs.cross_attn_head_mask, past, embeds, inputs.use_cache, inputs.output_attentions,
+                            inputs.output_hidden_states)
 
 
-_TAIL = ("past_key_values", "decoder_hidden_states", "decoder_attentions", "cross_attentions",
-         "encoder_last_hidden_state", "encoder_hidden_states", "encoder_attentions", "encoder_global_attentions")
-
-
-def _tail(outputs: LEDSeq2SeqModelOutput) -> dict:
-    return {name: getattr(outputs, name) for name in _TAIL}
+def _decoder_name(inputs: Seq2SeqInputs) -> str:
+    return "decoder_input_ids" if inputs.decoder_input_ids is not None else "decoder_inputs_embeds"
 
 
 class LEDForConditionalGeneration(LEDPreTrainedModel):
@@ -347,26 +357,24 @@ class LEDForConditionalGeneration(LEDPreTrainedModel):
                 encoder_outputs=None, past_key_values=None, inputs_embeds=None, decoder_inputs_embeds=None,
                 labels=None, use_cache=None, output_attentions=False, output_hidden_states=False, return_dict=True):
         """Logits (batch, target, vocab); with `labels` (-100 ignored) also the mean cross-entropy `loss`."""
+        inputs = Seq2SeqInputs.pick(locals())  # the arguments above, by name
         if labels is not None:
             check_ids("labels", labels, self.config.vocab_size, allow_ignore=True)
             source = input_ids if input_ids is not None else inputs_embeds
             if isinstance(source, torch.Tensor) and encoder_outputs is None and source.dim() >= 2:
-                check_batch("labels", labels.shape[0], source.shape[0])
-            use_cache = False
+                check_same_batch("labels", labels.shape[0], "input_ids", source.shape[0])
+            inputs = inputs.but(use_cache=False)  # as HF: training calls return no cache
             if decoder_input_ids is None and decoder_inputs_embeds is None:
-                decoder_input_ids = shift_tokens_right(labels, self.config.pad_token_id,
-                                                       self.config.decoder_start_token_id)
-        out = self.led(input_ids, attention_mask, global_attention_mask, decoder_input_ids, decoder_attention_mask,
-                       head_mask, decoder_head_mask, cross_attn_head_mask, encoder_outputs, past_key_values,
-                       inputs_embeds, decoder_inputs_embeds, use_cache, output_attentions, output_hidden_states)
+                inputs = inputs.but(decoder_input_ids=self.prepare_decoder_input_ids_from_labels(labels))
+        out = self.led(**inputs.kwargs())
         logits = self.lm_head(out.last_hidden_state) + self.final_logits_bias.to(out.last_hidden_state.dtype)
         loss = None
         if labels is not None:
-            check_batch("labels", labels.shape[0], logits.shape[0])
+            check_same_batch("labels", labels.shape[0], _decoder_name(inputs), logits.shape[0])
             if labels.shape[1] != logits.shape[1]:
                 raise ValueError(f"labels has {labels.shape[1]} positions, the decoder produced {logits.shape[1]}")
             loss = _cross_entropy(_loss_precision(logits).reshape(-1, logits.shape[-1]), labels.reshape(-1).long())
-        return LEDSeq2SeqLMOutput(loss=loss, logits=logits, **_tail(out))
+        return LEDSeq2SeqLMOutput(loss=loss, logits=logits, **seq2seq_fields(out))
 
     def prepare_decoder_input_ids_from_labels(self, labels: torch.Tensor) -> torch.Tensor:
         return shift_tokens_right(labels, self.config.pad_token_id, self.config.decoder_start_token_id)
@@ -413,57 +421,39 @@ class LEDForSequenceClassification(LEDPreTrainedModel):
                 decoder_attention_mask=None, head_mask=None, decoder_head_mask=None, cross_attn_head_mask=None,
                 encoder_outputs=None, inputs_embeds=None, decoder_inputs_embeds=None, labels=None, use_cache=None,
                 output_attentions=False, output_hidden_states=False, return_dict=True):
+        inputs = Seq2SeqInputs.pick(locals())  # the arguments above, by name
         config = self.config
         if input_ids is None:
             raise ValueError("input_ids is required: the <eos> positions pick the sentence representation")
-        if labels is not None:
-            use_cache = False
-        out = self.led(input_ids, attention_mask, global_attention_mask, decoder_input_ids, decoder_attention_mask,
-                       head_mask, decoder_head_mask, cross_attn_head_mask, encoder_outputs, None, inputs_embeds,
-                       decoder_inputs_embeds, use_cache, output_attentions, output_hidden_states)
+        out = self.led(**inputs.but(use_cache=False if labels is not None else use_cache).kwargs())
         hidden = out.last_hidden_state
         if config.eos_token_id is None:
             raise ValueError("input_ids hold no <eos> token to pool at: config.eos_token_id is None")
         eos = input_ids.eq(config.eos_token_id)
-        counts = eos.sum(1)
-        if (counts != counts[0]).any() or counts[0] == 0:
-            raise ValueError(f"every row of input_ids must hold the same (>0) number of eos_token_id="
-                             f"{config.eos_token_id} tokens, got {counts.tolist()}")
+        eos_rule(eos.sum(1), config.eos_token_id)
         if hidden.shape[1] != input_ids.shape[1]:
             raise ValueError("decoder length must equal the input length to locate <eos>")
         sentence = hidden[eos].view(hidden.shape[0], -1, hidden.shape[-1])[:, -1]
         logits = self.classification_head(sentence)
         loss = None if labels is None else self._loss(logits, labels)
-        return LEDSeq2SeqSequenceClassifierOutput(loss=loss, logits=logits, **_tail(out))
+        return LEDSeq2SeqSequenceClassifierOutput(loss=loss, logits=logits, **seq2seq_fields(out))
 
     def _loss(self, logits, labels):
         n = self.config.num_labels
         logits = _loss_precision(logits)
         if not isinstance(labels, torch.Tensor):
             raise TypeError(f"labels must be a torch.Tensor, got {type(labels).__name__}")
-        if labels.shape[:1] != logits.shape[:1] and not (labels.dim() == 0 and logits.shape[0] == 1):
-            raise ValueError(f"labels must hold one entry per row (batch={logits.shape[0]}), "
-                             f"got shape {tuple(labels.shape)}")
-        problem = self.config.problem_type
-        if problem is None:
-            if n == 1:
-                problem = "regression"
-            elif labels.dtype in (torch.long, torch.int):
-                problem = "single_label_classification"
-            else:
-                problem = "multi_label_classification"
+        per_row_rule("labels", shape_tuple(labels), logits.shape[0])
+        problem = self.config.classification_problem(integer_labels=labels.dtype in (torch.long, torch.int))
         if problem == "regression":
-            return F.mse_loss(logits.squeeze(), labels.squeeze().to(logits.dtype)) if n == 1 else \
-                F.mse_loss(logits, labels.to(logits.dtype))
+            if n == 1:
+                return F.mse_loss(logits.squeeze(), labels.squeeze().to(logits.dtype))
+            same_shape_rule("labels", shape_tuple(labels), shape_tuple(logits))
+            return F.mse_loss(logits, labels.to(logits.dtype))
         if problem == "single_label_classification":
-            if ((labels < 0) | (labels >= n)).any() and not (labels == -100).all():
-                bad = labels[(labels < 0) | (labels >= n)]
-                if (bad != -100).any():
-                    raise ValueError(f"labels must lie in [0, num_labels={n}) or be -100, got {int(bad[0])}")
+            range_rule("labels", labels, "num_labels", n, allow_ignore=True)
             return _cross_entropy(logits.view(-1, n), labels.view(-1).long())
-        if labels.shape != logits.shape:
-            raise ValueError(f"labels for multi_label_classification (chosen by their dtype {labels.dtype}, as HF "
-                             f"does) must have shape {tuple(logits.shape)}, got {tuple(labels.shape)}")
+        same_shape_rule("labels", shape_tuple(labels), shape_tuple(logits))
         return F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype))
 
 
@@ -483,11 +473,10 @@ class LEDForQuestionAnswering(LEDPreTrainedModel):
                 encoder_outputs=None, start_positions=None, end_positions=None, inputs_embeds=None,
                 decoder_inputs_embeds=None, use_cache=None, output_attentions=False, output_hidden_states=False,
                 return_dict=True):
+        inputs = Seq2SeqInputs.pick(locals())  # the arguments above, by name
         if start_positions is not None and end_positions is not None:
-            use_cache = False
-        out = self.led(input_ids, attention_mask, global_attention_mask, decoder_input_ids, decoder_attention_mask,
-                       head_mask, decoder_head_mask, cross_attn_head_mask, encoder_outputs, None, inputs_embeds,
-                       decoder_inputs_embeds, use_cache, output_attentions, output_hidden_states)
+            inputs = inputs.but(use_cache=False)
+        out = self.led(**inputs.kwargs())
         start_logits, end_logits = self.qa_outputs(out.last_hidden_state).unbind(-1)
         loss = None
         if start_positions is not None and end_positions is not None:
@@ -500,7 +489,8 @@ class LEDForQuestionAnswering(LEDPreTrainedModel):
             loss = (_cross_entropy(_loss_precision(start_logits), start, ignore_index=ignored)
                     + _cross_entropy(_loss_precision(end_logits), end, ignore_index=ignored)) / 2
         return LEDSeq2SeqQuestionAnsweringModelOutput(loss=loss, start_logits=start_logits.contiguous(),
-                                                      end_logits=end_logits.contiguous(), **_tail(out))
+                                                      end_logits=end_logits.contiguous(),
+                                                      **seq2seq_fields(out))
 
 
 def _as_tensor(name: str, value) -> torch.Tensor:
@@ -513,32 +503,9 @@ def _as_tensor(name: str, value) -> torch.Tensor:
     return torch.as_tensor(array)
 
 
-def _check_weights(model: nn.Module, state: dict, architecture: str) -> None:
-    """Every missing (base), unexpected, misshapen and non-finite tensor, named in one CheckpointError."""
-    from led_ref.io.checkpoint import CheckpointError
-
-    own = model.state_dict()
-    optional = model._tied_names() | model._head_names()
-    problems = [f"missing {n} (expected shape {tuple(t.shape)})" for n, t in own.items()
-                if n not in state and n not in optional]
-    for name, t in state.items():
-        if name not in own:
-            problems.append(f"unexpected {name} (shape {tuple(t.shape)})")
-        elif tuple(t.shape) != tuple(own[name].shape):
-            problems.append(f"wrong shape {name}: expected {tuple(own[name].shape)}, found {tuple(t.shape)}")
-        elif (t.dtype.is_floating_point or t.dtype.is_complex) and not torch.isfinite(t).all():
-            bad = int((~torch.isfinite(t)).sum())
-            problems.append(f"non-finite values in {name} ({bad} of {t.numel()} entries are inf/nan)")
-    if problems:
-        raise CheckpointError(f"{len(problems)} problem(s) with the weights for {architecture}:\n  "
-                              + "\n  ".join(problems))
-
-
 def _load_pickle_weights_only(path: str) -> dict:
     """A pytorch_model.bin through torch's weights-only unpickler: plain tensors only, never code."""
     import pickle
-
-    from led_ref.io.checkpoint import CheckpointError
 
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
@@ -552,30 +519,3 @@ def _load_pickle_weights_only(path: str) -> dict:
         raise CheckpointError(f"{path!r} must hold a dict of name -> tensor (a state dict), "
                               f"got {type(state).__name__}")
     return state
-
-
-def _as_encoder_output(encoder_outputs) -> LEDEncoderBaseModelOutput:
-    """The encoder's output object, or HF's tuple habit (last_hidden_state, hidden_states, attentions, ...)."""
-    if isinstance(encoder_outputs, LEDEncoderBaseModelOutput):
-        return encoder_outputs
-    if isinstance(encoder_outputs, torch.Tensor):
-        return LEDEncoderBaseModelOutput(encoder_outputs)
-    if isinstance(encoder_outputs, (tuple, list)) and len(encoder_outputs) > 0:
-        items = tuple(encoder_outputs) + (None,) * 3
-        return LEDEncoderBaseModelOutput(*items[:4])
-    raise TypeError("encoder_outputs must be the encoder's output or a tuple whose first item is the last hidden "
-                    f"state, got {type(encoder_outputs).__name__}")
-
-
-def _load_checkpoint(path: str, architecture: str, dtype: torch.dtype):
-    """(config, numpy weights named for `architecture`) through led_ref.io.checkpoint (safetensors, shards)."""
-    from led_ref.io.checkpoint import load_checkpoint
-
-    np_dtype = np.float64 if dtype == torch.float64 else np.float32
-    return load_checkpoint(path, architecture=architecture, dtype=np_dtype, allow_missing_head=True)
-
-
-def _save_checkpoint(path: str, config: LEDConfig, weights: dict, architecture: str) -> None:
-    from led_ref.io.checkpoint import save_checkpoint
-
-    save_checkpoint(path, config, weights, architecture)

@@ -311,3 +311,53 @@ def test_interrupted_save_leaves_previous_checkpoint_intact(tmp_path, monkeypatc
         save_checkpoint(tmp_path, config, random_weights(config, "LEDModel", seed=10), "LEDModel")
     monkeypatch.undo()
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before  # no temp files left either
+
+
+# ------------------------------------------------------------------------------------------- led_torch, same policy
+def _torch_state(weights: dict, dtype=None) -> dict:
+    return {name: torch.from_numpy(value) if dtype is None else torch.from_numpy(value).to(dtype)
+            for name, value in weights.items()}
+
+
+def test_led_torch_refuses_bad_weights_with_led_refs_message():
+    """led_torch adapts and checks its tensors with led_ref's functions: one policy, one message."""
+    import led_torch
+
+    config, architecture = tiny_config(), "LEDForSequenceClassification"
+    weights = random_weights(config, architecture, seed=7)
+    del weights["led.encoder.layers.1.fc1.bias"]
+    weights["led.encoder.layers.0.fc2.weight"] = np.zeros((16, 7))
+    weights["led.surprise"] = np.zeros(3)
+    weights["led.decoder.layers.0.fc1.weight"][0, :2] = [np.nan, np.inf]
+    with pytest.raises(CheckpointError) as ref_err:
+        adapted = adapt_state_dict(weights, config, architecture, allow_missing_head=True)
+        check_state_dict(adapted, config, architecture, allow_missing_head=True)
+    with pytest.raises(CheckpointError) as torch_err:
+        led_torch.LEDForSequenceClassification.from_weights(config, _torch_state(weights))
+    assert str(torch_err.value) == str(ref_err.value)
+    assert str(ref_err.value).startswith("4 problem(s) with the weights for LEDForSequenceClassification")
+    assert "non-finite values in led.decoder.layers.0.fc1.weight (2 of 320 entries are inf/nan)" in str(ref_err.value)
+
+
+def test_led_torch_checks_tied_copies_and_bfloat16_tensors_like_led_ref():
+    import led_torch
+
+    config = tiny_config()
+    weights = random_weights(config, "LEDForConditionalGeneration", seed=6)
+    shared = weights["led.shared.weight"]
+    copies = weights | {"led.encoder.embed_tokens.weight": shared.copy(), "lm_head.weight": shared.copy()}
+    model = led_torch.LEDForConditionalGeneration.from_weights(config, _torch_state(copies), dtype=torch.float64)
+    np.testing.assert_array_equal(model.lm_head.weight.detach().numpy(), shared)
+    different = copies | {"lm_head.weight": shared + 1.0}
+    with pytest.raises(CheckpointError, match="lm_head.weight differs from shared.weight"):
+        led_torch.LEDForConditionalGeneration.from_weights(config, _torch_state(different))
+    broken = dict(weights)
+    broken["led.encoder.layers.0.fc1.weight"] = broken["led.encoder.layers.0.fc1.weight"].copy()
+    broken["led.encoder.layers.0.fc1.weight"][1, 1] = np.nan
+    with pytest.raises(CheckpointError, match=r"non-finite values in led.encoder.layers.0.fc1.weight \(1 of 384"):
+        led_torch.LEDForConditionalGeneration.from_weights(config, _torch_state(broken, torch.bfloat16))
+    # A missing final_logits_bias is zeros in both packages (HF's habit), without a warning.
+    no_bias = {k: v for k, v in weights.items() if k != "final_logits_bias"}
+    assert not adapt_state_dict(no_bias, config, "LEDForConditionalGeneration")["final_logits_bias"].any()
+    model = led_torch.LEDForConditionalGeneration.from_weights(config, _torch_state(no_bias))
+    assert not model.final_logits_bias.any()

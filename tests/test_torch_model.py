@@ -383,3 +383,38 @@ def test_from_weights_is_exact_in_float64(architecture):
     for name, value in weights.items():
         assert state[name].dtype == torch.float64
         assert np.array_equal(state[name].numpy(), value), name
+
+
+# ------------------------------------------------------------------------------------------ argument plumbing
+@pytest.mark.parametrize("name", ["LEDModel", "LEDForConditionalGeneration", "LEDForSequenceClassification",
+                                  "LEDForQuestionAnswering"])
+def test_forwards_keep_hfs_keyword_names_and_share_one_set_of_inputs(name):
+    """Both packages' forwards take HF's keyword names, with Seq2SeqInputs' defaults for the shared ones."""
+    import dataclasses
+    import inspect
+
+    import transformers
+
+    import led_ref
+    import led_torch
+    from led_ref.io.inputs import Seq2SeqInputs
+
+    hf = set(inspect.signature(getattr(transformers, name).forward).parameters)
+    shared = {f.name: f.default for f in dataclasses.fields(Seq2SeqInputs)}
+    for forward in (getattr(led_ref, name).__call__, getattr(led_torch, name).forward):
+        params = inspect.signature(forward).parameters
+        # led_ref's classification and QA heads also take past_key_values (HF's do not; nothing else is extra)
+        assert set(params) - {"self", "past_key_values"} <= hf, f"{forward.__qualname__} takes names HF lacks"
+        taken = {n: params[n].default for n in shared if n in params}
+        assert set(shared) - set(taken) <= {"past_key_values"}, f"{forward.__qualname__} lacks shared inputs"
+        assert taken == {n: shared[n] for n in taken}
+
+
+def test_seq2seq_inputs_pick_the_shared_arguments_by_name():
+    from led_ref.io.inputs import Seq2SeqInputs
+
+    ids = torch.tensor([[0, 5]])
+    inputs = Seq2SeqInputs.pick({"self": object(), "input_ids": ids, "labels": ids, "use_cache": True})
+    assert inputs.input_ids is ids and inputs.use_cache is True and inputs.output_attentions is False
+    assert inputs.but(use_cache=False).use_cache is False and inputs.use_cache is True
+    assert inputs.kwargs()["input_ids"] is ids and "labels" not in inputs.kwargs()

@@ -263,16 +263,47 @@ def run_layout(args, parser) -> int:
 
 def run_from_model(args, parser) -> int:
     """Tokenize, run the encoder with output_attentions, convert with `to_dense`, summarise and draw."""
+    refuse_layout_options(args, parser)
+    rows = shown_rows(args, parser)
+    model, tokenizer, checkpoint = load_model(args, parser)
+    text = read_text(args, parser)
+    config = model.config
+    global_positions = [0] if args.global_positions is None else args.global_positions
+    seq_len = len(explorer.encode_text(tokenizer, text, explorer.model_token_limit(config))[1])
+    check_model_options(args, parser, config, seq_len, global_positions, rows)
+    found = explorer.model_attentions(model, tokenizer, text, global_positions)
+    layers = list(range(config.encoder_layers)) if args.layer is None else [args.layer]
+    heads = None if args.head is None else [args.head]
+    print(f"checkpoint: {'the embedded default model, ' if args.checkpoint is None else ''}{checkpoint}")
+    full_len = len(tokenizer(text)["input_ids"])
+    error = print_model_summary(args, found, config, full_len, global_positions, layers, heads, rows)
+    if args.png:
+        draw_model_png(args, parser, found, config, layers, heads)
+        print(f"wrote {args.png}")
+    if args.html:
+        from . import page as explorer_html
+
+        explorer_html.write_html(args.html, explorer_html.model_state(
+            found, 0 if args.layer is None else args.layer, None if rows is None else rows[0], args.reach))
+        print(f"wrote {args.html}")
+    return 1 if args.check_roundtrip and error != 0.0 else 0
+
+
+def refuse_layout_options(args, parser) -> None:
+    """The options that describe a made-up layout: the model fixes them, so --from-model refuses them."""
     for name in ("seq_len", "window", "layer_windows", "batch", "block"):
         if getattr(args, name) is not None:
             parser.error(f"--{name.replace('_', '-')} does not apply with --from-model (the model fixes it)")
-    rows = shown_rows(args, parser)
     if args.pad:
         parser.error(f"--pad {args.pad} does not apply with --from-model (the text has no padding)")
     if args.format != "grid":
         parser.error(f"--format {args.format} does not apply with --from-model")
     if args.text is not None and args.text_file is not None:
         parser.error("give --text or --text-file, not both")
+
+
+def load_model(args, parser):
+    """(LEDModel, tokenizer, checkpoint folder): --checkpoint, else the embedded default model."""
     from ..io.tokenizer import LEDTokenizer
     from ..model import LEDModel
 
@@ -283,30 +314,34 @@ def run_from_model(args, parser) -> int:
     else:
         checkpoint = args.checkpoint
     try:
-        model = LEDModel.from_pretrained(checkpoint)
-        tokenizer = LEDTokenizer.from_pretrained(checkpoint)
+        return LEDModel.from_pretrained(checkpoint), LEDTokenizer.from_pretrained(checkpoint), checkpoint
     except (OSError, ValueError) as err:
         parser.error(f"--checkpoint {checkpoint!r}: {err}")
-    text = args.text
+
+
+def read_text(args, parser) -> str:
+    """--text, the content of --text-file, or the default model's sample text."""
     if args.text_file is not None:
         try:
             with open(args.text_file, encoding="utf-8") as fh:
-                text = fh.read()
+                return fh.read()
         except OSError as err:
             parser.error(f"--text-file {args.text_file!r}: {err.strerror}")
-    if text is None:
-        from ..io.default_model import DEFAULT_TEXT
+    if args.text is not None:
+        return args.text
+    from ..io.default_model import DEFAULT_TEXT
 
-        text = DEFAULT_TEXT
-    config = model.config
+    return DEFAULT_TEXT
+
+
+def check_model_options(args, parser, config, seq_len: int, global_positions: list[int],
+                        rows: list[int] | None) -> None:
+    """--layer, --head, --global, --rows, --reach and --check-roundtrip against the model and the text."""
     if args.layer is not None and args.layer >= config.encoder_layers:
         parser.error(f"--layer {args.layer} is out of range 0..{config.encoder_layers - 1} (encoder_layers)")
     if args.head is not None and args.head >= config.encoder_attention_heads:
         parser.error(f"--head {args.head} is out of range 0..{config.encoder_attention_heads - 1} "
                      "(encoder_attention_heads)")
-    global_positions = [0] if args.global_positions is None else args.global_positions
-    limit = explorer.model_token_limit(config)
-    seq_len = len(explorer.encode_text(tokenizer, text, limit)[1])
     try:
         explorer.check_example(seq_len, global_positions, 0, ("the text's token count", "--global", "pad"))
     except ValueError as err:
@@ -321,13 +356,15 @@ def run_from_model(args, parser) -> int:
             raise ValueError(f"--reach {args.reach} is out of range 0..{seq_len - 1} (the text's token count)")
     except ValueError as err:
         parser.error(str(err))
-    found = explorer.model_attentions(model, tokenizer, text, global_positions)
-    layers = list(range(config.encoder_layers)) if args.layer is None else [args.layer]
-    heads = None if args.head is None else [args.head]
-    print(f"checkpoint: {'the embedded default model, ' if args.checkpoint is None else ''}{checkpoint}")
+
+
+def print_model_summary(args, found, config, full_len: int, global_positions: list[int], layers: list[int],
+                        heads: list[int] | None, rows: list[int] | None) -> float:
+    """Tokens, windows, the cut note, top keys, reach and the round trip; returns the round trip's error
+    (0.0 when the text is too long to check it)."""
+    seq_len = len(found.tokens)
     print(f"{seq_len} tokens, global: {', '.join(map(str, global_positions)) or 'none'}, windows per layer: "
           f"{', '.join(map(str, found.windows))}")
-    full_len = len(tokenizer(text)["input_ids"])
     if full_len > seq_len:
         print(f"the text has {full_len} tokens; showing the first {seq_len} (the model's limit, "
               f"max_encoder_position_embeddings={config.max_encoder_position_embeddings})")
@@ -335,43 +372,39 @@ def run_from_model(args, parser) -> int:
     print(explorer.top_keys_text(found, layers, heads, rows=rows), end="")
     if args.reach is not None:
         print(explorer.reach_text(seq_len, found.windows, global_positions, 0, args.reach), end="")
-    if seq_len <= explorer.MAX_ROUNDTRIP_TOKENS:
-        error = explorer.roundtrip_error(found)
-        exact = "exact" if error == 0.0 else "NOT exact"
-        print(f"round trip to_compact(to_dense(x)) == x on every layer: max abs diff {error:.3g} ({exact})")
-    else:
-        error = 0.0
+    if seq_len > explorer.MAX_ROUNDTRIP_TOKENS:
         print(f"round trip not checked: {seq_len} tokens > {explorer.MAX_ROUNDTRIP_TOKENS} (it builds a dense "
               "(seq, seq) view per head)")
-    if args.png:
-        from . import pictures
+        return 0.0
+    error = explorer.roundtrip_error(found)
+    exact = "exact" if error == 0.0 else "NOT exact"
+    print(f"round trip to_compact(to_dense(x)) == x on every layer: max abs diff {error:.3g} ({exact})")
+    return error
 
-        shown_heads = heads or list(range(config.encoder_attention_heads))
-        title = f"encoder attention, {seq_len} tokens (row = query, column = key; grey: not attended)"
-        try:
-            if seq_len <= explorer.MAX_MODEL_TOKENS:
-                dense = [explorer.dense_layer(found, layer) for layer in layers]
-                patterns = [explorer.model_pattern(found, layer) for layer in layers]
-                pictures.save_heatmaps_png(args.png, dense, layers, shown_heads, found.tokens, title, patterns)
-            else:  # blocks, one block row of queries at a time: never a (seq, seq) array
-                block = -(-seq_len // pictures.HEAT_CELLS)
-                heats, patterns = [], []
-                for layer in layers:
-                    heat, pattern = explorer.block_heat(found, layer, shown_heads, block)
-                    by_head = np.zeros((config.encoder_attention_heads, *heat.shape[1:]), dtype=heat.dtype)
-                    by_head[shown_heads] = heat  # draw_heatmaps indexes heads by id
-                    heats.append(by_head)
-                    patterns.append(pattern)
-                pictures.save_heatmaps_png(args.png, heats, layers, shown_heads, None, title, patterns,
-                                           pooled=block, seq_len=seq_len)
-        except pictures.PicturesUnavailable as err:
-            parser.exit(1, f"{parser.prog}: error: {err}\n")
-        print(f"wrote {args.png}")
-    if args.html:
-        from . import page as explorer_html
 
-        explorer_html.write_html(args.html, explorer_html.model_state(
-            found, 0 if args.layer is None else args.layer, None if rows is None else rows[0], args.reach))
-        print(f"wrote {args.html}")
-    return 1 if args.check_roundtrip and error != 0.0 else 0
+def draw_model_png(args, parser, found, config, layers: list[int], heads: list[int] | None) -> None:
+    """The attention heat maps: dense up to MAX_MODEL_TOKENS, else pooled into blocks (never (seq, seq))."""
+    from . import pictures
+
+    seq_len = len(found.tokens)
+    shown_heads = heads or list(range(config.encoder_attention_heads))
+    title = f"encoder attention, {seq_len} tokens (row = query, column = key; grey: not attended)"
+    try:
+        if seq_len <= explorer.MAX_MODEL_TOKENS:
+            dense = [explorer.dense_layer(found, layer) for layer in layers]
+            patterns = [explorer.model_pattern(found, layer) for layer in layers]
+            pictures.save_heatmaps_png(args.png, dense, layers, shown_heads, found.tokens, title, patterns)
+            return
+        block = -(-seq_len // pictures.HEAT_CELLS)  # one block row of queries at a time
+        heats, patterns = [], []
+        for layer in layers:
+            heat, pattern = explorer.block_heat(found, layer, shown_heads, block)
+            by_head = np.zeros((config.encoder_attention_heads, *heat.shape[1:]), dtype=heat.dtype)
+            by_head[shown_heads] = heat  # draw_heatmaps indexes heads by id
+            heats.append(by_head)
+            patterns.append(pattern)
+        pictures.save_heatmaps_png(args.png, heats, layers, shown_heads, None, title, patterns,
+                                   pooled=block, seq_len=seq_len)
+    except pictures.PicturesUnavailable as err:
+        parser.exit(1, f"{parser.prog}: error: {err}\n")
 

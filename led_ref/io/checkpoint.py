@@ -9,8 +9,13 @@ stored. The functions here go one step at a time, so each can be used and tested
     infer_architecture(names)        which HF class wrote them
     adapt_state_dict(w, cfg, arch)   map them onto the class you want (tied copies, `led.` prefix, heads)
     check_state_dict(w, cfg, arch)   every missing / unexpected / misshapen / non-finite tensor, in one error
+
+`adapt_state_dict` and `check_state_dict` are the one naming and checking policy of both packages: they work
+on names and shapes, and take the three array operations they need (`ArrayOps`) as an argument, NumPy's by
+default; led_torch passes torch's, so its tensors are adapted and checked here without led_ref importing torch.
     load_checkpoint(dir)             all of the above plus config.json
     save_checkpoint(dir, ...)        the inverse, atomically, optionally sharded
+    save_model(dir, ...)             what both packages' save_pretrained write (+ generation_config.json)
 """
 
 from __future__ import annotations
@@ -21,7 +26,9 @@ import os
 import re
 import struct
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from functools import partial
+from typing import Any
 
 import numpy as np
 from safetensors import SafetensorError, safe_open
@@ -29,6 +36,7 @@ from safetensors.numpy import save as safetensors_bytes
 
 from .config import LEDConfig
 from .files import describe, parse_json, read_json, remove_stale_temps, write_temp
+from .generation_settings import GenerationConfig, split_for_saving
 from .names import ARCHITECTURES, TIED_NAMES, TIED_TOP_LEVEL, base_prefix, checkpoint_shapes, head_shapes
 
 WEIGHTS_NAME = "model.safetensors"
@@ -49,6 +57,29 @@ _HEAD_MARKERS = {
 
 class CheckpointError(ValueError):
     """The weights do not fit the model: the message lists every offending tensor."""
+
+
+@dataclass(frozen=True)
+class ArrayOps:
+    """What the naming and checking policy needs from an array type (NumPy arrays here, torch tensors in
+    led_torch); everything else it reads is names and `.shape`."""
+
+    equal: Callable[[Any, Any], bool]  # same shape and the same values (a tied copy of shared.weight)
+    non_finite: Callable[[Any], int]  # how many entries are inf or nan
+    zeros: Callable[[tuple[int, ...], Mapping[str, Any]], Any]  # zeros of a shape, in the weights' float dtype
+
+
+NUMPY_OPS = ArrayOps(
+    equal=lambda a, b: bool(np.array_equal(a, b)),
+    non_finite=lambda a: int(np.size(a) - np.count_nonzero(np.isfinite(a))),
+    zeros=lambda shape, weights: np.zeros(shape, dtype=_float_dtype(weights)),
+)
+
+
+def shape_of(value: Any) -> tuple[int, ...]:
+    """The shape of an array, a tensor or a nested list, as a tuple of ints."""
+    shape = getattr(value, "shape", None)
+    return tuple(int(n) for n in shape) if shape is not None else tuple(np.shape(value))
 
 
 # ------------------------------------------------------------------------------------------- reading
@@ -240,6 +271,7 @@ def adapt_state_dict(
     config: LEDConfig,
     architecture: str,
     allow_missing_head: bool = False,
+    ops: ArrayOps = NUMPY_OPS,
 ) -> dict[str, np.ndarray]:
     """Rename a file's tensors for `architecture`: the result has exactly the names that class stores.
 
@@ -259,7 +291,7 @@ def adapt_state_dict(
         if short in target:
             raise CheckpointError(f"tensor {short!r} is stored twice (with and without the 'led.' prefix)")
         target[short] = value
-    _drop_tied_copies(base, heads)
+    _drop_tied_copies(base, heads, ops)
     own_head = head_shapes(config, architecture)
     prefix = base_prefix(architecture)
     adapted = {prefix + name: value for name, value in base.items()}
@@ -269,7 +301,7 @@ def adapt_state_dict(
             adapted[name] = value
     missing_head = [name for name in own_head if name not in adapted]
     if architecture == "LEDForConditionalGeneration" and "final_logits_bias" in missing_head:
-        adapted["final_logits_bias"] = np.zeros(own_head["final_logits_bias"], dtype=_float_dtype(weights))
+        adapted["final_logits_bias"] = ops.zeros(own_head["final_logits_bias"], weights)
         missing_head.remove("final_logits_bias")
     if missing_head and not allow_missing_head:
         raise CheckpointError(
@@ -281,7 +313,7 @@ def adapt_state_dict(
     return dict(sorted(adapted.items(), key=lambda item: rank.get(item[0], len(rank))))
 
 
-def _drop_tied_copies(base: dict[str, np.ndarray], heads: dict[str, np.ndarray]) -> None:
+def _drop_tied_copies(base: dict[str, Any], heads: dict[str, Any], ops: ArrayOps) -> None:
     copies = [(base, n) for n in TIED_NAMES if n in base] + [(heads, n) for n in TIED_TOP_LEVEL if n in heads]
     if "shared.weight" not in base and copies:
         # Some exports keep only a tied copy: it is then the shared embedding.
@@ -290,9 +322,9 @@ def _drop_tied_copies(base: dict[str, np.ndarray], heads: dict[str, np.ndarray])
     for store, name in copies:
         value = store.pop(name)
         shared = base["shared.weight"]
-        if value.shape != shared.shape or not np.array_equal(value, shared):
+        if shape_of(value) != shape_of(shared) or not ops.equal(value, shared):
             raise CheckpointError(
-                f"{name} differs from shared.weight (shapes {tuple(value.shape)} and {tuple(shared.shape)}); "
+                f"{name} differs from shared.weight (shapes {shape_of(value)} and {shape_of(shared)}); "
                 "LED ties them, so the checkpoint cannot be loaded faithfully"
             )
 
@@ -310,6 +342,7 @@ def check_state_dict(
     architecture: str,
     allow_missing_head: bool = False,
     allow_non_finite: bool = False,
+    ops: ArrayOps = NUMPY_OPS,
 ) -> None:
     """Raise `CheckpointError` listing every missing, unexpected, misshapen and non-finite tensor at once."""
     _check_architecture(architecture)
@@ -320,14 +353,14 @@ def check_state_dict(
         if name not in weights:
             if name not in optional:
                 problems.append(f"missing {name} (expected shape {shape})")
-        elif tuple(np.shape(weights[name])) != shape:
-            problems.append(f"wrong shape {name}: expected {shape}, found {tuple(np.shape(weights[name]))}")
+        elif shape_of(weights[name]) != shape:
+            problems.append(f"wrong shape {name}: expected {shape}, found {shape_of(weights[name])}")
     for name, value in weights.items():
         if name not in expected:
-            problems.append(f"unexpected {name} (shape {tuple(np.shape(value))})")
-        elif not allow_non_finite and not np.all(np.isfinite(value)):
-            bad = int(np.size(value) - np.count_nonzero(np.isfinite(value)))
-            problems.append(f"non-finite values in {name} ({bad} of {np.size(value)} entries are inf/nan)")
+            problems.append(f"unexpected {name} (shape {shape_of(value)})")
+        elif not allow_non_finite and (bad := ops.non_finite(value)):
+            problems.append(f"non-finite values in {name} ({bad} of {math.prod(shape_of(value))} entries are "
+                            "inf/nan)")
     if problems:
         raise CheckpointError(
             f"{len(problems)} problem(s) with the weights for {architecture}:\n  " + "\n  ".join(problems)
@@ -436,6 +469,15 @@ def save_checkpoint(
     remove_stale_temps(directory)  # left by a save that was killed mid-write
     _write_files_atomic(directory, files)
     _remove_stale_weights(directory, set(files))
+
+
+def save_model(directory: str | os.PathLike, config: LEDConfig, generation_config: GenerationConfig | None,
+               weights: Mapping[str, np.ndarray], architecture: str) -> None:
+    """A model folder as HF's save_pretrained writes it, for both packages: generation parameters move from
+    the config into generation_config.json (null in config.json), then the checkpoint, then that file."""
+    config_dict, generation = split_for_saving(config, generation_config)
+    save_checkpoint(directory, LEDConfig.from_dict(config_dict), weights, architecture)
+    generation.save_pretrained(directory)
 
 
 def plan_shards(weights: Mapping[str, np.ndarray], limit: int | None) -> list[list[str]]:

@@ -174,6 +174,15 @@ class LEDConfig:
     def num_hidden_layers(self) -> int:
         return self.encoder_layers
 
+    def classification_problem(self, integer_labels: bool) -> str:
+        """The sequence-classification loss for these labels: `problem_type` when set, else HF's choice,
+        regression for num_labels == 1, single-label for integer labels, multi-label otherwise (both packages)."""
+        if self.problem_type is not None:
+            return self.problem_type
+        if self.num_labels == 1:
+            return "regression"
+        return "single_label_classification" if integer_labels else "multi_label_classification"
+
     # ---------------------------------------------------------------- (de)serialisation
     def to_dict(self) -> dict[str, Any]:
         data = {k: v for k, v in asdict(self).items() if k != "extra"}
@@ -206,6 +215,14 @@ class LEDConfig:
                 return cls.from_dict({k: v for k, v in data.items() if k not in _HF_RUNTIME_KEYS})
         raise TypeError(f"config must be an LEDConfig, a dict or a config object with to_dict() (such as "
                         f"transformers.LEDConfig), got {type(config).__module__}.{type(config).__name__}")
+
+    @classmethod
+    def for_model(cls, config: Any) -> LEDConfig:
+        """The config a model is built from (both packages): coerced as above, and validated again, since configs
+        are mutable and one changed after construction must be refused before it shapes a model."""
+        config = cls.coerce(config)
+        config.validate()
+        return config
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> LEDConfig:

@@ -31,6 +31,12 @@ def base_prefix(architecture: str) -> str:
     return "" if architecture == "LEDModel" else "led."
 
 
+def tied_names(architecture: str) -> set[str]:
+    """The names in `architecture`'s full state dict that are `shared.weight` itself (never stored)."""
+    names = {base_prefix(architecture) + n for n in TIED_NAMES}
+    return names | set(TIED_TOP_LEVEL) if architecture == "LEDForConditionalGeneration" else names
+
+
 def _linear(name: str, out_features: int, in_features: int) -> dict[str, tuple[int, ...]]:
     return {f"{name}.weight": (out_features, in_features), f"{name}.bias": (out_features,)}
 
