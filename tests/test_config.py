@@ -94,11 +94,11 @@ def test_num_labels_comes_from_id2label():
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
-        (dict(attention_window=5), "attention_window must be an even positive int, got 5"),
-        (dict(attention_window=0), "attention_window must be an even positive int, got 0"),
-        (dict(attention_window=-4), "attention_window must be an even positive int, got -4"),
-        (dict(attention_window=4.0), "attention_window must be an even positive int, got 4.0"),
-        (dict(attention_window=True), "attention_window must be an even positive int, got True"),
+        (dict(attention_window=5), "attention_window must be an even int >= 2, got 5"),
+        (dict(attention_window=0), "attention_window must be an even int >= 2, got 0"),
+        (dict(attention_window=-4), "attention_window must be an even int >= 2, got -4"),
+        (dict(attention_window=4.0), "attention_window must be an even int >= 2, got 4.0"),
+        (dict(attention_window=True), "attention_window must be an even int >= 2, got True"),
         (dict(encoder_layers=2, attention_window=[4, 3]), "attention_window\\[1\\] must be an even .*, got 3"),
         (dict(encoder_layers=2, attention_window=[4, 4, 4]), "attention_window has 3 entries but encoder_layers=2"),
         (dict(d_model=10, encoder_attention_heads=4), "d_model=10 must be divisible by encoder_attention_heads=4"),
@@ -113,6 +113,7 @@ def test_num_labels_comes_from_id2label():
         (dict(vocab_size=10, pad_token_id=10), "pad_token_id must be < vocab_size=10, got 10"),
         (dict(eos_token_id=-2), "eos_token_id must be >= 0, got -2"),
         (dict(num_labels=0), "num_labels must be >= 1, got 0"),
+        (dict(num_labels=2**31), "num_labels must be <= 1,048,576 \\(one id2label entry each\\), got 2147483648"),
         (dict(problem_type="ranking"), "problem_type must be one of .*got 'ranking'"),
     ],
 )

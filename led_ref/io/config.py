@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from .files import read_json, write_text_atomic  # noqa: F401  (write_text_atomic: re-exported, used by others)
+from .validation import check_window
 
 # Activations the spec and the torch implementation both know (HF names).
 ACTIVATIONS = ("gelu", "relu", "silu", "swish", "gelu_new", "tanh", "gelu_fast", "quick_gelu")
@@ -24,6 +25,9 @@ PROBLEM_TYPES = (None, "regression", "single_label_classification", "multi_label
 
 # Keys of a transformers config's to_dict() that describe the Python object, not the model.
 _HF_RUNTIME_KEYS = ("_commit_hash", "_attn_implementation_autoset", "_name_or_path", "_attn_implementation_internal")
+
+
+MAX_LABELS = 1 << 20  # labels of a classification head; config.json lists each one in id2label
 
 
 class ConfigError(ValueError):
@@ -88,6 +92,8 @@ class LEDConfig:
         )
         for name in positive:
             _check_int(name, getattr(self, name), minimum=1)
+        if self.num_labels > MAX_LABELS:  # HF's config holds one id2label entry per label: 2**31 of them is ~100 GB
+            raise ConfigError(f"num_labels must be <= {MAX_LABELS:,} (one id2label entry each), got {self.num_labels}")
         _check_int("encoder_layers", self.encoder_layers, minimum=0)
         # No decoder layer: no cross-attention (the output ignores the input) and no cache for generate.
         _check_int("decoder_layers", self.decoder_layers, minimum=1)
@@ -295,7 +301,8 @@ def _check_labels(extra: Mapping[str, Any], num_labels: int) -> None:
 
 
 def _check_window(name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(f"{name} must be an even positive int, got {value!r} ({type(value).__name__})")
-    if value <= 0 or value % 2:
-        raise ConfigError(f"{name} must be an even positive int, got {value}")
+    """The project's one window rule (`validation.check_window`), reported as a ConfigError."""
+    try:
+        check_window(value, name)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(str(err)) from None
