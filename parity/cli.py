@@ -298,6 +298,19 @@ def run_bench(args) -> int:
     return _exit(run_and_print(bench_options(args), json_path=args.json, markdown=args.markdown))
 
 
+# -------------------------------------------------------------------------------------------- gpu-check
+def add_gpu_check_arguments(parser) -> None:
+    parser.add_argument("--out", default="gpu-check", help="folder for summary.md, summary.json and the logs "
+                        "(default ./gpu-check)")
+    parser.add_argument("--dry-run", action="store_true", help="print the steps (commands, limits) and exit 0")
+
+
+def run_gpu_check(args) -> int:
+    from .gpu_check import run
+
+    return run(args)
+
+
 COMMANDS: list[Command] = [
     Command("check", "led_ref vs led_torch (each backend) on hypothesis cases + the default model",
             add_check_arguments, run_check),
@@ -310,8 +323,7 @@ COMMANDS: list[Command] = [
     Command("bench", "time HF, led_torch backends and led_ref side by side (parity.bench)", add_bench_arguments,
             run_bench),
     Command("gpu-check", "everything a GPU must confirm, one <= 8 min run with a markdown + JSON summary "
-            "(parity.gpu_check)", lambda p: __import__("parity.gpu_check").gpu_check.add_arguments(p),
-            lambda a: __import__("parity.gpu_check").gpu_check.run(a)),
+            "(parity.gpu_check)", add_gpu_check_arguments, run_gpu_check),
 ]
 
 

@@ -332,12 +332,6 @@ def run_all(steps: list[Step], out_dir: Path, carry_over: bool = True) -> dict:
 
 
 # ------------------------------------------------------------------------------------------ CLI
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", default="gpu-check", help="folder for summary.md, summary.json and the logs "
-                        "(default ./gpu-check)")
-    parser.add_argument("--dry-run", action="store_true", help="print the steps (commands, limits) and exit 0")
-
-
 def run(args: argparse.Namespace) -> int:
     from .cli import UsageError
 
