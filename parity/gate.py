@@ -397,23 +397,11 @@ def gate(
     cases: a hypothesis strategy of AttentionCase to use instead of the profiles.
     atol: replaces the forward budget (every dtype).
     """
-    if isinstance(examples, bool) or not isinstance(examples, int) or examples < 1:
-        raise ValueError(f"examples must be a positive int, got {examples!r}")
-    if not callable(kernel):
-        raise TypeError(f"kernel must be callable, got {type(kernel).__name__}")
-    if max_seconds is not None and not max_seconds > 0:
-        raise ValueError(f"max_seconds must be > 0, got {max_seconds!r}")
+    _check_arguments(kernel, examples, max_seconds, device)
     dtype = dtype_name(dtype)
-    if device not in ("cpu", "cuda"):
-        raise ValueError(f"device must be cpu or cuda, got {device!r}")
     profiles = profile_names(profile)
     blocks = check_blocks(blocks)
-    declared = support_of(kernel)
-    if support is not None:
-        if not isinstance(support, Support):
-            raise TypeError(f"support must be a parity.Support, got {type(support).__name__}")
-        declared = declared.narrowed(**{k: v for k, v in support.to_dict().items() if v != getattr(Support(), k)})
-    support = declared
+    support = _support(kernel, support)
     support.check_run(dtype, device)
     seed = random.SystemRandom().randrange(2**32) if seed is None else int(seed)
     name = name or f"{getattr(kernel, '__module__', '?')}:{getattr(kernel, '__qualname__', repr(kernel))}"
@@ -421,41 +409,76 @@ def gate(
                         tolerance=tolerance(dtype, kind="context") if atol is None else atol,
                         profile=profile if cases is None else "custom", blocks=blocks, support=support,
                         backward=backward, max_heads=max_heads)
-    run_backward = backward and support.backward
     result.forward_only = backward and not support.backward
     started = time.monotonic()
     deadline = None if max_seconds is None else started + max_seconds
+    judge = partial(_judge_case, kernel, result, dtype, device, backward and support.backward, reference, atol)
+    runs = _plan(cases, examples, profiles, profile, support, blocks, max_heads, result)
+    _run_plan(runs, judge, result, seed, deadline)
+    result.seconds = time.monotonic() - started
+    return result
 
-    def judge(case) -> None:
-        label = case.shape.label if hasattr(case, "shape") else "custom"
-        outputs = check_case(kernel, case, dtype, device, run_backward, reference)
-        if atol is not None and outputs["context"]["error"] > atol:
-            raise KernelMismatch(case.materialize() if hasattr(case, "materialize") else case,
-                                 f"scaled error above atol {atol}", "context", outputs["context"]["error"], atol)
-        result.cases_run += 1
-        result.cases_per_shape[label] = result.cases_per_shape.get(label, 0) + 1
-        for output, w in outputs.items():
-            if atol is not None and output == "context":
-                w = dict(w, budget=atol)
-            old = result.worst.get(output)
-            if old is None or w["error"] / max(w["budget"], 1e-300) > old["error"] / max(old["budget"], 1e-300):
-                result.worst[output] = w
 
-    runs = []  # (label, strategy, examples, shapes whose coverage is then completed, cases per missed shape)
+def _check_arguments(kernel, examples, max_seconds, device) -> None:
+    if isinstance(examples, bool) or not isinstance(examples, int) or examples < 1:
+        raise ValueError(f"examples must be a positive int, got {examples!r}")
+    if not callable(kernel):
+        raise TypeError(f"kernel must be callable, got {type(kernel).__name__}")
+    if max_seconds is not None and not max_seconds > 0:
+        raise ValueError(f"max_seconds must be > 0, got {max_seconds!r}")
+    if device not in ("cpu", "cuda"):
+        raise ValueError(f"device must be cpu or cuda, got {device!r}")
+
+
+def _support(kernel, asked: Support | None) -> Support:
+    """What the kernel declares (@parity.supports), narrowed by the caller's `support=` (they intersect)."""
+    declared = support_of(kernel)
+    if asked is None:
+        return declared
+    if not isinstance(asked, Support):
+        raise TypeError(f"support must be a parity.Support, got {type(asked).__name__}")
+    return declared.narrowed(**{k: v for k, v in asked.to_dict().items() if v != getattr(Support(), k)})
+
+
+def _judge_case(kernel, result: GateResult, dtype, device, run_backward, reference, atol, case) -> None:
+    """One case: compare every output, raise the KernelFailure of the first wrong one, else record the worst."""
+    label = case.shape.label if hasattr(case, "shape") else "custom"
+    outputs = check_case(kernel, case, dtype, device, run_backward, reference)
+    if atol is not None and outputs["context"]["error"] > atol:
+        raise KernelMismatch(case.materialize() if hasattr(case, "materialize") else case,
+                             f"scaled error above atol {atol}", "context", outputs["context"]["error"], atol)
+    result.cases_run += 1
+    result.cases_per_shape[label] = result.cases_per_shape.get(label, 0) + 1
+    for output, w in outputs.items():
+        if atol is not None and output == "context":
+            w = dict(w, budget=atol)
+        old = result.worst.get(output)
+        if old is None or w["error"] / max(w["budget"], 1e-300) > old["error"] / max(old["budget"], 1e-300):
+            result.worst[output] = w
+
+
+def _plan(cases, examples, profiles, profile, support, blocks, max_heads, result: GateResult) -> list:
+    """[(label, strategy, examples, the grid's shapes, cases per shape hypothesis missed)], one per profile
+    (or the caller's `cases`); what a profile's grid excludes goes into result.excluded."""
     if cases is not None:
-        runs.append(("custom", cases, examples, [], 0))
-    else:
-        for p in profiles:
-            g = grid(p, support, blocks, max_heads)
-            if g.excluded:
-                result.excluded[p] = g.excluded_text()
-            if g.shapes:
-                strategy = st.sampled_from(g.shapes).flatmap(partial(shape_cases, support=support))
-                runs.append((p, strategy, profile_examples(p, examples), g.shapes, MIN_PER_SHAPE[p]))
+        return [("custom", cases, examples, [], 0)]
+    runs = []
+    for p in profiles:
+        g = grid(p, support, blocks, max_heads)
+        if g.excluded:
+            result.excluded[p] = g.excluded_text()
+        if g.shapes:
+            strategy = st.sampled_from(g.shapes).flatmap(partial(shape_cases, support=support))
+            runs.append((p, strategy, profile_examples(p, examples), g.shapes, MIN_PER_SHAPE[p]))
     if not runs:
         raise ValueError(f"the support ({support.describe()}) excludes every shape of profile {profile}: "
                          + "; ".join(f"{p}: {t}" for p, t in result.excluded.items()))
+    return runs
 
+
+def _run_plan(runs, judge, result: GateResult, seed, deadline) -> None:
+    """Hypothesis over each run, then every grid shape it did not draw; stops at the first failure (recorded
+    in `result`) or the deadline (what was not reached goes into result.not_run)."""
     def run(strategy, n) -> bool:
         failure = _run_hypothesis(judge, strategy, n, seed, deadline)
         if failure is None:
@@ -472,18 +495,14 @@ def gate(
             result.not_run += [s.label for s in shapes] or [label]
             continue
         if not run(strategy, n):
-            break
+            return
         # Hypothesis drew the shapes; every shape of the grid is visited, so the ones it missed run now.
         missed = [s for s in shapes if s.label not in result.cases_per_shape]
         for shape in missed:
             if deadline is not None and time.monotonic() > deadline:
                 result.not_run.append(shape.label)
-            elif not run(shape_cases(shape, support), per_missed):
-                break
-        if not result.passed:
-            break
-    result.seconds = time.monotonic() - started
-    return result
+            elif not run(shape_cases(shape, result.support), per_missed):
+                return
 
 
 def _run_hypothesis(judge, strategy, examples, seed, deadline):
