@@ -482,6 +482,14 @@ def test_from_model_bad_arguments(tiny_checkpoint, extra, needle):
     assert status == 2 and needle in err, err
 
 
+def test_from_model_text_file_not_utf8_names_the_file(tiny_checkpoint, tmp_path):
+    path = tmp_path / "latin1.txt"
+    path.write_bytes("caf\u00e9 au lait".encode("latin-1"))
+    status, _, err = run_cli(["layout", "--from-model", "--checkpoint", tiny_checkpoint, "--text-file", str(path)])
+    assert status == 2 and str(path) in err and "not UTF-8 text (byte 3" in err, err
+    assert "Traceback" not in err
+
+
 def test_from_model_missing_checkpoint_is_exit_2(tmp_path):
     status, _, err = run_cli(["layout", "--from-model", "--checkpoint", str(tmp_path / "nothing")])
     assert status == 2 and "nothing" in err

@@ -327,6 +327,8 @@ def read_text(args, parser) -> str:
                 return fh.read()
         except OSError as err:
             parser.error(f"--text-file {args.text_file!r}: {err.strerror}")
+        except UnicodeDecodeError as err:
+            parser.error(f"--text-file {args.text_file!r} is not UTF-8 text (byte {err.start}: {err.reason})")
     if args.text is not None:
         return args.text
     from ..io.default_model import DEFAULT_TEXT
