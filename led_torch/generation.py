@@ -316,7 +316,7 @@ def _collect_finished(s: GenerationSettings, state: Beams, top_scores, candidate
     beams, max_length = state.running.shape[1], state.running.shape[2]
     first_beams = torch.arange(hits.shape[1], device=hits.device) < beams
     just_finished = hits & first_beams[None, :]
-    scores = top_scores / ((length + 1 - 1) ** s.length_penalty)
+    scores = top_scores / (length ** s.length_penalty)  # length: tokens generated, the new one included
     full = state.is_finished.all(dim=-1, keepdim=True) & (s.early_stopping is True)
     scores = scores + full.float() * _NEG + (~state.improvable).float() * _NEG + (~just_finished).float() * _NEG
     merged_scores = torch.cat([state.finished_scores, scores], dim=1)
