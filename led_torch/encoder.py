@@ -19,7 +19,17 @@ from led_ref.io.outputs import LEDEncoderBaseModelOutput
 from .activations import activation
 from .backends import BACKENDS, attend, get_backend, resolve_backend
 from .backends.banded import banded_longformer_attention
-from .backends.rule import GLOBAL, PADDING, at_global_tokens, gather_rows, global_slots, rows_where, token_kinds
+from .backends.rule import (
+    GLOBAL,
+    PADDING,
+    at_global_tokens,
+    gather_rows,
+    global_rows_from_states,
+    global_rows_pay_from_states,
+    global_slots,
+    rows_where,
+    token_kinds,
+)
 from .linear import Linear
 from .validation import (
     as_model_dtype,
@@ -96,13 +106,20 @@ class LongformerSelfAttention(nn.Module):
         q = split_heads(self.query(hidden) / scale, self.heads)
         k = split_heads(self.key(hidden), self.heads)
         v = split_heads(self.value(hidden), self.heads)
+        dropout = self.dropout if self.training else 0.0
         if any_global:
             gq = split_heads(self._global_queries(hidden, token_kind) / scale, self.heads)
+            if self._global_rows_from_states(hidden, token_kind, output_attentions or dropout > 0):
+                global_context = global_rows_from_states(
+                    gq, hidden, self.key_global.weight, self.key_global.bias, self.value_global.weight,
+                    self.value_global.bias, token_kind, global_slots(token_kind))
+                # key/value stand in for the global ones, which the backend does not read given the global rows
+                return banded_longformer_attention(q, k, v, gq, k, v, token_kind, run,
+                                                   global_context=global_context), None, None
             gk = split_heads(self.key_global(hidden), self.heads)
             gv = split_heads(self.value_global(hidden), self.heads)
         else:
             gq, gk, gv = q, k, v  # never read: no row has a global token
-        dropout = self.dropout if self.training else 0.0
         if output_attentions or dropout:
             # Only the banded backend hands back probabilities and drops them out in training.
             out = banded_longformer_attention(q, k, v, gq, gk, gv, token_kind, run,
@@ -120,6 +137,21 @@ class LongformerSelfAttention(nn.Module):
         name = resolve_backend(self.backend, hidden.device, hidden.dtype, need_probs=False, need_grad=need_grad)
         return get_backend(name)(*args), None, None
 
+
+    def _global_rows_from_states(self, hidden, token_kind, probs_or_dropout: bool) -> bool:
+        """Whether this call's global rows come from `rule.global_rows_from_states` (no global key/value
+        projection of every token): CPU inference through the banded backend (what "auto" takes on CPU), float32
+        or float64, no probabilities or dropout, and few enough global tokens that it pays. LED-base, 1,024
+        tokens, one global token: two of the layer's nine seq x d x d projections saved."""
+        if probs_or_dropout or hidden.device.type != "cpu" or hidden.dtype not in (torch.float32, torch.float64):
+            return False
+        if self.backend not in (None, "auto", "banded") or self.key_global.bias is None \
+                or self.value_global.bias is None:
+            return False
+        if torch.is_grad_enabled() and (hidden.requires_grad or self.key_global.weight.requires_grad):
+            return False
+        global_count = int((token_kind == GLOBAL).sum(dim=1).max())
+        return global_rows_pay_from_states(global_count, self.heads, hidden.shape[-1])
 
     def _global_queries(self, hidden, token_kind):
         """query_global of the global tokens only (zeros elsewhere: no backend reads them), saving one of the

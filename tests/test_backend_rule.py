@@ -215,6 +215,55 @@ def test_global_rows_and_rows_by_kind_give_the_references_context(case, matmul_d
                        torch.zeros(int((kinds == rule.PADDING).sum()) * q.shape[1], q.shape[3], dtype=q.dtype))
 
 
+@given(attention_cases(max_batch=3, max_heads=2, max_chunks=3, windows=(2, 4, 8)))
+def test_rows_by_kind_in_place_equal_rows_by_kind(case):
+    """`assemble_rows_` (the CPU inference path writes into its own fresh result) gives `assemble_rows`' values
+    exactly, NaN in padding rows included (zeroed)."""
+    q, k, v, gq, gk, gv, kinds, window = case.torch_args(torch.float64)
+    slots = rule.global_slots(kinds)
+    global_context, _ = rule.global_rows(gq, gk, gv, kinds, slots)
+    local = torch.where((kinds == rule.PADDING)[:, None, :, None], torch.tensor(float("nan")), v)
+    expected = rule.assemble_rows(local, global_context, kinds)
+    assert torch.equal(rule.assemble_rows_(local.clone(), global_context, kinds, slots), expected)
+
+
+@given(attention_cases(max_batch=3, max_heads=3, max_head_dim=4, max_chunks=3, windows=(2, 4, 8)))
+def test_global_rows_from_states_equal_the_projected_pass(case):
+    """The global-row pass from the hidden states and the global key/value weights (no projection of every
+    token) gives the projected pass's context at every used slot (float64, to rounding)."""
+    q, *_, kinds, window = case.torch_args(torch.float64)
+    batch, heads, seq, head_dim = q.shape
+    d_model = heads * head_dim
+    g = torch.Generator().manual_seed(case.seed % 2**31)
+    hidden, key_weight, value_weight = (torch.randn(*shape, generator=g, dtype=torch.float64)
+                                        for shape in ((batch, seq, d_model), (d_model, d_model), (d_model, d_model)))
+    key_bias, value_bias = torch.randn(2, d_model, generator=g, dtype=torch.float64)
+    gq = case.torch_args(torch.float64)[3]
+
+    def heads_of(t):
+        return t.view(batch, seq, heads, head_dim).transpose(1, 2)
+
+    gk = heads_of(hidden @ key_weight.T + key_bias)
+    gv = heads_of(hidden @ value_weight.T + value_bias)
+    slots = rule.global_slots(kinds)
+    expected, _ = rule.global_rows(gq, gk, gv, kinds, slots)
+    got = rule.global_rows_from_states(gq, hidden, key_weight, key_bias, value_weight, value_bias, kinds, slots)
+    if expected is None:
+        assert got is None
+        return
+    valid = slots[1]
+    assert got.shape == expected.shape
+    torch.testing.assert_close(got.transpose(1, 2)[valid], expected.transpose(1, 2)[valid], rtol=1e-10,
+                               atol=1e-10)
+
+
+def test_global_rows_from_states_pay_for_few_global_tokens():
+    """Taken while heads x global tokens is at most half of d_model (LED-base: up to 32 global tokens)."""
+    assert rule.global_rows_pay_from_states(1, 12, 768) and rule.global_rows_pay_from_states(32, 12, 768)
+    assert not rule.global_rows_pay_from_states(33, 12, 768)
+    assert not rule.global_rows_pay_from_states(3, 2, 8)
+
+
 # ---------------------------------------------------------------------------------------------- one home
 def _bare_kind_comparisons(tree: ast.AST) -> list[int]:
     """Lines of `<...kind...> == 2`-style comparisons of a token kind with an integer literal."""

@@ -171,3 +171,59 @@ def test_banded_inference_path_is_not_taken_for_gradients_probabilities_or_cuda_
         assert flash_applies(bf16, bf16, bf16, return_probs=False, dropout_p=0.0, training=False)
         half = q.detach().to(torch.float16)
         assert not flash_applies(half, half, half, return_probs=False, dropout_p=0.0, training=False)
+
+
+# The CPU inference path computes all rows in one call where that is cheaper than blocks and slabs (a 1,024-token
+# source under a 1,024 window), sharing one additive mask between the encoder's layers.
+def test_one_call_is_taken_where_it_computes_fewer_scores():
+    from led_torch.backends.banded_flash_cpu import one_call_applies
+
+    assert one_call_applies(1, 1024, 1024, 256, torch.float32)  # 1,024^2 scores against 4 x 256 x 1,280
+    assert not one_call_applies(1, 2048, 1024, 256, torch.float32)  # 2,048^2 against 8 x 256 x 1,280
+    assert not one_call_applies(64, 1024, 1024, 256, torch.float32)  # a 256 MB mask
+
+
+def _case_tensors(kinds, heads=2, head_dim=3, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    batch, seq = kinds.shape
+    return [torch.randn(batch, heads, seq, head_dim, generator=g, dtype=torch.float64) for _ in range(6)]
+
+
+def test_one_call_path_matches_the_slabs_and_the_reference_and_sees_kinds_change():
+    """One call (block=None, seq = window) against explicit blocks and the reference, with interior padding and
+    several global tokens; then the token kinds change in place and the shared mask is rebuilt."""
+    from led_torch.backends.banded_flash_cpu import one_call_applies
+
+    kinds = torch.tensor([[2, 1, 1, 0, 1, 1, 2, 1, 1, 1, 1, 1, 0, 0, 0, 0],
+                          [1, 1, 1, 1, 1, 2, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1]])
+    args = _case_tensors(kinds)
+    assert one_call_applies(2, 16, 16, 4, torch.float64)
+    with torch.no_grad():
+        for _ in range(2):  # the second call reads the shared mask
+            one_call = banded_longformer_attention(*args, kinds, 16)
+            torch.testing.assert_close(one_call, banded_longformer_attention(*args, kinds, 16, block=4),
+                                       rtol=1e-12, atol=1e-12)
+            torch.testing.assert_close(one_call, reference_attention(*args, kinds, 16), rtol=1e-12, atol=1e-12)
+        kinds[1, 3] = 0
+        kinds[0, 9] = 2
+        changed = banded_longformer_attention(*args, kinds, 16)
+    torch.testing.assert_close(changed, reference_attention(*args, kinds, 16), rtol=1e-12, atol=1e-12)
+
+
+def test_global_context_given_is_used_and_refused_with_probabilities():
+    """A caller that computed the global rows (the encoder, rule.global_rows_from_states) hands them over: the
+    result is the backend's own, on both paths; asking for probabilities as well is a ValueError."""
+    from led_torch.backends.rule import global_rows
+
+    kinds = torch.tensor([[2, 1, 1, 1, 0, 1, 2, 1], [1, 1, 2, 1, 1, 1, 1, 1]])
+    q, k, v, gq, gk, gv = _case_tensors(kinds)
+    global_context, _ = global_rows(gq, gk, gv, kinds, global_slots(kinds))
+    expected = reference_attention(q, k, v, gq, gk, gv, kinds, 4)
+    with torch.no_grad():  # the fused CPU path
+        given_rows = banded_longformer_attention(q, k, v, gq, k, v, kinds, 4, global_context=global_context)
+    torch.testing.assert_close(given_rows, expected, rtol=1e-12, atol=1e-12)
+    q.requires_grad_(True)  # the general path
+    given_rows = banded_longformer_attention(q, k, v, gq, k, v, kinds, 4, global_context=global_context)
+    torch.testing.assert_close(given_rows.detach(), expected, rtol=1e-12, atol=1e-12)
+    with pytest.raises(ValueError, match="global_context cannot be combined with return_probs"):
+        banded_longformer_attention(q, k, v, gq, k, v, kinds, 4, return_probs=True, global_context=global_context)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 from hf_oracle import hf_dtype_scope, hf_model, scaled_error, to_numpy
-from hypothesis import given
+from hypothesis import event, given
 from hypothesis import strategies as st
 
 from led_ref.init import random_weights
@@ -19,7 +19,7 @@ from led_torch import (
     LEDForSequenceClassification,
     LEDModel,
 )
-from led_torch.backends.rule import global_slots
+from led_torch.backends.rule import GLOBAL, global_slots, token_kinds
 from parity.reference import reference_attention
 from parity.strategies import encoder_inputs, led_configs, model_cases
 
@@ -248,6 +248,42 @@ def test_any_windows_match_the_reference(data):
     finally:
         encoder_module.get_backend = original
     assert_close(out, ref, budget=1e-10, what=f"windows {config.layer_windows}")
+
+
+@given(data=st.data())
+def test_global_rows_from_states_give_the_references_encoder(data):
+    """CPU inference with few global tokens skips the global key/value projections of every token
+    (rule.global_rows_from_states): the encoder output is the reference's, and the shortcut is taken exactly
+    where it applies (global tokens present, 2 x heads x most globals per row <= d_model, no gradients)."""
+    import led_torch.encoder as encoder_module
+
+    config = data.draw(led_configs(hf_compatible=False))
+    inputs = tensors(data.draw(encoder_inputs(config)))
+    weights = random_weights(config, "LEDModel", seed=data.draw(st.integers(0, 99)), std=0.3)
+    model = LEDModel.from_weights(config, weights, dtype=torch.float64, attn_implementation="banded")
+    calls = []
+    original_rows, original_backend = encoder_module.global_rows_from_states, encoder_module.get_backend
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return original_rows(*args, **kwargs)
+
+    encoder_module.global_rows_from_states = counted
+    try:
+        with torch.no_grad():
+            out = model.get_encoder()(**inputs).last_hidden_state
+        encoder_module.get_backend = lambda name: dense_backend
+        ref = model.get_encoder()(**inputs).last_hidden_state  # gradients recorded: no shortcut
+    finally:
+        encoder_module.global_rows_from_states = original_rows
+        encoder_module.get_backend = original_backend
+    kinds = token_kinds(inputs["attention_mask"], inputs.get("global_attention_mask"))
+    most = int((kinds == GLOBAL).sum(dim=1).max())
+    expected = most > 0 and 2 * config.encoder_attention_heads * most <= config.d_model
+    assert bool(calls) == expected
+    assert len(calls) in (0, config.encoder_layers)
+    event(f"global rows from the hidden states: {expected}")
+    assert_close(out, ref, budget=1e-10, what="global rows from the hidden states")
 
 
 # ------------------------------------------------------------------------------------------ dtypes

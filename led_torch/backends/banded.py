@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import torch
 
-from .banded_flash_cpu import flash_applies, flash_attention
+from .banded_flash_cpu import flash_applies, flash_attention, one_call_applies
 from .banded_unfold import unfold_attention
 from .rule import check_kernel_inputs, global_slots
 
@@ -37,6 +37,7 @@ def banded_longformer_attention(
     dropout_p: float = 0.0,
     training: bool = False,
     block: int | None = None,
+    global_context: torch.Tensor | None = None,
 ):
     """Longformer self-attention context (batch, heads, seq, head_dim), zeros on padding rows.
 
@@ -45,13 +46,21 @@ def banded_longformer_attention(
     the window. With `return_probs`, also returns HF's compact `attentions` (batch, heads, seq, x + window + 1)
     and `global_attentions` (batch, heads, seq, x) (None when no row has a global token), unused slots zero.
     `dropout_p` drops attention probabilities when `training` (HF's attention_dropout). `block`: query rows per
-    block (None: `choose_block`).
+    block (None: `choose_block`, or on the CPU flash path one call for all rows where that computes fewer scores).
+    `global_context`: the global rows already computed, (batch, heads, x, head_dim) in slot order (the encoder
+    passes `rule.global_rows_from_states` when few tokens are global); global_key/global_value are then not read.
+    Not with `return_probs` (the global probabilities come from the global-row pass).
     """
     check_kernel_inputs(query, key, value, global_query, global_key, global_value, token_kind, window)
-    block = block or choose_block(window, query.shape[2])
+    if global_context is not None and return_probs:
+        raise ValueError("global_context cannot be combined with return_probs: the global probabilities come from "
+                         "the global-row pass")
+    chosen = block or choose_block(window, query.shape[2])
     slots = global_slots(token_kind)
     if flash_applies(query, key, value, return_probs, dropout_p, training):
+        # An explicit `block` keeps the blocks; the automatic choice takes one call where that is cheaper.
+        one_call = block is None and one_call_applies(query.shape[0], query.shape[2], window, chosen, query.dtype)
         return flash_attention(query, key, value, global_query, global_key, global_value, token_kind, slots, window,
-                               block)
+                               chosen, one_call, global_context)
     return unfold_attention(query, key, value, global_query, global_key, global_value, token_kind, slots, window,
-                            block, return_probs, dropout_p, training)
+                            chosen, return_probs, dropout_p, training, global_context)

@@ -94,12 +94,16 @@ def local_rows(query, key, value, token_kind, slots, window, block, dropout_p, t
 
 
 def unfold_attention(query, key, value, global_query, global_key, global_value, token_kind, slots, window: int,
-                     block: int, return_probs: bool, dropout_p: float, training: bool):
-    """`banded_longformer_attention` on this path (inputs already checked; slots = `rule.global_slots`)."""
+                     block: int, return_probs: bool, dropout_p: float, training: bool,
+                     global_context: torch.Tensor | None = None):
+    """`banded_longformer_attention` on this path (inputs already checked; slots = `rule.global_slots`;
+    `global_context`: the global rows if already computed, then without probabilities)."""
     context, local_probs = local_rows(query, key, value, token_kind, slots, window, block, dropout_p, training,
                                       return_probs)
-    global_context, global_probs = global_rows(global_query, global_key, global_value, token_kind, slots,
-                                               dropout_p=dropout_p, training=training)
+    global_probs = None
+    if global_context is None:
+        global_context, global_probs = global_rows(global_query, global_key, global_value, token_kind, slots,
+                                                   dropout_p=dropout_p, training=training)
     context = assemble_rows(context, global_context, token_kind)
     if not return_probs:
         return context
