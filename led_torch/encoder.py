@@ -16,6 +16,7 @@ from torch.utils.checkpoint import checkpoint
 from led_ref.io.config import LEDConfig
 from led_ref.io.outputs import LEDEncoderBaseModelOutput
 
+from . import backends
 from .activations import activation
 from .backends import BACKENDS, attend, get_backend, resolve_backend
 from .backends.banded import banded_longformer_attention
@@ -145,8 +146,9 @@ class LongformerSelfAttention(nn.Module):
         tokens, one global token: two of the layer's nine seq x d x d projections saved."""
         if probs_or_dropout or hidden.device.type != "cpu" or hidden.dtype not in (torch.float32, torch.float64):
             return False
-        if self.backend not in (None, "auto", "banded") or self.key_global.bias is None \
-                or self.value_global.bias is None:
+        banded = self.backend == "banded" or (self.backend in (None, "auto")
+                                              and backends.auto_candidates(hidden.device.type) == ["banded"])
+        if not banded or self.key_global.bias is None or self.value_global.bias is None:
             return False
         if torch.is_grad_enabled() and (hidden.requires_grad or self.key_global.weight.requires_grad):
             return False
