@@ -3,18 +3,24 @@
 The count is the *useful* work of one encoder forward, the same for every implementation (an implementation
 that computes a wider band than the window, like HF's 2x chunk overlap, does more work than it is credited
 with). Multiply-adds count 2 FLOPs; layer norms, softmax, GELU and masking are not counted. Per layer, for
-a batch of B rows padded to n tokens, d = d_model, f = ffn dim, w = the layer's window, x = global tokens:
+a batch of B rows padded to n tokens, d = d_model, h = heads, f = ffn dim, w = the layer's window, x = global
+tokens:
 
-    projections   2·n·d²·4                 local query/key/value + output projection
-                + 2·n·d²·2 + 2·x·d²        global key/value of every token, global query of the x globals (x > 0)
+    projections   2·n·d²·4 + 2·x·d²        local query/key/value + output projection, global query of the x globals
     band          4·n·d·(w + 1 + x)        scores q·kᵀ and context p·v over w + 1 window keys and x global keys
-    global rows   4·x·n·d                  the x global queries against all n keys
+    global rows   the cheaper of two exact ways (x > 0):
+                  2·n·d²·2 + 4·x·n·d       project every token's global key and value, then x queries against them
+                  4·x·h·n·d + 4·x·d²       each global query pulled back through key_global per head, scored
+                                           against and mixing the n hidden states, pushed through value_global
+                                           (led_torch.backends.rule.global_rows_from_states)
     FFN           4·n·d·f                  fc1 and fc2
 
     encoder_flops = B · Σ_layers (projections + band + global rows + FFN)
 
-Example (LED-base: d 768, f 3072, w 1024, 6 layers; n 4096, x 1): per layer 29.0 (projections) + 12.9
-(band) + 0.01 (global rows) + 38.7 (FFN) GFLOP; 6 layers = 0.483 TFLOP.
+Example (LED-base: d 768, h 12, f 3072, w 1024, 6 layers; n 4096, x 1): per layer 19.3 (projections) + 12.9
+(band) + 0.15 (global rows, the second way) + 38.7 (FFN) GFLOP; 6 layers = 0.426 TFLOP. (Before the second way
+was known here the count charged the two global projections, 0.483 TFLOP: an implementation that skips them
+must not be credited with them.)
 """
 
 from __future__ import annotations
@@ -24,15 +30,17 @@ import time
 from led_ref.io.config import LEDConfig
 
 
-def layer_flops(n: int, d: int, ffn: int, window: int, x: int) -> dict[str, int]:
+def layer_flops(n: int, d: int, ffn: int, window: int, x: int, heads: int = 1) -> dict[str, int]:
     """FLOPs of one encoder layer on one row of n tokens, by part (projections, band, global_rows, ffn)."""
     projections = 2 * n * d * d * 4
+    global_rows = 0
     if x:
-        projections += 2 * n * d * d * 2 + 2 * x * d * d
+        projections += 2 * x * d * d
+        global_rows = min(2 * n * d * d * 2 + 4 * x * n * d, 4 * x * heads * n * d + 4 * x * d * d)
     return {
         "projections": projections,
         "band": 4 * n * d * (window + 1 + x),
-        "global_rows": 4 * x * n * d,
+        "global_rows": global_rows,
         "ffn": 4 * n * d * ffn,
     }
 
@@ -42,7 +50,7 @@ def encoder_flops_by_part(config: LEDConfig, padded_seq: int, global_tokens: int
     total = {"projections": 0, "band": 0, "global_rows": 0, "ffn": 0}
     for window in config.layer_windows:
         for part, value in layer_flops(padded_seq, config.d_model, config.encoder_ffn_dim, window,
-                                       global_tokens).items():
+                                       global_tokens, config.encoder_attention_heads).items():
             total[part] += batch * value
     return total
 

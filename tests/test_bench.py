@@ -96,13 +96,40 @@ def test_band_flops_count_every_window_and_global_cell_twice_two_flops():
     n, d, w, x = 32, 8, 6, 2
     cells = sum(w + 1 + x for _ in range(n))
     assert layer_flops(n, d, 16, w, x)["band"] == 2 * 2 * d * cells
-    assert layer_flops(n, d, 16, w, x)["global_rows"] == 2 * 2 * d * x * n
+
+
+def test_global_row_flops_are_the_cheaper_exact_way_as_torch_counts_them():
+    """Global rows cost the cheaper of projecting every token's global key and value (then x queries against n
+    keys) and rule.global_rows_from_states; FlopCounterMode counts the matmuls of each way."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from led_torch.backends.rule import GLOBAL, LOCAL, global_rows, global_rows_from_states, global_slots
+
+    n, heads, head_dim, x = 48, 4, 6, 2
+    d = heads * head_dim
+    kinds = torch.full((1, n), LOCAL)
+    kinds[0, :x] = GLOBAL
+    hidden, weight = torch.randn(1, n, d), torch.randn(d, d)
+    gq = torch.randn(1, heads, n, head_dim)
+    slots = global_slots(kinds)
+    with FlopCounterMode(display=False) as pulled:
+        global_rows_from_states(gq, hidden, weight, torch.zeros(d), weight, torch.zeros(d), kinds, slots)
+    with FlopCounterMode(display=False) as projected:
+        keys = torch.nn.functional.linear(hidden, weight).view(1, n, heads, head_dim).transpose(1, 2)
+        values = torch.nn.functional.linear(hidden, weight).view(1, n, heads, head_dim).transpose(1, 2)
+        global_rows(gq, keys, values, kinds, slots)
+    assert pulled.get_total_flops() == 4 * x * heads * n * d + 4 * x * d * d
+    assert projected.get_total_flops() == 2 * n * d * d * 2 + 4 * x * n * d
+    expected = min(pulled.get_total_flops(), projected.get_total_flops())
+    assert layer_flops(n, d, 16, 8, x, heads)["global_rows"] == expected
+    assert layer_flops(n, d, 16, 8, 0, heads)["global_rows"] == 0
 
 
 def test_encoder_flops_sum_per_layer_windows():
     config = bench.bench_config("tiny")  # windows [8, 16]
     total = encoder_flops_by_part(config, 64, 1, batch=3)
-    expected = [layer_flops(64, config.d_model, config.encoder_ffn_dim, w, 1) for w in (8, 16)]
+    expected = [layer_flops(64, config.d_model, config.encoder_ffn_dim, w, 1, config.encoder_attention_heads)
+                for w in (8, 16)]
     assert total == {k: 3 * sum(e[k] for e in expected) for k in total}
 
 
