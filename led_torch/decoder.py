@@ -152,7 +152,8 @@ class DecoderLayer(nn.Module):
         self.fc1 = Linear(d, config.decoder_ffn_dim)
         self.fc2 = Linear(config.decoder_ffn_dim, d)
         self.final_layer_norm = nn.LayerNorm(d)
-        self.act = activation(config.activation_function)
+        self.activation_function = config.activation_function
+        activation(config.activation_function)  # an unknown name is a ValueError here, not at the first forward
         self.dropout = config.dropout
         self.activation_dropout = config.activation_dropout
 

@@ -109,14 +109,16 @@ class LongformerSelfAttention(nn.Module):
         v = split_heads(self.value(hidden), self.heads)
         dropout = self.dropout if self.training else 0.0
         if any_global:
-            gq = split_heads(self._global_queries(hidden, token_kind) / scale, self.heads)
+            slots = global_slots(token_kind)
             if self._global_rows_from_states(hidden, token_kind, output_attentions or dropout > 0):
+                queries = split_heads(self._global_query_rows(hidden, slots) / scale, self.heads)  # (b, h, x, hd)
                 global_context = global_rows_from_states(
-                    gq, hidden, self.key_global.weight, self.key_global.bias, self.value_global.weight,
-                    self.value_global.bias, token_kind, global_slots(token_kind))
-                # key/value stand in for the global ones, which the backend does not read given the global rows
-                return banded_longformer_attention(q, k, v, gq, k, v, token_kind, run,
+                    queries, hidden, self.key_global.weight, self.key_global.bias, self.value_global.weight,
+                    self.value_global.bias, token_kind, slots)
+                # q/k/v stand in for the global projections, which the backend does not read given the global rows
+                return banded_longformer_attention(q, k, v, q, k, v, token_kind, run,
                                                    global_context=global_context), None, None
+            gq = split_heads(self._global_queries(hidden, token_kind, slots) / scale, self.heads)
             gk = split_heads(self.key_global(hidden), self.heads)
             gv = split_heads(self.value_global(hidden), self.heads)
         else:
@@ -155,11 +157,14 @@ class LongformerSelfAttention(nn.Module):
         global_count = int((token_kind == GLOBAL).sum(dim=1).max())
         return global_rows_pay_from_states(global_count, self.heads, hidden.shape[-1])
 
-    def _global_queries(self, hidden, token_kind):
-        """query_global of the global tokens only (zeros elsewhere: no backend reads them), saving one of the
-        six seq x d x d projections."""
-        positions, _ = global_slots(token_kind)
-        rows = self.query_global(gather_rows(hidden[:, None], positions)[:, 0])  # (batch, x, d)
+    def _global_query_rows(self, hidden, slots):
+        """query_global of the global tokens only, in slot order (batch, x, d)."""
+        return self.query_global(gather_rows(hidden[:, None], slots[0])[:, 0])
+
+    def _global_queries(self, hidden, token_kind, slots):
+        """query_global of the global tokens at their positions (zeros elsewhere: no backend reads them), saving
+        one of the six seq x d x d projections."""
+        rows = self._global_query_rows(hidden, slots)
         return rows_where(at_global_tokens(rows[:, None], token_kind), token_kind == GLOBAL)[:, 0]
 
 
@@ -185,7 +190,8 @@ _FFN_ROWS = 512
 def feed_forward(layer: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
     """The post-norm feed-forward block of an encoder or decoder layer: fc1, activation, fc2, residual, final
     layer norm (activation and output dropout in train mode)."""
-    ff = F.dropout(layer.act(layer.fc1(hidden)), layer.activation_dropout, layer.training)
+    ff = F.dropout(layer.fc1(hidden, activation=layer.activation_function), layer.activation_dropout,
+                   layer.training)
     return layer.final_layer_norm(hidden + F.dropout(layer.fc2(ff), layer.dropout, layer.training))
 
 
@@ -200,7 +206,8 @@ class EncoderLayer(nn.Module):
         self.fc1 = Linear(d, config.encoder_ffn_dim)
         self.fc2 = Linear(config.encoder_ffn_dim, d)
         self.final_layer_norm = nn.LayerNorm(d)
-        self.act = activation(config.activation_function)
+        self.activation_function = config.activation_function
+        activation(config.activation_function)  # an unknown name is a ValueError here, not at the first forward
         self.dropout = config.dropout
         self.activation_dropout = config.activation_dropout
 

@@ -247,7 +247,8 @@ def test_global_rows_from_states_equal_the_projected_pass(case):
     gv = heads_of(hidden @ value_weight.T + value_bias)
     slots = rule.global_slots(kinds)
     expected, _ = rule.global_rows(gq, gk, gv, kinds, slots)
-    got = rule.global_rows_from_states(gq, hidden, key_weight, key_bias, value_weight, value_bias, kinds, slots)
+    queries = rule.gather_rows(gq, slots[0])  # the global tokens' queries in slot order
+    got = rule.global_rows_from_states(queries, hidden, key_weight, key_bias, value_weight, value_bias, kinds, slots)
     if expected is None:
         assert got is None
         return

@@ -103,7 +103,7 @@ def test_global_row_flops_are_the_cheaper_exact_way_as_torch_counts_them():
     keys) and rule.global_rows_from_states; FlopCounterMode counts the matmuls of each way."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    from led_torch.backends.rule import GLOBAL, LOCAL, global_rows, global_rows_from_states, global_slots
+    from led_torch.backends.rule import GLOBAL, LOCAL, gather_rows, global_rows, global_rows_from_states, global_slots
 
     n, heads, head_dim, x = 48, 4, 6, 2
     d = heads * head_dim
@@ -113,7 +113,8 @@ def test_global_row_flops_are_the_cheaper_exact_way_as_torch_counts_them():
     gq = torch.randn(1, heads, n, head_dim)
     slots = global_slots(kinds)
     with FlopCounterMode(display=False) as pulled:
-        global_rows_from_states(gq, hidden, weight, torch.zeros(d), weight, torch.zeros(d), kinds, slots)
+        global_rows_from_states(gather_rows(gq, slots[0]), hidden, weight, torch.zeros(d), weight, torch.zeros(d),
+                                kinds, slots)
     with FlopCounterMode(display=False) as projected:
         keys = torch.nn.functional.linear(hidden, weight).view(1, n, heads, head_dim).transpose(1, 2)
         values = torch.nn.functional.linear(hidden, weight).view(1, n, heads, head_dim).transpose(1, 2)

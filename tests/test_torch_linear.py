@@ -248,3 +248,34 @@ def test_any_shape_agrees_with_float64_and_routes_by_size(rows, lead, features, 
     total_rows = rows * (lead[0] if lead else 1) * (lead[1] if len(lead) > 1 else 1)
     big = out_features * features >= 512 * 512 or total_rows * out_features * features >= 2**26
     assert used_onednn is big
+
+
+@needs_onednn
+@pytest.mark.parametrize("rows", [1, 4, 64, 512, 1500])
+@pytest.mark.parametrize("dtype", _DTYPES)
+def test_fused_gelu_is_bitwise_the_separate_activation(rows, dtype):
+    """fc1's "gelu" runs as oneDNN's post-op where that is bit for bit F.gelu of the plain product (float32, 2
+    rows or more: few-row packed and many-row products alike; no separate aten::gelu), and as F.gelu after the
+    product elsewhere (a float32 single row, bfloat16), so the result is always torch's own."""
+    x, weight, bias = _inputs((rows, BIG), dtype=dtype, out_features=768)
+    layer = Linear(BIG, 768).to(dtype)
+    with torch.no_grad():
+        layer.weight.copy_(weight)
+        layer.bias.copy_(bias)
+        fused = layer(x, activation="gelu")
+        separate = F.gelu(layer(x))
+        ops = _ops(lambda: layer(x, activation="gelu"))
+    assert torch.equal(fused, separate)
+    assert "mkldnn::_linear_pointwise" in ops
+    assert ("aten::gelu" not in ops) is (dtype == torch.float32 and rows >= 2)
+
+
+@pytest.mark.parametrize("name", ["relu", "gelu_new", "silu"])
+def test_other_activations_are_applied_after_the_product(name):
+    from led_torch.activations import activation
+
+    x, weight, bias = _inputs((5, BIG), out_features=768)
+    with torch.no_grad():
+        assert torch.equal(linear(x, weight, bias, activation=name), activation(name)(linear(x, weight, bias)))
+    with pytest.raises(ValueError, match="activation_function must be one of"):
+        linear(x, weight, bias, activation="gelu_wrong")

@@ -293,7 +293,7 @@ def global_rows_pay_from_states(global_count: int, heads: int, d_model: int) -> 
     return 2 * heads * global_count <= d_model
 
 
-def global_rows_from_states(global_query: torch.Tensor, hidden: torch.Tensor, key_weight: torch.Tensor,
+def global_rows_from_states(queries: torch.Tensor, hidden: torch.Tensor, key_weight: torch.Tensor,
                             key_bias: torch.Tensor, value_weight: torch.Tensor, value_bias: torch.Tensor,
                             token_kind: torch.Tensor, slots) -> torch.Tensor | None:
     """`global_rows`' context computed from the hidden states, without the global key and value of every token.
@@ -308,17 +308,16 @@ def global_rows_from_states(global_query: torch.Tensor, hidden: torch.Tensor, ke
     which costs ~4 x heads x x x d_model per token instead of 2 x d_model^2 (`global_rows_pay_from_states`).
     Same values up to float rounding (the sums are taken in another order).
 
-    global_query (batch, heads, seq, head_dim), pre-scaled (only the global tokens' rows are read); hidden
+    queries (batch, heads, x, head_dim): the global tokens' global queries in slot order, pre-scaled; hidden
     (batch, seq, d_model); weights (d_model, d_model) and biases (d_model,) of `key_global` / `value_global`
     (nn.Linear's layout, heads split along the output axis). -> context (batch, heads, x, head_dim) in slot
     order (an unused slot's row is never read), or None when no row has a global token.
     """
-    positions, valid = slots
-    if positions.shape[1] == 0:
+    valid = slots[1]
+    if valid.shape[1] == 0:
         return None
-    batch, heads, _, head_dim = global_query.shape
-    x, seq, d_model = positions.shape[1], hidden.shape[1], hidden.shape[2]
-    queries = gather_rows(global_query, positions)  # (batch, heads, x, head_dim)
+    batch, heads, x, head_dim = queries.shape
+    seq, d_model = hidden.shape[1], hidden.shape[2]
     pulled = torch.matmul(queries, key_weight.view(heads, head_dim, d_model))  # W_h^T q_h: (batch, heads, x, d)
     scores = torch.matmul(pulled.reshape(batch, heads * x, d_model), hidden.transpose(1, 2))
     scores = scores.view(batch, heads, x, seq) + (queries * key_bias.view(heads, 1, head_dim)).sum(-1, keepdim=True)
