@@ -99,6 +99,8 @@ def _band(query, key, value, token_kind, window, block):
         out, lse = _flash_cpu(q_blocks, k_slabs, v_slabs, 0.0, False, attn_mask=biases[i], scale=1.0)
         contexts.append(out.transpose(1, 2).reshape(rows, heads, d)[:seq])
         lses.append(lse.transpose(1, 2).reshape(rows, heads)[:seq])
+    if b == 1:  # one row: a view, not a copy of the whole context
+        return contexts[0][None], lses[0][None]
     return torch.stack(contexts), torch.stack(lses)
 
 
