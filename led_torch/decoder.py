@@ -50,6 +50,25 @@ def self_attention_bias(queries, past, decoder_attention_mask, dtype, device):
 _FEW_QUERIES = 16
 
 
+def few_query_context(q, key, value, bias):
+    """softmax(q k^T + bias) v for a few query rows per head (a decode step), as 3-D batched products: one
+    `baddbmm` adds the bias inside the score product and the operands are views of the caches (the 4-D `@` of
+    the general path costs ~10 reshaping calls per product, which a decode step pays 24 times). q (s, h, n, hd),
+    key/value (s, h, keys, hd), bias broadcastable to (s, h, n, keys) or None -> (s, h, n, hd)."""
+    s, h, n, hd = q.shape
+    keys = key.shape[2]
+    queries = q.reshape(s * h, n, hd)
+    keys_t = key.transpose(-1, -2).reshape(s * h, hd, keys)  # a view: caches are laid out for it
+    if bias is None:
+        scores = torch.bmm(queries, keys_t)
+    else:
+        bias = bias.reshape(1, -1, keys) if bias.shape[0] == 1 and bias.shape[1] == 1 else \
+            bias.expand(s, h, bias.shape[2], keys).reshape(s * h, -1, keys)
+        scores = torch.baddbmm(bias, queries, keys_t)
+    probs = torch.softmax(scores, dim=-1)
+    return torch.bmm(probs, value.reshape(s * h, keys, hd)).view(s, h, n, hd)
+
+
 class DecoderAttention(nn.Module):
     def __init__(self, config: LEDConfig):
         super().__init__()
@@ -111,7 +130,10 @@ class DecoderAttention(nn.Module):
             q = q.reshape(key.shape[0], group, self.heads, queries, -1).transpose(1, 2).flatten(2, 3)
         dropout = self.dropout if self.training else 0.0
         probs = None
-        if output_attentions or (q.shape[2] <= _FEW_QUERIES and not self.training):
+        few = q.shape[2] <= _FEW_QUERIES and not self.training
+        if few and not output_attentions and head_mask is None:
+            context = few_query_context(q, key, value, bias)
+        elif output_attentions or few:
             scores = q @ key.transpose(-1, -2)
             if bias is not None:
                 scores = scores + bias

@@ -1,11 +1,14 @@
-"""led_torch.decoder: self-attention's stacked q/k/v projection (one GEMM per decoder layer in inference)
-computes what the three projections compute, and follows every change of the weights."""
+"""led_torch.decoder's inference shortcuts: self-attention's stacked q/k/v projection (one GEMM per decoder layer)
+computes what the three projections compute and follows every change of the weights; a decode step's few-query
+attention (3-D batched products) computes what the general softmax(q k^T + bias) v computes."""
 
 import pytest
 import torch
+from hypothesis import given
+from hypothesis import strategies as st
 
 from led_ref.io.config import LEDConfig
-from led_torch.decoder import DecoderAttention
+from led_torch.decoder import DecoderAttention, few_query_context
 from led_torch.encoder import split_heads
 from led_torch.linear import _PACKED, _reorder, linear, onednn_linear_enabled
 
@@ -98,3 +101,28 @@ def test_float32_few_row_products_read_a_packed_weight_bitwise_like_the_plain_on
         plain = linear(hidden, weight, bias).chunk(3, dim=-1)
         assert torch.equal(k, split_heads(plain[1], 8)) and torch.equal(v, split_heads(plain[2], 8))
         assert torch.equal(q, split_heads(plain[0] * module.scaling, 8))
+
+
+@given(sources=st.integers(1, 3), heads=st.integers(1, 3), queries=st.integers(1, 6), keys=st.integers(1, 9),
+       bias_kind=st.sampled_from(["none", "shared", "per_source_key", "per_source_query_key"]),
+       transposed_keys=st.booleans(), seed=st.integers(0, 2**16))
+def test_few_query_context_is_the_plain_attention(sources, heads, queries, keys, bias_kind, transposed_keys, seed):
+    """Every bias layout a decode step or the tuple cache hands over (none; one causal (1, 1, n, keys); a source's
+    padding (s, 1, 1, keys); a full (s, 1, n, keys)), and keys stored as the transpose of a contiguous tensor
+    (the cross-attention layout): the same values as the 4-D reference in float64."""
+    g = torch.Generator().manual_seed(seed)
+    q = torch.randn(sources, heads, queries, 4, generator=g, dtype=torch.float64)
+    value = torch.randn(sources, heads, keys, 4, generator=g, dtype=torch.float64)
+    key = torch.randn(sources, heads, keys, 4, generator=g, dtype=torch.float64)
+    if transposed_keys:
+        key = key.transpose(-1, -2).contiguous().transpose(-1, -2)
+    shape = {"none": None, "shared": (1, 1, queries, keys), "per_source_key": (sources, 1, 1, keys),
+             "per_source_query_key": (sources, 1, queries, keys)}[bias_kind]
+    bias = None
+    if shape is not None:
+        bias = torch.zeros(shape, dtype=torch.float64).masked_fill_(torch.rand(shape, generator=g) < 0.3,
+                                                                    torch.finfo(torch.float64).min)
+        bias[..., 0] = 0.0  # every row keeps a key
+    scores = q @ key.transpose(-1, -2) + (0.0 if bias is None else bias)
+    expected = torch.softmax(scores, dim=-1) @ value
+    torch.testing.assert_close(few_query_context(q, key, value, bias), expected, rtol=1e-12, atol=1e-12)
