@@ -11,8 +11,10 @@ saves. Global rows are `rule.global_rows`, as on the unfold path.
 When the window covers most of the sequence (a 1,024-token source under LED's 1,024 window), one call of all
 queries against all keys computes fewer scores than the slabs do (seq^2 against blocks x block x (block + w),
 whose edge slabs are mostly padding) and lets the kernel use its larger query tiles: `one_call_applies`. LED-base,
-1,024 tokens, 12 heads, 2 threads: 34 -> 22 ms per layer (docs/performance.md). The additive masks depend only
-on the token kinds and the window, so the encoder's layers share one copy (`_shared_mask`).
+1,024 tokens, 12 heads, 2 threads: 34 -> 22 ms per layer (docs/performance.md). Over the full key axis the global
+keys are ordinary columns, so that call takes a local row's whole rule (`rule.longformer_local_mask`) and needs no
+merge. The additive masks depend only on the token kinds and the window, so the encoder's layers share one copy
+(`_shared_mask`).
 """
 
 from __future__ import annotations
@@ -23,7 +25,15 @@ import weakref
 import torch
 import torch.nn.functional as F
 
-from .rule import assemble_rows_, band_parts, gather_rows, global_rows, local_key, sliding_window, softmax_dtype
+from .rule import (
+    assemble_rows_,
+    band_parts,
+    dense_mask,
+    gather_rows,
+    global_rows,
+    longformer_local_mask,
+    softmax_dtype,
+)
 
 _flash_cpu = getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu", None)
 
@@ -112,22 +122,19 @@ def _slab_bias(token_kind, window, block, dtype):
 
 
 def _whole_bias(token_kind, window, dtype):
-    """The additive band mask of every query against every key (batch, 1, seq, seq): in the window
-    (`rule.sliding_window`) and an ordinary key (`rule.local_key`)."""
+    """The additive mask of every query against every key (batch, 1, seq, seq) by a local row's whole rule
+    (`rule.longformer_local_mask`: in the window or a global key, never padding). Over the full key axis the
+    global keys are ordinary columns, so the one call needs no global-column merge afterwards."""
     batch, seq = token_kind.shape
-    positions = torch.arange(seq, device=token_kind.device)
-    in_window = sliding_window(window)(None, None, positions[:, None], positions[None, :])
-    local = local_key(token_kind)(torch.arange(batch, device=token_kind.device)[:, None], None, None,
-                                  positions[None, :])
-    return (_additive(in_window, dtype)[None] + _additive(local, dtype)[:, None, :])[:, None]
+    allowed = dense_mask(longformer_local_mask(token_kind, window), batch, 1, seq, seq, device=token_kind.device)
+    return _additive(allowed, dtype)
 
 
-def _one_call_band(query, key, value, token_kind, window):
-    """Band part of every row in one call, all queries against all keys -> context (batch, heads, seq, d) and
-    log-sum-exp (batch, heads, seq) of the band scores (as `_band`, in head-major order)."""
+def _one_call_local_rows(query, key, value, token_kind, window):
+    """Every row as a local row, in one call of all queries against all keys -> context (batch, heads, seq, d)."""
     bias = _shared_mask(token_kind, ("whole", window, query.dtype),
                         lambda: _whole_bias(token_kind, window, query.dtype))
-    return _flash_cpu(query, key, value, 0.0, False, attn_mask=bias, scale=1.0)[:2]
+    return _flash_cpu(query, key, value, 0.0, False, attn_mask=bias, scale=1.0)[0]
 
 
 def _merge_global_columns(band_context, band_lse, query, key, value, slots):
@@ -156,12 +163,12 @@ def flash_attention(query, key, value, global_query, global_key, global_value, t
     `rule.global_slots`; `flash_applies` holds). `one_call`: all queries against all keys in one call instead of
     blocks and slabs (`one_call_applies`). `global_context`: the global rows if already computed."""
     if one_call:
-        context, band_lse = _one_call_band(query, key, value, token_kind, window)  # (b, h, seq, d), (b, h, seq)
+        context = _one_call_local_rows(query, key, value, token_kind, window)  # global columns included
     else:
         context, band_lse = _band(query, key, value, token_kind, window, block)  # (b, seq, h, d), (b, seq, h)
         context, band_lse = context.transpose(1, 2), band_lse.transpose(1, 2)  # views
-    if slots[0].shape[1]:
-        context = _merge_global_columns(context, band_lse[..., None], query, key, value, slots)
+        if slots[0].shape[1]:
+            context = _merge_global_columns(context, band_lse[..., None], query, key, value, slots)
     if global_context is None:
         global_context, _ = global_rows(global_query, global_key, global_value, token_kind, slots)
     return assemble_rows_(context, global_context, token_kind, slots)
