@@ -6,10 +6,12 @@ bias of exactly 0 would hide a missing or swapped layer norm), and `final_logits
 
 from __future__ import annotations
 
+import zlib
+
 import numpy as np
 
 from .io.config import LEDConfig
-from .io.names import checkpoint_shapes
+from .io.names import checkpoint_shapes, head_shapes
 
 
 def random_weights(
@@ -38,3 +40,32 @@ def random_weights(
             value = std * rng.standard_normal(shape)
         weights[name] = value.astype(dtype)
     return weights
+
+
+def missing_head_weights(
+    config: LEDConfig,
+    architecture: str,
+    names,
+    seed: int = 0,
+    dtype: np.dtype | type = np.float64,
+) -> dict[str, np.ndarray]:
+    """Fresh values for task-head tensors a checkpoint lacks (a classification head on a summarisation
+    checkpoint), initialised as HF initialises a head: weights ~ N(0, config.init_std), biases 0.
+
+    Each tensor comes from its own generator, seeded with (seed, CRC-32 of its name), so led_ref and led_torch
+    load the same checkpoint with the same head, whichever tensors are missing, without drawing the rest of
+    the model. `names` must be head tensors of `architecture` (`head_shapes`); another name is a ValueError.
+    """
+    shapes = head_shapes(config, architecture)
+    fresh: dict[str, np.ndarray] = {}
+    for name in names:
+        if name not in shapes:
+            raise ValueError(f"{name!r} is not a head tensor of {architecture} (its head tensors: "
+                             f"{', '.join(shapes) or 'none'})")
+        if name.endswith("bias"):
+            value = np.zeros(shapes[name])
+        else:
+            rng = np.random.default_rng([seed, zlib.crc32(name.encode())])
+            value = config.init_std * rng.standard_normal(shapes[name])
+        fresh[name] = value.astype(dtype)
+    return fresh

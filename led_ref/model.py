@@ -29,7 +29,7 @@ import numpy as np
 from .decoder import decoder_forward
 from .encoder import encoder_forward
 from .functional import bce_with_logits, cross_entropy, linear, mse, subtree
-from .init import random_weights
+from .init import missing_head_weights, random_weights
 from .io import validation as check
 from .io.checkpoint import (
     adapt_state_dict,
@@ -292,7 +292,8 @@ class _LEDBase:
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike, dtype=np.float64, seed: int = 0):
         """Load an HF-format folder (config.json + model.safetensors). A head missing from the file (e.g. a
-        classification head on a summarisation checkpoint) is initialised from `seed`, with a warning."""
+        classification head on a summarisation checkpoint) is initialised from `seed`, with a warning
+        (`led_ref.init.missing_head_weights`: the values led_torch gives the same checkpoint)."""
         path = resolve_checkpoint(path)
         config, weights = load_checkpoint(path, architecture=cls.ARCHITECTURE, dtype=dtype,
                                           allow_missing_head=True)
@@ -300,8 +301,7 @@ class _LEDBase:
         if missing:
             warnings.warn(f"{os.fspath(path)} has no {missing}; initialising them randomly (seed={seed})",
                           stacklevel=2)
-            fresh = random_weights(config, cls.ARCHITECTURE, seed=seed, dtype=dtype)
-            weights |= {name: fresh[name] for name in missing}
+            weights |= missing_head_weights(config, cls.ARCHITECTURE, missing, seed=seed, dtype=dtype)
         model = cls(config, weights, dtype=dtype)
         model.generation_config = model_generation_config(config, path)
         return model

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from led_ref.init import missing_head_weights
 from led_ref.io.checkpoint import (
     ArrayOps,
     CheckpointError,
@@ -115,7 +116,8 @@ class LEDPreTrainedModel(nn.Module):
 
         Weights saved for another LED architecture load too: names are adapted and checked by
         `led_ref.io.checkpoint` (the `led.` prefix added or stripped, tied copies checked against
-        `shared.weight`); a task head missing from the file is initialised N(0, init_std) with a warning, like HF.
+        `shared.weight`); a task head missing from the file is initialised N(0, init_std) with a warning, like HF,
+        with led_ref's values for it (`led_ref.init.missing_head_weights`).
         """
         _check_dtype(dtype)
         device = check_device(device)
@@ -136,14 +138,11 @@ class LEDPreTrainedModel(nn.Module):
         head_missing = [name for name in missing if name not in model._tied_names()]
         if head_missing:
             warnings.warn(f"{cls.__name__}: initialising missing head tensors {head_missing}", stacklevel=3)
-            generator = torch.Generator().manual_seed(0)
             params = dict(model.named_parameters()) | dict(model.named_buffers())
-            for name in head_missing:
-                t = params[name]
-                fresh = torch.zeros(t.shape) if name.endswith(("bias", "final_logits_bias")) else (
-                    torch.randn(t.shape, generator=generator) * config.init_std)
+            # led_ref's rule and values: both packages give a checkpoint the same head
+            for name, fresh in missing_head_weights(config, cls.architecture, head_missing).items():
                 with torch.no_grad():
-                    t.copy_(fresh)
+                    params[name].copy_(torch.from_numpy(fresh))
         model.tie_weights()
         model.set_attn_implementation(attn_implementation)
         return model.eval()

@@ -366,6 +366,36 @@ def test_head_class_loads_a_base_checkpoint_with_a_fresh_head(tmp_path):
         np.testing.assert_array_equal(clf.weights["led." + name], value)
 
 
+def test_both_packages_give_a_base_checkpoint_the_same_fresh_head(tmp_path):
+    """A head missing from the file gets led_ref.init.missing_head_weights in led_ref and in led_torch (weights
+    N(0, init_std) drawn per tensor name, biases 0), so the two classify the same checkpoint alike."""
+    import torch
+
+    import led_torch
+    from led_ref import LEDForSequenceClassification
+    from led_ref.init import missing_head_weights
+
+    base = tiny_model(LEDModel)
+    base.save_pretrained(tmp_path)
+    with pytest.warns(UserWarning, match="classification_head"):
+        ours = LEDForSequenceClassification.from_pretrained(tmp_path)
+    with pytest.warns(UserWarning, match="classification_head"):
+        theirs = led_torch.LEDForSequenceClassification.from_pretrained(tmp_path, dtype=torch.float64)
+    state = theirs.state_dict()
+    head = [name for name in ours.weights if name.startswith("classification_head.")]
+    assert len(head) == 4
+    for name in head:
+        np.testing.assert_array_equal(ours.weights[name], state[name].numpy())
+    fresh = missing_head_weights(base.config, "LEDForSequenceClassification", head)
+    assert not fresh["classification_head.dense.bias"].any() and fresh["classification_head.dense.weight"].std() > 0
+    ids = np.array([[0, 5, 6, 7, 2]])
+    with torch.no_grad():
+        torch_logits = theirs(input_ids=torch.as_tensor(ids)).logits.numpy()
+    np.testing.assert_allclose(ours(input_ids=ids).logits, torch_logits, rtol=1e-9, atol=1e-12)
+    with pytest.raises(ValueError, match="is not a head tensor of LEDForSequenceClassification"):
+        missing_head_weights(base.config, "LEDForSequenceClassification", ["lm_head.weight"])
+
+
 def test_window_padding_may_run_past_the_position_table():
     """9 tokens, window 8, 10 positions: the padded 16 do not fit, yet the real outputs are those of a model
     whose table is long enough (HF raises here; padding never reaches a real output)."""
