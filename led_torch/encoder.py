@@ -110,7 +110,7 @@ class LongformerSelfAttention(nn.Module):
         dropout = self.dropout if self.training else 0.0
         if any_global:
             slots = global_slots(token_kind)
-            if self._global_rows_from_states(hidden, token_kind, output_attentions or dropout > 0):
+            if self._global_rows_from_states(hidden, slots, output_attentions or dropout > 0):
                 queries = split_heads(self._global_query_rows(hidden, slots) / scale, self.heads)  # (b, h, x, hd)
                 global_context = global_rows_from_states(
                     queries, hidden, self.key_global.weight, self.key_global.bias, self.value_global.weight,
@@ -141,7 +141,7 @@ class LongformerSelfAttention(nn.Module):
         return get_backend(name)(*args), None, None
 
 
-    def _global_rows_from_states(self, hidden, token_kind, probs_or_dropout: bool) -> bool:
+    def _global_rows_from_states(self, hidden, slots, probs_or_dropout: bool) -> bool:
         """Whether this call's global rows come from `rule.global_rows_from_states` (no global key/value
         projection of every token): CPU inference through the banded backend (what "auto" takes on CPU), float32
         or float64, no probabilities or dropout, and few enough global tokens that it pays. LED-base, 1,024
@@ -154,8 +154,8 @@ class LongformerSelfAttention(nn.Module):
             return False
         if torch.is_grad_enabled() and (hidden.requires_grad or self.key_global.weight.requires_grad):
             return False
-        global_count = int((token_kind == GLOBAL).sum(dim=1).max())
-        return global_rows_pay_from_states(global_count, self.heads, hidden.shape[-1])
+        most_globals = slots[0].shape[1]  # the slots of the row with the most global tokens
+        return global_rows_pay_from_states(most_globals, self.heads, hidden.shape[-1])
 
     def _global_query_rows(self, hidden, slots):
         """query_global of the global tokens only, in slot order (batch, x, d)."""

@@ -71,11 +71,12 @@ _last_mask: tuple = (lambda: None, -1, None, None)
 
 def _shared_mask(token_kind: torch.Tensor, spec: tuple, build):
     """build() once per (token_kind object and version, spec); the encoder's layers reuse it."""
+    global _last_mask
     owner, version, cached_spec, mask = _last_mask
     if owner() is token_kind and version == token_kind._version and cached_spec == spec:
         return mask
     mask = build()
-    globals()["_last_mask"] = (weakref.ref(token_kind), token_kind._version, spec, mask)
+    _last_mask = (weakref.ref(token_kind), token_kind._version, spec, mask)
     return mask
 
 
