@@ -227,3 +227,25 @@ def test_global_context_given_is_used_and_refused_with_probabilities():
     torch.testing.assert_close(given_rows.detach(), expected, rtol=1e-12, atol=1e-12)
     with pytest.raises(ValueError, match="global_context cannot be combined with return_probs"):
         banded_longformer_attention(q, k, v, gq, k, v, kinds, 4, return_probs=True, global_context=global_context)
+
+
+def test_shared_masks_die_with_their_token_kinds_and_big_batches_build_them_per_row(monkeypatch):
+    """The layers' shared mask is dropped when the token-kind tensor it was built for goes (no mask outlives its
+    forward); past the size cap each batch row's slab mask is built when needed, with the same result."""
+    import gc
+
+    from led_torch.backends import banded_flash_cpu
+
+    kinds = torch.tensor([[2, 1, 1, 1, 0, 1, 1, 1] * 4, [1, 1, 2, 1, 1, 1, 1, 1] * 4])
+    args = _case_tensors(kinds)
+    expected = reference_attention(*args, kinds, 4)
+    with torch.no_grad():
+        shared = banded_longformer_attention(*args, kinds, 4)
+        assert banded_flash_cpu._last_mask[3] is not None
+        monkeypatch.setattr(banded_flash_cpu, "_MASK_BYTES", 0)
+        per_row = banded_longformer_attention(*args, kinds.clone(), 4)
+    torch.testing.assert_close(shared, expected, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(per_row, expected, rtol=1e-12, atol=1e-12)
+    del kinds
+    gc.collect()
+    assert banded_flash_cpu._last_mask is banded_flash_cpu._NO_MASK

@@ -53,20 +53,29 @@ def flash_applies(query, key, value, return_probs, dropout_p, training) -> bool:
 
 
 # The one-call path is taken while seq^2 scores are at most the slabs' count and its additive mask, (batch, 1,
-# seq, seq), stays under this size.
-_ONE_CALL_MASK_BYTES = 128 * 2**20
+# seq, seq), stays under this size; the slab masks of a batch are kept for the next layers under the same size
+# (a bigger batch builds each row's mask when it needs it, as before, so its peak memory does not grow).
+_MASK_BYTES = 128 * 2**20
 
 
 def one_call_applies(batch: int, seq: int, window: int, block: int, dtype: torch.dtype) -> bool:
     """Whether one all-queries call computes no more scores than the slabs of `block` rows (and its mask fits)."""
     rows = -(-seq // block) * block
     mask_bytes = batch * seq * seq * torch.finfo(dtype).bits // 8
-    return seq * seq <= rows * (block + window) and mask_bytes <= _ONE_CALL_MASK_BYTES
+    return seq * seq <= rows * (block + window) and mask_bytes <= _MASK_BYTES
 
 
 # The last masks built, keyed by the token-kind tensor they came from (the same object for every encoder layer)
-# and its version counter, so an in-place change or another tensor rebuilds them.
-_last_mask: tuple = (lambda: None, -1, None, None)
+# and its version counter, so an in-place change or another tensor rebuilds them; dropped with that tensor (the
+# encoder's token kinds die with its forward), so no mask outlives the call it was built for.
+_NO_MASK: tuple = (lambda: None, -1, None, None)
+_last_mask: tuple = _NO_MASK
+
+
+def _forget(owner: weakref.ref) -> None:
+    global _last_mask
+    if _last_mask[0] is owner:
+        _last_mask = _NO_MASK
 
 
 def _shared_mask(token_kind: torch.Tensor, spec: tuple, build):
@@ -76,7 +85,7 @@ def _shared_mask(token_kind: torch.Tensor, spec: tuple, build):
     if owner() is token_kind and version == token_kind._version and cached_spec == spec:
         return mask
     mask = build()
-    _last_mask = (weakref.ref(token_kind), token_kind._version, spec, mask)
+    _last_mask = (weakref.ref(token_kind, _forget), token_kind._version, spec, mask)
     return mask
 
 
@@ -100,14 +109,18 @@ def _band(query, key, value, token_kind, window, block):
         q = F.pad(q, (0, 0, 0, 0, 0, rows - seq))
     k = F.pad(key.transpose(1, 2), (0, 0, 0, 0, half, rows - seq + half))
     v = F.pad(value.transpose(1, 2), (0, 0, 0, 0, half, rows - seq + half))
-    biases = _shared_mask(token_kind, ("slabs", window, block, query.dtype),
-                          lambda: [_slab_bias(token_kind[i:i + 1], window, block, query.dtype) for i in range(b)])
+    if b * blocks * block * (block + window) * query.element_size() <= _MASK_BYTES:
+        biases = _shared_mask(token_kind, ("slabs", window, block, query.dtype),
+                              lambda: [_slab_bias(token_kind[i:i + 1], window, block, query.dtype) for i in range(b)])
+    else:
+        biases = None
     contexts, lses = [], []
     for i in range(b):  # the slab view below is 4-d only within one batch row
         q_blocks = q[i].reshape(blocks, block, heads, d).transpose(1, 2)  # (blocks, heads, block, d)
         k_slabs = k[i].unfold(0, block + window, block).transpose(-1, -2)  # (blocks, heads, block + w, d)
         v_slabs = v[i].unfold(0, block + window, block).transpose(-1, -2)
-        out, lse = _flash_cpu(q_blocks, k_slabs, v_slabs, 0.0, False, attn_mask=biases[i], scale=1.0)
+        bias = _slab_bias(token_kind[i:i + 1], window, block, query.dtype) if biases is None else biases[i]
+        out, lse = _flash_cpu(q_blocks, k_slabs, v_slabs, 0.0, False, attn_mask=bias, scale=1.0)
         contexts.append(out.transpose(1, 2).reshape(rows, heads, d)[:seq])
         lses.append(lse.transpose(1, 2).reshape(rows, heads)[:seq])
     if b == 1:  # one row: a view, not a copy of the whole context
