@@ -144,8 +144,8 @@ class LongformerSelfAttention(nn.Module):
     def _global_rows_from_states(self, hidden, slots, probs_or_dropout: bool) -> bool:
         """Whether this call's global rows come from `rule.global_rows_from_states` (no global key/value
         projection of every token): CPU inference through the banded backend (what "auto" takes on CPU), float32
-        or float64, no probabilities or dropout, and few enough global tokens that it pays. LED-base, 1,024
-        tokens, one global token: two of the layer's nine seq x d x d projections saved."""
+        or float64, no probabilities or dropout, and few enough global tokens that it pays. Then two of the
+        layer's six seq x d x d projections (key_global, value_global) are never made."""
         if probs_or_dropout or hidden.device.type != "cpu" or hidden.dtype not in (torch.float32, torch.float64):
             return False
         banded = self.backend == "banded" or (self.backend in (None, "auto")
