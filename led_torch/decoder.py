@@ -17,6 +17,7 @@ from torch.utils.checkpoint import checkpoint
 from led_ref.io.config import LEDConfig
 
 from .activations import activation
+from .cache_keys import tensor_key
 from .encoder import feed_forward, merge_heads, split_heads
 from .linear import Linear, linear
 
@@ -108,10 +109,13 @@ class DecoderAttention(nn.Module):
             return None
         if torch.is_grad_enabled() and (hidden.requires_grad or any(p.requires_grad for p in params)):
             return None
-        key = tuple((p.data_ptr(), p._version, p.dtype, p.device) for p in params)
+        key = tuple(tensor_key(p) for p in params)
+        if None in key:
+            return None  # inference-mode parameters have no version counter to keep a cache honest
         cached = getattr(self, "_qkv_cache", None)
         if cached is None or cached[0] != key:
-            with torch.no_grad():
+            # a normal tensor even when called under inference_mode, so its own cache key (the packed copy) works
+            with torch.inference_mode(False), torch.no_grad():
                 weight = torch.cat([m.weight for m in parts]).contiguous()
                 bias = torch.cat([m.bias for m in parts])
             cached = self._qkv_cache = (key, weight, bias)

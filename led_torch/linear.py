@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .activations import activation as activation_named
+from .cache_keys import tensor_key
 
 _AVAILABLE = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
 
@@ -64,9 +65,9 @@ _PACK_MIN_ROWS = {torch.float32: 2, torch.bfloat16: 1}
 
 def _packed_weight(owner: nn.Module, weight: torch.Tensor) -> torch.Tensor:
     """`weight` (owned by `owner`) in oneDNN's blocked layout (cached per owner), or the weight itself without it."""
-    if _reorder is None:
-        return weight
-    key = (weight.data_ptr(), weight._version, tuple(weight.shape), weight.dtype)
+    key = tensor_key(weight)
+    if _reorder is None or key is None:
+        return weight  # the plain weight gives the same results, repacked by oneDNN on each call
     cached = _PACKED.get(owner)
     if cached is None or cached[0] != key:
         cached = (key, _reorder(weight.detach(), _PACK_ROWS))

@@ -170,3 +170,28 @@ def test_cache_reorder_moves_the_written_positions_of_the_chosen_rows():
     middle = cache.kv.clone()
     cache.reorder(torch.tensor([1, 0, 2]), 4)  # twice: the two buffers take turns
     assert torch.equal(cache.kv[..., :4, :], middle.index_select(2, torch.tensor([1, 0, 2]))[..., :4, :])
+
+
+@pytest.mark.parametrize("built_in_inference_mode", [False, True])
+def test_inference_mode_gives_the_no_grad_results(built_in_inference_mode):
+    """Under torch.inference_mode (tensors without version counters) every inference cache (packed weights, the
+    stacked q/k/v weight, the encoder's shared masks) steps aside or still works: the same logits and tokens as
+    under no_grad, whether the model was built inside inference mode or outside it. LED-base-like widths so the
+    oneDNN and packed paths are taken."""
+    config = LEDConfig(vocab_size=48, d_model=512, encoder_layers=2, decoder_layers=2, encoder_attention_heads=8,
+                       decoder_attention_heads=8, encoder_ffn_dim=1024, decoder_ffn_dim=1024, attention_window=8,
+                       max_encoder_position_embeddings=64, max_decoder_position_embeddings=16)
+    weights = random_weights(config, seed=3)
+    ids = torch.randint(3, 48, (2, 8), generator=torch.Generator().manual_seed(0))
+    glob = torch.zeros_like(ids)
+    glob[:, 0] = 1
+    reference = LEDForConditionalGeneration.from_weights(config, weights)
+    with torch.no_grad():
+        logits = reference(input_ids=ids, global_attention_mask=glob, decoder_input_ids=ids[:, :4]).logits
+        tokens = reference.generate(ids, global_attention_mask=glob, max_new_tokens=5, num_beams=3)
+    with torch.inference_mode():
+        model = LEDForConditionalGeneration.from_weights(config, weights) if built_in_inference_mode else reference
+        for _ in range(2):  # the second pass reads whatever the first one cached
+            got = model(input_ids=ids, global_attention_mask=glob, decoder_input_ids=ids[:, :4]).logits
+            assert torch.equal(model.generate(ids, global_attention_mask=glob, max_new_tokens=5, num_beams=3), tokens)
+            torch.testing.assert_close(got, logits, rtol=1e-5, atol=1e-6)

@@ -25,6 +25,7 @@ import weakref
 import torch
 import torch.nn.functional as F
 
+from ..cache_keys import tensor_key
 from .rule import (
     assemble_rows_,
     band_parts,
@@ -79,13 +80,17 @@ def _forget(owner: weakref.ref) -> None:
 
 
 def _shared_mask(token_kind: torch.Tensor, spec: tuple, build):
-    """build() once per (token_kind object and version, spec); the encoder's layers reuse it."""
+    """build() once per (token_kind object and version, spec); the encoder's layers reuse it. Token kinds made
+    under `torch.inference_mode` have no version counter: their masks are built per call."""
     global _last_mask
-    owner, version, cached_spec, mask = _last_mask
-    if owner() is token_kind and version == token_kind._version and cached_spec == spec:
+    key = tensor_key(token_kind)
+    if key is None:
+        return build()
+    owner, cached_key, cached_spec, mask = _last_mask
+    if owner() is token_kind and cached_key == key and cached_spec == spec:
         return mask
     mask = build()
-    _last_mask = (weakref.ref(token_kind, _forget), token_kind._version, spec, mask)
+    _last_mask = (weakref.ref(token_kind, _forget), key, spec, mask)
     return mask
 
 
