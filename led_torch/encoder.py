@@ -110,7 +110,7 @@ class LongformerSelfAttention(nn.Module):
         dropout = self.dropout if self.training else 0.0
         if any_global:
             slots = global_slots(token_kind)
-            if self._global_rows_from_states(hidden, slots, output_attentions or dropout > 0):
+            if self._takes_global_rows_from_states(hidden, slots, output_attentions or dropout > 0):
                 queries = split_heads(self._global_query_rows(hidden, slots) / scale, self.heads)  # (b, h, x, hd)
                 global_context = global_rows_from_states(
                     queries, hidden, self.key_global.weight, self.key_global.bias, self.value_global.weight,
@@ -141,7 +141,7 @@ class LongformerSelfAttention(nn.Module):
         return get_backend(name)(*args), None, None
 
 
-    def _global_rows_from_states(self, hidden, slots, probs_or_dropout: bool) -> bool:
+    def _takes_global_rows_from_states(self, hidden, slots, probs_or_dropout: bool) -> bool:
         """Whether this call's global rows come from `rule.global_rows_from_states` (no global key/value
         projection of every token): CPU inference through the banded backend (what "auto" takes on CPU), float32
         or float64, no probabilities or dropout, and few enough global tokens that it pays. Then two of the
