@@ -41,7 +41,7 @@ from .io.checkpoint import (
 )
 from .io.config import LEDConfig
 from .io.generation_settings import GenerationConfig, model_generation_config
-from .io.inputs import Seq2SeqInputs, as_encoder_output
+from .io.inputs import Seq2SeqInputs, as_encoder_output, generate_input_ids
 from .io.names import base_prefix, head_shapes
 from .io.outputs import (
     LEDEncoderBaseModelOutput,
@@ -254,7 +254,7 @@ class LEDEncoder:
         self.model = model
 
     def __call__(self, input_ids=None, attention_mask=None, global_attention_mask=None, head_mask=None,
-                 inputs_embeds=None, output_attentions=False, output_hidden_states=False):
+                 inputs_embeds=None, output_attentions=False, output_hidden_states=False, return_dict=True):
         weights = self.model.base_weights
         config = self.model.config
         inputs = Seq2SeqInputs.pick(locals()).with_switches(config.use_cache)
@@ -279,7 +279,7 @@ class _LEDBase:
             weights = random_weights(config, self.ARCHITECTURE, seed=seed, dtype=dtype)
         else:
             weights = adapt_state_dict(dict(weights), config, self.ARCHITECTURE)
-            check_state_dict(weights, config, self.ARCHITECTURE)
+            check_state_dict(weights, config, self.ARCHITECTURE, dtype=dtype)  # finite once cast, too
         self.weights = {name: np.asarray(value, dtype=dtype) for name, value in weights.items()}
 
     # ---- weights and files
@@ -328,10 +328,11 @@ class LEDModel(_LEDBase):
 
     ARCHITECTURE = "LEDModel"
 
-    def __call__(self, input_ids=None, attention_mask=None, global_attention_mask=None, decoder_input_ids=None,
-                 decoder_attention_mask=None, head_mask=None, decoder_head_mask=None, cross_attn_head_mask=None,
-                 encoder_outputs=None, past_key_values=None, inputs_embeds=None, decoder_inputs_embeds=None,
-                 use_cache=None, output_attentions=False, output_hidden_states=False) -> LEDSeq2SeqModelOutput:
+    def __call__(self, input_ids=None, attention_mask=None, decoder_input_ids=None, decoder_attention_mask=None,
+                 head_mask=None, decoder_head_mask=None, cross_attn_head_mask=None, encoder_outputs=None,
+                 global_attention_mask=None, past_key_values=None, inputs_embeds=None, decoder_inputs_embeds=None,
+                 use_cache=None, output_attentions=False, output_hidden_states=False,
+                 return_dict=True) -> LEDSeq2SeqModelOutput:
         return self._base_forward(Seq2SeqInputs.pick(locals()))
 
 
@@ -340,11 +341,11 @@ class LEDForConditionalGeneration(_LEDBase):
 
     ARCHITECTURE = "LEDForConditionalGeneration"
 
-    def __call__(self, input_ids=None, attention_mask=None, global_attention_mask=None, decoder_input_ids=None,
-                 decoder_attention_mask=None, head_mask=None, decoder_head_mask=None, cross_attn_head_mask=None,
-                 encoder_outputs=None, past_key_values=None, inputs_embeds=None, decoder_inputs_embeds=None,
+    def __call__(self, input_ids=None, attention_mask=None, decoder_input_ids=None, decoder_attention_mask=None,
+                 head_mask=None, decoder_head_mask=None, cross_attn_head_mask=None, encoder_outputs=None,
+                 global_attention_mask=None, past_key_values=None, inputs_embeds=None, decoder_inputs_embeds=None,
                  labels=None, use_cache=None, output_attentions=False,
-                 output_hidden_states=False) -> LEDSeq2SeqLMOutput:
+                 output_hidden_states=False, return_dict=True) -> LEDSeq2SeqLMOutput:
         inputs = Seq2SeqInputs.pick(locals())  # the arguments above, by name
         if labels is not None:
             labels = check.check_labels("labels", labels, self.config.vocab_size)
@@ -365,9 +366,12 @@ class LEDForConditionalGeneration(_LEDBase):
             loss = cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1))
         return LEDSeq2SeqLMOutput(loss=loss, logits=logits, **seq2seq_fields(out))
 
-    def generate(self, input_ids, attention_mask=None, global_attention_mask=None, generation_config=None,
-                 **options):
+    def generate(self, input_ids=None, generation_config=None, *, attention_mask=None, global_attention_mask=None,
+                 inputs=None, **options):
         """Token ids (batch * num_return_sequences, length), identical to HF `generate(do_sample=False)`.
+
+        Positionally as HF's: `generate(ids, generation_config)`; everything else by keyword. `inputs=` is
+        HF's name for input_ids.
 
         `options`: HF's deterministic generate options (max_length, max_new_tokens, min_length, min_new_tokens,
         num_beams, length_penalty, early_stopping, no_repeat_ngram_size, encoder_no_repeat_ngram_size,
@@ -376,8 +380,8 @@ class LEDForConditionalGeneration(_LEDBase):
         then `self.generation_config`, then HF's defaults (see `led_ref.io.generation_settings`)."""
         from .generation import generate
 
-        return generate(self, input_ids, attention_mask=attention_mask, global_attention_mask=global_attention_mask,
-                        generation_config=generation_config, **options)
+        return generate(self, generate_input_ids(input_ids, inputs), attention_mask=attention_mask,
+                        global_attention_mask=global_attention_mask, generation_config=generation_config, **options)
 
 
 class LEDForSequenceClassification(_LEDBase):
@@ -385,11 +389,12 @@ class LEDForSequenceClassification(_LEDBase):
 
     ARCHITECTURE = "LEDForSequenceClassification"
 
-    def __call__(self, input_ids=None, attention_mask=None, global_attention_mask=None, decoder_input_ids=None,
-                 decoder_attention_mask=None, head_mask=None, decoder_head_mask=None, cross_attn_head_mask=None,
-                 encoder_outputs=None, past_key_values=None, inputs_embeds=None, decoder_inputs_embeds=None,
-                 labels=None, use_cache=None, output_attentions=False,
-                 output_hidden_states=False) -> LEDSeq2SeqSequenceClassifierOutput:
+    def __call__(self, input_ids=None, attention_mask=None, decoder_input_ids=None, decoder_attention_mask=None,
+                 head_mask=None, decoder_head_mask=None, cross_attn_head_mask=None, encoder_outputs=None,
+                 global_attention_mask=None, inputs_embeds=None, decoder_inputs_embeds=None, labels=None,
+                 use_cache=None, output_attentions=False, output_hidden_states=False, return_dict=True, *,
+                 past_key_values=None) -> LEDSeq2SeqSequenceClassifierOutput:
+        # past_key_values is ours only (HF's head does not take it), so keyword-only: HF's positions stay HF's
         if input_ids is None:
             raise ValueError("LEDForSequenceClassification pools at the eos tokens of input_ids, so input_ids "
                              "are required (inputs_embeds alone are not supported, as in HF)")
@@ -408,11 +413,12 @@ class LEDForQuestionAnswering(_LEDBase):
 
     ARCHITECTURE = "LEDForQuestionAnswering"
 
-    def __call__(self, input_ids=None, attention_mask=None, global_attention_mask=None, decoder_input_ids=None,
-                 decoder_attention_mask=None, head_mask=None, decoder_head_mask=None, cross_attn_head_mask=None,
-                 encoder_outputs=None, past_key_values=None, inputs_embeds=None, decoder_inputs_embeds=None,
-                 use_cache=None, output_attentions=False, output_hidden_states=False, start_positions=None,
-                 end_positions=None) -> LEDSeq2SeqQuestionAnsweringModelOutput:
+    def __call__(self, input_ids=None, attention_mask=None, decoder_input_ids=None, decoder_attention_mask=None,
+                 head_mask=None, decoder_head_mask=None, cross_attn_head_mask=None, encoder_outputs=None,
+                 global_attention_mask=None, start_positions=None, end_positions=None, inputs_embeds=None,
+                 decoder_inputs_embeds=None, use_cache=None, output_attentions=False, output_hidden_states=False,
+                 return_dict=True, *, past_key_values=None) -> LEDSeq2SeqQuestionAnsweringModelOutput:
+        # past_key_values is ours only (HF's head does not take it), so keyword-only: HF's positions stay HF's
         inputs = Seq2SeqInputs.pick(locals())  # the arguments above, by name
         if start_positions is not None and end_positions is not None:
             inputs = inputs.but(use_cache=False)

@@ -18,7 +18,7 @@ from led_ref.io.outputs import LEDEncoderBaseModelOutput
 
 from . import backends
 from .activations import activation
-from .backends import BACKENDS, attend, get_backend, resolve_backend
+from .backends import BACKENDS, attend, resolve_backend
 from .backends.banded import banded_longformer_attention
 from .backends.rule import (
     GLOBAL,
@@ -96,6 +96,7 @@ class LongformerSelfAttention(nn.Module):
         for name in ("query", "key", "value", "query_global", "key_global", "value_global"):
             setattr(self, name, Linear(d, d))
         self.backend = None  # set by the model: "banded", "flex", "triton" or None for auto
+        self.strict = False  # auto raises instead of falling back (set by the model)
 
     def forward(self, hidden, token_kind, any_global: bool, output_attentions: bool, window: int | None = None):
         """hidden (batch, seq, d) -> context (batch, heads, seq, head_dim), attentions, global_attentions.
@@ -116,6 +117,7 @@ class LongformerSelfAttention(nn.Module):
                     queries, hidden, self.key_global.weight, self.key_global.bias, self.value_global.weight,
                     self.value_global.bias, token_kind, slots)
                 # q/k/v stand in for the global projections, which the backend does not read given the global rows
+                backends.USAGE.record("banded", q)
                 return banded_longformer_attention(q, k, v, q, k, v, token_kind, run,
                                                    global_context=global_context), None, None
             gq = split_heads(self._global_queries(hidden, token_kind, slots) / scale, self.heads)
@@ -124,7 +126,10 @@ class LongformerSelfAttention(nn.Module):
         else:
             gq, gk, gv = q, k, v  # never read: no row has a global token
         if output_attentions or dropout:
-            # Only the banded backend hands back probabilities and drops them out in training.
+            # Only the banded backend hands back probabilities and drops them out in training; a model that
+            # named another one is told so rather than silently served by banded.
+            resolve_backend(self.backend, hidden.device, hidden.dtype, need_probs=True)
+            backends.USAGE.record("banded", q)
             out = banded_longformer_attention(q, k, v, gq, gk, gv, token_kind, run,
                                               return_probs=output_attentions, dropout_p=dropout,
                                               training=self.training)
@@ -136,9 +141,8 @@ class LongformerSelfAttention(nn.Module):
         args = (q, k, v, gq, gk, gv, token_kind, run)
         if self.backend in (None, "auto"):
             # Falls back to the next backend (with a one-time warning) when one cannot serve the call.
-            return attend("auto", *args, need_grad=need_grad), None, None
-        name = resolve_backend(self.backend, hidden.device, hidden.dtype, need_probs=False, need_grad=need_grad)
-        return get_backend(name)(*args), None, None
+            return attend("auto", *args, need_grad=need_grad, strict=self.strict), None, None
+        return attend(self.backend, *args, need_grad=need_grad), None, None
 
 
     def _takes_global_rows_from_states(self, hidden, slots, probs_or_dropout: bool) -> bool:
@@ -244,11 +248,14 @@ class LEDEncoder(nn.Module):
         self.layernorm_embedding = nn.LayerNorm(config.d_model)
         self.gradient_checkpointing = False
 
-    def set_attn_implementation(self, name: str | None) -> None:
+    def set_attn_implementation(self, name: str | None, strict: bool = False) -> None:
         if name not in (None, "auto", *BACKENDS):
             raise ValueError(f"attn_implementation must be one of auto, {', '.join(BACKENDS)}; got {name!r}")
+        if not isinstance(strict, bool):
+            raise TypeError(f"strict must be a bool, got {type(strict).__name__}")
         for layer in self.layers:
             layer.self_attn.longformer_self_attn.backend = name
+            layer.self_attn.longformer_self_attn.strict = strict
 
     def embed(self, input_ids, inputs_embeds, padded: int):
         """Token + position embeddings of the sequence right-padded to `padded` tokens. (batch, padded, d)."""

@@ -20,13 +20,14 @@ from led_ref.io.checkpoint import (
     CheckpointError,
     adapt_state_dict,
     check_state_dict,
+    float_range,
     load_checkpoint,
     resolve_checkpoint,
     save_model,
 )
 from led_ref.io.config import LEDConfig
 from led_ref.io.generation_settings import GenerationConfig, model_generation_config
-from led_ref.io.inputs import Seq2SeqInputs, as_encoder_output
+from led_ref.io.inputs import Seq2SeqInputs, as_encoder_output, generate_input_ids
 from led_ref.io.names import tied_names
 from led_ref.io.outputs import (
     LEDEncoderBaseModelOutput,
@@ -64,12 +65,28 @@ from .validation import (
 
 _DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
 
+
+def _tensor_bounds(t: torch.Tensor) -> tuple[float, float]:
+    if not t.numel():
+        return 0.0, 0.0
+    if t.is_complex():  # no order: non_finite judges it
+        return float("nan"), float("nan")
+    low, high = t.aminmax()
+    return float(low), float(high)
+
+
 # led_ref.io.checkpoint's naming and checking policy, applied to tensors (on any device, in any dtype).
 TORCH_OPS = ArrayOps(
     equal=lambda a, b: bool((a == b.to(a.device)).all()),
     non_finite=lambda t: int((~torch.isfinite(t)).sum()),
+    bounds=_tensor_bounds,
     zeros=lambda shape, weights: torch.zeros(shape),
 )
+
+
+def _cast_range(dtype: torch.dtype):
+    """How far weights loaded as `dtype` reach; torch rounds float64 to float16/bfloat16 through float32."""
+    return float_range(dtype, via_float32=True)
 
 
 def shift_tokens_right(ids: torch.Tensor, pad_token_id: int, decoder_start_token_id: int) -> torch.Tensor:
@@ -124,7 +141,8 @@ class LEDPreTrainedModel(nn.Module):
         config = LEDConfig.for_model(config)
         state = {name: _as_tensor(name, value) for name, value in weights.items()}
         state = adapt_state_dict(state, config, cls.architecture, allow_missing_head=True, ops=TORCH_OPS)
-        check_state_dict(state, config, cls.architecture, allow_missing_head=True, ops=TORCH_OPS)
+        check_state_dict(state, config, cls.architecture, allow_missing_head=True, ops=TORCH_OPS,
+                         dtype=_cast_range(dtype))
         return cls._from_checked_state(config, state, dtype, device, attn_implementation)
 
     @classmethod
@@ -157,12 +175,16 @@ class LEDPreTrainedModel(nn.Module):
         bin_path = os.path.join(path, "pytorch_model.bin")
         if not os.path.isfile(os.path.join(path, "model.safetensors")) and os.path.isfile(bin_path):
             config = LEDConfig.from_pretrained(path)
-            model = cls.from_weights(config, _load_pickle_weights_only(bin_path), dtype=dtype, device=device,
-                                     attn_implementation=attn_implementation)
+            state = _load_pickle_weights_only(bin_path)
+            try:
+                model = cls.from_weights(config, state, dtype=dtype, device=device,
+                                         attn_implementation=attn_implementation)
+            except CheckpointError as err:  # name the file, as load_checkpoint does for safetensors
+                raise CheckpointError(f"checkpoint {path!r} (weights in pytorch_model.bin): {err}") from None
         else:  # led_ref's reader adapts and checks the names; the arrays become tensors without a copy
             np_dtype = np.float64 if dtype == torch.float64 else np.float32
             config, weights = load_checkpoint(path, architecture=cls.architecture, dtype=np_dtype,
-                                              allow_missing_head=True)
+                                              allow_missing_head=True, cast_to=_cast_range(dtype))
             state = {name: _as_tensor(name, array) for name, array in weights.items()}
             model = cls._from_checked_state(config, state, dtype, device, attn_implementation)
         model.generation_config = model_generation_config(config, path)
@@ -208,9 +230,12 @@ class LEDPreTrainedModel(nn.Module):
         return self.led if hasattr(self, "led") else self
 
     # ------------------------------------------------------------------ switches
-    def set_attn_implementation(self, name: str | None) -> None:
-        """Encoder attention backend: "banded", "flex", "triton", or "auto"/None (best for device/dtype)."""
-        self.base_model.encoder.set_attn_implementation(name)
+    def set_attn_implementation(self, name: str | None, strict: bool = False) -> None:
+        """Encoder attention backend: "banded", "flex", "triton", or "auto"/None (best for device/dtype, falling
+        back to the next backend with a warning when one cannot serve a call). `strict=True` (or
+        $LED_TORCH_STRICT_ATTENTION=1) makes `auto` raise instead of falling back; a named backend never falls
+        back."""
+        self.base_model.encoder.set_attn_implementation(name, strict)
 
     def gradient_checkpointing_enable(self) -> None:
         """Recompute each encoder/decoder layer in the backward pass (train mode only; disables the cache)."""
@@ -246,9 +271,9 @@ class LEDModel(LEDPreTrainedModel):
         self.encoder = LEDEncoder(config, self.shared)
         self.decoder = LEDDecoder(config, self.shared)
 
-    def forward(self, input_ids=None, attention_mask=None, global_attention_mask=None, decoder_input_ids=None,
-                decoder_attention_mask=None, head_mask=None, decoder_head_mask=None, cross_attn_head_mask=None,
-                encoder_outputs=None, past_key_values=None, inputs_embeds=None, decoder_inputs_embeds=None,
+    def forward(self, input_ids=None, attention_mask=None, decoder_input_ids=None, decoder_attention_mask=None,
+                head_mask=None, decoder_head_mask=None, cross_attn_head_mask=None, encoder_outputs=None,
+                global_attention_mask=None, past_key_values=None, inputs_embeds=None, decoder_inputs_embeds=None,
                 use_cache=None, output_attentions=False, output_hidden_states=False, return_dict=True):
         inputs = Seq2SeqInputs.pick(locals()).with_switches(self.config.use_cache)  # the arguments above, by name
         inputs = self._default_decoder_inputs(inputs)
@@ -351,9 +376,9 @@ class LEDForConditionalGeneration(LEDPreTrainedModel):
         super().tie_weights()
         self.lm_head.weight = self.led.shared.weight
 
-    def forward(self, input_ids=None, attention_mask=None, global_attention_mask=None, decoder_input_ids=None,
-                decoder_attention_mask=None, head_mask=None, decoder_head_mask=None, cross_attn_head_mask=None,
-                encoder_outputs=None, past_key_values=None, inputs_embeds=None, decoder_inputs_embeds=None,
+    def forward(self, input_ids=None, attention_mask=None, decoder_input_ids=None, decoder_attention_mask=None,
+                head_mask=None, decoder_head_mask=None, cross_attn_head_mask=None, encoder_outputs=None,
+                global_attention_mask=None, past_key_values=None, inputs_embeds=None, decoder_inputs_embeds=None,
                 labels=None, use_cache=None, output_attentions=False, output_hidden_states=False, return_dict=True):
         """Logits (batch, target, vocab); with `labels` (-100 ignored) also the mean cross-entropy `loss`."""
         inputs = Seq2SeqInputs.pick(locals())  # the arguments above, by name
@@ -378,9 +403,12 @@ class LEDForConditionalGeneration(LEDPreTrainedModel):
     def prepare_decoder_input_ids_from_labels(self, labels: torch.Tensor) -> torch.Tensor:
         return shift_tokens_right(labels, self.config.pad_token_id, self.config.decoder_start_token_id)
 
-    def generate(self, input_ids, attention_mask=None, global_attention_mask=None, generation_config=None,
-                 compile=False, **options):
+    def generate(self, input_ids=None, generation_config=None, *, attention_mask=None, global_attention_mask=None,
+                 inputs=None, compile=False, **options):
         """Greedy (num_beams=1) or beam search token ids, identical to HF `generate(do_sample=False)`.
+
+        Positionally as HF's: `generate(ids, generation_config)`; everything else by keyword. `inputs=` is
+        HF's name for input_ids.
 
         `options`: HF's deterministic generate options (max_length, max_new_tokens, min_length, min_new_tokens,
         num_beams, length_penalty, early_stopping, no_repeat_ngram_size, encoder_no_repeat_ngram_size,
@@ -389,8 +417,9 @@ class LEDForConditionalGeneration(LEDPreTrainedModel):
         then `self.generation_config`, then HF's defaults (`led_ref.io.generation_settings`, shared with led_ref).
         `compile=True` runs the decode step through torch.compile."""
         from .generation import generate
-        return generate(self, input_ids, attention_mask, global_attention_mask, generation_config, compile,
-                        **options)
+        return generate(self, generate_input_ids(input_ids, inputs), attention_mask=attention_mask,
+                        global_attention_mask=global_attention_mask, generation_config=generation_config,
+                        compile=compile, **options)
 
 
 class ClassificationHead(nn.Module):
@@ -416,10 +445,10 @@ class LEDForSequenceClassification(LEDPreTrainedModel):
         self.led = LEDModel(config)
         self.classification_head = ClassificationHead(config)
 
-    def forward(self, input_ids=None, attention_mask=None, global_attention_mask=None, decoder_input_ids=None,
-                decoder_attention_mask=None, head_mask=None, decoder_head_mask=None, cross_attn_head_mask=None,
-                encoder_outputs=None, inputs_embeds=None, decoder_inputs_embeds=None, labels=None, use_cache=None,
-                output_attentions=False, output_hidden_states=False, return_dict=True):
+    def forward(self, input_ids=None, attention_mask=None, decoder_input_ids=None, decoder_attention_mask=None,
+                head_mask=None, decoder_head_mask=None, cross_attn_head_mask=None, encoder_outputs=None,
+                global_attention_mask=None, inputs_embeds=None, decoder_inputs_embeds=None, labels=None,
+                use_cache=None, output_attentions=False, output_hidden_states=False, return_dict=True):
         inputs = Seq2SeqInputs.pick(locals())  # the arguments above, by name
         config = self.config
         if input_ids is None:
@@ -467,9 +496,9 @@ class LEDForQuestionAnswering(LEDPreTrainedModel):
         self.led = LEDModel(config)
         self.qa_outputs = Linear(config.d_model, 2)
 
-    def forward(self, input_ids=None, attention_mask=None, global_attention_mask=None, decoder_input_ids=None,
-                decoder_attention_mask=None, head_mask=None, decoder_head_mask=None, cross_attn_head_mask=None,
-                encoder_outputs=None, start_positions=None, end_positions=None, inputs_embeds=None,
+    def forward(self, input_ids=None, attention_mask=None, decoder_input_ids=None, decoder_attention_mask=None,
+                head_mask=None, decoder_head_mask=None, cross_attn_head_mask=None, encoder_outputs=None,
+                global_attention_mask=None, start_positions=None, end_positions=None, inputs_embeds=None,
                 decoder_inputs_embeds=None, use_cache=None, output_attentions=False, output_hidden_states=False,
                 return_dict=True):
         inputs = Seq2SeqInputs.pick(locals())  # the arguments above, by name

@@ -310,7 +310,14 @@ class BenchResult:
         return {"options": asdict(self.options), "machine": self.machine, "matmul_ceiling": self.ceiling,
                 "rows": [r.to_dict(self.ceiling_for(r.dtype)) for r in self.rows], "all_matched": self.all_matched,
                 "ceiling_spread": ceiling_spread(self.ceiling.get("samples", [])), "warnings": warnings(self),
-                "summary": ratio_lines(self)}
+                "summary": ratio_lines(self), "backends_served": _backends_served()}
+
+
+def _backends_served() -> dict[str, int]:
+    """Encoder attention calls each led_torch backend served in this process ("backend:device:dtype": calls)."""
+    from led_torch.backends import USAGE
+
+    return USAGE.snapshot()
 
 
 def machine_info(device: str) -> dict:

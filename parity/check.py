@@ -15,16 +15,13 @@ import os
 import random
 import sys
 import tempfile
-import time
 from dataclasses import dataclass, field
 
 import numpy as np
-from hypothesis import HealthCheck, Phase, given, settings
-from hypothesis import seed as hypothesis_seed
-from hypothesis.reporting import with_reporter
 
 from .compare import Comparison, OutputDiff, compare_outputs
 from .generation import generation_parity
+from .hypothesis_runs import ShrinkBudget, run_seeded
 from .implementations import Side
 from .report import save_reproducer, text_table
 from .strategies import ModelCase, model_cases
@@ -43,9 +40,12 @@ def failed(side: Side, reference: Side, what: str, err: Exception) -> Comparison
 
 def run_case(config, architecture: str, weights: dict, inputs: dict, sides: list[Side],
              reference: Side = REFERENCE) -> list[Comparison]:
-    """Compare every side with `reference` on one (config, weights, inputs); a crash is a divergence."""
-    ref_model = reference.build(config, weights, architecture)
-    expected = reference.forward(ref_model, inputs)
+    """Compare every side with `reference` on one (config, weights, inputs); a crash of either side is a
+    divergence (so it is shrunk and saved as a reproducer, never mistaken for bad usage)."""
+    try:
+        expected = reference.forward(reference.build(config, weights, architecture), inputs)
+    except Exception as err:  # noqa: BLE001 - the reference crashing on a valid case is a finding too
+        return [failed(side, reference, f"{reference.label} raised", err) for side in sides]
     comparisons = []
     for side in sides:
         try:
@@ -63,9 +63,6 @@ def run_case(config, architecture: str, weights: dict, inputs: dict, sides: list
                                            inputs=inputs, actual_name=side.label, expected_name=reference.label,
                                            skip=skip))
     return comparisons
-
-
-NO_EXPLAIN = [p for p in Phase if p.name != "explain"]  # hypothesis' line-coverage notes are noise here
 
 
 class CaseDiverged(AssertionError):
@@ -146,27 +143,6 @@ def compare_case(case: ModelCase, sides: list[Side], max_new_tokens: int) -> tup
     return comparisons, generations
 
 
-class ShrinkBudget:
-    """How long hypothesis may shrink a divergence: once `seconds` have passed since the first failing case,
-    only cases already seen failing are tried again, so shrinking stops at the smallest one found so far."""
-
-    def __init__(self, seconds: float):
-        self.seconds, self.first_failure, self.failing = seconds, None, set()
-
-    @property
-    def shrinking(self) -> bool:
-        return self.first_failure is not None
-
-    def skips(self, key: str) -> bool:
-        spent = self.shrinking and time.monotonic() - self.first_failure > self.seconds
-        return spent and key not in self.failing
-
-    def failed(self, key: str) -> None:
-        if self.first_failure is None:
-            self.first_failure = time.monotonic()
-        self.failing.add(key)
-
-
 def check_random(sides: list[Side], examples: int = 10, seed: int | None = None,
                  architectures: tuple[str, ...] = ARCHITECTURES, repro_dir: str | None = None,
                  progress: bool = True, config=None, shrink_seconds: float = 60.0,
@@ -187,28 +163,19 @@ def check_random(sides: list[Side], examples: int = 10, seed: int | None = None,
     cases = model_cases(architectures=architectures, hf_compatible=any(s.family == "hf" for s in sides),
                         config=config, moderate_weights=any(s.dtype in ("float16", "bfloat16") for s in sides))
 
-    @settings(max_examples=examples, database=None, deadline=None, print_blob=True, report_multiple_bugs=False,
-              suppress_health_check=list(HealthCheck), phases=NO_EXPLAIN)
-    @given(case=cases)
     def run(case: ModelCase) -> None:
-        key = case_key(case)
-        if budget.skips(key):
-            return
         comparisons, generations = compare_case(case, sides, max_new_tokens)
         if not budget.shrinking:
             bar.step(case.architecture)
         if all(c.passed for c in comparisons) and all(g.passed for g in generations):
             result.add(f"random #{bar.done}", comparisons, generations)
             return
-        budget.failed(key)
         raise CaseDiverged(case, comparisons, generations)
 
-    report: list[str] = []
-    with with_reporter(report.append):
-        try:
-            hypothesis_seed(seed)(run)()
-        except CaseDiverged as diverged:
-            record_divergence(result, diverged, repro_dir, max_new_tokens, hypothesis_lines=report)
+    found = run_seeded(run, cases, examples, seed, budget, key=case_key, failure=CaseDiverged)
+    if found is not None:
+        diverged, report = found
+        record_divergence(result, diverged, repro_dir, max_new_tokens, hypothesis_lines=report)
     bar.close()
     return result
 

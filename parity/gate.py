@@ -33,11 +33,9 @@ from dataclasses import dataclass, field
 from functools import partial
 
 import numpy as np
-from hypothesis import HealthCheck, Phase, given, settings
-from hypothesis import seed as hypothesis_seed
 from hypothesis import strategies as st
-from hypothesis.reporting import with_reporter
 
+from .hypothesis_runs import ShrinkBudget, run_seeded
 from .profiles import (
     DEFAULT_BLOCKS,
     MIN_PER_SHAPE,
@@ -57,7 +55,6 @@ OUTPUTS = ("context",) + tuple(f"grad_{name}" for name in ARGUMENTS[:6])
 HALF_K = 3.0  # half precision: at most 3x the error of a straightforward implementation in the same dtype
 SHRINK_SECONDS = 120.0  # shrinking stops after this long (or at max_seconds) with the smallest case so far
 
-NO_EXPLAIN = [p for p in Phase if p.name != "explain"]  # hypothesis' line-coverage notes are noise here
 
 
 def half_floor(dtype: str) -> float:
@@ -480,7 +477,8 @@ def _run_plan(runs, judge, result: GateResult, seed, deadline) -> None:
     """Hypothesis over each run, then every grid shape it did not draw; stops at the first failure (recorded
     in `result`) or the deadline (what was not reached goes into result.not_run)."""
     def run(strategy, n) -> bool:
-        failure = _run_hypothesis(judge, strategy, n, seed, deadline)
+        failure = run_seeded(judge, strategy, n, seed, ShrinkBudget(SHRINK_SECONDS, deadline), key=_case_key,
+                             failure=KernelFailure)
         if failure is None:
             return True
         exc, report = failure
@@ -505,42 +503,8 @@ def _run_plan(runs, judge, result: GateResult, seed, deadline) -> None:
                 return
 
 
-def _run_hypothesis(judge, strategy, examples, seed, deadline):
-    """Hypothesis over `strategy`; (the shrunk KernelFailure, hypothesis' report) or None."""
-    failing: set = set()
-    first_failure: list[float] = []
-
-    def key_of(case):
-        return case.key() if hasattr(case, "key") else id(case)
-
-    @settings(max_examples=examples, database=None, deadline=None, print_blob=True, report_multiple_bugs=False,
-              suppress_health_check=list(HealthCheck), phases=NO_EXPLAIN, derandomize=False)
-    @given(case=strategy)
-    def check(case) -> None:
-        now = time.monotonic()
-        if not first_failure and deadline is not None and now > deadline:
-            return  # out of time before any failure: the remaining draws are not run
-        if first_failure:
-            limit = first_failure[0] + SHRINK_SECONDS
-            if deadline is not None:
-                limit = min(limit, deadline)
-            if now > limit and key_of(case) not in failing:
-                return  # shrink budget spent: only cases already seen failing fail again
-        try:
-            judge(case)
-        except KernelFailure:
-            failing.add(key_of(case))
-            if not first_failure:
-                first_failure.append(time.monotonic())
-            raise
-
-    report: list[str] = []
-    with with_reporter(report.append):
-        try:
-            hypothesis_seed(seed)(check)()
-        except KernelFailure as failure:
-            return failure, report
-    return None
+def _case_key(case):
+    return case.key() if hasattr(case, "key") else id(case)
 
 
 def assert_gate(kernel: Callable, **kwargs) -> GateResult:

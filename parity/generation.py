@@ -175,6 +175,13 @@ def reference_scorer(side, model, inputs: dict, rows_per_input: int = 1) -> Scor
     return score
 
 
+def crashed(side, reference, who: str, err: Exception) -> GenerationComparison:
+    """A MISMATCH row (step -1) for a generation that raised; `who` names the side that did."""
+    failed = GenerationComparison(side.label, reference.label, [TokenDivergence(-1, -1, -1, -1, float("inf"), 0.0)])
+    failed.actual = f"{who} ({type(err).__name__}: {err})"
+    return failed
+
+
 def generation_parity(config, weights: dict, inputs: dict, sides, reference, **generate_kwargs):
     """Generate with `reference` and every side; compare each to the reference, tie-aware, and for beam
     search (num_beams > 1) also compare the beam scores of rows with identical tokens.
@@ -186,8 +193,11 @@ def generation_parity(config, weights: dict, inputs: dict, sides, reference, **g
     beams = generate_kwargs.get("num_beams") or 1
     if beams > 1:
         generate_kwargs = dict(generate_kwargs, return_dict_in_generate=True, output_scores=True)
-    ref_model = reference.build(config, weights, architecture)
-    expected = reference.generate(ref_model, inputs, **generate_kwargs)
+    try:
+        ref_model = reference.build(config, weights, architecture)
+        expected = reference.generate(ref_model, inputs, **generate_kwargs)
+    except Exception as err:  # noqa: BLE001 - the reference crashing is a mismatch of every side
+        return None, [crashed(side, reference, f"{reference.label} raised", err) for side in sides]
     expected, expected_scores = expected if beams > 1 else (expected, None)
     scorer = reference_scorer(reference, ref_model, inputs, generate_kwargs.get("num_return_sequences", 1))
     results = []
@@ -195,10 +205,7 @@ def generation_parity(config, weights: dict, inputs: dict, sides, reference, **g
         try:
             actual = side.generate(side.build(config, weights, architecture), inputs, **generate_kwargs)
         except Exception as err:  # noqa: BLE001 - a crash is reported as a mismatch
-            failed = GenerationComparison(side.label, reference.label,
-                                          [TokenDivergence(-1, -1, -1, -1, float("inf"), 0.0)])
-            failed.actual = f"{side.label} ({type(err).__name__}: {err})"
-            results.append(failed)
+            results.append(crashed(side, reference, side.label, err))
             continue
         actual, actual_scores = actual if beams > 1 else (actual, None)
         budget = tie_budget(side.dtype, reference.dtype)

@@ -127,8 +127,12 @@ def describe_outputs(out_dir: Path) -> str:
 
 # ------------------------------------------------------------------------------------------ running
 def step_env() -> dict:
-    """The steps' environment: compiled Triton (never the interpreter), this checkout importable."""
+    """The steps' environment: compiled Triton (never the interpreter), this checkout importable, and `auto`
+    strict (a backend that cannot serve a call raises instead of quietly handing it to the next one)."""
+    from led_torch.backends import STRICT_ENV
+
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    env[STRICT_ENV] = "1"
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
     env.setdefault("HYPOTHESIS_PROFILE", "ci")
     return env
@@ -219,7 +223,7 @@ def bench_numbers(data: dict) -> dict:
     return {"ceiling_tflops": ceiling["gflops"] / 1e3 if ceiling.get("gflops") else None,
             "ceiling": {k: ceiling.get(k) for k in ("dtype", "size", "kernel", "device")},
             "gpu": data.get("machine", {}).get("gpu"), "rows": rows, "all_matched": data.get("all_matched"),
-            "targets": targets(rows)}
+            "backends_served": data.get("backends_served", {}), "targets": targets(rows)}
 
 
 def targets(rows: list[dict]) -> dict:
@@ -274,7 +278,8 @@ def step_numbers_text(result: StepResult) -> str:
         return ", ".join(f"{k} {v}" for k, v in n.items() if k in ("verdict", "max_error", "worst_error",
                                                                     "cases_run"))
     if "rows" in n:
-        return f"matmul ceiling {_fmt(n['ceiling_tflops'], '{:.0f}')} TFLOP/s; see below"
+        served = ", ".join(f"{k} x{v}" for k, v in n.get("backends_served", {}).items()) or "none recorded"
+        return f"matmul ceiling {_fmt(n['ceiling_tflops'], '{:.0f}')} TFLOP/s; attention calls served by: {served}"
     return ", ".join(f"{k} {v}" for k, v in n.items())
 
 

@@ -145,24 +145,33 @@ def test_an_explicit_backend_never_falls_back(log, monkeypatch):
         backends.attend("triton", *contract_args())
 
 
-def test_the_model_falls_back_in_its_encoder_layers(log, monkeypatch):
-    """A model with attn_implementation="auto" on the CUDA order: triton fails to compile, flex serves every
-    layer, the output matches the banded model, one warning for the whole forward (two layers, two calls)."""
+def tiny_model_case():
     config = LEDConfig(vocab_size=40, d_model=16, encoder_layers=2, decoder_layers=1, encoder_attention_heads=2,
                        decoder_attention_heads=2, encoder_ffn_dim=16, decoder_ffn_dim=16, attention_window=4,
                        max_encoder_position_embeddings=64, max_decoder_position_embeddings=16)
     weights = random_weights(config, seed=1, std=0.3)
-    auto = LEDModel.from_weights(config, weights, dtype=torch.float32, attn_implementation="auto")
-    banded = LEDModel.from_weights(config, weights, dtype=torch.float32, attn_implementation="banded")
-    monkeypatch.setattr(backends, "auto_candidates", lambda device_type, need_probs=False, need_grad=False:
-                        list(CUDA_ORDER))
-    monkeypatch.setattr(triton_banded, "_launch", compile_error)
     ids = torch.randint(3, 40, (2, 11), generator=torch.Generator().manual_seed(0))
     mask = torch.ones_like(ids)
     mask[1, 9:] = 0
     glob = torch.zeros_like(ids)
     glob[:, 0] = 1
-    kwargs = dict(input_ids=ids, attention_mask=mask, global_attention_mask=glob, decoder_input_ids=ids[:, :3])
+    return config, weights, dict(input_ids=ids, attention_mask=mask, global_attention_mask=glob,
+                                 decoder_input_ids=ids[:, :3])
+
+
+def cuda_order_with_broken_triton(monkeypatch):
+    monkeypatch.setattr(backends, "auto_candidates", lambda device_type, need_probs=False, need_grad=False:
+                        list(CUDA_ORDER))
+    monkeypatch.setattr(triton_banded, "_launch", compile_error)
+
+
+def test_the_model_falls_back_in_its_encoder_layers(log, monkeypatch):
+    """A model with attn_implementation="auto" on the CUDA order: triton fails to compile, flex serves every
+    layer, the output matches the banded model, one warning for the whole forward (two layers, two calls)."""
+    config, weights, kwargs = tiny_model_case()
+    auto = LEDModel.from_weights(config, weights, dtype=torch.float32, attn_implementation="auto")
+    banded = LEDModel.from_weights(config, weights, dtype=torch.float32, attn_implementation="banded")
+    cuda_order_with_broken_triton(monkeypatch)
     with torch.no_grad(), warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         got = auto(**kwargs).encoder_last_hidden_state
@@ -172,3 +181,45 @@ def test_the_model_falls_back_in_its_encoder_layers(log, monkeypatch):
     assert len(messages) == 1 and "triton" in messages[0] and "CompilationError" in messages[0]
     assert torch.equal(got, got_again)
     assert scaled_error(got, expected) < 1e-5
+
+
+def test_strict_auto_raises_naming_the_backend_instead_of_falling_back(log, monkeypatch):
+    monkeypatch.setattr(triton_banded, "_launch", compile_error)
+    with pytest.raises(backends.StrictFallbackError, match="triton attention backend raised CompilationError"):
+        backends.attend_with_fallback(CUDA_ORDER, *contract_args(), strict=True)
+    with pytest.raises(backends.StrictFallbackError, match="float64.*would have fallen back to flex"):
+        backends.attend_with_fallback(CUDA_ORDER, *contract_args(torch.float64), strict=True)
+
+
+@pytest.mark.parametrize("how", ["argument", "environment"])
+def test_a_strict_model_with_a_broken_kernel_raises(how, log, monkeypatch):
+    config, weights, kwargs = tiny_model_case()
+    model = LEDModel.from_weights(config, weights, dtype=torch.float32, attn_implementation="auto")
+    if how == "argument":
+        model.set_attn_implementation("auto", strict=True)
+    else:
+        monkeypatch.setenv(backends.STRICT_ENV, "1")
+    cuda_order_with_broken_triton(monkeypatch)
+    with torch.no_grad(), pytest.raises(backends.StrictFallbackError, match="triton"):
+        model(**kwargs)
+    monkeypatch.delenv(backends.STRICT_ENV, raising=False)
+    model.set_attn_implementation("auto")  # not strict: flex serves it, with the warning
+    with torch.no_grad(), pytest.warns(RuntimeWarning, match="falling back to flex"):
+        model(**kwargs)
+
+
+def test_usage_records_which_backend_served_each_call(log, monkeypatch):
+    backends.USAGE.clear()
+    monkeypatch.setattr(triton_banded, "_launch", compile_error)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        backends.attend_with_fallback(CUDA_ORDER, *contract_args())
+    backends.attend("banded", *contract_args(torch.float64))
+    assert backends.USAGE.snapshot() == {"banded:cpu:float64": 1, "flex:cpu:float32": 1}
+
+
+def test_a_named_backend_that_cannot_return_probabilities_raises():
+    config, weights, kwargs = tiny_model_case()
+    model = LEDModel.from_weights(config, weights, dtype=torch.float32, attn_implementation="flex")
+    with torch.no_grad(), pytest.raises(ValueError, match="'flex' cannot return attention probabilities"):
+        model(**kwargs, output_attentions=True)

@@ -316,3 +316,9 @@ def test_baseline_rows_are_scored_against_their_own_dtypes_ceiling():
     assert percent == {"banded": "100%", "banded@float32": "25%"}
     fractions = [r["fraction_of_ceiling"] for r in result.to_dict()["rows"]]
     assert fractions == [pytest.approx(1.0), pytest.approx(0.25)]
+
+
+def test_the_json_names_the_backend_that_served_the_attention_calls(quick):
+    served = quick[2]["backends_served"]
+    assert served.get("banded:cpu:float32", 0) > 0, served  # the quick run's led_torch rows are banded, fp32
+    assert all(key.split(":")[0] in ("banded", "flex", "triton") for key in served)

@@ -171,3 +171,14 @@ def test_bench_numbers_in_tflops_and_the_targets():
     md = gpu_check.markdown(summary)
     assert "500.0 TFLOP/s" in md and "| encoder | 16384 | triton | bfloat16 | 0.5 | 6.00x | 1000 | 200.0 | 40% |" in md
     assert "| generate_speedup | 3.0 | 2 | triton | **no** |" in md
+
+
+def test_steps_run_strict_and_the_bench_step_reports_the_backends_served():
+    from led_torch.backends import STRICT_ENV
+
+    assert gpu_check.step_env()[STRICT_ENV] == "1"
+    data = dict(bench_json(), backends_served={"triton:cuda:bfloat16": 24})
+    numbers = gpu_check.bench_numbers(data)
+    assert numbers["backends_served"] == {"triton:cuda:bfloat16": 24}
+    result = gpu_check.StepResult("bench", "", 1, numbers=numbers)
+    assert "triton:cuda:bfloat16 x24" in gpu_check.step_numbers_text(result)

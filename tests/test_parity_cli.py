@@ -81,3 +81,30 @@ def test_crash_inside_a_command_is_one_line_exit_1(monkeypatch, capsys):
     assert cli.main(["info"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: RuntimeError: kaboom second line") and err.count("\n") == 1
+
+
+def _raise_in_call(monkeypatch, package, method: str, error: Exception) -> None:
+    """Every model class of `package` raises `error` when called (a crash of that implementation)."""
+    def broken(self, *args, **kwargs):
+        raise error
+
+    for name in ("LEDModel", "LEDForConditionalGeneration", "LEDForSequenceClassification",
+                 "LEDForQuestionAnswering"):
+        monkeypatch.setattr(getattr(package, name), method, broken)
+
+
+@pytest.mark.parametrize("side", ["led_ref", "led_torch"])
+def test_a_crash_of_either_implementation_in_check_is_exit_1_with_a_reproducer(side, monkeypatch, tmp_path, capsys):
+    # A ValueError is what a user's bad input would raise; inside a comparison it is a finding, not bad usage.
+    import led_ref
+    import led_torch
+
+    package, method = (led_ref, "__call__") if side == "led_ref" else (led_torch, "forward")
+    _raise_in_call(monkeypatch, package, method, ValueError(f"{side} broke on a generated case"))
+    repro = tmp_path / "repro"
+    code = cli.main(["check", "--examples", "1", "--seed", "3", "--no-default", "--no-progress", "--backend",
+                     "banded", "--repro-dir", str(repro), "--shrink-seconds", "5"])
+    out, err = capsys.readouterr()
+    assert code == 1
+    assert f"{side} broke on a generated case" in out + err
+    assert (repro / "case.json").is_file() and "replay" in err

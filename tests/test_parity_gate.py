@@ -385,3 +385,24 @@ def test_led_torch_triton_backend_passes_the_gate_interpreted(profile):
                 "--seed", "7", "--dtype", "float32", "--profile", profile, "--forward-only", *TRITON_RUNS[profile],
                 env=env, timeout=600)
     assert done.returncode == 0 and done.stdout.startswith("pass: "), done.stdout + done.stderr
+
+
+def test_one_seed_gives_the_same_cases_from_the_cli_and_the_api(tmp_path):
+    # Hypothesis draws literal constants from every loaded local module, so the cases a seed gives used to
+    # depend on what the caller had imported: the CLI (which loads the commands) and a bare script differ.
+    api = (
+        "import json, sys\n"
+        "from parity.broken_kernels import dense_attention\n"
+        "from parity.gate import gate\n"
+        "r = gate(dense_attention, profile='toy', examples=100, seed=0)\n"
+        "json.dump(r.to_dict(), open(sys.argv[1], 'w'))\n"
+    )
+    env = dict(os.environ, PYTHONPATH=os.getcwd())
+    subprocess.run([sys.executable, "-c", api, str(tmp_path / "api.json")], check=True, env=env)
+    subprocess.run([sys.executable, "-m", "parity", "gate", "--attention", "parity.broken_kernels:dense_attention",
+                    "--profile", "toy", "--examples", "100", "--seed", "0", "--json", str(tmp_path / "cli.json")],
+                   check=True, env=env, capture_output=True)
+    api_run, cli_run = (json.loads((tmp_path / f"{n}.json").read_text()) for n in ("api", "cli"))
+    assert api_run["verdict"] == cli_run["verdict"] == "pass"
+    assert api_run["cases_per_shape"] == cli_run["cases_per_shape"]
+    assert api_run["worst_error"] == cli_run["worst_error"]  # the same values: the same cases

@@ -250,6 +250,101 @@ def test_bad_path_and_dtype_arguments_are_named(tmp_path, package):
             cls.from_pretrained(tmp_path, dtype=dtype)
 
 
+# ------------------------------------------------------------------------------------------ beyond the dtype
+# Every dtype each package loads as: a weight must be finite in it, not only in the file.
+TARGETS = [("led_ref", "float64"), ("led_ref", "float32"), ("led_ref", "float16"), ("led_torch", "float64"),
+           ("led_torch", "float32"), ("led_torch", "float16"), ("led_torch", "bfloat16")]
+
+
+def _cast_is_finite(package: str, dtype: str, value: float) -> bool:
+    """Whether the float64 `value` stays finite in the package's own cast to `dtype` (NumPy's in led_ref,
+    torch's in led_torch, which rounds to float32 first on the way to float16/bfloat16)."""
+    if package == "led_ref":
+        with np.errstate(over="ignore"):
+            return bool(np.isfinite(np.float64(value).astype(dtype)))
+    return bool(torch.isfinite(torch.tensor(value, dtype=torch.float64).to(getattr(torch, dtype))))
+
+
+def _edge(package: str, dtype: str) -> tuple[float, float]:
+    """(the largest float64 that the package's cast to `dtype` keeps finite, the next float64 up), by bisection
+    over float64 bit patterns: found from the casts themselves, not from the loader's thresholds."""
+    def bits(x: float) -> int:
+        return int(np.float64(x).view(np.int64))
+
+    low, high = bits(torch.finfo(getattr(torch, dtype)).max), bits(np.inf)
+    while high - low > 1:
+        mid = (low + high) // 2
+        if _cast_is_finite(package, dtype, float(np.int64(mid).view(np.float64))):
+            low = mid
+        else:
+            high = mid
+    return float(np.int64(low).view(np.float64)), float(np.int64(high).view(np.float64))
+
+
+def _loaded_value(package: str, model, name: str, index) -> float:
+    if package == "led_ref":
+        return float(model.weights[name][index])
+    return float(model.state_dict()[name][index])  # float() reads bfloat16 too, where .numpy() cannot
+
+
+@pytest.mark.filterwarnings("error::RuntimeWarning")  # no "overflow encountered in cast" on the way
+@pytest.mark.parametrize("package, dtype", TARGETS)
+def test_a_weight_finite_in_the_file_but_not_in_the_loaded_dtype_is_refused(tmp_path, package, dtype):
+    """A float64 checkpoint with one value just past what `dtype` holds (65520 for float16: it rounds to inf)
+    is refused, naming tensor, value, dtype, limit and file; one just inside it (65519: rounds to 65504)
+    loads as the dtype's largest finite value."""
+    inside, past = _edge(package, dtype)
+    limit = float(torch.finfo(getattr(torch, dtype)).max)
+    over, near = "led.encoder.layers.0.fc1.weight", "led.decoder.layers.0.fc2.weight"
+    weights = random_weights(CONFIG, ARCH, seed=6)
+    assert weights[over].dtype == np.float64
+    weights[over][0, 0] = -past
+    weights[near][1, 1] = inside
+    write_checkpoint(tmp_path / "past", weights)
+    with pytest.raises(ValueError) as err:
+        load(package, tmp_path / "past", dtype=dtype)
+    message = str(err.value)
+    if dtype == "float64":  # past float64 is inf: refused as stored, by the non-finite rule
+        expected = [f"non-finite values in {over}"]
+    else:
+        expected = [over, repr(-past), dtype, repr(limit)]
+    for part in [*expected, str(tmp_path / "past"), "model.safetensors"]:
+        assert part in message, f"{part!r} is not in: {message}"
+    assert near not in message, message
+
+    weights[over][0, 0] = -inside
+    write_checkpoint(tmp_path / "inside", weights)
+    model = load(package, tmp_path / "inside", dtype=dtype)
+    assert _loaded_value(package, model, over, (0, 0)) == -limit
+    assert _loaded_value(package, model, near, (1, 1)) == limit
+
+
+@pytest.mark.parametrize("package", PACKAGES)
+def test_weights_given_in_memory_must_fit_the_dtype_too(package):
+    """The same rule for the led_ref constructor and led_torch's from_weights."""
+    name = "led.encoder.layers.0.fc1.weight"
+    weights = random_weights(CONFIG, ARCH, seed=6)
+    weights[name][0, 0] = 1e39
+    cls = getattr(PACKAGES[package], ARCH)
+    build = (lambda dtype: cls(CONFIG, weights=weights, dtype=np.dtype(dtype))) if package == "led_ref" else \
+        (lambda dtype: cls.from_weights(CONFIG, weights, dtype=getattr(torch, dtype)))
+    with pytest.raises(ValueError, match=rf"{name.replace('.', '[.]')} holds 1e\+39: .*float32"):
+        build("float32")
+    assert _loaded_value(package, build("float64"), name, (0, 0)) == 1e39
+
+
+def test_a_pytorch_bin_value_beyond_the_dtype_is_refused_naming_the_file(tmp_path):
+    CONFIG.save_pretrained(tmp_path)
+    state = {k: torch.from_numpy(v) for k, v in random_weights(CONFIG, ARCH, seed=3).items()}
+    name = "led.encoder.layers.0.fc1.weight"
+    state[name][0, 0] = 70000.0
+    torch.save(state, tmp_path / "pytorch_model.bin")
+    with pytest.raises(ValueError) as err:
+        load("led_torch", tmp_path, dtype="float16")
+    for part in (name, "70000.0", "float16", "65504.0", "pytorch_model.bin"):
+        assert part in str(err.value), str(err.value)
+
+
 # ------------------------------------------------------------------------------------------ atomic saving
 def _model(package: str, seed: int, config: LEDConfig = CONFIG):
     weights = random_weights(config, ARCH, seed=seed)

@@ -122,7 +122,8 @@ def test_registry():
         get_backend("nope")
     assert available_backends("cpu", torch.float32, need_probs=False) == ["banded"]
     assert resolve_backend("auto", "cpu", torch.float32, need_probs=False) == "banded"
-    assert resolve_backend("flex", "cpu", torch.float32, need_probs=True) == "banded"
+    with pytest.raises(ValueError, match="'flex' cannot return attention probabilities"):
+        resolve_backend("flex", "cpu", torch.float32, need_probs=True)  # a named backend is never swapped
     # On CUDA: only banded returns probabilities, triton is forward-only and has no float64.
     assert available_backends("cuda", torch.float32, need_probs=True) == ["banded"]
     assert "triton" not in available_backends("cuda", torch.float32, need_grad=True)

@@ -234,19 +234,19 @@ def dense_backend(q, k, v, gq, gk, gv, kind, window):
 @given(data=st.data())
 def test_any_windows_match_the_reference(data):
     """Window 2, windows wider than the text, per-layer windows that do not divide each other."""
-    import led_torch.encoder as encoder_module
+    import led_torch.backends as backends_module
 
     config = data.draw(led_configs(hf_compatible=False))
     inputs = tensors(data.draw(encoder_inputs(config)))
     weights = random_weights(config, "LEDModel", seed=data.draw(st.integers(0, 99)), std=0.3)
     model = LEDModel.from_weights(config, weights, dtype=torch.float64, attn_implementation="banded")
     out = model.get_encoder()(**inputs).last_hidden_state
-    original = encoder_module.get_backend
-    encoder_module.get_backend = lambda name: dense_backend
+    original = backends_module.get_backend
+    backends_module.get_backend = lambda name: dense_backend
     try:
         ref = model.get_encoder()(**inputs).last_hidden_state
     finally:
-        encoder_module.get_backend = original
+        backends_module.get_backend = original
     assert_close(out, ref, budget=1e-10, what=f"windows {config.layer_windows}")
 
 
@@ -255,6 +255,7 @@ def test_global_rows_from_states_give_the_references_encoder(data):
     """CPU inference with few global tokens skips the global key/value projections of every token
     (rule.global_rows_from_states): the encoder output is the reference's, and the shortcut is taken exactly
     where it applies (global tokens present, 2 x heads x most globals per row <= d_model, no gradients)."""
+    import led_torch.backends as backends_module
     import led_torch.encoder as encoder_module
 
     config = data.draw(led_configs(hf_compatible=False))
@@ -262,7 +263,7 @@ def test_global_rows_from_states_give_the_references_encoder(data):
     weights = random_weights(config, "LEDModel", seed=data.draw(st.integers(0, 99)), std=0.3)
     model = LEDModel.from_weights(config, weights, dtype=torch.float64, attn_implementation="banded")
     calls = []
-    original_rows, original_backend = encoder_module.global_rows_from_states, encoder_module.get_backend
+    original_rows, original_backend = encoder_module.global_rows_from_states, backends_module.get_backend
 
     def counted(*args, **kwargs):
         calls.append(1)
@@ -272,11 +273,11 @@ def test_global_rows_from_states_give_the_references_encoder(data):
     try:
         with torch.no_grad():
             out = model.get_encoder()(**inputs).last_hidden_state
-        encoder_module.get_backend = lambda name: dense_backend
+        backends_module.get_backend = lambda name: dense_backend
         ref = model.get_encoder()(**inputs).last_hidden_state  # gradients recorded: no shortcut
     finally:
         encoder_module.global_rows_from_states = original_rows
-        encoder_module.get_backend = original_backend
+        backends_module.get_backend = original_backend
     kinds = token_kinds(inputs["attention_mask"], inputs.get("global_attention_mask"))
     most = int((kinds == GLOBAL).sum(dim=1).max())
     expected = most > 0 and 2 * config.encoder_attention_heads * most <= config.d_model

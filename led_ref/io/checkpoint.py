@@ -9,9 +9,10 @@ stored. The functions here go one step at a time, so each can be used and tested
     infer_architecture(names)        which HF class wrote them
     adapt_state_dict(w, cfg, arch)   map them onto the class you want (tied copies, `led.` prefix, heads)
     check_state_dict(w, cfg, arch)   every missing / unexpected / misshapen / non-finite tensor, in one error
+                                     (non-finite in the dtype the weights are loaded as, too: see FloatRange)
 
 `adapt_state_dict` and `check_state_dict` are the one naming and checking policy of both packages: they work
-on names and shapes, and take the three array operations they need (`ArrayOps`) as an argument, NumPy's by
+on names and shapes, and take the few array operations they need (`ArrayOps`) as an argument, NumPy's by
 default; led_torch passes torch's, so its tensors are adapted and checked here without led_ref importing torch.
     load_checkpoint(dir)             all of the above plus config.json
     save_checkpoint(dir, ...)        the inverse, atomically, optionally sharded
@@ -66,14 +67,62 @@ class ArrayOps:
 
     equal: Callable[[Any, Any], bool]  # same shape and the same values (a tied copy of shared.weight)
     non_finite: Callable[[Any], int]  # how many entries are inf or nan
+    # (smallest, largest) entry as floats: nan when any entry is nan, (0.0, 0.0) when there is none
+    bounds: Callable[[Any], tuple[float, float]]
     zeros: Callable[[tuple[int, ...], Mapping[str, Any]], Any]  # zeros of a shape, in the weights' float dtype
+
+
+def _numpy_bounds(a) -> tuple[float, float]:
+    a = np.asarray(a)
+    if a.size == 0:
+        return 0.0, 0.0
+    if a.dtype.kind not in "biuf":  # complex, strings, objects: non_finite judges them, as before
+        return math.nan, math.nan
+    return float(a.min()), float(a.max())
 
 
 NUMPY_OPS = ArrayOps(
     equal=lambda a, b: bool(np.array_equal(a, b)),
     non_finite=lambda a: int(np.size(a) - np.count_nonzero(np.isfinite(a))),
+    bounds=_numpy_bounds,
     zeros=lambda shape, weights: np.zeros(shape, dtype=_float_dtype(weights)),
 )
+
+
+@dataclass(frozen=True)
+class FloatRange:
+    """How far the float dtype that weights are cast to reaches: `max` is its largest finite value, and the cast
+    turns every magnitude from `overflow` up into inf. A weight finite in the file but past `overflow` (1e39
+    stored as float64, loaded as float32) would load as inf, so the checks refuse it like a stored inf."""
+
+    name: str
+    max: float
+    overflow: float
+
+
+def float_range(dtype, via_float32: bool = False) -> FloatRange:
+    """The FloatRange of a NumPy float dtype, of "bfloat16", or of a torch dtype (read by name: led_ref does not
+    import torch).
+
+    Round to nearest sends everything from max + half a step to inf (the tie too: max ends in an odd bit).
+    `via_float32`: the cast rounds to float32 first, as torch's float64 -> float16/bfloat16 does; a float64
+    less than half a float32 step below that threshold then rounds onto it (an even float32) and on to inf, so
+    the threshold moves down by that half step. Both are exact: every threshold here is a float64.
+    """
+    key = str(dtype).removeprefix("torch.") if type(dtype).__module__ == "torch" else dtype
+    if isinstance(key, str) and key == "bfloat16":  # not a NumPy dtype
+        nmant, maxexp = 7, 128  # float32's exponent range, 7 stored mantissa bits
+    else:
+        np_dtype = float_dtype(key)
+        info = np.finfo(np_dtype)
+        key, nmant, maxexp = np_dtype.name, info.nmant, info.maxexp
+    if nmant > 52:  # wider than float64: every float64 fits
+        return FloatRange(key, math.inf, math.inf)
+    largest = math.ldexp(2.0 - math.ldexp(1.0, -nmant), maxexp - 1)
+    overflow = largest + math.ldexp(1.0, maxexp - 2 - nmant)  # inf for float64, which nothing finite overflows
+    if via_float32 and nmant < 23:
+        overflow -= math.ldexp(1.0, maxexp - 2 - 23)
+    return FloatRange(key, largest, overflow)
 
 
 def shape_of(value: Any) -> tuple[int, ...]:
@@ -343,9 +392,15 @@ def check_state_dict(
     allow_missing_head: bool = False,
     allow_non_finite: bool = False,
     ops: ArrayOps = NUMPY_OPS,
+    dtype: Any = None,
 ) -> None:
-    """Raise `CheckpointError` listing every missing, unexpected, misshapen and non-finite tensor at once."""
+    """Raise `CheckpointError` listing every missing, unexpected, misshapen and non-finite tensor at once.
+
+    `dtype` (anything `float_range` takes, or a FloatRange) is what the weights are about to be cast to: a
+    weight that is finite but beyond its range is refused too, with its value and the dtype's limit.
+    """
     _check_architecture(architecture)
+    target = dtype if dtype is None or isinstance(dtype, FloatRange) else float_range(dtype)
     expected = checkpoint_shapes(config, architecture)
     optional = set(head_shapes(config, architecture)) if allow_missing_head else set()
     problems: list[str] = []
@@ -358,13 +413,27 @@ def check_state_dict(
     for name, value in weights.items():
         if name not in expected:
             problems.append(f"unexpected {name} (shape {shape_of(value)})")
-        elif not allow_non_finite and (bad := ops.non_finite(value)):
-            problems.append(f"non-finite values in {name} ({bad} of {math.prod(shape_of(value))} entries are "
-                            "inf/nan)")
+        elif not allow_non_finite and (problem := _finiteness_problem(name, value, target, ops)):
+            problems.append(problem)
     if problems:
         raise CheckpointError(
             f"{len(problems)} problem(s) with the weights for {architecture}:\n  " + "\n  ".join(problems)
         )
+
+
+def _finiteness_problem(name: str, value: Any, target: FloatRange | None, ops: ArrayOps) -> str | None:
+    """Why `value` is not finite, or would not be once cast to `target`; None when it is and would be."""
+    low, high = ops.bounds(value)
+    extreme = high if high >= -low else low  # the entry farthest from zero; nan or inf when any entry is
+    if not math.isfinite(extreme):
+        bad = ops.non_finite(value)
+        return f"non-finite values in {name} ({bad} of {math.prod(shape_of(value))} entries are inf/nan)" \
+            if bad else None
+    # Rounding is monotone: if the farthest entry stays finite in the cast, every entry does.
+    if target is not None and abs(extreme) >= target.overflow:
+        return (f"{name} holds {extreme!r}: finite as stored, inf once cast to {target.name} (largest finite "
+                f"{target.name} {target.max!r})")
+    return None
 
 
 # ------------------------------------------------------------------------------------------ whole checkpoints
@@ -393,11 +462,14 @@ def load_checkpoint(
     dtype: np.dtype | type = np.float64,
     allow_missing_head: bool = False,
     allow_non_finite: bool = False,
+    cast_to: FloatRange | None = None,
 ) -> tuple[LEDConfig, dict[str, np.ndarray]]:
     """(config, weights) of an HF-format folder, weights named for `architecture` and cast to `dtype`.
 
     `architecture=None` uses the class that wrote the file. The weights are exactly the stored tensors of
-    that class (tied embeddings absent), checked by `check_state_dict`.
+    that class (tied embeddings absent), checked by `check_state_dict`: finite in the file and in `dtype`
+    (1e39 is a finite float64 but an inf float32). A caller that casts the arrays on to a narrower dtype
+    (led_torch: float16, bfloat16) passes that dtype's range as `cast_to`, to be checked against instead.
     """
     directory = checkpoint_path(directory)
     if not os.path.isdir(directory):
@@ -410,10 +482,18 @@ def load_checkpoint(
     try:
         architecture = architecture or infer_architecture(stored)
         weights = adapt_state_dict(stored, config, architecture, allow_missing_head=allow_missing_head)
-        check_state_dict(weights, config, architecture, allow_missing_head, allow_non_finite)
-    except CheckpointError as err:  # the weights and config.json of this folder disagree: say which folder
-        raise CheckpointError(f"checkpoint {directory!r}: {err}") from None
+        check_state_dict(weights, config, architecture, allow_missing_head, allow_non_finite,
+                         dtype=cast_to or dtype)
+    except CheckpointError as err:  # the weights and config.json of this folder disagree: say which files
+        raise CheckpointError(f"checkpoint {directory!r} (weights in {_weights_file(directory)}): {err}") \
+            from None
     return config, {name: np.asarray(value, dtype=dtype) for name, value in weights.items()}
+
+
+def _weights_file(directory: str) -> str:
+    """The file `read_state_dict` takes a folder's weights from (the index, for shards)."""
+    single = os.path.join(directory, WEIGHTS_NAME)
+    return WEIGHTS_NAME if os.path.isfile(single) else WEIGHTS_INDEX_NAME
 
 
 def save_checkpoint(

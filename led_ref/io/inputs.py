@@ -71,3 +71,15 @@ def as_encoder_output(encoder_outputs: Any, tensor_type: type) -> LEDEncoderBase
         return LEDEncoderBaseModelOutput(*items[:4])
     raise TypeError("encoder_outputs must be the encoder's output or a tuple whose first item is the last hidden "
                     f"state, got {type(encoder_outputs).__name__}")
+
+
+def generate_input_ids(input_ids: Any, inputs: Any) -> Any:
+    """generate's token ids, given as `input_ids` or by HF's name `inputs` (exactly one)."""
+    if inputs is not None:
+        if input_ids is not None:
+            raise ValueError("generate got both inputs and input_ids (the same argument under HF's two names); "
+                             "give one")
+        return inputs
+    if input_ids is None:
+        raise ValueError("generate needs input_ids (the encoder's token ids, also accepted as inputs=)")
+    return input_ids

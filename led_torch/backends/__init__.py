@@ -10,12 +10,15 @@ from `rule.py`.
 cannot be imported, when it does not support the call's dtype or shape (`unsupported_reason`), or when it
 raised on an earlier call of the same kind (compile error, out of resources, ...); each such skip warns once
 (`RuntimeWarning`, naming the backend and the reason). banded serves everything, and its errors propagate.
-An explicitly named backend never falls back.
+In strict mode (`strict=True`, set on a model with `set_attn_implementation("auto", strict=True)`, or
+$LED_TORCH_STRICT_ATTENTION=1) the first skip raises `StrictFallbackError` instead. An explicitly named
+backend never falls back: a call it cannot serve raises. `USAGE` counts which backend served each call.
 """
 
 from __future__ import annotations
 
 import importlib
+import os
 import warnings
 from collections.abc import Callable, Sequence
 
@@ -80,14 +83,46 @@ def available_backends(device: torch.device | str = "cpu", dtype: torch.dtype = 
 
 def resolve_backend(name: str | None, device, dtype, need_probs: bool, need_grad: bool = False) -> str:
     """The backend name for `attn_implementation=name` ("auto"/None: the first choice, before any per-call
-    fallback of `attend`)."""
+    fallback of `attend`). A named backend is never swapped for another: one that cannot serve the call raises
+    ValueError saying why."""
     if name in (None, "auto"):
         return available_backends(device, dtype, need_probs, need_grad)[0]
     if name not in BACKENDS:
         raise ValueError(f"attn_implementation must be one of auto, {', '.join(BACKENDS)}; got {name!r}")
     if need_probs and name != "banded":
-        return "banded"  # only the banded backend can hand back probabilities
+        raise ValueError(f"attn_implementation={name!r} cannot return attention probabilities or apply attention "
+                         "dropout (only 'banded' can); use attn_implementation='banded' or 'auto'")
     return name
+
+
+STRICT_ENV = "LED_TORCH_STRICT_ATTENTION"
+
+
+def strict_from_env() -> bool:
+    """Whether $LED_TORCH_STRICT_ATTENTION asks every `auto` model to raise instead of falling back."""
+    return os.environ.get(STRICT_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+class BackendUsage:
+    """How many encoder attention calls each backend served, by (backend, device type, dtype): what a GPU run
+    reports so that a fallback cannot pass unnoticed."""
+
+    def __init__(self):
+        self.counts: dict[tuple[str, str, str], int] = {}
+
+    def record(self, name: str, query: torch.Tensor) -> None:
+        key = (name, query.device.type, str(query.dtype).removeprefix("torch."))
+        self.counts[key] = self.counts.get(key, 0) + 1
+
+    def snapshot(self) -> dict[str, int]:
+        """{"backend:device:dtype": calls}, e.g. {"triton:cuda:bfloat16": 12}."""
+        return {":".join(key): n for key, n in sorted(self.counts.items())}
+
+    def clear(self) -> None:
+        self.counts.clear()
+
+
+USAGE = BackendUsage()
 
 
 def auto_candidates(device_type: str, need_probs: bool = False, need_grad: bool = False) -> list[str]:
@@ -143,10 +178,16 @@ def _reason(err: BaseException) -> str:
     return f"{type(err).__name__}: {detail[:300]}"
 
 
+class StrictFallbackError(RuntimeError):
+    """`auto` in strict mode met a backend that could not serve a call; the message names it and why."""
+
+
 def attend_with_fallback(candidates: Sequence[str], query, key, value, global_query, global_key, global_value,
-                         token_kind, window: int, log: _FallbackLog | None = None) -> torch.Tensor:
+                         token_kind, window: int, log: _FallbackLog | None = None,
+                         strict: bool = False) -> torch.Tensor:
     """The context from the first of `candidates` that serves the call (the last one must serve it: its
-    errors propagate). Skips and failures of the others warn once each; failed call kinds are not retried."""
+    errors propagate). Skips and failures of the others warn once each; failed call kinds are not retried.
+    `strict`: the first backend that cannot serve the call raises StrictFallbackError instead."""
     log = FALLBACK_LOG if log is None else log
     args = (query, key, value, global_query, global_key, global_value, token_kind, window)
     for i, name in enumerate(candidates[:-1]):
@@ -159,18 +200,34 @@ def attend_with_fallback(candidates: Sequence[str], query, key, value, global_qu
                 reason = str(err)
         if reason is None:
             try:
-                return get_backend(name)(*args)
+                context = get_backend(name)(*args)
             except Exception as err:  # compile errors, out of resources, ...: the next backend serves the call
+                if strict:
+                    raise StrictFallbackError(f"attn_implementation='auto' (strict): the {name} attention backend "
+                                              f"raised {_reason(err)}") from err
                 reason = log.failed[kind] = _reason(err)
+            else:
+                USAGE.record(name, query)
+                return context
+        if strict:
+            raise StrictFallbackError(f"attn_implementation='auto' (strict): the {name} attention backend cannot "
+                                      f"serve this call ({reason}); it would have fallen back to {candidates[i + 1]}")
         log.warn_once(name, reason, candidates[i + 1])
-    return get_backend(candidates[-1])(*args)
+    context = get_backend(candidates[-1])(*args)
+    USAGE.record(candidates[-1], query)
+    return context
 
 
 def attend(name: str | None, query, key, value, global_query, global_key, global_value, token_kind,
-           window: int, need_grad: bool = False) -> torch.Tensor:
+           window: int, need_grad: bool = False, strict: bool = False) -> torch.Tensor:
     """Attention context through backend `name`, or for "auto"/None the first of `auto_candidates` that
-    serves the call. Tensors as the kernel contract (docs/contract.md)."""
+    serves the call (`strict`, or $LED_TORCH_STRICT_ATTENTION: raise instead of falling back). Tensors as the
+    kernel contract (docs/contract.md)."""
     args = (query, key, value, global_query, global_key, global_value, token_kind, window)
     if name not in (None, "auto"):
-        return get_backend(resolve_backend(name, query.device, query.dtype, need_probs=False))(*args)
-    return attend_with_fallback(auto_candidates(query.device.type, need_grad=need_grad), *args)
+        name = resolve_backend(name, query.device, query.dtype, need_probs=False)
+        context = get_backend(name)(*args)
+        USAGE.record(name, query)
+        return context
+    return attend_with_fallback(auto_candidates(query.device.type, need_grad=need_grad), *args,
+                                strict=strict or strict_from_env())
