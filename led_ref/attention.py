@@ -1,205 +1,92 @@
-"""LED's encoder self-attention (Longformer): sliding window + global tokens, in plain numpy.
+"""LED's encoder self-attention (Longformer): a sliding window plus global tokens, in plain NumPy.
 
-`longformer_attention` is the kernel contract of the project (docs/contract.md): it takes the six projected
-tensors and the token kinds and returns the context, and optionally the probabilities in HF's compact
-layout (`led_ref.layout`). `encoder_self_attention` wraps it with the seven linear projections of
-`self_attn.*`, exactly as an HF encoder layer calls its attention block.
+The module opens on the definition, `longformer_attention_definition`: the kernel contract of docs/contract.md
+as dense masked attention, one (seq, seq) score matrix per head, masked by `layout.dense_mask`. It is O(seq^2)
+in memory and is the function to check against the paper.
 
-Memory is O(seq * (w + x)): queries go chunk by chunk, each scoring the contiguous slab of keys its
-windows can reach with one matmul; the explicit index map `window_key_positions` decides which slab cells
-are window cells (and where they go in HF's compact layout). No (seq, seq) array is ever built.
+The rest computes that same function at scale. `longformer_attention`, the contract's entry point, is the
+definition in O(seq x (w + x)) memory (the slab-and-band pass of `led_ref.attention_banded`), tested equal to
+it; it can also return the probabilities in HF's compact layout (`led_ref.layout`). `banded_attention` is the
+same pass without the contract's `seq % window == 0` rule. `encoder_self_attention` wraps it with the seven
+linear projections of `self_attn.*`, exactly as an HF encoder layer calls its attention block.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from .functional import linear, merge_heads, split_heads
-from .layout import LOCAL, PADDING, UNUSED, check_token_kind, check_window, global_slots, window_key_positions
-
-# Queries per chunk of the local pass: a chunk scores its (chunk, chunk + w) key slab, of which the w + 1
-# band cells are used, so smaller chunks waste less; 256 keeps a 12-head float64 slab of LED's w = 1024
-# under 32 MB (numpy then reuses freed memory instead of page-faulting fresh) with BLAS-sized matmuls.
-QUERY_CHUNK = 256
-
-PROJECTIONS = ("query", "key", "value", "query_global", "key_global", "value_global")
-PARAM_NAMES = tuple(f"longformer_self_attn.{p}.{t}" for p in PROJECTIONS for t in ("weight", "bias")) + (
-    "output.weight", "output.bias",
+from .attention_banded import (  # the scalable path; its pieces stay importable from here
+    QUERY_CHUNK,
+    LocalPass,
+    banded_attention,
+    check_projections,
+    gather_band,
+    gather_positions,
+    global_rows,
+    local_chunk,
+    local_rows,
+    masked_softmax,
+    scatter_band,
 )
+from .functional import linear, merge_heads, softmax, split_heads
+from .layout import GLOBAL, check_token_kind, check_window, dense_mask, global_slots
+
+__all__ = [
+    "longformer_attention_definition", "longformer_attention", "banded_attention", "encoder_self_attention",
+    "PARAM_NAMES", "PROJECTIONS", "QUERY_CHUNK", "LocalPass", "check_projections", "gather_band",
+    "gather_positions", "global_rows", "local_chunk", "local_rows", "masked_softmax", "scatter_band",
+]
 
 
-# ------------------------------------------------------------------------------------------ pieces
-def masked_softmax(scores: np.ndarray, allowed: np.ndarray) -> np.ndarray:
-    """Softmax over the last axis restricted to `allowed` cells, computed in `scores.dtype`.
+# ------------------------------------------------------------------------------------------ the definition
+def longformer_attention_definition(query, key, value, global_query, global_key, global_value, token_kind,
+                                    window, return_probs=False):
+    """The kernel contract (docs/contract.md) as dense masked attention; O(seq^2), for reading and testing.
 
-    Disallowed cells get probability 0; a row with no allowed cell is all 0 (a padding row), never NaN.
+    query, key, value, global_query, global_key, global_value: (batch, heads, seq, head_dim) floats, the
+        queries already scaled by head_dim**-0.5. token_kind: (batch, seq) 0 padding / 1 local / 2 global.
+        window: w, even >= 2 (here seq need not be a multiple of it).
+    Returns context (batch, heads, seq, head_dim); with return_probs also the probabilities
+    (batch, heads, seq, seq), row = query, column = key.
+
+    Each row is one softmax over the keys `layout.dense_mask` allows it:
+      local row    scores query[i] . key[j], keys |i - j| <= w/2 or global, never padding; context from value
+      global row   scores global_query[i] . global_key[j], every non-padding key; context from global_value
+      padding row  no key: probabilities and context 0
+    Six tokens, w = 2, token 1 global, token 5 padding (# = query i attends key j):
+
+        token_kind   1 2 1 1 1 0
+        key          0 1 2 3 4 5
+        query 0      # # . . . .      local: window 0..1
+              1      # # # # # .      global: every non-padding key
+              2      . # # # . .      local: window 1..3 (key 1 is global, counted once)
+              3      . # # # # .      local: window 2..4, plus global key 1
+              4      . # . # # .      local: window 3..5 minus padding, plus global key 1
+              5      . . . . . .      padding: nothing
     """
-    exp = np.where(allowed, scores, -np.inf).astype(scores.dtype, copy=False)  # the one allocation; then in place
-    top = exp.max(axis=-1, keepdims=True)
-    exp -= np.where(np.isfinite(top), top, 0)
-    np.exp(exp, out=exp)  # disallowed cells are exp(-inf) = 0 already
-    total = exp.sum(axis=-1, keepdims=True)
-    exp /= np.where(total > 0, total, 1)  # an all-disallowed row is all 0 already; keep it 0, not NaN
-    return exp
-
-
-def gather_positions(x: np.ndarray, positions: np.ndarray) -> np.ndarray:
-    """x (batch, heads, seq, d) at positions (batch, n) -> (batch, heads, n, d); UNUSED reads position 0."""
-    index = np.maximum(positions, 0)[:, None, :, None]
-    return np.take_along_axis(x, index, axis=2)
-
-
-def gather_band(block: np.ndarray, cols: np.ndarray) -> np.ndarray:
-    """block (batch, heads, C, span), cols (C, w + 1) -> (batch, heads, C, w + 1): block[..., r, cols[r, c]],
-    0 where cols is UNUSED (a window cell outside the sequence)."""
-    index = np.broadcast_to(np.maximum(cols, 0), block.shape[:2] + cols.shape)
-    return np.where(cols == UNUSED, 0, np.take_along_axis(block, index, axis=-1)).astype(block.dtype, copy=False)
-
-
-def scatter_band(band: np.ndarray, cols: np.ndarray, width: int) -> np.ndarray:
-    """The inverse of `gather_band`: (batch, C, w + 1) -> zeros (batch, C, width) with the band written at
-    `cols`; UNUSED cells are dropped (columns of one row are otherwise distinct)."""
-    spread = np.zeros(band.shape[:2] + (width + 1,), band.dtype)  # extra "nowhere" column for UNUSED cells
-    np.put_along_axis(spread, np.broadcast_to(np.where(cols == UNUSED, width, cols), band.shape), band, axis=-1)
-    return spread[..., :width]
-
-
-def local_chunk(query, key, value, token_kind, window, global_keys, global_values, slot_valid, head_mask, q0, q1,
-                band=None, keep_probs=True):
-    """Context (batch, heads, C, d) and compact probabilities (batch, heads, C, x + w + 1) of queries q0..q1
-    (None unless keep_probs).
-
-    The chunk only needs keys q0 - w/2 .. q1 + w/2 (its `span`, the "slab"). Scores against the slab are one
-    matmul; the index map `window_key_positions`, shifted into the slab, says which slab cells are window
-    cells: it is scattered into a (batch, C, span) mask shared by all heads, the softmax runs over the global
-    columns and the masked slab, and the context is probs_slab @ value_slab, one more matmul. Cells outside
-    the band are exp(-inf) = 0 exactly, so this equals the softmax over the w + 1 window cells.
-    """
-    seq, half, x = query.shape[2], window // 2, global_keys.shape[2]
-    k0, k1 = max(0, q0 - half), min(seq, q1 + half)
-    span = k1 - k0
-    if band is None:  # rows q0..q1 of the index map (local_rows builds the map once per layer and passes them)
-        band = window_key_positions(seq, window)[q0:q1]  # (C, w + 1) absolute keys, UNUSED outside
-    cols = np.where(band == UNUSED, UNUSED, band - k0)  # (C, w + 1) slab column of each window cell
-    q = query[:, :, q0:q1]
-
-    # Window keys count only when local (padding is never attended, global keys have their own columns).
-    band_kind = np.where(band == UNUSED, PADDING, token_kind[:, np.maximum(band, 0)])  # (batch, C, w + 1)
-    slab_ok = scatter_band(band_kind == LOCAL, cols, span)  # (batch, C, span)
-    global_ok = np.broadcast_to(slot_valid[:, None, :], (query.shape[0], q1 - q0, x))
-    allowed = np.concatenate([global_ok, slab_ok], axis=-1) & (token_kind[:, q0:q1] == LOCAL)[:, :, None]
-
-    slab_scores = q @ np.swapaxes(key[:, :, k0:k1], -1, -2)  # (batch, heads, C, span)
-    global_scores = q @ np.swapaxes(global_keys, -1, -2)  # (batch, heads, C, x)
-    probs = masked_softmax(np.concatenate([global_scores, slab_scores], axis=-1), allowed[:, None])
-    if head_mask is not None:
-        probs *= head_mask[None, :, None, None]
-
-    context = probs[..., :x] @ global_values + probs[..., x:] @ value[:, :, k0:k1]
-    if not keep_probs:
-        return context, None
-    return context, np.concatenate([probs[..., :x], gather_band(probs[..., x:], cols)], axis=-1)
-
-
-def local_rows(query, key, value, token_kind, window, positions, slot_valid, head_mask, keep_probs):
-    """Context of the local rows and their compact probabilities (batch, heads, seq, x + w + 1) or None.
-
-    Row i of kind LOCAL softmaxes jointly over the x global keys (columns 0..x-1, key/value of the global
-    tokens) and the w + 1 window keys (columns x.., `window_key_positions`), window cells holding padding or
-    global keys excluded. Other rows get probability 0 and context 0. Queries go in chunks of
-    QUERY_CHUNK, so memory stays O(chunk * (chunk + w + x)) beyond the outputs.
-    """
-    batch, heads, seq, _ = query.shape
-    x = positions.shape[1]
-    global_keys = gather_positions(key, positions)  # (batch, heads, x, d)
-    global_values = gather_positions(value, positions)
-    context = np.zeros_like(query)
-    probs_all = np.zeros((batch, heads, seq, x + window + 1), query.dtype) if keep_probs else None
-    chunk = QUERY_CHUNK
-    bands = window_key_positions(seq, window)  # once per layer: rebuilding it per chunk is O(seq^2 w / chunk)
-    for q0 in range(0, seq, chunk):
-        q1 = min(seq, q0 + chunk)
-        context[:, :, q0:q1], probs = local_chunk(
-            query, key, value, token_kind, window, global_keys, global_values, slot_valid, head_mask, q0, q1,
-            bands[q0:q1], keep_probs,
-        )
-        if keep_probs:
-            probs_all[:, :, q0:q1] = probs
-    return context, probs_all
-
-
-def global_rows(global_query, global_key, global_value, token_kind, positions, slot_valid, head_mask):
-    """Context (batch, heads, x, d) and probabilities (batch, heads, x, seq) of the global tokens.
-
-    Global token s (slot s of `global_slots`) softmaxes over every non-padding key with the global
-    projections. Unused slots are all 0 (HF leaves garbage there).
-    """
-    queries = gather_positions(global_query, positions)  # (batch, heads, x, d)
-    scores = queries @ np.swapaxes(global_key, -1, -2)  # (batch, heads, x, seq)
-    allowed = slot_valid[:, None, :, None] & (token_kind != PADDING)[:, None, None, :]
-    probs = masked_softmax(scores, allowed)
-    if head_mask is not None:
-        probs = probs * head_mask[None, :, None, None]
-    return probs @ global_value, probs
-
-
-def banded_attention(query, key, value, global_query, global_key, global_value, token_kind, window,
-                     head_mask=None, return_probs=False):
-    """`longformer_attention` without the `seq % window == 0` requirement (per-layer windows in LED may
-    not divide the padded length: the caller pads to a multiple of the largest window only)."""
     token_kind = check_token_kind(token_kind)
-    window = check_window(window)
-    arrays = _check_projections(query, key, value, global_query, global_key, global_value, token_kind)
-    query, key, value, global_query, global_key, global_value = arrays
-    heads = query.shape[1]
-    if head_mask is not None:
-        head_mask = np.asarray(head_mask)
-        if head_mask.shape != (heads,):
-            raise ValueError(f"head_mask must have shape (heads,) = ({heads},), got {head_mask.shape}")
-        head_mask = head_mask.astype(query.dtype)
-
-    positions, slot_valid = global_slots(token_kind)
-    context, attentions = local_rows(
-        query, key, value, token_kind, window, positions, slot_valid, head_mask, keep_probs=return_probs
-    )
-    global_context, global_probs = global_rows(
-        global_query, global_key, global_value, token_kind, positions, slot_valid, head_mask
-    )
-    # A global token's output replaces its (zero) local one.
-    b, s = np.nonzero(slot_valid)
-    context[b, :, positions[b, s]] = global_context[b, :, s]
-    if not return_probs:
-        return context
-    return context, attentions, np.swapaxes(global_probs, -1, -2)
+    allowed = dense_mask(token_kind, window)[:, None]  # (batch, 1, seq, seq): the same for every head
+    global_row = (token_kind == GLOBAL)[:, None, :, None]  # (batch, 1, seq, 1)
+    local_scores = query @ np.swapaxes(key, -1, -2)  # (batch, heads, seq, seq)
+    global_scores = global_query @ np.swapaxes(global_key, -1, -2)
+    scores = np.where(global_row, global_scores, local_scores)
+    with np.errstate(invalid="ignore"):  # a padding row allows no key: its softmax is NaN, zeroed by the where
+        probs = np.where(allowed, softmax(np.where(allowed, scores, -np.inf)), 0.0)
+    context = np.where(global_row, probs @ global_value, probs @ value)
+    return (context, probs) if return_probs else context
 
 
-def _check_projections(query, key, value, global_query, global_key, global_value, token_kind):
-    names = ("query", "key", "value", "global_query", "global_key", "global_value")
-    arrays = [np.asarray(a) for a in (query, key, value, global_query, global_key, global_value)]
-    shape = arrays[0].shape
-    if len(shape) != 4:
-        raise ValueError(f"query must be (batch, heads, seq, head_dim), got shape {shape}")
-    for name, a in zip(names, arrays, strict=True):
-        if a.shape != shape:
-            raise ValueError(f"{name} has shape {a.shape}, expected {shape} like query")
-        if a.dtype.kind != "f":
-            raise TypeError(f"{name} must be a float array, got dtype {a.dtype}")
-    if token_kind.shape != (shape[0], shape[2]):
-        raise ValueError(f"token_kind must be (batch, seq) = {(shape[0], shape[2])}, got {token_kind.shape}")
-    dtype = np.result_type(*arrays)
-    return [a.astype(dtype, copy=False) for a in arrays]
-
-
-# ------------------------------------------------------------------------------------------ public API
+# ------------------------------------------------------------------------------------------ the scalable path
 def longformer_attention(query, key, value, global_query, global_key, global_value, token_kind, window,
                          head_mask=None, return_probs=False):
-    """The attention-kernel contract (docs/contract.md): Longformer context before the output projection.
+    """The attention-kernel contract's entry point (docs/contract.md): `longformer_attention_definition`
+    computed in O(seq x (w + x)) memory (`attention_banded`), tested equal to it.
 
     query, key, value: (batch, heads, seq, head_dim) local projections, query already scaled by
         head_dim**-0.5. global_query, global_key, global_value: the global projections of every token
         (global_query scaled too; only its rows at global tokens are read).
     token_kind: int (batch, seq), 0 padding / 1 local / 2 global (`layout.token_kinds`).
-    window: even >= 2; seq must be a multiple of it.
+    window: even >= 2; seq must be a multiple of it (the contract; `banded_attention` is the general pass).
     head_mask: (heads,) multiplies the probabilities of local and global rows (also the returned ones).
     Returns context (batch, heads, seq, head_dim), zero on padding rows; with return_probs also
     attentions (batch, heads, seq, x + w + 1) and global_attentions (batch, heads, seq, x) in HF's compact
@@ -211,6 +98,13 @@ def longformer_attention(query, key, value, global_query, global_key, global_val
         raise ValueError(f"seq={seq} must be a multiple of window={window} (pad with layout.pad_to_window)")
     return banded_attention(query, key, value, global_query, global_key, global_value, token_kind, window,
                             head_mask=head_mask, return_probs=return_probs)
+
+
+# ------------------------------------------------------------------------------------------ the layer's block
+PROJECTIONS = ("query", "key", "value", "query_global", "key_global", "value_global")
+PARAM_NAMES = tuple(f"longformer_self_attn.{p}.{t}" for p in PROJECTIONS for t in ("weight", "bias")) + (
+    "output.weight", "output.bias",
+)
 
 
 def encoder_self_attention(hidden, params, token_kind, window, num_heads, layer_head_mask=None,

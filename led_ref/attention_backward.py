@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .attention import QUERY_CHUNK, _check_projections, gather_positions, masked_softmax
+from .attention_banded import QUERY_CHUNK, check_projections, gather_positions, masked_softmax
 from .layout import LOCAL, PADDING, check_token_kind, check_window, global_slots
 
 
@@ -95,7 +95,7 @@ def longformer_attention_backward(query, key, value, global_query, global_key, g
     """
     token_kind = check_token_kind(token_kind)
     window = check_window(window)
-    arrays = _check_projections(query, key, value, global_query, global_key, global_value, token_kind)
+    arrays = check_projections(query, key, value, global_query, global_key, global_value, token_kind)
     grad = np.asarray(grad_context, dtype=arrays[0].dtype)
     if grad.shape != arrays[0].shape:
         raise ValueError(f"grad_context has shape {grad.shape}, expected {arrays[0].shape} like query")

@@ -33,7 +33,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .io.validation import check_window  # the window rule (re-exported: layout.check_window)
+from .io.lengths import padded_length
+from .io.validation import check_mask, check_window, sequence_rule  # check_window re-exported: layout.check_window
 
 PADDING, LOCAL, GLOBAL = 0, 1, 2
 UNUSED = -1  # marks an index-map cell that holds no key (outside the sequence, or an unused global slot)
@@ -48,18 +49,14 @@ def _check_length(seq_len, name: str = "seq_len") -> int:
     return int(seq_len)
 
 
-def _check_binary_mask(mask, name: str, shape: tuple[int, ...] | None = None) -> np.ndarray:
-    mask = np.asarray(mask)
-    if mask.ndim != 2:
-        raise ValueError(f"{name} must be 2-D (batch, seq), got shape {mask.shape}")
-    if shape is not None and mask.shape != shape:
-        raise ValueError(f"{name} has shape {mask.shape}, expected {shape}")
-    if mask.dtype.kind not in "biuf":
-        raise TypeError(f"{name} must hold 0/1 numbers, got dtype {mask.dtype}")
-    bad = ~np.isin(mask, (0, 1))
-    if bad.any():
-        raise ValueError(f"{name} must hold only 0 and 1, got {mask[bad].flat[0].item()}")
-    return mask.astype(np.int8)
+def _check_binary_mask(mask, name: str, shape: tuple[int, ...] | None = None,
+                       of: str = "the inputs it masks") -> np.ndarray:
+    """`mask` as int8 0/1 by the project's one mask rule (`io.validation.check_mask`): of `shape` (that of
+    `of`) when given, else of any (batch, seq)."""
+    if shape is None:
+        shape = np.shape(mask)
+        sequence_rule(name, shape)
+    return check_mask(name, mask, shape, of).astype(np.int8)
 
 
 def check_token_kind(token_kind, name: str = "token_kind") -> np.ndarray:
@@ -77,17 +74,6 @@ def check_token_kind(token_kind, name: str = "token_kind") -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------------------ padding
-def padded_length(seq_len: int, window: int) -> int:
-    """The encoder's working length: `seq_len` rounded up to a multiple of `window`.
-
-    `window` is the largest per-layer window (`config.max_window`); every layer then runs on this length.
-
-        padded_length(8, 4) == 8      padded_length(9, 4) == 12      padded_length(3, 16) == 16
-    """
-    seq_len, window = _check_length(seq_len), check_window(window)
-    return -(-seq_len // window) * window
-
-
 def effective_window(window: int, seq_len: int) -> int:
     """The narrowest window that attends exactly as `window` does over `seq_len` real tokens.
 
@@ -174,14 +160,18 @@ def token_kinds(attention_mask, global_attention_mask) -> np.ndarray:
         global_attention_mask  0 1 0 0 0 0 0 1
         token_kinds            1 2 1 1 1 1 0 0
     """
-    if global_attention_mask is None:
-        if attention_mask is None:
-            raise ValueError("token_kinds needs attention_mask or global_attention_mask, got neither")
-        global_attention_mask = np.zeros(np.shape(attention_mask), np.int8)
-    global_attention_mask = _check_binary_mask(global_attention_mask, "global_attention_mask")
+    if attention_mask is None and global_attention_mask is None:
+        raise ValueError("token_kinds needs attention_mask or global_attention_mask, got neither")
+    if attention_mask is not None:
+        attention_mask = _check_binary_mask(attention_mask, "attention_mask")
+    if global_attention_mask is not None:
+        shape = None if attention_mask is None else attention_mask.shape
+        global_attention_mask = _check_binary_mask(global_attention_mask, "global_attention_mask", shape,
+                                                   "attention_mask")
     if attention_mask is None:
         attention_mask = np.ones_like(global_attention_mask)
-    attention_mask = _check_binary_mask(attention_mask, "attention_mask", global_attention_mask.shape)
+    if global_attention_mask is None:
+        global_attention_mask = np.zeros_like(attention_mask)
     return (attention_mask * (global_attention_mask + 1)).astype(np.int8)
 
 

@@ -1,5 +1,5 @@
 """Keys for led_torch's inference caches: the oneDNN-packed weights (linear.py), the decoder's stacked q/k/v
-weight (decoder.py) and the encoder layers' shared attention masks (backends/banded_flash_cpu.py). A cached
+weight (decoder.py) and the encoder layers' shared attention masks (backends/banded_flash_cpu.MaskCache). A cached
 value stays valid while its source tensor keeps its storage and its version counter (in-place writes bump it).
 """
 

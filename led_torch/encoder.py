@@ -14,12 +14,14 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from led_ref.io.config import LEDConfig
+from led_ref.io.lengths import padded_length
 from led_ref.io.outputs import LEDEncoderBaseModelOutput
 
 from . import backends
 from .activations import activation
 from .backends import BACKENDS, attend, resolve_backend
 from .backends.banded import banded_longformer_attention
+from .backends.banded_flash_cpu import MaskCache
 from .backends.rule import (
     GLOBAL,
     PADDING,
@@ -98,11 +100,13 @@ class LongformerSelfAttention(nn.Module):
         self.backend = None  # set by the model: "banded", "flex", "triton" or None for auto
         self.strict = False  # auto raises instead of falling back (set by the model)
 
-    def forward(self, hidden, token_kind, any_global: bool, output_attentions: bool, window: int | None = None):
+    def forward(self, hidden, token_kind, any_global: bool, output_attentions: bool, window: int | None = None,
+                mask_cache: MaskCache | None = None):
         """hidden (batch, seq, d) -> context (batch, heads, seq, head_dim), attentions, global_attentions.
 
         `window`: run at this narrower window, which attends exactly as the layer's own over the input
-        (`effective_window`); attentions come back in the layout of the layer's own window."""
+        (`effective_window`); attentions come back in the layout of the layer's own window. `mask_cache`: the
+        forward's masks, shared by its layers (the encoder makes one per forward)."""
         run = window or self.window
         scale = math.sqrt(self.head_dim)
         q = split_heads(self.query(hidden) / scale, self.heads)
@@ -118,8 +122,8 @@ class LongformerSelfAttention(nn.Module):
                     self.value_global.bias, token_kind, slots)
                 # q/k/v stand in for the global projections, which the backend does not read given the global rows
                 backends.USAGE.record("banded", q)
-                return banded_longformer_attention(q, k, v, q, k, v, token_kind, run,
-                                                   global_context=global_context), None, None
+                return banded_longformer_attention(q, k, v, q, k, v, token_kind, run, global_context=global_context,
+                                                   mask_cache=mask_cache), None, None
             gq = split_heads(self._global_queries(hidden, token_kind, slots) / scale, self.heads)
             gk = split_heads(self.key_global(hidden), self.heads)
             gv = split_heads(self.value_global(hidden), self.heads)
@@ -141,8 +145,8 @@ class LongformerSelfAttention(nn.Module):
         args = (q, k, v, gq, gk, gv, token_kind, run)
         if self.backend in (None, "auto"):
             # Falls back to the next backend (with a one-time warning) when one cannot serve the call.
-            return attend("auto", *args, need_grad=need_grad, strict=self.strict), None, None
-        return attend(self.backend, *args, need_grad=need_grad), None, None
+            return attend("auto", *args, need_grad=need_grad, strict=self.strict, mask_cache=mask_cache), None, None
+        return attend(self.backend, *args, need_grad=need_grad, mask_cache=mask_cache), None, None
 
 
     def _takes_global_rows_from_states(self, hidden, slots, probs_or_dropout: bool) -> bool:
@@ -153,7 +157,7 @@ class LongformerSelfAttention(nn.Module):
         if probs_or_dropout or hidden.device.type != "cpu" or hidden.dtype not in (torch.float32, torch.float64):
             return False
         banded = self.backend == "banded" or (self.backend in (None, "auto")
-                                              and backends.auto_candidates(hidden.device.type) == ["banded"])
+                                              and backends.auto_is_banded_only(hidden.device.type))
         if not banded or self.key_global.bias is None or self.value_global.bias is None:
             return False
         if torch.is_grad_enabled() and (hidden.requires_grad or self.key_global.weight.requires_grad):
@@ -178,16 +182,16 @@ class EncoderAttention(nn.Module):
         self.longformer_self_attn = LongformerSelfAttention(config, layer)
         self.output = Linear(config.d_model, config.d_model)
 
-    def forward(self, hidden, token_kind, any_global, head_mask, output_attentions, window=None):
+    def forward(self, hidden, token_kind, any_global, head_mask, output_attentions, window=None, mask_cache=None):
         context, probs, global_probs = self.longformer_self_attn(hidden, token_kind, any_global, output_attentions,
-                                                                 window)
+                                                                 window, mask_cache)
         context, probs, global_probs = apply_head_mask(head_mask, context, probs, global_probs)
         return self.output(merge_heads(context)), probs, global_probs
 
 
 # CPU inference runs the feed-forward block over this many rows (tokens) at a time: 512 x 3072 floats (6 MB)
-# stay in cache between fc1, the activation and fc2. LED-base at 4k: 3.08 s vs 3.18 s with one pass (medians of
-# 5, alternating). (Peak memory is unchanged, 633 MB at 16k: it is set by the attention step, not the FFN.)
+# stay in cache between fc1, the activation and fc2 (timings in docs/performance.md). Peak memory is set by the
+# attention step, not the FFN, so it does not change.
 _FFN_ROWS = 512
 
 
@@ -216,9 +220,9 @@ class EncoderLayer(nn.Module):
         self.activation_dropout = config.activation_dropout
 
     def forward(self, hidden, token_kind, any_global: bool, head_mask=None, output_attentions: bool = False,
-                window: int | None = None):
+                window: int | None = None, mask_cache: MaskCache | None = None):
         attn, probs, global_probs = self.self_attn(hidden, token_kind, any_global, head_mask, output_attentions,
-                                                   window)
+                                                   window, mask_cache)
         hidden = self.self_attn_layer_norm(hidden + F.dropout(attn, self.dropout, self.training))
         inference = not self.training and not (torch.is_grad_enabled() and hidden.requires_grad)
         if not inference or hidden.device.type != "cpu" or hidden.shape[0] * hidden.shape[1] <= _FFN_ROWS:
@@ -298,8 +302,8 @@ class LEDEncoder(nn.Module):
         # to it, so a 16,384 window costs a short input what the input's length costs (led_ref does the same).
         windows = [effective_window(w, seq) for w in config.layer_windows]
         window = max(windows, default=effective_window(config.max_window, seq))
-        padded = -(-seq // window) * window
-        hf_padded = -(-seq // config.max_window) * config.max_window
+        padded = padded_length(seq, window)
+        hf_padded = padded_length(seq, config.max_window)
         if attention_mask is None:
             attention_mask = torch.ones(batch, seq, dtype=torch.long, device=device)
         kind = F.pad(token_kinds(attention_mask, global_attention_mask), (0, padded - seq), value=PADDING)
@@ -307,6 +311,7 @@ class LEDEncoder(nn.Module):
 
         hidden = self.layernorm_embedding(self.embed(input_ids, inputs_embeds, padded))
         hidden = F.dropout(hidden, config.dropout, self.training)
+        masks = MaskCache()  # the layers' shared attention masks, dropped with this forward
         states, attentions, global_attentions = [], [], []
         for i, layer in enumerate(self.layers):
             if output_hidden_states:
@@ -316,10 +321,10 @@ class LEDEncoder(nn.Module):
             layer_mask = None if head_mask is None else head_mask[i]
             if self.gradient_checkpointing and self.training:
                 hidden, probs, global_probs = checkpoint(layer, hidden, kind, any_global, layer_mask,
-                                                         output_attentions, windows[i], use_reentrant=False)
+                                                         output_attentions, windows[i], masks, use_reentrant=False)
             else:
                 hidden, probs, global_probs = layer(hidden, kind, any_global, layer_mask, output_attentions,
-                                                    windows[i])
+                                                    windows[i], masks)
             if output_attentions:
                 attentions.append(probs[:, :, :seq])
                 if any_global:  # the key axis padded as HF pads it

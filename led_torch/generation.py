@@ -61,7 +61,7 @@ def cross_keys_values(attention, encoder_hidden: torch.Tensor) -> tuple[torch.Te
     """One decoder layer's cross-attention keys and values of a source, computed once and laid out for the decode
     steps: values (sources, heads, keys, head_dim) contiguous; keys as the transpose of a contiguous (sources,
     heads, head_dim, keys) tensor, so each step's `q @ keys.transpose(-1, -2)` is a plain matmul over rows it
-    reads in order (same shapes and values for the layer; 2.98 -> 2.60 ms per LED-base step, session 2)."""
+    reads in order (same shapes and values for the layer; timings in docs/performance.md)."""
     keys, values = attention.project_kv(encoder_hidden)
     return keys.transpose(-1, -2).contiguous().transpose(-1, -2), values.contiguous()
 

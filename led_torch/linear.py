@@ -3,9 +3,8 @@
 Why: on CPU, `F.linear` goes to MKL's sgemm, which on this project's machines (AMD Zen 4, 2 cores) runs a
 product with few rows on one thread at ~6-9 GB/s of weight traffic. A decode step is exactly that case: 4
 beam rows times every decoder weight. oneDNN's matmul (`torch.ops.mkldnn._linear_pointwise`, the op torch's
-own inductor lowers CPU linears to) threads it. Measured on that machine (docs/performance.md): the 48
-projections of one LED-base decode step 20.5 ms -> 11.4 ms; encoder projections of 1,024-4,096 rows run
-between 3% slower and 45% faster (faster for five of the six shapes timed).
+own inductor lowers CPU linears to) threads it: a decode step's projections take about half the time, and
+encoder-sized products are mostly faster too (timings in docs/performance.md).
 
 The arithmetic is the same float32 (or bfloat16) dot product in a different summation order, so results
 differ from `F.linear` in the last bits only (tests/test_torch_linear.py). Whenever oneDNN is not the right
@@ -48,12 +47,11 @@ _MIN_WORK = 1 << 26
 
 # Few-row products (a decode step: one row per beam) get their weight pre-packed in oneDNN's blocked layout
 # (`_reorder_linear_weight`, what inductor's freezing pass does): with a plain weight oneDNN repacks it on every
-# call, which a few-row product pays in full. The 48 projections of an LED-base decode step at 4 rows, one
-# thread: bfloat16 36 -> 24 ms (session 3); float32 two threads 16.7 -> 12.1 ms, one thread 23.7 -> 19.9 ms
-# (session 4, docs/performance.md). 1,024-4,096-row products are unchanged, so only products of 2 (float32) or 1
-# (bfloat16) to _PACK_MAX_ROWS rows use (and create) the packed copy: an encoder never doubles its weights. Results
-# are bitwise those of the plain weight for those row counts (a float32 single row is not: oneDNN takes another
-# kernel for it, so it stays plain). One packed copy per owner (a Linear, or the decoder attention for its stacked
+# call, which a few-row product pays in full (a decode step's timings in docs/performance.md). Products of
+# 1,024-4,096 rows gain nothing from it, so only products of 2 (float32) or 1 (bfloat16) to _PACK_MAX_ROWS rows
+# use (and create) the packed copy: an encoder never doubles its weights. Results are bitwise those of the plain
+# weight for those row counts (a float32 single row is not: oneDNN takes another kernel for it, so it stays
+# plain). One packed copy per owner (a Linear, or the decoder attention for its stacked
 # q/k/v weight) in a weak map (not in the module: state dicts, deepcopy and pickling never see the opaque
 # tensor), rebuilt when the weight's storage or version counter moves.
 _reorder = getattr(torch.ops.mkldnn, "_reorder_linear_weight", None) if _AVAILABLE else None
@@ -95,7 +93,7 @@ def set_onednn_linear(enabled: bool):
 
 # Activations oneDNN applies to the product as a post-op where that is bitwise what torch's own function gives
 # (tests/test_torch_linear.py): float32 products of 2 rows or more. The feed-forward block's separate pass over
-# its (rows, ffn) activation is saved (~0.4 ms per 512 x 3,072 block; LED's activation is "gelu", the erf form).
+# its (rows, ffn) activation is saved (LED's activation is "gelu", the erf form).
 # Not fused: a float32 single row (oneDNN's one-row kernel rounds its erf differently in the last bits) and
 # bfloat16 (the post-op works on the float32 product before rounding: closer to exact, but not torch's bits).
 _POST_OPS = {"gelu": ("gelu", [], "none")}

@@ -192,12 +192,15 @@ class LEDPreTrainedModel(nn.Module):
 
     def to(self, *args, **kwargs):
         """nn.Module.to, with a clear error for a device that does not exist here ('cuda' without CUDA)."""
-        try:
-            device = torch._C._nn._parse_to(*args, **kwargs)[0]
-        except (RuntimeError, TypeError):
-            device = None  # torch's own message for arguments it cannot read
-        if device is not None:
-            check_device(device)
+        # The device comes first or as device=; a dtype names none, and a tensor's device exists already.
+        device = args[0] if args else kwargs.get("device")
+        if isinstance(device, (str, int, torch.device)) and not isinstance(device, bool):
+            try:
+                torch.device(device)
+            except (RuntimeError, TypeError, ValueError):
+                pass  # torch's own message for arguments it cannot read
+            else:
+                check_device(device)
         return super().to(*args, **kwargs)
 
     def cuda(self, device=None):

@@ -1,7 +1,7 @@
-"""`python -m parity ...`: see parity.cli."""
+"""`python -m parity ...`: see parity.commands."""
 
 import sys
 
-from .cli import main
+from parity.commands import main
 
 sys.exit(main())

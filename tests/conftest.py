@@ -42,7 +42,7 @@ _SEED_ENV = "LED_PARITY_HYPOTHESIS_SEED"
 
 
 def pytest_configure(config):
-    from parity.hypothesis_runs import stable_draws
+    from parity.harness.hypothesis_runs import stable_draws
 
     stable_draws()  # the same local constants in every worker, whichever test files it was handed
     profile = config.getoption("hypothesis_profile", None)

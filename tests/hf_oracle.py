@@ -1,6 +1,6 @@
 """HF transformers' LED as the behavioural oracle for the tests, built from the project's own weights.
 
-A thin layer over `parity.hf` (which the CLI uses for `audit --hf`) that takes torch dtypes. transformers
+A thin layer over `parity.hf.models` (which the CLI uses for `audit --hf`) that takes torch dtypes. transformers
 4.57 is pinned in the `test` extra (it applies head masks and still has LEDForSequenceClassification). HF
 takes every encoder softmax in float32, so float64 comparisons against it use a 1e-6 budget.
 """
@@ -14,10 +14,10 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
 from led_ref.io.config import LEDConfig  # noqa: E402
-from parity import hf as _hf  # noqa: E402
 
 # The project's one comparison (docs/contract.md), strict: shapes must match and NaN never agrees.
-from parity.tolerances import strict_scaled_error as scaled_error  # noqa: E402, F401
+from parity.harness.tolerances import strict_scaled_error as scaled_error  # noqa: E402, F401
+from parity.hf import models as _hf  # noqa: E402
 
 
 def _dtype_name(dtype) -> str:

@@ -12,7 +12,7 @@ import pytest
 from led_ref.io.default_model import DEFAULT_TEXT, default_checkpoint_dir
 from led_ref.io.generation_settings import GenerationConfig
 from led_ref.io.tokenizer import LEDTokenizer
-from parity import cli
+from parity import commands as cli
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +96,7 @@ def test_progress_is_drawn_by_tqdm_on_a_terminal_only():
     import io
 
     pytest.importorskip("tqdm")
-    from parity.check import Progress
+    from parity.harness.check import Progress
 
     class Terminal(io.StringIO):
         def isatty(self):

@@ -1,4 +1,4 @@
-"""FlexAttention backend: against the one float64 reference, parity.reference (its mask_mods: test_backend_rule).
+"""FlexAttention backend: against the one float64 reference, parity.gate.reference (its mask_mods: test_backend_rule).
 
 The sweep runs eager flex (compiling costs ~20 s per shape on CPU); the compiled path is checked on one
 fixed shape (`-m compile`). float64 cases are held to 1e-9, float32 to 1e-5, float16/bfloat16 to the
@@ -15,9 +15,9 @@ from hypothesis import strategies as st
 
 from led_torch.backends import rule
 from led_torch.backends.flex import flex_longformer_attention, longformer_block_mask
-from parity.reference import reference_attention
-from parity.strategies import AttentionCase, attention_cases, token_kinds
-from parity.tolerances import strict_scaled_error as scaled_error
+from parity.gate.reference import reference_attention
+from parity.harness.strategies import AttentionCase, attention_cases, token_kinds
+from parity.harness.tolerances import strict_scaled_error as scaled_error
 
 pytestmark = pytest.mark.filterwarnings("ignore:flex_attention called without torch.compile")
 
@@ -28,7 +28,7 @@ HALF_BUDGETS = {torch.float16: 6e-3, torch.bfloat16: 5e-2}
 
 # ------------------------------------------------------------------------------------------ the reference
 def reference_context(query, key, value, global_query, global_key, global_value, token_kind, window):
-    """parity.reference: the contract in float64 on the inputs' device, differentiable."""
+    """parity.gate.reference: the contract in float64 on the inputs' device, differentiable."""
     return reference_attention(query, key, value, global_query, global_key, global_value, token_kind, window,
                                grad=True)
 
@@ -150,7 +150,7 @@ def test_flex_on_cpu_runs_forward_with_grad_inputs_and_refuses_backward():
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="flex backward exists only on CUDA")
 @pytest.mark.parametrize("compiled", [False, True])
 def test_flex_backward_matches_the_reference_on_cuda(compiled):
-    """Gradients of all six inputs vs autograd through parity.reference (float32 on CUDA)."""
+    """Gradients of all six inputs vs autograd through parity.gate.reference (float32 on CUDA)."""
     inputs, kinds, weights = _backward_case("cuda")
     inputs = [t.float() for t in inputs]
     ours = _grads(flex_longformer_attention, inputs, kinds, weights, compiled=compiled)

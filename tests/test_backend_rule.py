@@ -1,8 +1,8 @@
 """The Longformer rule every backend takes (led_torch/backends/rule.py): token kinds, the key rule in its two
 forms (flex's "window or global key, not padding" and the blocked backends' band keys + global columns, also in
 slab coordinates), global slots, the global-row pass and rows by kind. Each is checked against the project's
-references on hypothesis layouts (parity.strategies): led_ref.layout (the spec's dense mask and token kinds)
-and parity.reference (the float64 kernel reference: its dense probabilities and its context). A last test
+references on hypothesis layouts (parity.harness.strategies): led_ref.layout (the spec's dense mask and token kinds)
+and parity.gate.reference (the float64 kernel reference: its dense probabilities and its context). A last test
 keeps the rule in this one home: no backend module compares token kinds with bare integers.
 """
 
@@ -17,11 +17,11 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-import parity.reference
+import parity.gate.reference
 from led_ref import layout
 from led_torch.backends import rule
-from parity.reference import reference_attention
-from parity.strategies import attention_cases, token_kinds
+from parity.gate.reference import reference_attention
+from parity.harness.strategies import attention_cases, token_kinds
 
 WINDOWS = (2, 4, 6, 8, 10, 12, 14, 16)
 BACKENDS_DIR = pathlib.Path(rule.__file__).parent
@@ -50,8 +50,8 @@ def global_columns(kinds: torch.Tensor) -> torch.Tensor:
 # ---------------------------------------------------------------------------------------------- token kinds
 def test_token_kind_values_are_the_specs_and_the_references():
     assert (rule.PADDING, rule.LOCAL, rule.GLOBAL) == (layout.PADDING, layout.LOCAL, layout.GLOBAL) == (0, 1, 2)
-    assert (rule.PADDING, rule.LOCAL, rule.GLOBAL) == (parity.reference.PADDING, parity.reference.LOCAL,
-                                                       parity.reference.GLOBAL)
+    assert (rule.PADDING, rule.LOCAL, rule.GLOBAL) == (parity.gate.reference.PADDING, parity.gate.reference.LOCAL,
+                                                       parity.gate.reference.GLOBAL)
 
 
 @given(st.integers(1, 3), st.integers(1, 20), st.data())
@@ -130,7 +130,7 @@ def test_combinators_need_a_mask():
 
 @given(st.sampled_from(WINDOWS), st.integers(1, 3), st.integers(1, 16), st.data())
 def test_the_rule_is_the_support_of_the_references_dense_probabilities(window, batch, seq, data):
-    """With all scores equal, parity.reference's dense probabilities are uniform over exactly the keys each row
+    """With all scores equal, parity.gate.reference's dense probabilities are uniform over exactly the keys each row
     may attend: their support is the rule's mask, row kind by row kind."""
     kinds = data.draw(token_kinds(batch, seq))
     zeros = np.zeros((batch, 1, seq, 2))

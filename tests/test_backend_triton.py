@@ -29,7 +29,7 @@ if _MODULE in sys.modules and not torch.cuda.is_available():
 triton_banded = importlib.import_module(_MODULE)
 triton_longformer_attention = triton_banded.triton_longformer_attention
 
-from parity.strategies import attention_cases  # noqa: E402
+from parity.harness.strategies import attention_cases  # noqa: E402
 from tests.test_backend_flex import (  # noqa: E402
     HALF_BUDGETS,
     brute_force_context,

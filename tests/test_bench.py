@@ -12,10 +12,11 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from parity import bench, cli  # noqa: E402
-from parity.flops import encoder_flops, encoder_flops_by_part, layer_flops  # noqa: E402
-from parity.peak_memory import cpu_peak_bytes  # noqa: E402
-from parity.tolerances import tolerance  # noqa: E402
+from parity import commands as cli  # noqa: E402
+from parity.harness.tolerances import tolerance  # noqa: E402
+from parity.perf import bench as perf  # noqa: E402
+from parity.perf.flops import encoder_flops, encoder_flops_by_part, layer_flops  # noqa: E402
+from parity.perf.peak_memory import cpu_peak_bytes  # noqa: E402
 
 MB = 2**20
 
@@ -23,13 +24,13 @@ MB = 2**20
 @pytest.fixture(scope="module")
 def quick(tmp_path_factory):
     """One `--quick` run through main(): (exit status, printed text, JSON)."""
-    path = tmp_path_factory.mktemp("bench") / "bench.json"
+    path = tmp_path_factory.mktemp("bench") / "perf.json"
     import contextlib
     import io
 
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
-        status = bench.main(["--quick", "--json", str(path)])
+        status = cli.main(["bench", "--quick", "--json", str(path)])
     return status, out.getvalue(), json.loads(path.read_text())
 
 
@@ -71,8 +72,8 @@ def test_quick_bench_json_errors_are_within_tolerance_and_tokens_identical(quick
         else:
             assert row["matched"] is True and row["error"] is None
         if row["task"] == "encoder":
-            config = bench.bench_config("tiny")
-            assert row["flops"] == encoder_flops(config, bench.padded_length(config, row["seq"]), 1)
+            config = perf.bench_config("tiny")
+            assert row["flops"] == encoder_flops(config, perf.padded_length(config, row["seq"]), 1)
             assert row["gflops"] == pytest.approx(row["flops"] / row["median_s"] / 1e9)
 
 
@@ -127,7 +128,7 @@ def test_global_row_flops_are_the_cheaper_exact_way_as_torch_counts_them():
 
 
 def test_encoder_flops_sum_per_layer_windows():
-    config = bench.bench_config("tiny")  # windows [8, 16]
+    config = perf.bench_config("tiny")  # windows [8, 16]
     total = encoder_flops_by_part(config, 64, 1, batch=3)
     expected = [layer_flops(64, config.d_model, config.encoder_ffn_dim, w, 1, config.encoder_attention_heads)
                 for w in (8, 16)]
@@ -142,8 +143,8 @@ def test_cpu_peak_bytes_sees_an_allocation_of_known_size():
 
 
 def test_memory_subprocess_reports_a_peak():
-    options = bench.Options(shape="tiny", seqs=(32,), impls=("banded",), repeats=1)
-    peak, method = bench.memory_in_subprocess(options, "encoder", 32, "banded")
+    options = perf.Options(shape="tiny", seqs=(32,), impls=("banded",), repeats=1)
+    peak, method = perf.memory_in_subprocess(options, "encoder", 32, "banded")
     assert method in ("rss-hwm", "ru_maxrss"), method
     assert peak is not None and peak >= 0
 
@@ -158,7 +159,7 @@ def test_round_robin_rotates_the_order_and_skips_failures():
         return name
 
     calls = {n: (lambda n=n: call(n)) for n in "abc"}
-    times, outputs, errors = bench.round_robin(calls, repeats=3, warmup=1, device="cpu")
+    times, outputs, errors = perf.round_robin(calls, repeats=3, warmup=1, device="cpu")
     assert order[:3] == ["a", "b", "c"] and order[3:6] == ["b", "c", "a"]
     assert len(times["a"]) == len(times["b"]) == 3 and len(times["c"]) == 0
     assert outputs == {"a": "a", "b": "b", "c": "c"}
@@ -166,16 +167,16 @@ def test_round_robin_rotates_the_order_and_skips_failures():
 
 
 def test_compare_rows_flags_a_drifted_encoder_and_different_tokens():
-    rows = [bench.Row("encoder", 8, n, "float32", [1.0]) for n in ("hf", "banded", "led_ref")]
+    rows = [perf.Row("encoder", 8, n, "float32", [1.0]) for n in ("hf", "banded", "led_ref")]
     expected = np.linspace(-3, 3, 24).reshape(1, 8, 3)
     outputs = {"hf": expected, "banded": expected + 5e-5, "led_ref": expected + 1e-3}
-    bench.compare_rows(rows, outputs, "encoder", hf_present=True)
+    perf.compare_rows(rows, outputs, "encoder", hf_present=True)
     assert [r.matched for r in rows] == [None, True, False]
     assert rows[2].error == pytest.approx(1e-3 / 3)
 
     tokens = np.array([[2, 5, 7, 9]])
-    rows = [bench.Row("generate", 8, n, "float32", [1.0]) for n in ("led_ref", "banded")]
-    bench.compare_rows(rows, {"led_ref": tokens, "banded": np.array([[2, 5, 8, 9]])}, "generate", hf_present=False)
+    rows = [perf.Row("generate", 8, n, "float32", [1.0]) for n in ("led_ref", "banded")]
+    perf.compare_rows(rows, {"led_ref": tokens, "banded": np.array([[2, 5, 8, 9]])}, "generate", hf_present=False)
     assert rows[0].matched is None and rows[1].matched is False
     assert "row 0 step 2: 8 vs 7" in rows[1].note
 
@@ -189,7 +190,7 @@ def test_compare_rows_flags_a_drifted_encoder_and_different_tokens():
                  marks=pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")),
 ])
 def test_bad_usage_exits_2_naming_the_value(argv, needle, capsys):
-    assert bench.main(argv) == cli.EXIT_USAGE
+    assert cli.main(["bench", *argv]) == cli.EXIT_USAGE
     assert needle in capsys.readouterr().err
 
 
@@ -197,9 +198,9 @@ def test_bad_usage_exits_2_naming_the_value(argv, needle, capsys):
 def _result_with_samples(samples):
     ceiling = {"gflops": max(samples), "size": 256, "dtype": "float32", "device": "cpu", "kernel": "oneDNN linear",
                "samples": samples}
-    rows = [bench.Row("encoder", 32, "hf", "float32", [2.0]), bench.Row("encoder", 32, "banded", "float32", [1.0])]
+    rows = [perf.Row("encoder", 32, "hf", "float32", [2.0]), perf.Row("encoder", 32, "banded", "float32", [1.0])]
     machine = {"cpu_model": "test", "cpu_count": 2, "torch": torch.__version__, "torch_threads": 2}
-    return bench.BenchResult(bench.Options(shape="tiny", seqs=(32,)), machine, ceiling, rows)
+    return perf.BenchResult(perf.Options(shape="tiny", seqs=(32,)), machine, ceiling, rows)
 
 
 @pytest.mark.parametrize("samples, noisy", [([100.0, 81.0, 95.0], False), ([100.0, 79.0], True),
@@ -216,9 +217,9 @@ def test_ceiling_spread_over_20_percent_is_a_warning_in_the_json(samples, noisy)
 
 
 def test_a_noisy_run_prints_a_warning_line(monkeypatch, tmp_path, capsys):
-    monkeypatch.setattr(bench, "run_bench", lambda options, progress=None: _result_with_samples([180.0, 60.0]))
+    monkeypatch.setattr(perf, "run_bench", lambda options, progress=None: _result_with_samples([180.0, 60.0]))
     path = tmp_path / "b.json"
-    assert bench.main(["--quick", "--json", str(path)]) == cli.EXIT_OK
+    assert cli.main(["bench", "--quick", "--json", str(path)]) == cli.EXIT_OK
     lines = capsys.readouterr().out.splitlines()
     warning = [line for line in lines if line.startswith("warning:")]
     assert len(warning) == 1 and "67%" in warning[0]
@@ -226,8 +227,8 @@ def test_a_noisy_run_prints_a_warning_line(monkeypatch, tmp_path, capsys):
 
 
 def test_batch_inputs_differ_in_length_and_global_count():
-    config = bench.bench_config("tiny")
-    inputs = bench.batch_inputs(config, 64, 8, seed=0)
+    config = perf.bench_config("tiny")
+    inputs = perf.batch_inputs(config, 64, 8, seed=0)
     mask, glob, ids = inputs["attention_mask"], inputs["global_attention_mask"], inputs["input_ids"]
     assert mask.shape == glob.shape == ids.shape == (8, 64)
     lengths = mask.sum(axis=1)
@@ -236,15 +237,15 @@ def test_batch_inputs_differ_in_length_and_global_count():
     assert glob.sum(axis=1).tolist() == [1 + (i % 4) * 2 for i in range(8)]
     assert (glob[:, 0] == 1).all() and not (glob & (1 - mask)).any()  # globals only on attended tokens
     assert (ids[mask == 0] == config.pad_token_id).all() and (ids[mask == 1] >= 3).all()
-    assert bench.case_flops(config, "throughput", inputs) == sum(
-        encoder_flops(config, bench.padded_length(config, int(n)), int(x))
+    assert perf.case_flops(config, "throughput", inputs) == sum(
+        encoder_flops(config, perf.padded_length(config, int(n)), int(x))
         for n, x in zip(lengths, glob.sum(axis=1), strict=True))
 
 
 def test_baseline_rows_follow_each_led_torch_backend():
-    assert bench.with_baseline(("hf", "banded", "flex", "led_ref"), "float32") == (
+    assert perf.with_baseline(("hf", "banded", "flex", "led_ref"), "float32") == (
         "hf", "banded", "banded@float32", "flex", "flex@float32", "led_ref")
-    assert bench.with_baseline(("hf", "banded"), None) == ("hf", "banded")
+    assert perf.with_baseline(("hf", "banded"), None) == ("hf", "banded")
 
 
 def test_throughput_task_with_bf16_and_float32_baseline_rows(tmp_path, capsys):
@@ -253,7 +254,7 @@ def test_throughput_task_with_bf16_and_float32_baseline_rows(tmp_path, capsys):
     path = tmp_path / "b.json"
     argv = ["--quick", "--task", "throughput", "--seq", "32", "--impls", "hf,banded", "--dtype", "bfloat16",
             "--baseline-dtype", "float32", "--repeats", "1", "--warmup", "0", "--memory", "off", "--json", str(path)]
-    assert bench.main(argv) == cli.EXIT_OK
+    assert cli.main(["bench", *argv]) == cli.EXIT_OK
     out = capsys.readouterr().out
     data = json.loads(path.read_text())
     rows = {r["impl"]: r for r in data["rows"]}
@@ -278,29 +279,29 @@ def test_generate_a_batch_of_sources_gives_hf_tokens(tmp_path):
     path = tmp_path / "b.json"
     argv = ["--quick", "--task", "generate", "--gen-batch", "3", "--impls", "hf,banded", "--repeats", "1",
             "--warmup", "0", "--memory", "off", "--json", str(path)]
-    assert bench.main(argv) == cli.EXIT_OK
+    assert cli.main(["bench", *argv]) == cli.EXIT_OK
     rows = json.loads(path.read_text())["rows"]
     assert [r["docs"] for r in rows] == [3, 3] and rows[1]["matched"] is True
 
 
 @pytest.mark.parametrize("argv, needle", [(["--batch-docs", "0"], "batch-docs"), (["--gen-batch", "-1"], "gen-batch")])
 def test_bad_batch_options_exit_2(argv, needle, capsys):
-    assert bench.main(["--quick", *argv]) == cli.EXIT_USAGE
+    assert cli.main(["bench", "--quick", *argv]) == cli.EXIT_USAGE
     assert needle in capsys.readouterr().err
 
 
 def test_half_precision_generation_reports_token_agreement_not_a_mismatch():
     expected = np.array([[2, 5, 7, 9, 4], [2, 6, 6, 8, 4]])
     actual = np.array([[2, 5, 7, 9, 4], [2, 6, 3, 3, 4]])
-    assert bench.token_agreement(actual, expected) == pytest.approx(6 / 8)
-    assert bench.token_agreement(expected[:, :3], expected) == pytest.approx(4 / 8)
-    rows = [bench.Row("generate", 8, "hf", "bfloat16", [1.0]), bench.Row("generate", 8, "banded", "bfloat16", [1.0]),
-            bench.Row("generate", 8, "banded@float32", "float32", [1.0])]
-    bench.compare_rows(rows, {"hf": expected, "banded": actual, "banded@float32": expected}, "generate",
+    assert perf.token_agreement(actual, expected) == pytest.approx(6 / 8)
+    assert perf.token_agreement(expected[:, :3], expected) == pytest.approx(4 / 8)
+    rows = [perf.Row("generate", 8, "hf", "bfloat16", [1.0]), perf.Row("generate", 8, "banded", "bfloat16", [1.0]),
+            perf.Row("generate", 8, "banded@float32", "float32", [1.0])]
+    perf.compare_rows(rows, {"hf": expected, "banded": actual, "banded@float32": expected}, "generate",
                        hf_present=True)
     assert rows[1].matched is None and rows[1].note.startswith("75% of tokens as hf (first difference row 1 step 2")
     assert rows[2].matched is None and rows[2].note == "100% of tokens as hf"
-    result = bench.BenchResult(bench.Options(), {}, {"samples": [1.0]}, rows)
+    result = perf.BenchResult(perf.Options(), {}, {"samples": [1.0]}, rows)
     assert result.all_matched
 
 
@@ -309,10 +310,10 @@ def test_baseline_rows_are_scored_against_their_own_dtypes_ceiling():
     ceiling = {"gflops": 100.0, "size": 256, "dtype": "bfloat16", "device": "cpu", "kernel": "oneDNN linear",
                "samples": [100.0], "baseline": {"gflops": 400.0, "dtype": "float32", "kernel": "torch.matmul"}}
     flops = 10**11  # 100 GFLOP per call, 1 s per call: 100 GFLOP/s for each row
-    rows = [bench.Row("encoder", 32, "banded", "bfloat16", [1.0], flops=flops),
-            bench.Row("encoder", 32, "banded@float32", "float32", [1.0], flops=flops)]
-    result = bench.BenchResult(bench.Options(shape="tiny", seqs=(32,)), {}, ceiling, rows)
-    percent = {cells[2]: cells[bench.COLUMNS.index("% ceil")] for cells in bench.table_rows(result)}
+    rows = [perf.Row("encoder", 32, "banded", "bfloat16", [1.0], flops=flops),
+            perf.Row("encoder", 32, "banded@float32", "float32", [1.0], flops=flops)]
+    result = perf.BenchResult(perf.Options(shape="tiny", seqs=(32,)), {}, ceiling, rows)
+    percent = {cells[2]: cells[perf.COLUMNS.index("% ceil")] for cells in perf.table_rows(result)}
     assert percent == {"banded": "100%", "banded@float32": "25%"}
     fractions = [r["fraction_of_ceiling"] for r in result.to_dict()["rows"]]
     assert fractions == [pytest.approx(1.0), pytest.approx(0.25)]

@@ -1,9 +1,9 @@
-"""Every non-generation LEDConfig field fuzzed (issue 15): boundary values, nulls, wrong types.
+"""Every non-generation LEDConfig field fuzzed: boundary values, nulls, wrong types.
 
 Each drawn config.json either is refused at load with a ConfigError/TypeError naming a changed field, or
 loads, and then a model built on it runs: led_ref and led_torch give the same finite logits and loss, and
-generate returns ids in the vocabulary. (The fields that only steer generation are issue 14's and fuzzed
-with generate's settings; they are listed in GENERATION_FIELDS so a new field is never left out silently.)
+generate returns ids in the vocabulary. (The fields that only steer generation are fuzzed with generate's
+settings; they are listed in GENERATION_FIELDS so a new field is never left out silently.)
 Sizes are bounded: a config whose tensors would be large is only validated, not built.
 """
 
@@ -23,8 +23,8 @@ import led_ref
 import led_torch
 from led_ref.init import random_weights
 from led_ref.io.config import ConfigError, LEDConfig
-from parity.malformed import config_values, json_values
-from parity.strategies import profile_examples
+from parity.harness.malformed import config_values, json_values
+from parity.harness.strategies import profile_examples
 
 BASE = LEDConfig(vocab_size=20, d_model=8, encoder_layers=2, decoder_layers=1, encoder_attention_heads=2,
                  decoder_attention_heads=2, encoder_ffn_dim=8, decoder_ffn_dim=8, attention_window=[2, 4],

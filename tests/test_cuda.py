@@ -1,5 +1,5 @@
 """What only a GPU can confirm, outside the per-backend files: compiled FlexAttention forward on CUDA, the
-whole model in float16/bfloat16 against the float64 spec (parity.tolerances budgets), and `auto` choosing
+whole model in float16/bfloat16 against the float64 spec (parity.harness.tolerances budgets), and `auto` choosing
 triton on CUDA without falling back. Every test here is marked `cuda` and skipped without a CUDA device;
 `led-parity gpu-check` runs them (`pytest -m cuda`) together with the CUDA tests of test_backend_flex.py
 and test_backend_triton.py.
@@ -15,8 +15,8 @@ import torch
 
 from led_ref.init import random_weights
 from led_ref.io.config import LEDConfig
-from parity.check import run_case
-from parity.implementations import Side
+from parity.harness.check import run_case
+from parity.harness.implementations import Side
 from tests.test_backend_flex import HALF_BUDGETS, brute_force_context, scaled_error
 from tests.test_backend_triton import led_like_case
 
@@ -68,7 +68,7 @@ def _model_case():
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
 @pytest.mark.parametrize("backend", ["auto", "triton", "flex", "banded"])
 def test_model_in_half_precision_on_cuda_within_the_budgets_against_float64(dtype, backend):
-    """Every output of the whole model (head_dim 64) vs led_ref float64, held to parity.tolerances."""
+    """Every output of the whole model (head_dim 64) vs led_ref float64, held to parity.harness.tolerances."""
     config, weights, inputs = _model_case()
     side = Side("torch", backend, dtype, "cuda")
     (comparison,) = run_case(config, "LEDForConditionalGeneration", weights, inputs, [side])

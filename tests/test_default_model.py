@@ -113,7 +113,7 @@ def test_missing_or_mismatched_weights_name_the_file(monkeypatch, tmp_path):
 def test_the_trained_model_has_learned_its_task(built):
     """The synthetic task of led_torch/train_default_model.py: name the paragraph (its first two words), then copy
     the span with its masked tokens restored; and the attention is far from uniform."""
-    from led_ref.explore.explorer import dense_layer, model_attentions
+    from led_ref.explore.from_model import dense_layer, model_attentions
     from led_ref.model import LEDForConditionalGeneration, LEDModel
 
     tok = LEDTokenizer.from_pretrained(built)

@@ -18,7 +18,7 @@ import pytest
 
 from led_ref.explore import explorer
 from led_ref.explore import page as explorer_html
-from tests.test_explorer import run_cli, tiny_checkpoint  # noqa: F401  (tiny_checkpoint is a fixture)
+from tests.explore_cases import run_cli, tiny_checkpoint  # noqa: F401  (tiny_checkpoint is a fixture)
 
 CHROMIUM = os.environ.get("LED_PARITY_CHROMIUM", "/usr/bin/chromium")
 

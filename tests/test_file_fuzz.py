@@ -1,4 +1,4 @@
-"""Every file format the project reads, crafted and fuzzed (issue 15): whatever is in the file, loading it
+"""Every file format the project reads, crafted and fuzzed: whatever is in the file, loading it
 gives a valid result or a ValueError/TypeError (FileNotFoundError for a shard the index names but the folder
 lacks) whose message names the file; never a RecursionError, UnicodeDecodeError, KeyError, bare Exception.
 
@@ -28,10 +28,10 @@ from led_ref.io.checkpoint import CheckpointError, save_checkpoint
 from led_ref.io.config import ConfigError, LEDConfig
 from led_ref.io.files import MAX_DEPTH, FileFormatError, read_json
 from led_ref.io.tokenizer import LEDTokenizer, train_byte_level_bpe
-from parity import cli
-from parity.malformed import damaged_bytes, json_values
-from parity.report import load_reproducer, save_reproducer
-from parity.strategies import profile_examples
+from parity import commands as cli
+from parity.harness.malformed import damaged_bytes, json_values
+from parity.harness.report import load_reproducer, save_reproducer
+from parity.harness.strategies import profile_examples
 
 CONFIG = LEDConfig(vocab_size=20, d_model=8, encoder_layers=2, decoder_layers=1, encoder_attention_heads=2,
                    decoder_attention_heads=2, encoder_ffn_dim=8, decoder_ffn_dim=8, attention_window=[2, 4],

@@ -1,4 +1,4 @@
-"""Fuzzing every public entry point of both packages (issue 7): whatever goes in, what comes out is either a
+"""Fuzzing every public entry point of both packages: whatever goes in, what comes out is either a
 ValueError/TypeError whose message names an argument, or a result that is entirely finite.
 
 Inputs are drawn two ways: wild (any argument, any shape, dtype and value: negative, huge, NaN, strings,
@@ -24,7 +24,7 @@ from safetensors.numpy import save_file
 
 from led_ref.init import random_weights
 from led_ref.io.config import LEDConfig
-from tests.test_reliability import CLASSES, CONFIG, DEC, IDS, IMPLS, MASK, Impl, model_for
+from tests.reliability_cases import CLASSES, CONFIG, DEC, IDS, IMPLS, MASK, Impl, model_for
 
 ENTRIES = CLASSES + ("get_encoder", "generate")
 DTYPES = ("int8", "int16", "int32", "int64", "uint8", "float16", "float32", "float64", "bool", "object")
@@ -61,7 +61,7 @@ def wild_values():
     return st.one_of(scalars, ragged, wild_arrays(), wild_arrays().map(lambda a: (a,)))
 
 
-# Switches get plausible values only: arrays as flags are covered once, in test_reliability's table.
+# Switches get plausible values only: arrays as flags are covered once, in test_reliability_bad_inputs.py.
 FLAGS = ("output_attentions", "output_hidden_states", "use_cache")
 FLAG_VALUES = st.one_of(st.none(), st.booleans(), st.sampled_from([0, 1, 2, "yes"]))
 

@@ -17,7 +17,7 @@ import led_ref
 import led_torch
 from led_ref.generation import UNREACHABLE
 from led_ref.init import random_weights
-from parity.strategies import encoder_inputs, generation_options, led_configs
+from parity.harness.strategies import encoder_inputs, generation_options, led_configs
 
 pytestmark = pytest.mark.hf
 torch.set_num_threads(1)
@@ -136,8 +136,8 @@ def _beam_case():
 
 
 def test_harness_compares_beam_scores_against_hf():
-    from parity.generation import generation_parity
-    from parity.implementations import Side
+    from parity.harness.generation import generation_parity
+    from parity.harness.implementations import Side
 
     config, weights, inputs = _beam_case()
     sides = [Side("hf", None, "float64"), Side("torch", "banded", "float64")]
@@ -151,8 +151,8 @@ def test_harness_compares_beam_scores_against_hf():
 def test_harness_reports_a_wrong_beam_score():
     from unittest import mock
 
-    from parity.generation import generation_parity
-    from parity.implementations import Side
+    from parity.harness.generation import generation_parity
+    from parity.harness.implementations import Side
 
     config, weights, inputs = _beam_case()
     original = Side.generate

@@ -14,9 +14,8 @@ import sys
 import pytest
 import torch
 
-from parity import gpu_check
-from parity.bench import BenchResult, Options, Row
-from parity.cli import build_parser, main
+from parity.commands import build_parser, gpu_check, main
+from parity.perf.bench import BenchResult, Options, Row
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -71,13 +70,15 @@ def test_without_cuda_it_exits_2_with_one_line(tmp_path, capsys):
     assert not (tmp_path / "summary.json").exists()
 
 
-def test_gate_flags_follow_what_gate_offers():
-    old = "usage: gate --attention A --examples N --seed S --dtype D --device D"
-    new = old + " --profile {toy,boundary,realistic,all} --max-seconds S --json FILE"
-    assert gpu_check.gate_flags(old, 45, "g.json") == []
-    assert gpu_check.gate_flags(new, 45, "g.json") == ["--profile", "realistic", "--max-seconds", "30",
-                                                       "--json", "g.json"]
-    assert ("--profile" in gpu_check.gate_help()) == ("--profile" in gpu_check.describe(gpu_check.plan(ROOT)))
+def test_every_gate_step_parses_as_a_gate_command_with_a_time_bound_and_a_json_verdict(tmp_path):
+    from parity.commands import build_parser
+
+    steps = [s for s in gpu_check.plan(tmp_path) if s.kind == "gate"]
+    assert len(steps) == len(gpu_check.GATE_KERNELS)
+    for step in steps:
+        args = build_parser().parse_args(step.command[3:])  # after `python -m parity`
+        assert (args.command, args.profile, args.json) == ("gate", "realistic", step.artifact)
+        assert 0 < args.max_seconds < step.limit_s
 
 
 def test_steps_run_with_limits_and_the_summary_records_each(tmp_path, monkeypatch):

@@ -234,7 +234,7 @@ def test_generation_config_file_errors_name_the_file(tmp_path):
 
 # ------------------------------------------------------------------------------- pytorch_model.bin and convert
 def test_pytorch_model_bin_converts_and_loads_in_both_packages(tmp_path, capsys):
-    from parity.cli import main
+    from parity.commands import main
 
     config = tiny_config(**FINE_TUNED)
     weights = random_weights(config, seed=6, std=0.5)
@@ -261,7 +261,7 @@ def test_pytorch_model_bin_converts_and_loads_in_both_packages(tmp_path, capsys)
 
 
 def test_convert_never_runs_code_from_a_pickle(tmp_path, capsys):
-    from parity.cli import main
+    from parity.commands import main
 
     source = tmp_path / "evil"
     source.mkdir()

@@ -1,4 +1,4 @@
-"""parity.hf_interop against unmodified HF 4.57: HF models with led_torch's encoder attention swapped in
+"""parity.hf.interop against unmodified HF 4.57: HF models with led_torch's encoder attention swapped in
 give HF's encoder outputs (float64 budget) and HF's generated tokens, through HF's own generate and a
 summarization pipeline; HF <-> led_torch conversion keeps weights, configs and outputs."""
 
@@ -13,7 +13,7 @@ import torch
 from hf_oracle import hf_model, scaled_error, transformers
 
 from led_ref.init import random_weights
-from parity.hf_interop import to_hf, to_led_torch, use_led_torch_attention
+from parity.hf.interop import to_hf, to_led_torch, use_led_torch_attention
 from tests.test_hf_checkpoints import FINE_TUNED, inputs, tiny_config
 
 pytestmark = pytest.mark.hf

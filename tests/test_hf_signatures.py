@@ -17,8 +17,8 @@ from hf_oracle import hf_dtype_scope, hf_model, scaled_error, to_numpy  # noqa: 
 from transformers.models.led import modeling_led  # noqa: E402
 
 from led_ref.init import random_weights  # noqa: E402
-from tests.test_reliability import CLASSES, IDS, IMPLS, MASK  # noqa: E402
-from tests.test_reliability import CONFIG as _CONFIG  # noqa: E402
+from tests.reliability_cases import CLASSES, IDS, IMPLS, MASK  # noqa: E402
+from tests.reliability_cases import CONFIG as _CONFIG  # noqa: E402
 
 pytestmark = pytest.mark.hf
 HF_BUDGET = 1e-6  # HF takes the encoder softmax in float32 even for float64 models

@@ -1,4 +1,4 @@
-"""parity.implementations, the one registry `check`, `audit`, `replay` and `bench` build their sides from:
+"""parity.harness.implementations, the one registry `check`, `audit`, `replay` and `bench` build their sides from:
 names (short and long), the sides `check` compares, and the encoder / generate calls bench times, checked
 against the float64 spec across families. Also the named steps of check_random (shrink budget, beams)."""
 
@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 
-from parity import cli
-from parity.check import ShrinkBudget, generation_beams
-from parity.generation import generation_parity
-from parity.implementations import (
+from parity import commands as cli
+from parity.harness.check import ShrinkBudget, generation_beams
+from parity.harness.generation import generation_parity
+from parity.harness.implementations import (
     SHORT_NAMES,
     TORCH_BACKENDS,
     Side,
@@ -20,8 +20,8 @@ from parity.implementations import (
     side_named,
     usable_names,
 )
-from parity.strategies import model_cases
-from parity.tolerances import strict_scaled_error, tolerance
+from parity.harness.strategies import model_cases
+from parity.harness.tolerances import strict_scaled_error, tolerance
 
 torch = pytest.importorskip("torch")
 
@@ -77,7 +77,7 @@ def test_an_unknown_backend_exits_2_naming_it_and_the_choices(capsys):
 @given(case=model_cases(hf_compatible=True, with_head_masks=False))
 def test_encode_and_generate_of_every_family_agree_with_the_spec(case):
     """What bench times: the encoder's last hidden state (float64, at the attended positions within the
-    budget of the float64 spec) and generated ids (int64, the spec's up to ties: parity.generation)."""
+    budget of the float64 spec) and generated ids (int64, the spec's up to ties: parity.harness.generation)."""
     pytest.importorskip("transformers")
     weights = case.weights()
     inputs = {k: case.inputs[k] for k in ("input_ids", "attention_mask", "global_attention_mask")}

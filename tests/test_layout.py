@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from led_ref import layout
-from parity.strategies import token_kinds as token_kind_arrays
+from parity.harness.strategies import token_kinds as token_kind_arrays
 
 WINDOWS = st.sampled_from(range(2, 17, 2))
 
@@ -105,10 +105,27 @@ def test_pad_to_window_rejects_bad_input():
         layout.pad_to_window(np.zeros((1, 3, 4)), None, None, 4, 1)
     with pytest.raises(ValueError, match="window must be an even int >= 2, got 3"):
         layout.pad_to_window(np.zeros((1, 3), int), None, None, 3, 1)
-    with pytest.raises(ValueError, match="attention_mask must hold only 0 and 1, got 2"):
+    # Masks follow the project's one mask rule (led_ref.io.validation.check_mask), with its messages.
+    with pytest.raises(ValueError, match="attention_mask values must be 0 or 1, found 2"):
         layout.pad_to_window(np.zeros((1, 3), int), np.array([[1, 2, 1]]), None, 4, 1)
-    with pytest.raises(ValueError, match=r"attention_mask has shape \(1, 2\), expected \(1, 3\)"):
+    with pytest.raises(ValueError, match=r"attention_mask must have shape \(1, 3\) \(that of the inputs it masks\), "
+                                         r"got \(1, 2\)"):
         layout.pad_to_window(np.zeros((1, 3), int), np.ones((1, 2)), None, 4, 1)
+
+
+def test_token_kinds_rejects_bad_masks():
+    with pytest.raises(ValueError, match="got neither"):
+        layout.token_kinds(None, None)
+    with pytest.raises(ValueError, match=r"attention_mask must have shape \(batch, sequence\), got shape \(3,\)"):
+        layout.token_kinds(np.ones(3), None)
+    with pytest.raises(ValueError, match=r"global_attention_mask must have shape \(1, 3\) \(that of attention_mask\), "
+                                         r"got \(1, 2\)"):
+        layout.token_kinds(np.ones((1, 3)), np.zeros((1, 2)))
+    with pytest.raises(ValueError, match="global_attention_mask values must be 0 or 1, found 0.5"):
+        layout.token_kinds(None, np.array([[0, 0.5]]))
+    with pytest.raises(TypeError, match="attention_mask must be a numeric or boolean array"):
+        layout.token_kinds(np.array([["a"]]), None)
+    assert layout.token_kinds([[True, False]], None).dtype == np.int8
 
 
 # ------------------------------------------------------------------------------------------ kinds and maps

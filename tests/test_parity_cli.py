@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from parity import cli
+from parity import commands as cli
 
 
 def run_cli(*args, timeout=240):
@@ -58,8 +58,8 @@ def test_audit_with_hf(tmp_path, capsys):
 
 @pytest.mark.parametrize("argv, message", [
     (["gate", "--attention", "no_colon"], "package.module:function"),
-    (["gate", "--attention", "parity.broken_kernels:missing"], "missing"),
-    (["gate", "--attention", "parity.broken_kernels:dense_attention", "--examples", "0"], "--examples"),
+    (["gate", "--attention", "parity.gate.broken_kernels:missing"], "missing"),
+    (["gate", "--attention", "parity.gate.broken_kernels:dense_attention", "--examples", "0"], "--examples"),
 ])
 def test_usage_errors_exit_2(argv, message, capsys):
     assert cli.main(argv) == 2
@@ -76,8 +76,9 @@ def test_crash_inside_a_command_is_one_line_exit_1(monkeypatch, capsys):
     def boom(args):
         raise RuntimeError("kaboom\nsecond line")
 
-    monkeypatch.setattr(cli, "run_info", boom)
-    monkeypatch.setattr(cli, "COMMANDS", [cli.Command("info", "", cli.add_info_arguments, boom)])
+    from parity.commands import info
+
+    monkeypatch.setattr(cli, "COMMANDS", [cli.Command("info", "", info.add_info_arguments, boom)])
     assert cli.main(["info"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("error: RuntimeError: kaboom second line") and err.count("\n") == 1

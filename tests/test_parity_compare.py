@@ -13,13 +13,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from parity import cli
-from parity.check import check_random, run_case
-from parity.compare import compare_outputs, flatten_outputs, valid_global_slots
-from parity.implementations import Side
-from parity.report import load_reproducer, save_reproducer, summary_table, text_table, to_json
-from parity.strategies import led_configs, model_cases, profile_examples
-from parity.tolerances import TOLERANCES, scaled_error, tolerance
+from parity import commands as cli
+from parity.harness.check import check_random, run_case
+from parity.harness.compare import compare_outputs, flatten_outputs, valid_global_slots
+from parity.harness.implementations import Side
+from parity.harness.report import load_reproducer, save_reproducer, summary_table, text_table, to_json
+from parity.harness.strategies import led_configs, model_cases, profile_examples
+from parity.harness.tolerances import TOLERANCES, scaled_error, tolerance
 
 pytest.importorskip("transformers")
 ARCH = "LEDForConditionalGeneration"

@@ -1,6 +1,6 @@
 """The kernel gate has teeth and clear verdicts (docs/contract.md).
 
-- toy profile: every planted bug of `parity.broken_kernels.BROKEN_KERNELS` is rejected with the shrunk case;
+- toy profile: every planted bug of `parity.gate.broken_kernels.BROKEN_KERNELS` is rejected with the shrunk case;
   the dense kernel and a per-row loop pass;
 - boundary/realistic profiles: the correct tiled kernel (declared support) passes, each realistic tiled
   mutant is rejected with `mismatch` (the backward one with backward=True);
@@ -24,11 +24,11 @@ from hypothesis import settings
 from test_reference import loop_attention
 
 import parity
-from parity.broken_kernels import BROKEN_KERNELS, BUGS, TILED_BUGS, TILED_KERNELS, dense_attention, tiled_attention
-from parity.gate import HALF_K, assert_gate, check_case, gate, half_floor, load_kernel, spec_attention
-from parity.profiles import grid
-from parity.strategies import AttentionCase
-from parity.support import Support, support_of
+from parity.gate.broken_kernels import BROKEN_KERNELS, BUGS, TILED_BUGS, TILED_KERNELS, dense_attention, tiled_attention
+from parity.gate.judge import HALF_K, assert_gate, check_case, gate, half_floor, load_kernel, spec_attention
+from parity.gate.profiles import grid
+from parity.gate.support import Support, support_of
+from parity.harness.strategies import AttentionCase
 
 CI_BLOCKS = (16, 64)  # the boundary profile in CI; the default 16, 32, 64, 128 under `thorough`/slow
 # Realistic shapes in CI: windows 512 and 1024 (seq 1024 and 4096), head_dim 64, one head; the whole grid
@@ -46,7 +46,7 @@ def _thorough() -> bool:
 
 # ------------------------------------------------------------------------------------------ toy: the old teeth
 @pytest.mark.parametrize("reference", [pytest.param(loop_reference, id="loop"), pytest.param(spec_attention, id="spec"),
-                                       pytest.param(None, id="parity.reference")])
+                                       pytest.param(None, id="parity.gate.reference")])
 def test_gate_passes_correct_kernel(reference):
     examples = max(30, settings.default.max_examples)  # the `thorough` profile runs more
     result = assert_gate(dense_attention, examples=examples, seed=1, reference=reference, profile="toy")
@@ -135,8 +135,8 @@ def test_load_kernel_errors_name_the_argument():
     with pytest.raises(ValueError, match="package.module:function"):
         load_kernel("no_colon")
     with pytest.raises(ValueError, match="nope"):
-        load_kernel("parity.broken_kernels:nope")
-    assert load_kernel("parity.broken_kernels:window_wider") is BROKEN_KERNELS["window_wider"]
+        load_kernel("parity.gate.broken_kernels:nope")
+    assert load_kernel("parity.gate.broken_kernels:window_wider") is BROKEN_KERNELS["window_wider"]
 
 
 def test_gate_validates_arguments():
@@ -303,12 +303,12 @@ def _cli(*args, env=None, timeout=300):
 
 
 def test_cli_verdicts_exit_codes_and_json(tmp_path):
-    bad = _cli("--attention", "parity.broken_kernels:padding_keys_visible", "--profile", "toy", "--examples", "15",
+    bad = _cli("--attention", "parity.gate.broken_kernels:padding_keys_visible", "--profile", "toy", "--examples", "15",
                "--seed", "5")
     assert bad.returncode == 1 and bad.stdout.startswith("mismatch: ")
     assert "token_kind=" in bad.stdout and "--seed 5" in bad.stdout and "seed: 5" in bad.stderr
     report = tmp_path / "gate.json"
-    good = _cli("--attention", "parity.broken_kernels:tiled_attention", "--profile", "boundary", "--block", "16",
+    good = _cli("--attention", "parity.gate.broken_kernels:tiled_attention", "--profile", "boundary", "--block", "16",
                 "--examples", "5", "--seed", "5", "--head-dims", "16,64", "--json", str(report))
     assert good.returncode == 0 and good.stdout.startswith("pass: "), good.stdout + good.stderr
     data = json.loads(report.read_text())
@@ -324,10 +324,10 @@ def test_cli_verdicts_exit_codes_and_json(tmp_path):
 
 @pytest.mark.parametrize("args,words", [
     (["--attention", "no.such.module:fn"], "cannot import"),
-    (["--attention", "parity.broken_kernels:tiled_attention", "--min-window", "1"], "min_window"),
-    (["--attention", "parity.broken_kernels:tiled_attention", "--profile", "toy"], "excludes every shape"),
-    (["--attention", "parity.broken_kernels:tiled_attention", "--head-dims", "x"], "--head-dims"),
-    (["--attention", "parity.broken_kernels:tiled_attention", "--max-seconds", "0"], "max_seconds"),
+    (["--attention", "parity.gate.broken_kernels:tiled_attention", "--min-window", "1"], "min_window"),
+    (["--attention", "parity.gate.broken_kernels:tiled_attention", "--profile", "toy"], "excludes every shape"),
+    (["--attention", "parity.gate.broken_kernels:tiled_attention", "--head-dims", "x"], "--head-dims"),
+    (["--attention", "parity.gate.broken_kernels:tiled_attention", "--max-seconds", "0"], "max_seconds"),
 ])
 def test_cli_usage_errors_exit_2_with_one_line(args, words):
     done = _cli(*args, timeout=120)
@@ -392,17 +392,53 @@ def test_one_seed_gives_the_same_cases_from_the_cli_and_the_api(tmp_path):
     # depend on what the caller had imported: the CLI (which loads the commands) and a bare script differ.
     api = (
         "import json, sys\n"
-        "from parity.broken_kernels import dense_attention\n"
-        "from parity.gate import gate\n"
+        "from parity.gate.broken_kernels import dense_attention\n"
+        "from parity.gate.judge import gate\n"
         "r = gate(dense_attention, profile='toy', examples=100, seed=0)\n"
         "json.dump(r.to_dict(), open(sys.argv[1], 'w'))\n"
     )
     env = dict(os.environ, PYTHONPATH=os.getcwd())
     subprocess.run([sys.executable, "-c", api, str(tmp_path / "api.json")], check=True, env=env)
-    subprocess.run([sys.executable, "-m", "parity", "gate", "--attention", "parity.broken_kernels:dense_attention",
+    subprocess.run([sys.executable, "-m", "parity", "gate", "--attention", "parity.gate.broken_kernels:dense_attention",
                     "--profile", "toy", "--examples", "100", "--seed", "0", "--json", str(tmp_path / "cli.json")],
                    check=True, env=env, capture_output=True)
     api_run, cli_run = (json.loads((tmp_path / f"{n}.json").read_text()) for n in ("api", "cli"))
     assert api_run["verdict"] == cli_run["verdict"] == "pass"
     assert api_run["cases_per_shape"] == cli_run["cases_per_shape"]
     assert api_run["worst_error"] == cli_run["worst_error"]  # the same values: the same cases
+
+
+def computes_in_float32(query, key, value, global_query, global_key, global_value, token_kind, window):
+    """A correct kernel that, like HF's own attention, computes in float32 whatever its inputs."""
+    f32 = [t.float() for t in (query, key, value, global_query, global_key, global_value)]
+    return dense_attention(*f32, token_kind, window).to(query.dtype)
+
+
+def test_an_explicit_atol_replaces_the_budget_looser_or_tighter_and_is_replayed():
+    strict = gate(computes_in_float32, profile="toy", examples=20, seed=1)
+    assert strict.verdict == "mismatch" and "--atol" not in strict.replay_command()
+    loose = gate(computes_in_float32, profile="toy", examples=20, seed=1, atol=1e-6)
+    assert loose.passed, loose.message()
+    assert loose.worst["context"]["budget"] == 1e-6 and loose.to_dict()["atol"] == 1e-6
+    tight = gate(dense_attention, profile="toy", examples=20, seed=1, atol=1e-300)
+    assert tight.verdict == "mismatch" and "(atol given)" in tight.message()
+    assert "--atol 1e-300" in tight.replay_command()
+    with pytest.raises(ValueError, match="atol must be a finite number > 0, got -1"):
+        gate(dense_attention, profile="toy", examples=1, atol=-1)
+
+
+def test_the_failure_names_the_worst_element_with_both_values_in_full_precision():
+    result = gate(computes_in_float32, profile="toy", examples=20, seed=1)
+    detail = result.detail
+    assert "dim " in detail and "|diff|" in detail and "scaled" in detail
+    kernel_value, spec_value = (float(detail.split(" kernel ")[1].split(" vs spec ")[0]),
+                                float(detail.split(" vs spec ")[1].split(" (")[0]))
+    assert kernel_value != spec_value  # printed round-tripping, so a 1e-8 difference is visible
+
+
+def test_the_plain_same_dtype_implementation_passes_in_half_precision_however_hard_the_case():
+    # The yardstick itself (dense attention computed in bfloat16) must pass: the half budget is HALF_K x its
+    # error on the very case, with no cap that a hard case could push it past.
+    result = gate(dense_attention, profile="boundary", dtype="bfloat16", examples=30, seed=3, blocks=CI_BLOCKS)
+    assert result.passed, result.message()
+    assert all(w["error"] <= HALF_K * w["plain"] + half_floor("bfloat16") for w in result.worst.values())

@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from parity.generation import compare_sequences, first_difference, generation_parity, log_softmax, tie_budget
-from parity.implementations import Side
-from parity.strategies import model_cases, profile_examples
+from parity.harness.generation import compare_sequences, first_difference, generation_parity, log_softmax, tie_budget
+from parity.harness.implementations import Side
+from parity.harness.strategies import model_cases, profile_examples
 
 VOCAB = 6
 

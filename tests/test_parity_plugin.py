@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from parity.broken_kernels import BROKEN_KERNELS, TILED_KERNELS, dense_attention, tiled_attention
-from parity.pytest_plugin import assert_kernel_matches_spec, led_kernel_gate  # noqa: F401 - the fixture
+from parity.gate.broken_kernels import BROKEN_KERNELS, TILED_KERNELS, dense_attention, tiled_attention
+from parity.gate.pytest_plugin import assert_kernel_matches_spec, led_kernel_gate  # noqa: F401 - the fixture
 
 
 def test_assert_kernel_matches_spec_passes_a_correct_kernel():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from hypothesis import Phase, find, given, settings
 
-from parity.strategies import attention_cases, encoder_inputs, head_masks, led_configs, model_cases, weights
+from parity.harness.strategies import attention_cases, encoder_inputs, head_masks, led_configs, model_cases, weights
 
 FIND = settings(max_examples=2000, database=None, phases=[Phase.generate])  # found is enough, no shrinking
 

@@ -23,7 +23,7 @@ from led_ref.functional import log_softmax
 from led_ref.generation import banned_ngram_tokens
 from led_ref.init import random_weights
 from led_ref.io.generation_settings import resolve as resolve_settings
-from parity.strategies import encoder_inputs, led_configs
+from parity.harness.strategies import encoder_inputs, led_configs
 from tests.hf_oracle import hf_dtype_scope, hf_model, torch
 
 

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from led_ref import LEDConfig, LEDForQuestionAnswering, LEDForSequenceClassification
 from led_ref.init import random_weights
-from parity.strategies import encoder_inputs, head_masks, led_configs, model_cases
+from parity.harness.strategies import encoder_inputs, head_masks, led_configs, model_cases
 from tests.hf_oracle import hf_model, scaled_error
 from tests.test_ref_model import assert_matches_hf, hf_tolerance, run_hf
 

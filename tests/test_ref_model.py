@@ -1,5 +1,6 @@
-"""led_ref's encoder-decoder against HF's LED (every output field), a plain encoder over parity.reference, and its own
-incremental decoding. Helpers here (`run_hf`, `assert_matches_hf`) are reused by the other test_ref_* files."""
+"""led_ref's encoder-decoder against HF's LED (every output field), a plain encoder over parity.gate.reference,
+and its own incremental decoding. Helpers here (`run_hf`, `assert_matches_hf`) are reused by the other test_ref_*
+files."""
 
 from __future__ import annotations
 
@@ -12,9 +13,9 @@ from led_ref import LEDConfig, LEDForConditionalGeneration, LEDModel
 from led_ref.functional import activation, ffn, layer_norm
 from led_ref.init import random_weights
 from led_ref.io.outputs import LEDEncoderBaseModelOutput
-from parity.hf import defined_loss
-from parity.reference import reference_attention
-from parity.strategies import encoder_inputs, led_configs, model_cases
+from parity.gate.reference import reference_attention
+from parity.harness.strategies import encoder_inputs, led_configs, model_cases
+from parity.hf.models import defined_loss
 from tests.hf_oracle import hf_dtype_scope, hf_model, scaled_error, to_numpy, torch
 
 HF_TOL = 1e-6  # HF takes its encoder softmaxes in float32 (docs/contract.md)
@@ -184,7 +185,7 @@ def test_chunked_decoding_with_masks_matches_hf():
 
 # ------------------------------------------------------------------------------------------- dense encoder
 def dense_encoder(weights: dict, config: LEDConfig, ids, attention_mask, global_mask, head_mask=None):
-    """An encoder written plainly: embeddings, then per layer the attention of parity.reference (the contract
+    """An encoder written plainly: embeddings, then per layer the attention of parity.gate.reference (the contract
     by definition, float64) on this layer's projections, output projection, residuals, norms, feed-forward.
     No padding to the window: it cannot matter.
     """

@@ -1,4 +1,4 @@
-"""The one float64 reference (parity.reference) and led_ref's explicit backward, each against independent
+"""The one float64 reference (parity.gate.reference) and led_ref's explicit backward, each against independent
 derivations: a per-row loop written from the definition, led_ref's NumPy spec, finite differences, and
 autograd of led_torch's banded backend."""
 
@@ -15,9 +15,9 @@ from hypothesis import strategies as st
 import led_ref.attention_backward as attention_backward
 from led_ref import attention, layout
 from led_ref.attention_backward import longformer_attention_backward
-from parity.reference import reference_attention, reference_gradients
-from parity.strategies import attention_cases, token_kinds
-from parity.tolerances import scaled_error
+from parity.gate.reference import reference_attention, reference_gradients
+from parity.harness.strategies import attention_cases, token_kinds
+from parity.harness.tolerances import scaled_error
 
 ALL_WINDOWS = tuple(range(2, 17, 2))
 
@@ -74,7 +74,7 @@ def test_reference_matches_the_loop_and_the_spec(case):
 def test_blocks_dense_probabilities_and_head_mask_agree(problem, block, masked):
     arrays, kinds, window = problem
     head_mask = np.linspace(0.0, 1.0, arrays[0].shape[1]) if masked else None
-    with mock.patch("parity.reference.QUERY_BLOCK", block):  # block borders inside the sequence
+    with mock.patch("parity.gate.reference.QUERY_BLOCK", block):  # block borders inside the sequence
         blocked = reference_attention(*arrays, kinds, window, head_mask=head_mask)
     dense, probs = reference_attention(*arrays, kinds, window, head_mask=head_mask, return_probs=True)
     assert scaled_error(blocked.numpy(), dense.numpy()) < 1e-12

@@ -1,4 +1,4 @@
-"""Safe loading and saving for both packages (issue 7).
+"""Safe loading and saving for both packages.
 
 - A pickle whose unpickling would run code is never executed: led_ref refuses pickles outright, led_torch
   reads them only through torch's weights-only unpickler and turns a refusal into a clear ValueError.

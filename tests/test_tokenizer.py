@@ -18,7 +18,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from led_ref.io.tokenizer import LEDTokenizer, clean_up_tokenization, train_byte_level_bpe, truncate_pair
+from led_ref.io.batch_encoding import truncate_pair
+from led_ref.io.bpe import clean_up_tokenization
+from led_ref.io.tokenizer import LEDTokenizer, train_byte_level_bpe
 from tests.hf_oracle import torch, transformers
 
 pytestmark = pytest.mark.hf

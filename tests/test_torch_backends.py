@@ -1,4 +1,4 @@
-"""The banded backend against the one float64 reference (parity.reference, dense probabilities); the registry."""
+"""The banded backend against the one float64 reference (parity.gate.reference, dense probabilities); the registry."""
 
 from __future__ import annotations
 
@@ -10,15 +10,15 @@ from hypothesis import strategies as st
 from led_torch.backends import available_backends, get_backend, resolve_backend
 from led_torch.backends.banded import banded_longformer_attention
 from led_torch.backends.rule import global_slots
-from parity.reference import reference_attention
-from parity.strategies import attention_cases
-from parity.tolerances import scaled_error
+from parity.gate.reference import reference_attention
+from parity.harness.strategies import attention_cases
+from parity.harness.tolerances import scaled_error
 
 torch.set_num_threads(1)
 
 
 def dense_reference(q, k, v, gq, gk, gv, kind, window):
-    """parity.reference's context and dense probabilities split by row kind: (context, local rows' (b, h, s, s),
+    """parity.gate.reference's context and dense probabilities split by row kind: (context, local rows' (b, h, s, s),
     global rows' (b, h, s, s)), float64."""
     ctx, probs = reference_attention(q, k, v, gq, gk, gv, kind, window, return_probs=True)
     row = kind[:, None, :, None]
@@ -138,9 +138,25 @@ def test_registry():
             assert callable(fn)
 
 
+@pytest.mark.parametrize("device", ["cpu", "cuda"])
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32, torch.float64])
+@pytest.mark.parametrize("need_probs, need_grad", [(False, False), (False, True), (True, False)])
+def test_available_backends_are_the_auto_order_less_what_cannot_serve(device, dtype, need_probs, need_grad):
+    """One statement of priority (`auto_candidates`): `available_backends` keeps its order, drops only backends
+    that cannot be imported or computed in the dtype, and always ends on banded."""
+    from led_torch.backends import auto_candidates, auto_is_banded_only
+
+    order = auto_candidates(device, need_probs, need_grad)
+    listed = available_backends(device, dtype, need_probs, need_grad)
+    assert listed == [name for name in order if name in listed] and listed[-1] == order[-1] == "banded"
+    if dtype == torch.float64:
+        assert "triton" not in listed
+    assert auto_is_banded_only("cpu") and not auto_is_banded_only("cuda")
+
+
 # ------------------------------------------------------------------------------------------ fast CPU kernel path
-# The performance work added a fused inference path to led_torch's banded backend (no probabilities, no grad);
-# these tests hold it to the spec and to the backend's own probability path.
+# The banded backend's fused CPU inference path (no probabilities, no grad), held to the spec and to the
+# backend's own probability path.
 @given(attention_cases(max_chunks=3, windows=(2, 4, 6, 8, 16)), st.sampled_from([None, 1, 3, 64]),
        st.sampled_from(["float64", "float32"]))
 def test_banded_inference_path_matches_the_spec_and_the_probability_path(case, block, dtype):
@@ -192,22 +208,28 @@ def _case_tensors(kinds, heads=2, head_dim=3, seed=0):
 
 def test_one_call_path_matches_the_slabs_and_the_reference_and_sees_kinds_change():
     """One call (block=None, seq = window) against explicit blocks and the reference, with interior padding and
-    several global tokens; then the token kinds change in place and the shared mask is rebuilt."""
-    from led_torch.backends.banded_flash_cpu import one_call_applies
+    several global tokens; the second call reads the mask the first one left in the cache; then the token kinds
+    change in place and the mask is rebuilt."""
+    from led_torch.backends.banded_flash_cpu import MaskCache, one_call_applies
 
     kinds = torch.tensor([[2, 1, 1, 0, 1, 1, 2, 1, 1, 1, 1, 1, 0, 0, 0, 0],
                           [1, 1, 1, 1, 1, 2, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1]])
     args = _case_tensors(kinds)
+    masks = MaskCache()
     assert one_call_applies(2, 16, 16, 4, torch.float64)
     with torch.no_grad():
-        for _ in range(2):  # the second call reads the shared mask
-            one_call = banded_longformer_attention(*args, kinds, 16)
+        for call in range(2):
+            one_call = banded_longformer_attention(*args, kinds, 16, mask_cache=masks)
+            if call == 0:
+                first = masks.entry[-1]
+            assert masks.entry[-1] is first  # built once, read by the second call
             torch.testing.assert_close(one_call, banded_longformer_attention(*args, kinds, 16, block=4),
                                        rtol=1e-12, atol=1e-12)
             torch.testing.assert_close(one_call, reference_attention(*args, kinds, 16), rtol=1e-12, atol=1e-12)
         kinds[1, 3] = 0
         kinds[0, 9] = 2
-        changed = banded_longformer_attention(*args, kinds, 16)
+        changed = banded_longformer_attention(*args, kinds, 16, mask_cache=masks)
+    assert masks.entry[-1] is not first
     torch.testing.assert_close(changed, reference_attention(*args, kinds, 16), rtol=1e-12, atol=1e-12)
 
 
@@ -230,23 +252,73 @@ def test_global_context_given_is_used_and_refused_with_probabilities():
         banded_longformer_attention(q, k, v, gq, k, v, kinds, 4, return_probs=True, global_context=global_context)
 
 
-def test_shared_masks_die_with_their_token_kinds_and_big_batches_build_them_per_row(monkeypatch):
-    """The layers' shared mask is dropped when the token-kind tensor it was built for goes (no mask outlives its
-    forward); past the size cap each batch row's slab mask is built when needed, with the same result."""
-    import gc
-
+def test_shared_masks_are_held_only_by_a_cache_and_big_batches_build_them_per_row(monkeypatch):
+    """A call without a MaskCache keeps nothing; with one, the blocks' slab masks stay in it for the next layer
+    (another token-kind tensor rebuilds them); past the size cap each batch row's slab mask is built when needed,
+    with the same result, and none is kept."""
     from led_torch.backends import banded_flash_cpu
 
     kinds = torch.tensor([[2, 1, 1, 1, 0, 1, 1, 1] * 4, [1, 1, 2, 1, 1, 1, 1, 1] * 4])
     args = _case_tensors(kinds)
     expected = reference_attention(*args, kinds, 4)
+    masks = banded_flash_cpu.MaskCache()
     with torch.no_grad():
-        shared = banded_longformer_attention(*args, kinds, 4)
-        assert banded_flash_cpu._last_mask[3] is not None
+        uncached = banded_longformer_attention(*args, kinds, 4)
+        shared = banded_longformer_attention(*args, kinds, 4, block=8, mask_cache=masks)
+        assert masks.entry[0] is kinds and masks.entry[2] == ("slabs", 4, 8, torch.float64)
+        slabs = masks.entry[-1]
+        banded_longformer_attention(*args, kinds.clone(), 4, block=8, mask_cache=masks)
+        assert masks.entry[-1] is not slabs
         monkeypatch.setattr(banded_flash_cpu, "_MASK_BYTES", 0)
-        per_row = banded_longformer_attention(*args, kinds.clone(), 4)
-    torch.testing.assert_close(shared, expected, rtol=1e-12, atol=1e-12)
-    torch.testing.assert_close(per_row, expected, rtol=1e-12, atol=1e-12)
-    del kinds
-    gc.collect()
-    assert banded_flash_cpu._last_mask is banded_flash_cpu._NO_MASK
+        per_row_masks = banded_flash_cpu.MaskCache()
+        per_row = banded_longformer_attention(*args, kinds.clone(), 4, mask_cache=per_row_masks)
+    assert per_row_masks.entry is None
+    for got in (uncached, shared, per_row):
+        torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
+
+
+def _tiny_encoder_model(layers=3):
+    from led_ref.init import random_weights
+    from led_ref.io.config import LEDConfig
+    from led_torch import LEDModel
+
+    config = LEDConfig(vocab_size=40, d_model=8, encoder_layers=layers, decoder_layers=1, encoder_attention_heads=2,
+                       decoder_attention_heads=2, encoder_ffn_dim=16, decoder_ffn_dim=16, attention_window=4,
+                       max_encoder_position_embeddings=64, max_decoder_position_embeddings=16)
+    return LEDModel.from_weights(config, random_weights(config, "LEDModel", seed=1, std=0.3), dtype=torch.float32)
+
+
+@pytest.mark.parametrize("mode", ["no_grad", "inference_mode"])
+@pytest.mark.parametrize("global_tokens", [False, True])
+def test_the_encoder_shares_one_mask_per_forward_and_drops_it_after(monkeypatch, mode, global_tokens):
+    """Each encoder forward makes its own MaskCache: the first layer builds the mask and the others read it, so a
+    3-layer forward builds one; the cache is gone once the forward returns. Token kinds made under
+    torch.inference_mode have no version counter: nothing is cached, every layer builds its own."""
+    import gc
+    import weakref
+
+    from led_torch import encoder
+    from led_torch.backends.banded_flash_cpu import MaskCache
+
+    caches, builds = [], []
+
+    class CountingMaskCache(MaskCache):
+        def __init__(self):
+            super().__init__()
+            caches.append(weakref.ref(self))
+
+        def get(self, token_kind, spec, build):
+            return super().get(token_kind, spec, lambda: builds.append(spec) or build())
+
+    monkeypatch.setattr(encoder, "MaskCache", CountingMaskCache)
+    model = _tiny_encoder_model(layers=3).eval()
+    ids = torch.randint(3, 40, (2, 11), generator=torch.Generator().manual_seed(0))
+    glob = torch.zeros_like(ids)
+    glob[:, 0] = int(global_tokens)
+    context = torch.inference_mode() if mode == "inference_mode" else torch.no_grad()
+    for forward in range(2):
+        with context:
+            model.encoder(input_ids=ids, global_attention_mask=glob)
+        gc.collect()
+        assert len(caches) == forward + 1 and all(ref() is None for ref in caches)  # one per forward, dropped
+    assert len(builds) == (2 if mode == "no_grad" else 6)

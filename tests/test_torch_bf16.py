@@ -1,5 +1,5 @@
 """bfloat16 inference on CPU: led_torch's fast paths (oneDNN bf16 linears, the banded flash kernel in bf16, float32
-softmax merge) against the float64 spec, within the bfloat16 budgets of parity.tolerances.
+softmax merge) against the float64 spec, within the bfloat16 budgets of parity.harness.tolerances.
 
 The model has d_model 512 so every projection is big enough for oneDNN (led_torch.linear._MIN_WEIGHT), like the
 LED-base shapes the bench times; the tiny models of the other tests stay on F.linear.
@@ -14,11 +14,11 @@ from torch.profiler import ProfilerActivity, profile
 from led_ref.init import random_weights
 from led_ref.io.config import LEDConfig
 from led_torch.linear import _DTYPES, onednn_linear_enabled
-from parity.compare import compare_outputs
-from parity.generation import generation_parity
-from parity.implementations import Side
-from parity.strategies import attention_cases
-from parity.tolerances import scaled_error, tolerance
+from parity.harness.compare import compare_outputs
+from parity.harness.generation import generation_parity
+from parity.harness.implementations import Side
+from parity.harness.strategies import attention_cases
+from parity.harness.tolerances import scaled_error, tolerance
 
 ARCH = "LEDForConditionalGeneration"
 BF16 = Side("torch", "banded", "bfloat16")

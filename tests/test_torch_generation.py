@@ -13,7 +13,7 @@ from led_ref.init import random_weights
 from led_ref.io.config import LEDConfig
 from led_torch import LEDForConditionalGeneration
 from led_torch.generation import banned_ngram_tokens
-from parity.strategies import encoder_inputs, led_configs
+from parity.harness.strategies import encoder_inputs, led_configs
 
 pytestmark = pytest.mark.hf
 torch.set_num_threads(1)

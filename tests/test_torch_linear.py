@@ -196,9 +196,9 @@ def test_a_model_on_the_onednn_path_agrees_with_the_spec():
 
     from led_ref.init import random_weights
     from led_ref.io.config import LEDConfig
-    from parity.check import run_case
-    from parity.generation import generation_parity
-    from parity.implementations import Side
+    from parity.harness.check import run_case
+    from parity.harness.generation import generation_parity
+    from parity.harness.implementations import Side
 
     config = LEDConfig(vocab_size=64, d_model=BIG, encoder_layers=1, decoder_layers=1, encoder_attention_heads=8,
                        decoder_attention_heads=8, encoder_ffn_dim=BIG, decoder_ffn_dim=BIG, attention_window=16,

@@ -1,4 +1,4 @@
-"""led_torch models against HF transformers' LED (the oracle) and against an encoder running parity.reference."""
+"""led_torch models against HF transformers' LED (the oracle) and against an encoder running parity.gate.reference."""
 
 from __future__ import annotations
 
@@ -20,8 +20,8 @@ from led_torch import (
     LEDModel,
 )
 from led_torch.backends.rule import GLOBAL, global_slots, token_kinds
-from parity.reference import reference_attention
-from parity.strategies import encoder_inputs, led_configs, model_cases
+from parity.gate.reference import reference_attention
+from parity.harness.strategies import encoder_inputs, led_configs, model_cases
 
 pytestmark = pytest.mark.hf
 torch.set_num_threads(1)
@@ -227,7 +227,7 @@ def test_long_inputs_take_the_blocked_feed_forward_and_match_hf():
 
 # ------------------------------------------------------------------------------------------ beyond HF's limits
 def dense_backend(q, k, v, gq, gk, gv, kind, window):
-    """parity.reference as an attention backend (float64 context in the input dtype)."""
+    """parity.gate.reference as an attention backend (float64 context in the input dtype)."""
     return reference_attention(q, k, v, gq, gk, gv, kind, window).to(q.dtype)
 
 

@@ -14,7 +14,7 @@ from hypothesis import given
 from led_ref.init import random_weights
 from led_ref.io.config import LEDConfig
 from led_torch import LEDForConditionalGeneration
-from parity.strategies import model_cases
+from parity.harness.strategies import model_cases
 
 pytestmark = pytest.mark.hf
 torch.set_num_threads(1)

@@ -22,7 +22,26 @@ from collections.abc import Sequence
 import numpy as np
 
 from ..io.validation import check_window
-from . import explorer
+from .batch_slots import MAX_BATCH_ROWS, batch_report
+from .blocks import BLOCK_GRID_CELLS, check_block
+from .cells import MAX_MASK_SEQ_LEN, mask_text, pattern_cells
+from .compact import MAX_ROWS_SHOWN, check_rows
+from .examples import MAX_EXPLORER_SEQ_LEN, check_example, example_kinds, padding_note
+from .explorer import layout_report
+from .from_model import (
+    MAX_MODEL_TOKENS,
+    MAX_ROUNDTRIP_TOKENS,
+    block_heat,
+    dense_layer,
+    encode_text,
+    model_attentions,
+    model_pattern,
+    model_token_limit,
+    roundtrip_error,
+    top_keys_text,
+)
+from .grid import TOKEN_GRID_MAX
+from .reach import reach_text
 
 
 def even_window(text: str) -> int:
@@ -118,7 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     shape = lay.add_argument_group("synthetic pattern")
     shape.add_argument("--seq-len", type=non_negative, metavar="N",
-                       help=f"tokens N (1..{explorer.MAX_EXPLORER_SEQ_LEN}; beyond {explorer.TOKEN_GRID_MAX} the grid "
+                       help=f"tokens N (1..{MAX_EXPLORER_SEQ_LEN}; beyond {TOKEN_GRID_MAX} the grid "
                        "shows blocks of keys)")
     shape.add_argument("--window", type=even_window, metavar="W",
                        help="attention window w (even; reach w/2 each side)")
@@ -128,10 +147,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="the last K of the N positions are padding")
     shape.add_argument("--format", choices=("grid", "mask"), default="grid",
                        help="grid: picture + legend + compact layout; mask: exactly N lines of N 0/1 "
-                       f"(N <= {explorer.MAX_MASK_SEQ_LEN})")
+                       f"(N <= {MAX_MASK_SEQ_LEN})")
     shape.add_argument("--block", type=non_negative, metavar="B",
-                       help=f"keys per grid column (default: 1 up to {explorer.TOKEN_GRID_MAX} tokens, else a power "
-                       f"of 2 giving <= {explorer.BLOCK_GRID_CELLS} blocks)")
+                       help=f"keys per grid column (default: 1 up to {TOKEN_GRID_MAX} tokens, else a power "
+                       f"of 2 giving <= {BLOCK_GRID_CELLS} blocks)")
     shape.add_argument("--batch", type=batch_row, nargs="+", metavar="GLOBALS[/PAD]",
                        help="several batch rows, each its global positions and padding (e.g. 0,5 3/2 /4): shows x, "
                        "the slots of every row and the unused ones (0)")
@@ -142,7 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
     lay.add_argument("--row", type=non_negative, metavar="I",
                      help="query row whose compact layout is shown (default: first local)")
     lay.add_argument("--rows", type=row_list, metavar="I,J,A..B",
-                     help=f"several query rows (at most {explorer.MAX_ROWS_SHOWN}); --from-model: the rows summarised")
+                     help=f"several query rows (at most {MAX_ROWS_SHOWN}); --from-model: the rows summarised")
     lay.add_argument("--layer", type=non_negative, metavar="L",
                      help="layer to use (--format mask with --layer-windows: default 0; --from-model: default all)")
     lay.add_argument("--png", metavar="FILE", help="also draw the picture to FILE (needs matplotlib)")
@@ -196,23 +215,22 @@ def synthetic_windows(args, parser) -> list[int]:
         parser.error("--batch gives each row its own globals and padding: drop --global/--pad")
     args.global_positions = args.global_positions or []
     try:
-        explorer.check_example(args.seq_len, args.global_positions, args.pad, ("--seq-len", "--global", "--pad"))
+        check_example(args.seq_len, args.global_positions, args.pad, ("--seq-len", "--global", "--pad"))
         for b, (g, pad) in enumerate(args.batch or ()):
-            explorer.check_example(args.seq_len, g, pad, ("--seq-len", f"--batch row {b}: global",
-                                                          f"--batch row {b}: pad"))
+            check_example(args.seq_len, g, pad, ("--seq-len", f"--batch row {b}: global", f"--batch row {b}: pad"))
         args.rows = shown_rows(args, parser)
         if args.rows is not None:
-            explorer.check_rows(args.rows, args.seq_len, "--rows" if args.row is None else "--row")
-        args.block = explorer.check_block(args.block, args.seq_len, "--block")
+            check_rows(args.rows, args.seq_len, "--rows" if args.row is None else "--row")
+        args.block = check_block(args.block, args.seq_len, "--block")
         if args.reach is not None and args.reach >= args.seq_len:
             raise ValueError(f"--reach {args.reach} is out of range 0..{args.seq_len - 1} (--seq-len {args.seq_len})")
     except ValueError as err:
         parser.error(str(err))
-    if args.batch is not None and len(args.batch) > explorer.MAX_BATCH_ROWS:
-        parser.error(f"--batch takes 1..{explorer.MAX_BATCH_ROWS} rows, got {len(args.batch)}")
-    if args.format == "mask" and args.seq_len > explorer.MAX_MASK_SEQ_LEN:
+    if args.batch is not None and len(args.batch) > MAX_BATCH_ROWS:
+        parser.error(f"--batch takes 1..{MAX_BATCH_ROWS} rows, got {len(args.batch)}")
+    if args.format == "mask" and args.seq_len > MAX_MASK_SEQ_LEN:
         parser.error(f"--format mask prints N lines of N characters: --seq-len must be <= "
-                     f"{explorer.MAX_MASK_SEQ_LEN}, got {args.seq_len} (the grid and --html have no such limit)")
+                     f"{MAX_MASK_SEQ_LEN}, got {args.seq_len} (the grid and --html have no such limit)")
     windows = args.layer_windows or [args.window]
     if args.layer is not None and args.layer >= len(windows):
         parser.error(f"--layer {args.layer} is out of range 0..{len(windows) - 1} ({len(windows)} layer windows)")
@@ -224,16 +242,16 @@ def run_layout(args, parser) -> int:
     layers = None if args.layer is None else [args.layer]
     batch = args.batch or [(args.global_positions, args.pad)]
     if args.format == "mask":
-        kinds = explorer.example_kinds(args.seq_len, windows, batch[0][0], batch[0][1])
+        kinds = example_kinds(args.seq_len, windows, batch[0][0], batch[0][1])
         window = windows[args.layer or 0]
-        sys.stdout.write(explorer.mask_text(explorer.pattern_cells(kinds, window, args.seq_len)))
+        sys.stdout.write(mask_text(pattern_cells(kinds, window, args.seq_len)))
     elif args.batch is not None:
-        sys.stdout.write(explorer.batch_report(args.seq_len, windows, args.batch, args.rows, layers, args.block))
+        sys.stdout.write(batch_report(args.seq_len, windows, args.batch, args.rows, layers, args.block))
     else:
-        sys.stdout.write(explorer.layout_report(args.seq_len, windows, args.global_positions, args.pad,
-                                                rows=args.rows, layers=layers, block=args.block))
+        sys.stdout.write(layout_report(args.seq_len, windows, args.global_positions, args.pad,
+                                       rows=args.rows, layers=layers, block=args.block))
     if args.reach is not None and args.format != "mask":
-        sys.stdout.write("\n" + explorer.reach_text(args.seq_len, windows, batch[0][0], batch[0][1], args.reach))
+        sys.stdout.write("\n" + reach_text(args.seq_len, windows, batch[0][0], batch[0][1], args.reach))
     if args.png:
         from . import pictures
 
@@ -269,9 +287,9 @@ def run_from_model(args, parser) -> int:
     text = read_text(args, parser)
     config = model.config
     global_positions = [0] if args.global_positions is None else args.global_positions
-    seq_len = len(explorer.encode_text(tokenizer, text, explorer.model_token_limit(config))[1])
+    seq_len = len(encode_text(tokenizer, text, model_token_limit(config))[1])
     check_model_options(args, parser, config, seq_len, global_positions, rows)
-    found = explorer.model_attentions(model, tokenizer, text, global_positions)
+    found = model_attentions(model, tokenizer, text, global_positions)
     layers = list(range(config.encoder_layers)) if args.layer is None else [args.layer]
     heads = None if args.head is None else [args.head]
     print(f"checkpoint: {'the embedded default model, ' if args.checkpoint is None else ''}{checkpoint}")
@@ -345,15 +363,15 @@ def check_model_options(args, parser, config, seq_len: int, global_positions: li
         parser.error(f"--head {args.head} is out of range 0..{config.encoder_attention_heads - 1} "
                      "(encoder_attention_heads)")
     try:
-        explorer.check_example(seq_len, global_positions, 0, ("the text's token count", "--global", "pad"))
+        check_example(seq_len, global_positions, 0, ("the text's token count", "--global", "pad"))
     except ValueError as err:
         parser.error(str(err))
-    if args.check_roundtrip and seq_len > explorer.MAX_ROUNDTRIP_TOKENS:
+    if args.check_roundtrip and seq_len > MAX_ROUNDTRIP_TOKENS:
         parser.error(f"--check-roundtrip builds a dense (seq, seq) view per head: the text's {seq_len} tokens must "
-                     f"be <= {explorer.MAX_ROUNDTRIP_TOKENS}")
+                     f"be <= {MAX_ROUNDTRIP_TOKENS}")
     try:
         if rows is not None:
-            explorer.check_rows(rows, seq_len, "--rows" if args.row is None else "--row")
+            check_rows(rows, seq_len, "--rows" if args.row is None else "--row")
         if args.reach is not None and args.reach >= seq_len:
             raise ValueError(f"--reach {args.reach} is out of range 0..{seq_len - 1} (the text's token count)")
     except ValueError as err:
@@ -370,15 +388,15 @@ def print_model_summary(args, found, config, full_len: int, global_positions: li
     if full_len > seq_len:
         print(f"the text has {full_len} tokens; showing the first {seq_len} (the model's limit, "
               f"max_encoder_position_embeddings={config.max_encoder_position_embeddings})")
-    print(explorer.padding_note(seq_len, found.windows), end="")
-    print(explorer.top_keys_text(found, layers, heads, rows=rows), end="")
+    print(padding_note(seq_len, found.windows), end="")
+    print(top_keys_text(found, layers, heads, rows=rows), end="")
     if args.reach is not None:
-        print(explorer.reach_text(seq_len, found.windows, global_positions, 0, args.reach), end="")
-    if seq_len > explorer.MAX_ROUNDTRIP_TOKENS:
-        print(f"round trip not checked: {seq_len} tokens > {explorer.MAX_ROUNDTRIP_TOKENS} (it builds a dense "
+        print(reach_text(seq_len, found.windows, global_positions, 0, args.reach), end="")
+    if seq_len > MAX_ROUNDTRIP_TOKENS:
+        print(f"round trip not checked: {seq_len} tokens > {MAX_ROUNDTRIP_TOKENS} (it builds a dense "
               "(seq, seq) view per head)")
         return 0.0
-    error = explorer.roundtrip_error(found)
+    error = roundtrip_error(found)
     exact = "exact" if error == 0.0 else "NOT exact"
     print(f"round trip to_compact(to_dense(x)) == x on every layer: max abs diff {error:.3g} ({exact})")
     return error
@@ -392,15 +410,15 @@ def draw_model_png(args, parser, found, config, layers: list[int], heads: list[i
     shown_heads = heads or list(range(config.encoder_attention_heads))
     title = f"encoder attention, {seq_len} tokens (row = query, column = key; grey: not attended)"
     try:
-        if seq_len <= explorer.MAX_MODEL_TOKENS:
-            dense = [explorer.dense_layer(found, layer) for layer in layers]
-            patterns = [explorer.model_pattern(found, layer) for layer in layers]
+        if seq_len <= MAX_MODEL_TOKENS:
+            dense = [dense_layer(found, layer) for layer in layers]
+            patterns = [model_pattern(found, layer) for layer in layers]
             pictures.save_heatmaps_png(args.png, dense, layers, shown_heads, found.tokens, title, patterns)
             return
         block = -(-seq_len // pictures.HEAT_CELLS)  # one block row of queries at a time
         heats, patterns = [], []
         for layer in layers:
-            heat, pattern = explorer.block_heat(found, layer, shown_heads, block)
+            heat, pattern = block_heat(found, layer, shown_heads, block)
             by_head = np.zeros((config.encoder_attention_heads, *heat.shape[1:]), dtype=heat.dtype)
             by_head[shown_heads] = heat  # draw_heatmaps indexes heads by id
             heats.append(by_head)

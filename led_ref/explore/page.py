@@ -23,8 +23,11 @@ from importlib import resources
 import numpy as np
 
 from .. import layout
-from . import explorer
-from .explorer import Cell
+from .batch_slots import batch_kinds
+from .cells import Cell
+from .compact import default_row
+from .examples import MAX_EXPLORER_SEQ_LEN, check_example, example_kinds
+from .from_model import ModelAttentions
 
 # The page's colours are the PNG's (`led_ref.explore.pictures`), so both media read the same.
 COLORS = {
@@ -44,13 +47,13 @@ def synthetic_state(seq_len: int, windows: Sequence[int], batch: Sequence[tuple[
                     layer: int = 0, row: int | None = None, reach: int | None = None) -> dict:
     """The page's starting point for a synthetic pattern: batch rows as (global positions, pad) pairs."""
     for b, (g, pad) in enumerate(batch):
-        explorer.check_example(seq_len, g, pad, ("seq_len", f"batch row {b}: global", f"batch row {b}: pad"))
-    kinds = explorer.example_kinds(seq_len, windows, batch[0][0], batch[0][1])
-    row = explorer.default_row(kinds, seq_len) if row is None else row
+        check_example(seq_len, g, pad, ("seq_len", f"batch row {b}: global", f"batch row {b}: pad"))
+    kinds = example_kinds(seq_len, windows, batch[0][0], batch[0][1])
+    row = default_row(kinds, seq_len) if row is None else row
     return {"mode": "synthetic", "seqLen": seq_len, "windows": list(map(int, windows)), "layer": layer,
             "rows": [{"globals": sorted(map(int, g)), "pad": int(pad)} for g, pad in batch], "b": 0,
             "select": [row, row], "reach": row if reach is None else reach,
-            "maxSeqLen": explorer.MAX_EXPLORER_SEQ_LEN}
+            "maxSeqLen": MAX_EXPLORER_SEQ_LEN}
 
 
 def _quantized(a: np.ndarray) -> list[int]:
@@ -58,7 +61,7 @@ def _quantized(a: np.ndarray) -> list[int]:
     return np.rint(np.asarray(a, dtype=np.float64) * 10000).astype(np.int64).ravel().tolist()
 
 
-def model_state(found: explorer.ModelAttentions, layer: int = 0, row: int | None = None,
+def model_state(found: ModelAttentions, layer: int = 0, row: int | None = None,
                 reach: int | None = None) -> dict:
     """The page's data for real attentions: the compact arrays of batch row 0, per layer, per head (or mean)."""
     seq_len = found.seq_len
@@ -111,7 +114,7 @@ def python_rules(seq_len: int, windows: Sequence[int], batch: Sequence[tuple[Seq
                  ) -> dict:
     """What the page's rules must compute, from `led_ref.layout` (for the browser test): kinds, dense mask,
     compact key map and global slots of every batch row."""
-    kinds = explorer.batch_kinds(seq_len, windows, batch)
+    kinds = batch_kinds(seq_len, windows, batch)
     keys, _ = layout.compact_columns(kinds, windows[layer])
     positions, valid = layout.global_slots(kinds)
     return {"kinds": kinds.tolist(), "dense": layout.dense_mask(kinds, windows[layer]).astype(int).tolist(),

@@ -1,6 +1,6 @@
 """Pictures of the Longformer layout (matplotlib, an optional extra: `pip install 'led-parity[pictures]'`).
 
-`draw_layout` colours every (query, key) cell by its `explorer.Cell` and draws, beside it, the compact HF
+`draw_layout` colours every (query, key) cell by its `cells.Cell` and draws, beside it, the compact HF
 row of one query as a 1 x (x + w + 1) strip labelled with absolute key positions; `draw_batch_layout` stacks
 that for every row of a batch, each strip with the batch's x slots. `draw_heatmaps` shows real dense attention
 probabilities (or their block maxima), one panel per (layer, head). matplotlib is imported inside the
@@ -15,8 +15,13 @@ from collections.abc import Sequence
 import numpy as np
 
 from .. import layout
-from . import explorer
-from .explorer import Cell
+from .batch_slots import MAX_BATCH_ROWS, batch_kinds
+from .blocks import block_kinds, block_stats
+from .cells import CELL_CHARS, CELL_MEANINGS, Cell, pattern_cells
+from .compact import default_row, global_positions_of, row_columns
+from .examples import example_kinds
+from .ranges import short_ranges
+from .reach import reach_per_layer
 
 INSTALL_HINT = "pip install 'led-parity[pictures]'"
 
@@ -31,7 +36,7 @@ CELL_COLORS = {
     Cell.PAD_ROW: "#ececec",  # light grey
 }
 
-# Colours of the compact-strip roles (`explorer.CompactColumn.role`).
+# Colours of the compact-strip roles (`compact.CompactColumn.role`).
 ROLE_COLORS = {
     "global": CELL_COLORS[Cell.GLOBAL_KEY],
     "self": CELL_COLORS[Cell.SELF],
@@ -51,11 +56,11 @@ ROLE_MEANINGS = {
 
 CELL_INCHES = 0.32
 MAX_PANEL_INCHES = 12.0  # long sequences shrink the cells instead of growing the picture
-PIXEL_GRID_MAX = 1024  # beyond this many tokens the pattern is drawn from `explorer.block_stats` (never O(seq^2))
+PIXEL_GRID_MAX = 1024  # beyond this many tokens the pattern is drawn from `blocks.block_stats` (never O(seq^2))
 BLOCK_IMAGE_CELLS = 256  # blocks a side of a long pattern (about 5 pixels each)
 MIN_LINE_PIXELS = 2.0  # global rows/columns and the strip's global/self columns are never thinner than this
 STRIP_INCHES = 0.45  # height of a long compact strip (cells wider than tall, so it stays visible)
-BLOCK_COLORS = {  # `explorer.block_kinds` -> colour
+BLOCK_COLORS = {  # `blocks.block_kinds` -> colour
     "full": CELL_COLORS[Cell.WINDOW], "window": CELL_COLORS[Cell.WINDOW], "global_row": CELL_COLORS[Cell.GLOBAL_ROW],
     "global_key": CELL_COLORS[Cell.GLOBAL_KEY], "none": CELL_COLORS[Cell.OUTSIDE], "pad": CELL_COLORS[Cell.PAD_ROW],
 }
@@ -110,7 +115,7 @@ def draw_pattern_axes(ax, cells: np.ndarray | None, title: str, kinds: np.ndarra
                       window: int | None = None, seq_len: int | None = None) -> None:
     """The (seq, seq) pattern on `ax`: row = query i, column = key j.
 
-    cells: `explorer.pattern_cells`, or None for a long sequence: then blocks (`explorer.block_stats` of
+    cells: `cells.pattern_cells`, or None for a long sequence: then blocks (`blocks.block_stats` of
     `kinds`, `window`, `seq_len`) are drawn, with every global row and column on top at least
     MIN_LINE_PIXELS wide, so they stay visible at 16,384 tokens.
     """
@@ -122,7 +127,7 @@ def draw_pattern_axes(ax, cells: np.ndarray | None, title: str, kinds: np.ndarra
         block = 1
         while -(-seq // block) > BLOCK_IMAGE_CELLS:
             block *= 2
-        kinds_of_blocks = explorer.block_kinds(explorer.block_stats(kinds, window, block, seq))
+        kinds_of_blocks = block_kinds(block_stats(kinds, window, block, seq))
         names = list(BLOCK_COLORS)
         table = np.stack([rgb(BLOCK_COLORS[k]) for k in names])
         index = np.vectorize(names.index, otypes=[np.int64])(kinds_of_blocks)
@@ -161,22 +166,22 @@ def _global_lines(ax, kinds: np.ndarray, seq: int) -> None:
 
 
 def strip_cells(kinds: np.ndarray, window: int, row: int, x: int | None = None) -> tuple[list[str], list[str], str]:
-    """Colours, key labels and a caption of the compact row `row` (`explorer.row_columns`).
+    """Colours, key labels and a caption of the compact row `row` (`compact.row_columns`).
 
     x: the batch's number of global slots (default: this row's own count); unused slots are labelled 0.
     """
     kinds = np.asarray(kinds)
-    own = len(explorer.global_positions_of(kinds))
+    own = len(global_positions_of(kinds))
     x = own if x is None else x
     kind = int(kinds[row])
     if kind == layout.LOCAL:
-        columns = explorer.row_columns(kinds, window, row, x)
+        columns = row_columns(kinds, window, row, x)
         slots = f"x={x} slots ({own} used)" if x != own else f"x={x} global"
         return ([ROLE_COLORS[c.role] for c in columns], ["0" if c.role == "unused" else str(c.key) for c in columns],
                 f"compact row: attentions[..., {row}, :]\n{slots}, w={window}, self at column {x + window // 2}")
     width = x + window + 1
     if kind == layout.GLOBAL:
-        slot = int(np.flatnonzero(explorer.global_positions_of(kinds) == row)[0])
+        slot = int(np.flatnonzero(global_positions_of(kinds) == row)[0])
         caption = (f"row {row} is global: attentions[..., {row}, :] is all 0;\n"
                    f"its row is global_attentions[..., :, {slot}]")
     else:
@@ -217,8 +222,8 @@ def draw_strip_axes(ax, colors: Sequence[str], labels: Sequence[str], caption: s
 def _legend(fig, batch: bool = False) -> None:
     from matplotlib.patches import Patch
 
-    handles = [Patch(facecolor=CELL_COLORS[c], edgecolor="#888888", label=f"'{explorer.CELL_CHARS[c]}' "
-                     f"{explorer.CELL_MEANINGS[c].split(' (')[0]}") for c in explorer.CELL_MEANINGS]
+    handles = [Patch(facecolor=CELL_COLORS[c], edgecolor="#888888", label=f"'{CELL_CHARS[c]}' "
+                     f"{CELL_MEANINGS[c].split(' (')[0]}") for c in CELL_MEANINGS]
     handles += [Patch(facecolor=ROLE_COLORS[r], edgecolor="#888888", label=f"strip: {m}")
                 for r, m in ROLE_MEANINGS.items() if batch or r != "unused"]
     fig.legend(handles=handles, loc="lower center", ncol=3, fontsize=7, frameon=False)
@@ -235,8 +240,8 @@ def _mark_row(ax, row: int, seq_len: int) -> None:
 def draw_layout(seq_len: int, windows: Sequence[int], global_positions: Sequence[int] = (), pad: int = 0,
                 row: int | None = None, layers: Sequence[int] | None = None):
     """A matplotlib Figure: per layer the (seq, seq) pattern and the compact row `row` beside it."""
-    kinds = explorer.example_kinds(seq_len, windows, global_positions, pad)
-    row = explorer.default_row(kinds, seq_len) if row is None else row
+    kinds = example_kinds(seq_len, windows, global_positions, pad)
+    row = default_row(kinds, seq_len) if row is None else row
     if not 0 <= row < seq_len:
         raise ValueError(f"row must be in 0..{seq_len - 1} (seq_len={seq_len}), got {row}")
     return _draw_panels(seq_len, windows, [(kinds, "", row)], None, layers)
@@ -250,17 +255,17 @@ def draw_batch_layout(seq_len: int, windows: Sequence[int], batch: Sequence[tupl
     padding; each strip has the batch's x global slots, those a row does not fill drawn as unused (0).
     row: the query row of every strip (default: each batch row's first local row).
     """
-    if not 1 <= len(batch) <= explorer.MAX_BATCH_ROWS:
-        raise ValueError(f"batch must hold 1..{explorer.MAX_BATCH_ROWS} rows, got {len(batch)}")
+    if not 1 <= len(batch) <= MAX_BATCH_ROWS:
+        raise ValueError(f"batch must hold 1..{MAX_BATCH_ROWS} rows, got {len(batch)}")
     if row is not None and not 0 <= row < seq_len:
         raise ValueError(f"row must be in 0..{seq_len - 1} (seq_len={seq_len}), got {row}")
-    kinds = explorer.batch_kinds(seq_len, windows, batch)
+    kinds = batch_kinds(seq_len, windows, batch)
     x = layout.global_slots(kinds)[0].shape[1]
     entries = []
     for b, (g, pad) in enumerate(batch):
         padding = f"{seq_len - pad}..{seq_len - 1}" if pad > 1 else (str(seq_len - 1) if pad else "none")
-        label = f"batch row {b}: global {explorer.short_ranges(sorted(g), 4) or 'none'}, padding {padding}\n"
-        entries.append((kinds[b], label, explorer.default_row(kinds[b], seq_len) if row is None else row))
+        label = f"batch row {b}: global {short_ranges(sorted(g), 4) or 'none'}, padding {padding}\n"
+        entries.append((kinds[b], label, default_row(kinds[b], seq_len) if row is None else row))
     return _draw_panels(seq_len, windows, entries, x, layers)
 
 
@@ -272,7 +277,7 @@ def _draw_panels(seq_len: int, windows: Sequence[int], entries: Sequence[tuple[n
     """
     windows = list(windows)
     layers = list(range(len(windows))) if layers is None else list(layers)
-    own_x = max(len(explorer.global_positions_of(k)) for k, _, _ in entries)
+    own_x = max(len(global_positions_of(k)) for k, _, _ in entries)
     strip_width = (own_x if x is None else x) + max(windows[layer] for layer in layers) + 1
     panels = len(entries) * len(layers)
     cell = min(CELL_INCHES, MAX_PANEL_INCHES / len(entries) ** 0.5 / seq_len)  # a batch: smaller panels
@@ -292,7 +297,7 @@ def _draw_panels(seq_len: int, windows: Sequence[int], entries: Sequence[tuple[n
             window = windows[layer]
             prefix = label + (f"layer {layer}: " if len(windows) > 1 else "")
             ax = fig.add_subplot(grid[r, 0])
-            cells = explorer.pattern_cells(kinds, window, seq_len) if seq_len <= PIXEL_GRID_MAX else None
+            cells = pattern_cells(kinds, window, seq_len) if seq_len <= PIXEL_GRID_MAX else None
             draw_pattern_axes(ax, cells, f"{prefix}window {window}, {seq_len} tokens", kinds, window, seq_len)
             _mark_row(ax, row, seq_len)
             strip = fig.add_subplot(grid[r, 1])
@@ -327,7 +332,7 @@ def draw_heatmaps(dense: Sequence[np.ndarray], layer_ids: Sequence[int], head_id
 
     dense: per shown layer an array (heads, seq, seq) (query, key); layer_ids/head_ids label rows/columns.
     patterns: per shown layer a bool (seq, seq) `dense_mask`; cells outside it are drawn grey, not as 0.
-    pooled: > 1 when `dense` and `patterns` already hold blocks of pooled x pooled (`explorer.block_heat`) of
+    pooled: > 1 when `dense` and `patterns` already hold blocks of pooled x pooled (`from_model.block_heat`) of
     a `seq_len`-token input.
     """
     from matplotlib import colormaps
@@ -380,7 +385,7 @@ def save_heatmaps_png(path: str | os.PathLike, *args, **kwargs) -> None:
 
 
 def draw_reach(seq_len: int, windows: Sequence[int], global_positions: Sequence[int], pad: int, token: int):
-    """How far `token`'s information reaches: one band per layer (`explorer.reach_per_layer`), keys across.
+    """How far `token`'s information reaches: one band per layer (`reach.reach_per_layer`), keys across.
 
     Row 0 is the input (only the token), row l + 1 the positions reached after layer l. Long sequences are
     pooled to at most PIXEL_GRID_MAX columns (a column is reached when any of its positions is); global
@@ -388,8 +393,8 @@ def draw_reach(seq_len: int, windows: Sequence[int], global_positions: Sequence[
     """
     if not 0 <= token < seq_len:
         raise ValueError(f"reach token must be in 0..{seq_len - 1} (seq_len={seq_len}), got {token}")
-    kinds = explorer.example_kinds(seq_len, windows, global_positions, pad)[:seq_len]
-    rows = [np.arange(seq_len) == token] + explorer.reach_per_layer(kinds, windows, token, seq_len)
+    kinds = example_kinds(seq_len, windows, global_positions, pad)[:seq_len]
+    rows = [np.arange(seq_len) == token] + reach_per_layer(kinds, windows, token, seq_len)
     per = -(-seq_len // PIXEL_GRID_MAX)
     columns = -(-seq_len // per)
 

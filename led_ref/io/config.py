@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from .files import read_json, write_text_atomic  # noqa: F401  (write_text_atomic: re-exported, used by others)
+from .files import read_json, write_text_atomic
 from .validation import check_window
 
 # Activations the spec and the torch implementation both know (HF names).

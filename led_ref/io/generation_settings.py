@@ -187,7 +187,7 @@ class GenerationConfig:
         return cls.from_dict(data, where=path)
 
     def save_pretrained(self, directory: str | os.PathLike) -> None:
-        from .config import write_text_atomic
+        from .files import write_text_atomic
 
         os.makedirs(directory, exist_ok=True)
         write_text_atomic(os.path.join(os.fspath(directory), GENERATION_CONFIG_NAME), self.to_json_string())

@@ -88,10 +88,10 @@ def eos_rule(eos_counts: Any, eos_token_id: int) -> None:
         raise ValueError(f"input_ids hold no <eos> token (eos_token_id={eos_token_id}) to pool at")
 
 
-def mask_rule(name: str, mask: Any, shape: tuple[int, ...]) -> None:
-    """A mask has exactly the shape of what it masks and holds only 0 and 1 (a NaN is neither)."""
+def mask_rule(name: str, mask: Any, shape: tuple[int, ...], of: str = "the ids it masks") -> None:
+    """A mask has exactly the shape of what it masks (`of`) and holds only 0 and 1 (a NaN is neither)."""
     if shape_tuple(mask) != tuple(shape):
-        raise ValueError(f"{name} must have shape {tuple(shape)} (that of the ids it masks), got {shape_tuple(mask)}")
+        raise ValueError(f"{name} must have shape {tuple(shape)} (that of {of}), got {shape_tuple(mask)}")
     bad = (mask != 0) & (mask != 1)
     if bad.any():
         raise ValueError(f"{name} values must be 0 or 1, found {mask[bad][0].item()!r}")
@@ -243,11 +243,11 @@ def _numeric_or_bool(name: str, array: np.ndarray, what: str = "a numeric or boo
         raise TypeError(f"{name} must be {what}, got dtype {array.dtype}")
 
 
-def check_mask(name: str, value: Any, shape: tuple[int, ...]) -> np.ndarray:
-    """A 0/1 mask of exactly `shape`, as int64 (bool, int and float arrays are accepted)."""
+def check_mask(name: str, value: Any, shape: tuple[int, ...], of: str = "the ids it masks") -> np.ndarray:
+    """A 0/1 mask of exactly `shape` (that of `of`), as int64 (bool, int and float arrays are accepted)."""
     mask = _as_array(name, value)
     _numeric_or_bool(name, mask)
-    mask_rule(name, mask, shape)
+    mask_rule(name, mask, shape, of)
     return mask.astype(np.int64)
 
 

@@ -54,6 +54,21 @@ def get_backend(name: str) -> Callable:
     return getattr(module, attr)
 
 
+def auto_candidates(device_type: str, need_probs: bool = False, need_grad: bool = False) -> list[str]:
+    """Backend priority, stated once: the backends `auto` tries, in order, for a call on `device_type` (and
+    `available_backends` lists). Only banded returns probabilities; triton is forward-only; triton and flex
+    are for CUDA, and on CPU banded is the measured fastest (docs/torch.md). Support for the call's dtype and
+    shape is checked per call by `attend` (with a warning), not here."""
+    if need_probs or device_type != "cuda":
+        return ["banded"]
+    return ["flex", "banded"] if need_grad else ["triton", "flex", "banded"]
+
+
+def auto_is_banded_only(device_type: str) -> bool:
+    """Whether `auto` on `device_type` (no probabilities, no gradient) always takes the banded backend."""
+    return auto_candidates(device_type) == ["banded"]
+
+
 def _importable(name: str) -> bool:
     try:
         get_backend(name)
@@ -64,21 +79,20 @@ def _importable(name: str) -> bool:
 
 def available_backends(device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32,
                        need_probs: bool = False, need_grad: bool = False) -> list[str]:
-    """Backends usable for (device, dtype), best first: what `led-parity check` and `bench` compare. Only
-    "banded" returns attention probabilities; "triton" is forward-only (skipped when gradients are needed) and
-    has no float64. (A model's "auto" walks `auto_candidates` call by call, falling back; see `attend`.)
+    """Backends usable for (device, dtype), best first: what `led-parity check` and `bench` compare. The order
+    of `auto_candidates`, less the backends that cannot be imported or do not take `dtype` (triton has no
+    float64). (A model's "auto" walks `auto_candidates` call by call, falling back; see `attend`.)"""
+    names = auto_candidates(torch.device(device).type, need_probs, need_grad)
+    return [name for name in names if name == names[-1] or (_importable(name) and _takes_dtype(name, dtype))]
 
-    Triton and flex are for CUDA; on CPU the banded backend is the measured fastest (docs/torch.md).
-    """
-    device = torch.device(device)
-    if need_probs or device.type != "cuda":
-        return ["banded"]
-    names = []
-    if not need_grad and dtype in (torch.float16, torch.bfloat16, torch.float32) and _importable("triton"):
-        names.append("triton")
-    if _importable("flex"):
-        names.append("flex")
-    return names + ["banded"]
+
+def _takes_dtype(name: str, dtype: torch.dtype) -> bool:
+    """Whether importable backend `name` computes in `dtype` at all (shapes are checked per call)."""
+    if name == "triton":
+        from .triton_banded import SUPPORTED_DTYPES
+
+        return dtype in SUPPORTED_DTYPES
+    return True
 
 
 def resolve_backend(name: str | None, device, dtype, need_probs: bool, need_grad: bool = False) -> str:
@@ -125,15 +139,6 @@ class BackendUsage:
 USAGE = BackendUsage()
 
 
-def auto_candidates(device_type: str, need_probs: bool = False, need_grad: bool = False) -> list[str]:
-    """Backends `auto` tries, in order, for a call on `device_type`. Only banded returns probabilities; triton
-    is forward-only; on CPU banded is the measured fastest (docs/torch.md). Support for the call's dtype and
-    shape is checked per call by `attend` (with a warning), not here."""
-    if need_probs or device_type != "cuda":
-        return ["banded"]
-    return ["flex", "banded"] if need_grad else ["triton", "flex", "banded"]
-
-
 def unsupported_reason(name: str, query: torch.Tensor) -> str | None:
     """Why backend `name` cannot serve a call with this query (batch, heads, seq, head_dim), or None. Raises
     BackendUnavailable when the backend cannot be imported."""
@@ -178,16 +183,26 @@ def _reason(err: BaseException) -> str:
     return f"{type(err).__name__}: {detail[:300]}"
 
 
+def _call(name: str, args: tuple, mask_cache) -> torch.Tensor:
+    """Backend `name` on the kernel contract's arguments; the banded function also takes the forward's masks
+    (any other function registered or swapped in gets the contract's arguments alone)."""
+    fn = get_backend(name)
+    if fn is banded_longformer_attention and mask_cache is not None:
+        return fn(*args, mask_cache=mask_cache)
+    return fn(*args)
+
+
 class StrictFallbackError(RuntimeError):
     """`auto` in strict mode met a backend that could not serve a call; the message names it and why."""
 
 
 def attend_with_fallback(candidates: Sequence[str], query, key, value, global_query, global_key, global_value,
-                         token_kind, window: int, log: _FallbackLog | None = None,
-                         strict: bool = False) -> torch.Tensor:
+                         token_kind, window: int, log: _FallbackLog | None = None, strict: bool = False,
+                         mask_cache=None) -> torch.Tensor:
     """The context from the first of `candidates` that serves the call (the last one must serve it: its
     errors propagate). Skips and failures of the others warn once each; failed call kinds are not retried.
-    `strict`: the first backend that cannot serve the call raises StrictFallbackError instead."""
+    `strict`: the first backend that cannot serve the call raises StrictFallbackError instead. `mask_cache`:
+    the forward's `MaskCache`, for the banded backend."""
     log = FALLBACK_LOG if log is None else log
     args = (query, key, value, global_query, global_key, global_value, token_kind, window)
     for i, name in enumerate(candidates[:-1]):
@@ -200,7 +215,7 @@ def attend_with_fallback(candidates: Sequence[str], query, key, value, global_qu
                 reason = str(err)
         if reason is None:
             try:
-                context = get_backend(name)(*args)
+                context = _call(name, args, mask_cache)
             except Exception as err:  # compile errors, out of resources, ...: the next backend serves the call
                 if strict:
                     raise StrictFallbackError(f"attn_implementation='auto' (strict): the {name} attention backend "
@@ -213,21 +228,21 @@ def attend_with_fallback(candidates: Sequence[str], query, key, value, global_qu
             raise StrictFallbackError(f"attn_implementation='auto' (strict): the {name} attention backend cannot "
                                       f"serve this call ({reason}); it would have fallen back to {candidates[i + 1]}")
         log.warn_once(name, reason, candidates[i + 1])
-    context = get_backend(candidates[-1])(*args)
+    context = _call(candidates[-1], args, mask_cache)
     USAGE.record(candidates[-1], query)
     return context
 
 
 def attend(name: str | None, query, key, value, global_query, global_key, global_value, token_kind,
-           window: int, need_grad: bool = False, strict: bool = False) -> torch.Tensor:
+           window: int, need_grad: bool = False, strict: bool = False, mask_cache=None) -> torch.Tensor:
     """Attention context through backend `name`, or for "auto"/None the first of `auto_candidates` that
     serves the call (`strict`, or $LED_TORCH_STRICT_ATTENTION: raise instead of falling back). Tensors as the
-    kernel contract (docs/contract.md)."""
+    kernel contract (docs/contract.md); `mask_cache`: the forward's `MaskCache`, for the banded backend."""
     args = (query, key, value, global_query, global_key, global_value, token_kind, window)
     if name not in (None, "auto"):
         name = resolve_backend(name, query.device, query.dtype, need_probs=False)
-        context = get_backend(name)(*args)
+        context = _call(name, args, mask_cache)
         USAGE.record(name, query)
         return context
     return attend_with_fallback(auto_candidates(query.device.type, need_grad=need_grad), *args,
-                                strict=strict or strict_from_env())
+                                strict=strict or strict_from_env(), mask_cache=mask_cache)

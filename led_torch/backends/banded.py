@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import torch
 
-from .banded_flash_cpu import flash_applies, flash_attention, one_call_applies
+from .banded_flash_cpu import MaskCache, flash_applies, flash_attention, one_call_applies
 from .banded_unfold import unfold_attention
 from .rule import check_kernel_inputs, global_slots
 
@@ -38,6 +38,7 @@ def banded_longformer_attention(
     training: bool = False,
     block: int | None = None,
     global_context: torch.Tensor | None = None,
+    mask_cache: MaskCache | None = None,
 ):
     """Longformer self-attention context (batch, heads, seq, head_dim), zeros on padding rows.
 
@@ -49,7 +50,9 @@ def banded_longformer_attention(
     block (None: `choose_block`, or on the CPU flash path one call for all rows where that computes fewer scores).
     `global_context`: the global rows already computed, (batch, heads, x, head_dim) in slot order (the encoder
     passes `rule.global_rows_from_states` when few tokens are global); global_key/global_value are then not read.
-    Not with `return_probs` (the global probabilities come from the global-row pass).
+    Not with `return_probs` (the global probabilities come from the global-row pass). `mask_cache`: a
+    `MaskCache` through which the encoder's layers share the CPU inference path's masks within one forward
+    (None: each call builds its own).
     """
     check_kernel_inputs(query, key, value, global_query, global_key, global_value, token_kind, window)
     if global_context is not None and return_probs:
@@ -61,6 +64,6 @@ def banded_longformer_attention(
         # An explicit `block` keeps the blocks; the automatic choice takes one call where that is cheaper.
         one_call = block is None and one_call_applies(query.shape[0], query.shape[2], window, chosen, query.dtype)
         return flash_attention(query, key, value, global_query, global_key, global_value, token_kind, slots, window,
-                               chosen, one_call, global_context)
+                               chosen, one_call, global_context, mask_cache)
     return unfold_attention(query, key, value, global_query, global_key, global_value, token_kind, slots, window,
                             chosen, return_probs, dropout_p, training, global_context)

@@ -10,17 +10,15 @@ saves. Global rows are `rule.global_rows`, as on the unfold path.
 
 When the window covers most of the sequence (a 1,024-token source under LED's 1,024 window), one call of all
 queries against all keys computes fewer scores than the slabs do (seq^2 against blocks x block x (block + w),
-whose edge slabs are mostly padding) and lets the kernel use its larger query tiles: `one_call_applies`. LED-base,
-1,024 tokens, 12 heads, 2 threads: 34 -> 22 ms per layer (docs/performance.md). Over the full key axis the global
-keys are ordinary columns, so that call takes a local row's whole rule (`rule.longformer_local_mask`) and needs no
-merge. The additive masks depend only on the token kinds and the window, so the encoder's layers share one copy
-(`_shared_mask`).
+whose edge slabs are mostly padding) and lets the kernel use its larger query tiles: `one_call_applies` (timings
+in docs/performance.md). Over the full key axis the global keys are ordinary columns, so that call takes a local
+row's whole rule (`rule.longformer_local_mask`) and needs no merge. The additive masks depend only on the token
+kinds and the window, so the encoder's layers share one copy: a `MaskCache` the encoder makes for each forward.
 """
 
 from __future__ import annotations
 
 import math
-import weakref
 
 import torch
 import torch.nn.functional as F
@@ -55,7 +53,7 @@ def flash_applies(query, key, value, return_probs, dropout_p, training) -> bool:
 
 # The one-call path is taken while seq^2 scores are at most the slabs' count and its additive mask, (batch, 1,
 # seq, seq), stays under this size; the slab masks of a batch are kept for the next layers under the same size
-# (a bigger batch builds each row's mask when it needs it, as before, so its peak memory does not grow).
+# (a bigger batch builds each row's mask when it needs it, so its peak memory does not grow).
 _MASK_BYTES = 128 * 2**20
 
 
@@ -66,32 +64,37 @@ def one_call_applies(batch: int, seq: int, window: int, block: int, dtype: torch
     return seq * seq <= rows * (block + window) and mask_bytes <= _MASK_BYTES
 
 
-# The last masks built, keyed by the token-kind tensor they came from (the same object for every encoder layer)
-# and its version counter, so an in-place change or another tensor rebuilds them; dropped with that tensor (the
-# encoder's token kinds die with its forward), so no mask outlives the call it was built for.
-_NO_MASK: tuple = (lambda: None, -1, None, None)
-_last_mask: tuple = _NO_MASK
+class MaskCache:
+    """The additive masks of one encoder forward, shared by its layers (same token kinds, usually the same
+    window). The encoder makes one per forward and hands it to every layer's backend call, so the masks die
+    with the forward and two models or threads never share one.
 
+    It holds the last mask built (a layer with another window or dtype replaces it, so at most one mask is
+    alive), keyed by the token-kind tensor it came from and that tensor's version counter: another tensor or an
+    in-place change rebuilds it. Token kinds made under `torch.inference_mode` have no version counter, so
+    their masks are built per call and never held.
+    """
 
-def _forget(owner: weakref.ref) -> None:
-    global _last_mask
-    if _last_mask[0] is owner:
-        _last_mask = _NO_MASK
+    def __init__(self):
+        self.entry: tuple | None = None  # (token_kind, cache_keys.tensor_key(token_kind), spec, mask)
 
-
-def _shared_mask(token_kind: torch.Tensor, spec: tuple, build):
-    """build() once per (token_kind object and version, spec); the encoder's layers reuse it. Token kinds made
-    under `torch.inference_mode` have no version counter: their masks are built per call."""
-    global _last_mask
-    key = tensor_key(token_kind)
-    if key is None:
-        return build()
-    owner, cached_key, cached_spec, mask = _last_mask
-    if owner() is token_kind and cached_key == key and cached_spec == spec:
+    def get(self, token_kind: torch.Tensor, spec: tuple, build):
+        """build()'s mask for (token_kind, spec), built once while both stay the same."""
+        key = tensor_key(token_kind)
+        if key is None:
+            return build()
+        if self.entry is not None:
+            cached_kind, cached_key, cached_spec, mask = self.entry
+            if cached_kind is token_kind and cached_key == key and cached_spec == spec:
+                return mask
+        mask = build()
+        self.entry = (token_kind, key, spec, mask)
         return mask
-    mask = build()
-    _last_mask = (weakref.ref(token_kind, _forget), key, spec, mask)
-    return mask
+
+
+def _shared_mask(mask_cache: MaskCache | None, token_kind: torch.Tensor, spec: tuple, build):
+    """build() through the forward's `mask_cache`, or afresh for a call without one."""
+    return build() if mask_cache is None else mask_cache.get(token_kind, spec, build)
 
 
 def _additive(allowed: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -99,7 +102,7 @@ def _additive(allowed: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     return torch.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill_(~allowed, -math.inf)
 
 
-def _band(query, key, value, token_kind, window, block):
+def _band(query, key, value, token_kind, window, block, mask_cache):
     """Band part of every row through the fused kernel.
 
     -> context (batch, seq, heads, d) of the band keys alone, and the log-sum-exp (batch, seq, heads) of the
@@ -115,7 +118,7 @@ def _band(query, key, value, token_kind, window, block):
     k = F.pad(key.transpose(1, 2), (0, 0, 0, 0, half, rows - seq + half))
     v = F.pad(value.transpose(1, 2), (0, 0, 0, 0, half, rows - seq + half))
     if b * blocks * block * (block + window) * query.element_size() <= _MASK_BYTES:
-        biases = _shared_mask(token_kind, ("slabs", window, block, query.dtype),
+        biases = _shared_mask(mask_cache, token_kind, ("slabs", window, block, query.dtype),
                               lambda: [_slab_bias(token_kind[i:i + 1], window, block, query.dtype) for i in range(b)])
     else:
         biases = None
@@ -149,9 +152,9 @@ def _whole_bias(token_kind, window, dtype):
     return _additive(allowed, dtype)
 
 
-def _one_call_local_rows(query, key, value, token_kind, window):
+def _one_call_local_rows(query, key, value, token_kind, window, mask_cache):
     """Every row as a local row, in one call of all queries against all keys -> context (batch, heads, seq, d)."""
-    bias = _shared_mask(token_kind, ("whole", window, query.dtype),
+    bias = _shared_mask(mask_cache, token_kind, ("whole", window, query.dtype),
                         lambda: _whole_bias(token_kind, window, query.dtype))
     return _flash_cpu(query, key, value, 0.0, False, attn_mask=bias, scale=1.0)[0]
 
@@ -177,15 +180,17 @@ def _merge_global_columns(band_context, band_lse, query, key, value, slots):
 
 
 def flash_attention(query, key, value, global_query, global_key, global_value, token_kind, slots, window: int,
-                    block: int, one_call: bool = False, global_context: torch.Tensor | None = None) -> torch.Tensor:
+                    block: int, one_call: bool = False, global_context: torch.Tensor | None = None,
+                    mask_cache: MaskCache | None = None) -> torch.Tensor:
     """`banded_longformer_attention`'s context on this path (inputs already checked; slots =
     `rule.global_slots`; `flash_applies` holds). `one_call`: all queries against all keys in one call instead of
-    blocks and slabs (`one_call_applies`). `global_context`: the global rows if already computed."""
+    blocks and slabs (`one_call_applies`). `global_context`: the global rows if already computed. `mask_cache`:
+    where the forward's layers share their masks (None: built for this call alone)."""
     if one_call:
-        context = _one_call_local_rows(query, key, value, token_kind, window)  # global columns included
+        context = _one_call_local_rows(query, key, value, token_kind, window, mask_cache)  # global columns included
     else:
-        context, band_lse = _band(query, key, value, token_kind, window, block)  # (b, seq, h, d), (b, seq, h)
-        context, band_lse = context.transpose(1, 2), band_lse.transpose(1, 2)  # views
+        context, band_lse = _band(query, key, value, token_kind, window, block, mask_cache)
+        context, band_lse = context.transpose(1, 2), band_lse.transpose(1, 2)  # (b, h, seq, d), (b, h, seq): views
         if slots[0].shape[1]:
             context = _merge_global_columns(context, band_lse[..., None], query, key, value, slots)
     if global_context is None:

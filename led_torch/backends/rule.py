@@ -352,7 +352,7 @@ def assemble_rows_(context: torch.Tensor, global_context: torch.Tensor | None, t
                    slots: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
     """`assemble_rows` written into `context` (batch, heads, seq, d), a fresh local result that no autograd graph
     holds (the CPU inference path): the global rows are put at their tokens and padding rows zeroed in place, so
-    no full-size gather or selection pass is made (~2 ms per LED-base layer at 1,024 tokens). Same values."""
+    no full-size gather or selection pass is made. Same values."""
     positions, valid = slots
     if global_context is not None:
         batch_index, slot_index = valid.nonzero(as_tuple=True)

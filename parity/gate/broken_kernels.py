@@ -1,0 +1,300 @@
+"""A dense, obviously-correct attention kernel and a family of planted bugs: the gate's teeth.
+
+`dense_attention` meets the kernel contract (docs/contract.md) by brute force: it scores every query against
+every key and masks. Each entry of `BROKEN_KERNELS` is the same kernel with one realistic mistake
+planted (a window one too narrow, padding keys left visible, global keys counted twice, fp16 softmax, ...).
+`python -m parity gate --attention parity.gate.broken_kernels:window_narrower` must fail for every one of them
+and pass for `dense_attention`; tests/test_parity_gate.py asserts exactly that.
+
+Local rows see two blocks of keys, concatenated into one softmax the way banded kernels do it: the
+window block (ordinary local keys within reach) and the global block (every global key). A correct kernel
+keeps global keys out of the window block so each is counted once.
+
+The second family is realistic: `tiled_attention` is a correct flash-style kernel written the way
+Triton/CUDA kernels are (query blocks of 64, key tiles of 64, online softmax, float32 accumulation for
+half inputs), declaring its support with `@supports(head_dim_multiple=16, min_window=16)`. Each entry of
+`TILED_KERNELS` plants one bug of the kind such kernels ship with (TILED_BUGS), most of them invisible on
+toy shapes: they are what the `boundary` and `realistic` profiles exist to catch.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from parity.gate.support import supports
+
+BUGS = {
+    "window_narrower": "one-sided reach w/2 - 1 instead of w/2",
+    "window_wider": "one-sided reach w/2 + 1 instead of w/2",
+    "one_sided_window": "window only looks back (keys i-w/2..i)",
+    "off_by_one_centre": "window centred on i+1 instead of i",
+    "padding_keys_visible": "local rows attend padding keys inside their window",
+    "padding_rows_not_zeroed": "padding rows keep whatever context they computed",
+    "global_double_counted": "a global key inside the window is counted in both blocks",
+    "globals_ignored_for_local_rows": "local rows never attend global keys",
+    "global_keys_global_projection": "local rows score and read global keys with key_global/value_global",
+    "global_rows_local_projections": "global rows use query/key/value instead of the global projections",
+    "global_rows_local_keys": "global rows use query_global but the local key/value",
+    "global_rows_ignore_padding": "global rows attend padding keys",
+    "global_rows_not_replaced": "global rows keep their local (windowed) output",
+    "double_scaling": "queries scaled by head_dim**-0.5 a second time",
+    "global_query_double_scaled": "only the global query scaled a second time",
+    "softmax_wrong_axis": "softmax normalised over the query axis",
+    "fp16_softmax": "softmax taken in float16",
+    "float32_accumulation": "scores and sums accumulated in float32",
+    "kinds_from_first_row": "token kinds of batch row 0 used for every row",
+    "heads_flipped": "the context of head h written to head heads-1-h",
+    "in_place_scaling": "the caller's query tensors scaled in place (then used unscaled by the kernel)",
+}
+
+
+def _masked_softmax(scores: torch.Tensor, allowed: torch.Tensor, dim: int = -1) -> torch.Tensor:
+    """softmax over `dim` of `scores` restricted to `allowed` (broadcastable); all-masked slices give 0.
+
+    Such slices are softmaxed unmasked and then zeroed, so no NaN appears, not even in the backward pass."""
+    allowed = allowed.expand_as(scores)
+    some = allowed.any(dim, keepdim=True)
+    probs = torch.softmax(scores.masked_fill(~allowed & some, float("-inf")), dim=dim)
+    return probs * some
+
+
+def dense_attention(query, key, value, global_query, global_key, global_value, token_kind, window, bug=None):
+    """The contract by brute force. Tensors (batch, heads, seq, head_dim); token_kind (batch, seq); -> context.
+
+    `bug` (a key of BUGS) plants one mistake; None is the correct kernel.
+    """
+    if bug is not None and bug not in BUGS:
+        raise ValueError(f"bug must be one of {', '.join(BUGS)}; got {bug!r}")
+    out_dtype = query.dtype
+    if bug == "in_place_scaling":  # its own result is right; the caller's tensors are not any more
+        callers = (query, global_query)
+        query, global_query = query.clone(), global_query.clone()
+        for t in callers:
+            t.mul_(2.0)
+    if bug == "float32_accumulation":
+        query, key, value, global_query, global_key, global_value = (
+            t.float() for t in (query, key, value, global_query, global_key, global_value))
+    if bug == "kinds_from_first_row":
+        token_kind = token_kind[:1].expand_as(token_kind)
+    scale = query.shape[-1] ** -0.5
+    if bug == "double_scaling":
+        query, global_query = query * scale, global_query * scale
+    if bug == "global_query_double_scaled":
+        global_query = global_query * scale
+
+    seq = query.shape[-2]
+    pos = torch.arange(seq, device=query.device)
+    reach = window // 2 + {"window_narrower": -1, "window_wider": 1}.get(bug, 0)
+    centre = pos[:, None] + (1 if bug == "off_by_one_centre" else 0)
+    offset = pos[None, :] - centre  # (seq, seq): key position minus window centre
+    upper = 0 if bug == "one_sided_window" else reach
+    in_window = (offset >= -reach) & (offset <= upper)
+
+    is_pad, is_local, is_global = token_kind == 0, token_kind == 1, token_kind == 2  # (batch, seq)
+    window_keys = is_local  # global keys live in the global block, padding nowhere
+    if bug == "padding_keys_visible":
+        window_keys = ~is_global
+    if bug == "global_double_counted":
+        window_keys = ~is_pad
+    window_block = (in_window[None] & window_keys[:, None, :])[:, None]  # (batch, 1, seq, seq)
+    global_block = is_global[:, None, None, :].expand_as(window_block)
+    if bug == "globals_ignored_for_local_rows":
+        global_block = torch.zeros_like(global_block)
+
+    local_scores = query @ key.transpose(-1, -2)
+    global_key_scores, global_key_values = local_scores, value
+    if bug == "global_keys_global_projection":
+        global_key_scores, global_key_values = query @ global_key.transpose(-1, -2), global_value
+    scores = torch.cat([local_scores, global_key_scores], dim=-1)
+    allowed = torch.cat([window_block, global_block], dim=-1)
+    probs = _softmax(scores, allowed, bug)
+    context = probs[..., :seq] @ value + probs[..., seq:] @ global_key_values
+
+    gq, gk, gv = global_query, global_key, global_value
+    if bug == "global_rows_local_projections":
+        gq, gk, gv = query, key, value
+    if bug == "global_rows_local_keys":
+        gk, gv = key, value
+    key_ok = torch.ones_like(is_pad) if bug == "global_rows_ignore_padding" else ~is_pad
+    global_probs = _softmax(gq @ gk.transpose(-1, -2), key_ok[:, None, None, :], bug)
+    if bug != "global_rows_not_replaced":
+        context = torch.where(is_global[:, None, :, None], global_probs @ gv, context)
+    if bug != "padding_rows_not_zeroed":
+        context = torch.where(is_pad[:, None, :, None], torch.zeros_like(context), context)
+    if bug == "heads_flipped":
+        context = context.flip(1)
+    return context.to(out_dtype)
+
+
+def _softmax(scores, allowed, bug):
+    if bug == "softmax_wrong_axis":
+        return _masked_softmax(scores, allowed, dim=-2)
+    if bug == "fp16_softmax":
+        return _masked_softmax(scores.half(), allowed).to(scores.dtype)
+    return _masked_softmax(scores, allowed)
+
+
+def _planted(bug: str):
+    def kernel(query, key, value, global_query, global_key, global_value, token_kind, window):
+        return dense_attention(query, key, value, global_query, global_key, global_value, token_kind, window, bug)
+
+    kernel.__name__ = kernel.__qualname__ = bug
+    kernel.__doc__ = f"dense_attention with a planted bug: {BUGS[bug]}."
+    return kernel
+
+
+BROKEN_KERNELS = {bug: _planted(bug) for bug in BUGS}
+globals().update(BROKEN_KERNELS)  # each is importable as parity.gate.broken_kernels:<bug> for the CLI
+
+
+# ---------------------------------------------------------------------------------------------- tiled kernels
+TILE = 64  # query rows per block and keys per tile
+TILED_BUGS = {
+    "tile_end_off_by_one": "each key tile stops one key short (range end off by one)",
+    "window_clipped_256": "the window is clipped at 256 (one-sided reach <= 128)",
+    "first_16_globals": "local rows see only the first 16 global tokens of a row",
+    "partial_tile_skipped": "the last key tile is skipped when it is partial (seq % 64 != 0)",
+    "head_dim_64_only": "scores use only the first 64 dims of head_dim",
+    "bf16_denominator": "the softmax denominator is rounded to bfloat16",
+    "batch3_global_counts": "rows from batch index 2 on use row 0's global count",
+    "positions_in_input_dtype": "token positions are kept in the input dtype (wrong windows in bf16)",
+    "last_row_zeroed": "the last row is zeroed when seq > 16",
+    "global_value_grad": "exact forward; the backward drops the gradient of global_value at global tokens",
+}
+
+
+def _online(state, scores, allowed, values):
+    """One online-softmax step: fold a tile of `scores` (..., C, n), masked by `allowed`, into the running
+    (max, denominator, accumulator). The max is detached: the result does not depend on it."""
+    top, total, acc = state
+    scores = scores.masked_fill(~allowed, float("-inf"))
+    new_top = torch.maximum(top, scores.amax(-1, keepdim=True)).detach()
+    shift = torch.where(torch.isfinite(new_top), new_top, torch.zeros_like(new_top))
+    p = torch.exp(scores - shift)
+    alpha = torch.exp(top - shift)
+    return new_top, total * alpha + p.sum(-1, keepdim=True), acc * alpha + p @ values
+
+
+def _finish(state, bug):
+    _, total, acc = state
+    if bug == "bf16_denominator":
+        total = total.to(torch.bfloat16).to(acc.dtype)
+    return torch.where(total > 0, acc / total.clamp_min(1e-300), torch.zeros_like(acc))
+
+
+def _dot(q, k, bug):
+    if bug == "head_dim_64_only":
+        q, k = q[..., :64], k[..., :64]
+    return q @ k.transpose(-1, -2)
+
+
+def _tiled(query, key, value, global_query, global_key, global_value, token_kind, window, bug=None):
+    in_dtype = query.dtype
+    work = torch.float64 if in_dtype == torch.float64 else torch.float32  # half inputs accumulate in float32
+    q, k, v, gq, gk, gv = (t.to(work) for t in (query, key, value, global_query, global_key, global_value))
+    batch, heads, seq, d = q.shape
+    half = min(window, 256) // 2 if bug == "window_clipped_256" else window // 2
+    kinds = token_kind.to(q.device)
+    is_global = kinds == 2
+    counts = is_global.sum(1)
+    x = int(counts.max())
+    order = torch.sort((~is_global).to(torch.int8), dim=1, stable=True).indices[:, :x]  # global positions
+    slot_ok = torch.arange(x, device=q.device)[None, :] < counts[:, None]
+    if bug == "batch3_global_counts":
+        slot_ok = torch.cat([slot_ok[:2], slot_ok[:1].expand(max(0, batch - 2), -1)], 0)
+    index = order[:, None, :, None].expand(-1, heads, -1, d)
+    local_x = min(x, 16) if bug == "first_16_globals" else x
+
+    def positions(a, b):
+        pos = torch.arange(a, b, device=q.device)
+        return pos.to(in_dtype) if bug == "positions_in_input_dtype" else pos
+
+    blocks = []
+    for q0 in range(0, seq, TILE):
+        q1 = min(seq, q0 + TILE)
+        qb = q[:, :, q0:q1]
+        state = (qb.new_full((batch, heads, q1 - q0, 1), float("-inf")), qb.new_zeros((batch, heads, q1 - q0, 1)),
+                 qb.new_zeros((batch, heads, q1 - q0, d)))
+        if local_x:
+            gkeys = torch.gather(k, 2, index[:, :, :local_x])
+            gvals = torch.gather(v, 2, index[:, :, :local_x])
+            state = _online(state, _dot(qb, gkeys, bug), slot_ok[:, None, None, :local_x], gvals)
+        rows = positions(q0, q1)
+        first = max(0, q0 - half) // TILE * TILE
+        for k0 in range(first, min(seq, q1 + half), TILE):
+            k1 = min(seq, k0 + TILE)
+            if bug == "partial_tile_skipped" and k1 - k0 < TILE:
+                continue
+            if bug == "tile_end_off_by_one":
+                k1 -= 1
+                if k1 <= k0:
+                    continue
+            near = (rows[:, None] - positions(k0, k1)[None, :]).abs() <= half
+            allowed = near[None, None] & (kinds[:, None, None, k0:k1] == 1)
+            state = _online(state, _dot(qb, k[:, :, k0:k1], bug), allowed, v[:, :, k0:k1])
+        blocks.append(_finish(state, bug) * (kinds[:, None, q0:q1, None] == 1))
+    context = torch.cat(blocks, 2)
+
+    if x:  # global rows: each slot's global query over every non-padding key, tile by tile
+        gqs = torch.gather(gq, 2, index)
+        state = (gqs.new_full((batch, heads, x, 1), float("-inf")), gqs.new_zeros((batch, heads, x, 1)),
+                 gqs.new_zeros((batch, heads, x, d)))
+        for k0 in range(0, seq, TILE):
+            k1 = min(seq, k0 + TILE)
+            allowed = slot_ok[:, None, :, None] & (kinds[:, None, None, k0:k1] != 0)
+            state = _online(state, _dot(gqs, gk[:, :, k0:k1], bug), allowed, gv[:, :, k0:k1])
+        global_context = _finish(state, bug)
+        slot_of = (torch.cumsum(is_global.long(), 1) - 1).clamp(min=0)
+        picked = torch.gather(global_context, 2, slot_of[:, None, :, None].expand(-1, heads, -1, d))
+        context = torch.where(is_global[:, None, :, None], picked, context)
+    if bug == "last_row_zeroed" and seq > 16:
+        context = torch.cat([context[:, :, :-1], torch.zeros_like(context[:, :, -1:])], 2)
+    return context.to(in_dtype)
+
+
+class _WrongGlobalValueGrad(torch.autograd.Function):
+    """The correct tiled forward; the backward zeroes the gradient of global_value at global tokens."""
+
+    @staticmethod
+    def forward(ctx, query, key, value, global_query, global_key, global_value, token_kind, window):
+        ctx.save_for_backward(query, key, value, global_query, global_key, global_value, token_kind)
+        ctx.window = window
+        return _tiled(query, key, value, global_query, global_key, global_value, token_kind, window)
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        *inputs, token_kind = ctx.saved_tensors
+        leaves = [t.detach().requires_grad_(True) for t in inputs]
+        with torch.enable_grad():
+            out = _tiled(*leaves, token_kind, ctx.window)
+            grads = torch.autograd.grad(out, leaves, grad_output, allow_unused=True)
+        grads = [torch.zeros_like(t) if g is None else g for t, g in zip(leaves, grads, strict=True)]
+        grads[5] = grads[5] * (token_kind != 2)[:, None, :, None]
+        return (*grads, None, None)
+
+
+@supports(head_dim_multiple=16, min_window=16)
+def tiled_attention(query, key, value, global_query, global_key, global_value, token_kind, window):
+    """A correct flash-style kernel (docs/contract.md): query blocks and key tiles of 64, online softmax.
+
+    Tensors (batch, heads, seq, head_dim) -> context of the same shape and dtype. Supports head_dim % 16 == 0
+    and window >= 16, like real Triton/CUDA kernels; the backward is autograd through the tiles."""
+    return _tiled(query, key, value, global_query, global_key, global_value, token_kind, window)
+
+
+def _planted_tiled(bug: str):
+    if bug == "global_value_grad":
+        def kernel(query, key, value, global_query, global_key, global_value, token_kind, window):
+            return _WrongGlobalValueGrad.apply(query, key, value, global_query, global_key, global_value,
+                                               token_kind, window)
+    else:
+        def kernel(query, key, value, global_query, global_key, global_value, token_kind, window):
+            return _tiled(query, key, value, global_query, global_key, global_value, token_kind, window, bug)
+
+    kernel.__name__ = kernel.__qualname__ = bug
+    kernel.__doc__ = f"tiled_attention with a planted bug: {TILED_BUGS[bug]}."
+    return supports(head_dim_multiple=16, min_window=16)(kernel)
+
+
+TILED_KERNELS = {bug: _planted_tiled(bug) for bug in TILED_BUGS}
+globals().update(TILED_KERNELS)
