@@ -66,15 +66,17 @@ def model_for(impl: Impl, architecture: str):
     return _MODELS[key]
 
 
-def call(impl: Impl, entry: str, kwargs: dict):
-    """Call `entry` ("LEDModel", ..., "get_encoder", "generate") of `impl` with `kwargs` (numpy values)."""
+def call(impl: Impl, entry: str, kwargs: dict, max_length: int | None = 4):
+    """Call `entry` ("LEDModel", ..., "get_encoder", "generate") of `impl` with `kwargs` (numpy values);
+    generate stops at `max_length` unless `kwargs` says otherwise (None: the model's own setting)."""
     kwargs = impl.arrays(kwargs)
     if entry in CLASSES:
         return model_for(impl, entry)(**kwargs)
     model = model_for(impl, "LEDForConditionalGeneration")
     if entry == "get_encoder":
         return model.get_encoder()(**kwargs)
-    kwargs.setdefault("max_length", 4)
+    if max_length is not None:
+        kwargs.setdefault("max_length", max_length)
     return model.generate(**kwargs)
 
 

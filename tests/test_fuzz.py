@@ -24,7 +24,7 @@ from safetensors.numpy import save_file
 
 from led_ref.init import random_weights
 from led_ref.io.config import LEDConfig
-from tests.reliability_cases import CLASSES, CONFIG, DEC, IDS, IMPLS, MASK, Impl, model_for
+from tests.reliability_cases import CLASSES, CONFIG, DEC, IDS, IMPLS, MASK, Impl, call, model_for
 
 ENTRIES = CLASSES + ("get_encoder", "generate")
 DTYPES = ("int8", "int16", "int32", "int64", "uint8", "float16", "float32", "float64", "bool", "object")
@@ -129,7 +129,7 @@ def assert_clear_error_or_finite(impl: Impl, entry: str, kwargs: dict) -> None:
     arguments = parameters(impl, entry)
     try:
         with torch.no_grad():
-            out = _call(impl, entry, kwargs)
+            out = call(impl, entry, kwargs, max_length=None)
     except CLEAR as err:
         message = str(err)
         assert message.strip(), f"{type(err).__name__} with an empty message"
@@ -141,16 +141,6 @@ def assert_clear_error_or_finite(impl: Impl, entry: str, kwargs: dict) -> None:
     if entry == "generate":
         tokens = impl.numpy(out)
         assert tokens.ndim == 2 and np.all((tokens >= 0) & (tokens < CONFIG.vocab_size)), tokens
-
-
-def _call(impl: Impl, entry: str, kwargs: dict):
-    kwargs = impl.arrays(kwargs)
-    if entry in CLASSES:
-        return model_for(impl, entry)(**kwargs)
-    model = model_for(impl, "LEDForConditionalGeneration")
-    if entry == "get_encoder":
-        return model.get_encoder()(**kwargs)
-    return model.generate(**kwargs)
 
 
 @pytest.mark.parametrize("entry", ENTRIES)
@@ -183,7 +173,7 @@ def test_right_shapes_extreme_values(impl, data):
     kwargs[argument] = value
     if not np.all(np.isfinite(value)):
         with pytest.raises(ValueError, match=argument):
-            _call(impl, "LEDForConditionalGeneration", kwargs)
+            call(impl, "LEDForConditionalGeneration", kwargs, max_length=None)
         return
     assert_clear_error_or_finite(impl, "LEDForConditionalGeneration", kwargs)
 
