@@ -15,6 +15,7 @@ torch = pytest.importorskip("torch")
 from parity import commands as cli  # noqa: E402
 from parity.harness.tolerances import tolerance  # noqa: E402
 from parity.perf import bench as perf  # noqa: E402
+from parity.perf import options, results, timing  # noqa: E402
 from parity.perf.flops import encoder_flops, encoder_flops_by_part, layer_flops  # noqa: E402
 from parity.perf.peak_memory import cpu_peak_bytes  # noqa: E402
 
@@ -24,7 +25,7 @@ MB = 2**20
 @pytest.fixture(scope="module")
 def quick(tmp_path_factory):
     """One `--quick` run through main(): (exit status, printed text, JSON)."""
-    path = tmp_path_factory.mktemp("bench") / "perf.json"
+    path = tmp_path_factory.mktemp("bench") / "bench.json"
     import contextlib
     import io
 
@@ -72,8 +73,8 @@ def test_quick_bench_json_errors_are_within_tolerance_and_tokens_identical(quick
         else:
             assert row["matched"] is True and row["error"] is None
         if row["task"] == "encoder":
-            config = perf.bench_config("tiny")
-            assert row["flops"] == encoder_flops(config, perf.padded_length(config, row["seq"]), 1)
+            config = options.bench_config("tiny")
+            assert row["flops"] == encoder_flops(config, options.padded_length(config, row["seq"]), 1)
             assert row["gflops"] == pytest.approx(row["flops"] / row["median_s"] / 1e9)
 
 
@@ -128,7 +129,7 @@ def test_global_row_flops_are_the_cheaper_exact_way_as_torch_counts_them():
 
 
 def test_encoder_flops_sum_per_layer_windows():
-    config = perf.bench_config("tiny")  # windows [8, 16]
+    config = options.bench_config("tiny")  # windows [8, 16]
     total = encoder_flops_by_part(config, 64, 1, batch=3)
     expected = [layer_flops(64, config.d_model, config.encoder_ffn_dim, w, 1, config.encoder_attention_heads)
                 for w in (8, 16)]
@@ -143,8 +144,8 @@ def test_cpu_peak_bytes_sees_an_allocation_of_known_size():
 
 
 def test_memory_subprocess_reports_a_peak():
-    options = perf.Options(shape="tiny", seqs=(32,), impls=("banded",), repeats=1)
-    peak, method = perf.memory_in_subprocess(options, "encoder", 32, "banded")
+    tiny = options.Options(shape="tiny", seqs=(32,), impls=("banded",), repeats=1)
+    peak, method = perf.memory_in_subprocess(tiny, "encoder", 32, "banded")
     assert method in ("rss-hwm", "ru_maxrss"), method
     assert peak is not None and peak >= 0
 
@@ -159,7 +160,7 @@ def test_round_robin_rotates_the_order_and_skips_failures():
         return name
 
     calls = {n: (lambda n=n: call(n)) for n in "abc"}
-    times, outputs, errors = perf.round_robin(calls, repeats=3, warmup=1, device="cpu")
+    times, outputs, errors = timing.round_robin(calls, repeats=3, warmup=1, device="cpu")
     assert order[:3] == ["a", "b", "c"] and order[3:6] == ["b", "c", "a"]
     assert len(times["a"]) == len(times["b"]) == 3 and len(times["c"]) == 0
     assert outputs == {"a": "a", "b": "b", "c": "c"}
@@ -167,16 +168,16 @@ def test_round_robin_rotates_the_order_and_skips_failures():
 
 
 def test_compare_rows_flags_a_drifted_encoder_and_different_tokens():
-    rows = [perf.Row("encoder", 8, n, "float32", [1.0]) for n in ("hf", "banded", "led_ref")]
+    rows = [results.Row("encoder", 8, n, "float32", [1.0]) for n in ("hf", "banded", "led_ref")]
     expected = np.linspace(-3, 3, 24).reshape(1, 8, 3)
     outputs = {"hf": expected, "banded": expected + 5e-5, "led_ref": expected + 1e-3}
-    perf.compare_rows(rows, outputs, "encoder", hf_present=True)
+    results.compare_rows(rows, outputs, "encoder", hf_present=True)
     assert [r.matched for r in rows] == [None, True, False]
     assert rows[2].error == pytest.approx(1e-3 / 3)
 
     tokens = np.array([[2, 5, 7, 9]])
-    rows = [perf.Row("generate", 8, n, "float32", [1.0]) for n in ("led_ref", "banded")]
-    perf.compare_rows(rows, {"led_ref": tokens, "banded": np.array([[2, 5, 8, 9]])}, "generate", hf_present=False)
+    rows = [results.Row("generate", 8, n, "float32", [1.0]) for n in ("led_ref", "banded")]
+    results.compare_rows(rows, {"led_ref": tokens, "banded": np.array([[2, 5, 8, 9]])}, "generate", hf_present=False)
     assert rows[0].matched is None and rows[1].matched is False
     assert "row 0 step 2: 8 vs 7" in rows[1].note
 
@@ -198,9 +199,9 @@ def test_bad_usage_exits_2_naming_the_value(argv, needle, capsys):
 def _result_with_samples(samples):
     ceiling = {"gflops": max(samples), "size": 256, "dtype": "float32", "device": "cpu", "kernel": "oneDNN linear",
                "samples": samples}
-    rows = [perf.Row("encoder", 32, "hf", "float32", [2.0]), perf.Row("encoder", 32, "banded", "float32", [1.0])]
+    rows = [results.Row("encoder", 32, "hf", "float32", [2.0]), results.Row("encoder", 32, "banded", "float32", [1.0])]
     machine = {"cpu_model": "test", "cpu_count": 2, "torch": torch.__version__, "torch_threads": 2}
-    return perf.BenchResult(perf.Options(shape="tiny", seqs=(32,)), machine, ceiling, rows)
+    return results.BenchResult(options.Options(shape="tiny", seqs=(32,)), machine, ceiling, rows)
 
 
 @pytest.mark.parametrize("samples, noisy", [([100.0, 81.0, 95.0], False), ([100.0, 79.0], True),
@@ -227,7 +228,7 @@ def test_a_noisy_run_prints_a_warning_line(monkeypatch, tmp_path, capsys):
 
 
 def test_batch_inputs_differ_in_length_and_global_count():
-    config = perf.bench_config("tiny")
+    config = options.bench_config("tiny")
     inputs = perf.batch_inputs(config, 64, 8, seed=0)
     mask, glob, ids = inputs["attention_mask"], inputs["global_attention_mask"], inputs["input_ids"]
     assert mask.shape == glob.shape == ids.shape == (8, 64)
@@ -238,7 +239,7 @@ def test_batch_inputs_differ_in_length_and_global_count():
     assert (glob[:, 0] == 1).all() and not (glob & (1 - mask)).any()  # globals only on attended tokens
     assert (ids[mask == 0] == config.pad_token_id).all() and (ids[mask == 1] >= 3).all()
     assert perf.case_flops(config, "throughput", inputs) == sum(
-        encoder_flops(config, perf.padded_length(config, int(n)), int(x))
+        encoder_flops(config, options.padded_length(config, int(n)), int(x))
         for n, x in zip(lengths, glob.sum(axis=1), strict=True))
 
 
@@ -293,15 +294,16 @@ def test_bad_batch_options_exit_2(argv, needle, capsys):
 def test_half_precision_generation_reports_token_agreement_not_a_mismatch():
     expected = np.array([[2, 5, 7, 9, 4], [2, 6, 6, 8, 4]])
     actual = np.array([[2, 5, 7, 9, 4], [2, 6, 3, 3, 4]])
-    assert perf.token_agreement(actual, expected) == pytest.approx(6 / 8)
-    assert perf.token_agreement(expected[:, :3], expected) == pytest.approx(4 / 8)
-    rows = [perf.Row("generate", 8, "hf", "bfloat16", [1.0]), perf.Row("generate", 8, "banded", "bfloat16", [1.0]),
-            perf.Row("generate", 8, "banded@float32", "float32", [1.0])]
-    perf.compare_rows(rows, {"hf": expected, "banded": actual, "banded@float32": expected}, "generate",
+    assert results.token_agreement(actual, expected) == pytest.approx(6 / 8)
+    assert results.token_agreement(expected[:, :3], expected) == pytest.approx(4 / 8)
+    rows = [results.Row("generate", 8, "hf", "bfloat16", [1.0]),
+            results.Row("generate", 8, "banded", "bfloat16", [1.0]),
+            results.Row("generate", 8, "banded@float32", "float32", [1.0])]
+    results.compare_rows(rows, {"hf": expected, "banded": actual, "banded@float32": expected}, "generate",
                        hf_present=True)
     assert rows[1].matched is None and rows[1].note.startswith("75% of tokens as hf (first difference row 1 step 2")
     assert rows[2].matched is None and rows[2].note == "100% of tokens as hf"
-    result = perf.BenchResult(perf.Options(), {}, {"samples": [1.0]}, rows)
+    result = results.BenchResult(options.Options(), {}, {"samples": [1.0]}, rows)
     assert result.all_matched
 
 
@@ -310,10 +312,10 @@ def test_baseline_rows_are_scored_against_their_own_dtypes_ceiling():
     ceiling = {"gflops": 100.0, "size": 256, "dtype": "bfloat16", "device": "cpu", "kernel": "oneDNN linear",
                "samples": [100.0], "baseline": {"gflops": 400.0, "dtype": "float32", "kernel": "torch.matmul"}}
     flops = 10**11  # 100 GFLOP per call, 1 s per call: 100 GFLOP/s for each row
-    rows = [perf.Row("encoder", 32, "banded", "bfloat16", [1.0], flops=flops),
-            perf.Row("encoder", 32, "banded@float32", "float32", [1.0], flops=flops)]
-    result = perf.BenchResult(perf.Options(shape="tiny", seqs=(32,)), {}, ceiling, rows)
-    percent = {cells[2]: cells[perf.COLUMNS.index("% ceil")] for cells in perf.table_rows(result)}
+    rows = [results.Row("encoder", 32, "banded", "bfloat16", [1.0], flops=flops),
+            results.Row("encoder", 32, "banded@float32", "float32", [1.0], flops=flops)]
+    result = results.BenchResult(options.Options(shape="tiny", seqs=(32,)), {}, ceiling, rows)
+    percent = {cells[2]: cells[results.COLUMNS.index("% ceil")] for cells in results.table_rows(result)}
     assert percent == {"banded": "100%", "banded@float32": "25%"}
     fractions = [r["fraction_of_ceiling"] for r in result.to_dict()["rows"]]
     assert fractions == [pytest.approx(1.0), pytest.approx(0.25)]

@@ -15,7 +15,8 @@ import pytest
 import torch
 
 from parity.commands import build_parser, gpu_check, main
-from parity.perf.bench import BenchResult, Options, Row
+from parity.perf.options import Options
+from parity.perf.results import BenchResult, Row
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 

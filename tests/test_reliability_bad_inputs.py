@@ -267,7 +267,7 @@ def test_bench_refuses_zero_tokens_or_beams_before_running(flag, capsys, monkeyp
     from parity import commands as cli
     from parity.perf import bench
 
-    monkeypatch.setattr(bench, "run_bench", lambda *a, **k: pytest.fail("the benchmark ran"))
+    monkeypatch.setattr(bench, "build_impls", lambda *a, **k: pytest.fail("the benchmark ran"))
     assert cli.main(["bench", "--quick", flag, "0"]) == 2
     err = capsys.readouterr().err
     assert flag.lstrip("-") in err and ">= 1" in err and "got 0" in err, err

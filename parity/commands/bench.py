@@ -8,7 +8,8 @@ from parity.commands.exits import exit_code
 from parity.commands.flags import Command
 from parity.harness.implementations import SHORT_NAMES
 from parity.harness.tolerances import DTYPE_ORDER
-from parity.perf.bench import DEFAULTS, QUICK, SHAPES, TASKS, THROUGHPUT, Options, run_and_print
+from parity.perf.bench import run_and_print
+from parity.perf.options import DEFAULTS, QUICK, SHAPES, TASKS, THROUGHPUT, Options
 
 
 def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
@@ -43,7 +44,7 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def bench_options(args: argparse.Namespace):
-    """parity.perf.bench.Options of the flags: each one given, else its --quick or plain default."""
+    """parity.perf.options.Options of the flags: each one given, else its --quick or plain default."""
     base = QUICK if args.quick else DEFAULTS
     pick = lambda name: base[name] if getattr(args, name, None) is None else getattr(args, name)  # noqa: E731
     task = pick("task")
