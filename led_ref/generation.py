@@ -2,7 +2,9 @@
 
 Which settings apply (explicit arguments, `generation_config=`, the checkpoint's generation_config.json or
 config.json, HF's defaults) is decided by `led_ref.io.generation_settings`, shared with led_torch. Here: the
-decoding itself. The encoder runs once; the decoder is fed one token per step and keeps its cache. Every step:
+decoding itself. The encoder runs once, and so do the cross-attention keys and values of its output (one
+`CrossAttentionCache` per source, read by every beam of that source at every step); the decoder is fed one
+token per row per step and keeps the self-attention keys and values of each beam. Every step:
 
     scores = logits (greedy)  or  log_softmax(logits) (beam search)
     scores = rules(scores)    repetition penalty -> no_repeat_ngram -> encoder_no_repeat_ngram -> bad words
@@ -31,7 +33,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .decoder import decoder_forward
+from .decoder import cross_attention_cache, decoder_step
 from .functional import log_softmax
 from .io import validation as check
 from .io.generation_settings import GenerateOutput, GenerationSettings, resolve
@@ -118,28 +120,32 @@ class Rules:
 
 # ------------------------------------------------------------------------------------------- one step
 class Decoder:
-    """The decoder fed one token per row per step, holding its cache and the (expanded) encoder output."""
+    """The decoder fed one token per row per step. Rows are sources * beams, the beams of a source adjacent.
+
+    It holds two caches: the self-attention keys/values of every row, which follow the beams when they are
+    reselected, and the cross-attention keys/values of every source, computed here once from the encoder
+    output (sources, src, d) and never copied per beam or per step.
+    """
 
     def __init__(self, model, encoder_hidden: np.ndarray, encoder_mask: np.ndarray | None):
         self.weights = model.base_weights
         self.config = model.config
-        self.encoder_hidden = encoder_hidden
         self.encoder_mask = encoder_mask
-        self.cache = None
+        self.cross = cross_attention_cache(self.weights, self.config, encoder_hidden)
+        self.self_caches = None
         self.lm_weight = model.weights["led.shared.weight"]
         self.lm_bias = model.weights["final_logits_bias"]
 
     def step(self, tokens: np.ndarray) -> np.ndarray:
-        """tokens (rows,) -> next-token logits (rows, vocab); extends the cache."""
-        out = decoder_forward(self.weights, self.config, input_ids=tokens[:, None],
-                              encoder_hidden_states=self.encoder_hidden, encoder_attention_mask=self.encoder_mask,
-                              past_key_values=self.cache)
-        self.cache = out["past_key_values"]
-        return (out["last_hidden_state"][:, -1] @ self.lm_weight.T + self.lm_bias[0])
+        """tokens (rows,) -> next-token logits (rows, vocab); extends the self-attention cache."""
+        hidden, self.self_caches = decoder_step(self.weights, self.config, tokens, self.self_caches, self.cross,
+                                                self.encoder_mask)
+        return hidden @ self.lm_weight.T + self.lm_bias[0]
 
     def reorder(self, rows: np.ndarray) -> None:
-        """Keep the cache rows `rows` (in that order): beams that continue, duplicated where they fork."""
-        self.cache = tuple(tuple(t[rows] for t in layer) for layer in self.cache)
+        """Keep the self-attention cache rows `rows` (in that order): beams that continue, duplicated where they
+        fork. A beam only ever continues a beam of its own source, so the per-source cross cache stays."""
+        self.self_caches = tuple((key[rows], value[rows]) for key, value in self.self_caches)
 
 
 # ------------------------------------------------------------------------------------------- greedy
@@ -292,9 +298,7 @@ def generate(model, input_ids, attention_mask=None, global_attention_mask=None, 
     encoder = model.get_encoder()(input_ids, attention_mask=attention_mask,
                                   global_attention_mask=global_attention_mask)
     batch = input_ids.shape[0]
-    # Every beam of an item reads the same encoder output.
-    decoder = Decoder(model, np.repeat(encoder.last_hidden_state, s.num_beams, axis=0),
-                      np.repeat(attention_mask, s.num_beams, axis=0))
+    decoder = Decoder(model, encoder.last_hidden_state, attention_mask)  # one source per item, shared by its beams
     rules = Rules(s, input_ids, s.num_beams)
     steps = [] if s.return_dict_in_generate and s.output_scores else None
     if s.num_beams == 1:
