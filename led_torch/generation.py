@@ -170,6 +170,7 @@ def generate(model, input_ids, attention_mask=None, global_attention_mask=None, 
     return_dict_in_generate=True a GenerateOutput (sequences; with output_scores=True the per-step processed
     `scores` and, for beam search, `sequences_scores`). Settings: `led_ref.io.generation_settings.resolve`."""
     config = model.config
+    _check_single_process(options.get("synced_gpus"))
     s = resolve(config, getattr(model, "generation_config", None), generation_config, **options)
     if attention_mask is None:
         attention_mask = _infer_attention_mask(s, input_ids) if isinstance(input_ids, torch.Tensor) and \
@@ -203,6 +204,17 @@ def generate(model, input_ids, attention_mask=None, global_attention_mask=None, 
         return sequences
     return GenerateOutput(sequences=sequences, scores=None if steps is None else tuple(steps),
                           sequences_scores=sequences_scores if s.output_scores else None)
+
+
+def _check_single_process(synced_gpus) -> None:
+    """synced_gpus=True (HF's Trainer under FSDP or DeepSpeed ZeRO-3) asks every process to run each decode step
+    together; led_torch's generate runs each process on its own, which gives the same tokens in one process only."""
+    if not synced_gpus or not torch.distributed.is_available() or not torch.distributed.is_initialized():
+        return
+    world = torch.distributed.get_world_size()
+    if world > 1:
+        raise ValueError(f"synced_gpus=True with {world} processes is not supported: led_torch's generate does not "
+                         "step processes together; generate with synced_gpus=False on an unsharded model")
 
 
 def _greedy(s: GenerationSettings, logits_for, processors, sequences, steps):

@@ -207,12 +207,21 @@ class LEDPreTrainedModel(nn.Module):
         check_device("cuda" if device is None else f"cuda:{device}" if isinstance(device, int) else device)
         return super().cuda(device)
 
-    def save_pretrained(self, path) -> None:
+    def save_pretrained(self, path, state_dict: dict | None = None, safe_serialization: bool = True,
+                        is_main_process: bool = True) -> None:
         """Write `config.json` + `generation_config.json` + `model.safetensors` with HF names, tied tensors left
-        out (bf16 saved as fp32); generation parameters go to generation_config.json, as HF writes them."""
+        out (bf16 saved as fp32); generation parameters go to generation_config.json, as HF writes them.
+
+        HF's keywords, as Trainer passes them: `state_dict` saved instead of the model's own (a gathered copy),
+        `is_main_process=False` writes nothing; `safe_serialization` is accepted either way: the weights are
+        always safetensors, which HF and both packages read."""
+        if not isinstance(safe_serialization, bool):
+            raise TypeError(f"safe_serialization must be True or False, got {safe_serialization!r}")
+        if not is_main_process:
+            return
         tied = self._tied_names()
         weights = {}
-        for name, t in self.state_dict().items():
+        for name, t in (self.state_dict() if state_dict is None else state_dict).items():
             if name in tied:
                 continue
             t = t.detach().cpu()
@@ -240,14 +249,96 @@ class LEDPreTrainedModel(nn.Module):
         back."""
         self.base_model.encoder.set_attn_implementation(name, strict)
 
-    def gradient_checkpointing_enable(self) -> None:
-        """Recompute each encoder/decoder layer in the backward pass (train mode only; disables the cache)."""
+    def gradient_checkpointing_enable(self, gradient_checkpointing_kwargs: dict | None = None) -> None:
+        """Recompute each encoder/decoder layer in the backward pass (train mode only; disables the cache).
+
+        Layers are recomputed by torch's non-reentrant checkpoint. Of HF's `gradient_checkpointing_kwargs`
+        (Trainer passes them) those that leave the gradients as they are are accepted: `use_reentrant` (either
+        value) and `preserve_rng_state=True`."""
+        _check_checkpointing_kwargs(gradient_checkpointing_kwargs)
         self.base_model.encoder.gradient_checkpointing = True
         self.base_model.decoder.gradient_checkpointing = True
 
     def gradient_checkpointing_disable(self) -> None:
         self.base_model.encoder.gradient_checkpointing = False
         self.base_model.decoder.gradient_checkpointing = False
+
+    @property
+    def is_gradient_checkpointing(self) -> bool:
+        return self.base_model.encoder.gradient_checkpointing or self.base_model.decoder.gradient_checkpointing
+
+    # ------------------------------------------------------------------ HF's PreTrainedModel API (Trainer, PEFT)
+    main_input_name = "input_ids"
+    supports_gradient_checkpointing = True
+
+    @property
+    def _keys_to_ignore_on_save(self) -> list[str]:
+        """HF's name for the weights save_pretrained leaves out (the tied copies); Trainer re-ties a model after
+        loading a checkpoint that lacks exactly these."""
+        return sorted(self._tied_names())
+
+    @classmethod
+    def can_generate(cls) -> bool:
+        return callable(getattr(cls, "generate", None))
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.base_model.shared
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        """`value` becomes the token embedding of the encoder and the decoder (and the LM head's weight: led_torch
+        always ties them, and saves one copy). A different vocabulary size: `resize_token_embeddings`."""
+        _check_embedding("value", value, (self.config.vocab_size, self.config.d_model))
+        self.base_model.shared = value
+        self.tie_weights()
+
+    def get_output_embeddings(self) -> nn.Module | None:
+        return None
+
+    def resize_token_embeddings(self, new_num_tokens: int | None = None, pad_to_multiple_of: int | None = None,
+                                mean_resizing: bool = True) -> nn.Embedding:
+        """HF's resize: the vocabulary becomes `new_num_tokens` (rounded up to a multiple of `pad_to_multiple_of`;
+        both None: nothing changes). Kept rows keep their values; added rows are drawn as HF draws them, from
+        torch's global generator in HF's order (so a seed gives HF's values): from the old rows' mean and 1e-9 x
+        their covariance (`mean_resizing=True`), else N(0, init_std). The embedding stays the same module and
+        Parameter (optimizers and the tied LM head follow it); `config.vocab_size` follows."""
+        embedding = self.get_input_embeddings()
+        count = _resized_vocab(new_num_tokens, pad_to_multiple_of, embedding.num_embeddings)
+        if not isinstance(mean_resizing, bool):
+            raise TypeError(f"mean_resizing must be True or False, got {mean_resizing!r}")
+        if count is None:
+            return embedding
+        _check_vocab_keeps_token_ids(count, self.config)
+        if count != embedding.num_embeddings:
+            _resize_embedding(embedding, count, mean_resizing, self.config.init_std)
+        self.config.vocab_size = count
+        self.tie_weights()
+        return embedding
+
+    def num_parameters(self, only_trainable: bool = False, exclude_embeddings: bool = False) -> int:
+        """Parameter count as HF's (tied tensors once; `exclude_embeddings` leaves out every nn.Embedding)."""
+        embeddings = {f"{name}.weight" for name, module in self.named_modules() if isinstance(module, nn.Embedding)}
+        return sum(p.numel() for name, p in self.named_parameters()
+                   if not (exclude_embeddings and name in embeddings) and (p.requires_grad or not only_trainable))
+
+    def floating_point_ops(self, input_dict: dict, exclude_embeddings: bool = True) -> int:
+        """HF's estimate, 6 x tokens of `main_input_name` x parameters; Trainer logs it as total_flos."""
+        ids = input_dict.get(self.main_input_name)
+        tokens = ids.numel() if isinstance(ids, torch.Tensor) else 0
+        return 6 * tokens * self.num_parameters(exclude_embeddings=exclude_embeddings)
+
+    def enable_input_require_grads(self) -> None:
+        """The token embedding's output requires grad even when its weight is frozen (HF's recipe for adapters
+        with reentrant checkpointing; led_torch's non-reentrant checkpoint lets gradients through without it)."""
+        def outputs_require_grad(module, inputs, output):
+            output.requires_grad_(True)
+
+        self.disable_input_require_grads()
+        self._require_grads_hook = self.get_input_embeddings().register_forward_hook(outputs_require_grad)
+
+    def disable_input_require_grads(self) -> None:
+        hook = self.__dict__.pop("_require_grads_hook", None)
+        if hook is not None:
+            hook.remove()
 
     def get_encoder(self) -> LEDEncoder:
         return self.base_model.encoder
@@ -378,6 +469,20 @@ class LEDForConditionalGeneration(LEDPreTrainedModel):
     def tie_weights(self) -> None:
         super().tie_weights()
         self.lm_head.weight = self.led.shared.weight
+        self.lm_head.out_features = self.led.shared.num_embeddings
+
+    def get_output_embeddings(self) -> Linear:
+        return self.lm_head
+
+    def resize_token_embeddings(self, new_num_tokens: int | None = None, pad_to_multiple_of: int | None = None,
+                                mean_resizing: bool = True) -> nn.Embedding:
+        """As LEDPreTrainedModel's, and `final_logits_bias` follows: cut, or extended with zeros (HF's rule)."""
+        embedding = super().resize_token_embeddings(new_num_tokens, pad_to_multiple_of, mean_resizing)
+        bias = self.final_logits_bias
+        count = embedding.num_embeddings
+        extra = torch.zeros((1, max(0, count - bias.shape[1])), dtype=bias.dtype, device=bias.device)
+        self.register_buffer("final_logits_bias", torch.cat([bias[:, :count], extra], dim=1))
+        return embedding
 
     def forward(self, input_ids=None, attention_mask=None, decoder_input_ids=None, decoder_attention_mask=None,
                 head_mask=None, decoder_head_mask=None, cross_attn_head_mask=None, encoder_outputs=None,
@@ -418,7 +523,8 @@ class LEDForConditionalGeneration(LEDPreTrainedModel):
         repetition_penalty, bad_words_ids, forced_bos_token_id, forced_eos_token_id, num_return_sequences,
         do_sample=False, output_scores, return_dict_in_generate); unset ones come from `generation_config`,
         then `self.generation_config`, then HF's defaults (`led_ref.io.generation_settings`, shared with led_ref).
-        `compile=True` runs the decode step through torch.compile."""
+        `compile=True` runs the decode step through torch.compile. What HF's Seq2SeqTrainer adds is accepted and
+        changes nothing: `labels` (dropped, as HF drops them) and `synced_gpus` (one process)."""
         from .generation import generate
         return generate(self, generate_input_ids(input_ids, inputs), attention_mask=attention_mask,
                         global_attention_mask=global_attention_mask, generation_config=generation_config,
@@ -522,6 +628,90 @@ class LEDForQuestionAnswering(LEDPreTrainedModel):
         return LEDSeq2SeqQuestionAnsweringModelOutput(loss=loss, start_logits=start_logits.contiguous(),
                                                       end_logits=end_logits.contiguous(),
                                                       **seq2seq_fields(out))
+
+
+# ----------------------------------------------------------------------------------- PreTrainedModel API helpers
+def _check_checkpointing_kwargs(kwargs) -> None:
+    """Only HF checkpoint options that give the gradients led_torch's non-reentrant checkpoint gives."""
+    if kwargs is None:
+        return
+    if not isinstance(kwargs, dict):
+        raise TypeError(f"gradient_checkpointing_kwargs must be a dict or None, got {type(kwargs).__name__}")
+    for key, value in kwargs.items():
+        if key == "use_reentrant" and isinstance(value, bool):
+            continue
+        if key == "preserve_rng_state" and value is True:
+            continue
+        raise ValueError(f"gradient_checkpointing_kwargs[{key!r}]={value!r} is not supported: led_torch recomputes "
+                         "layers with torch's non-reentrant checkpoint; accepted are use_reentrant=True/False "
+                         "(same gradients) and preserve_rng_state=True")
+
+
+def _check_embedding(name: str, value, shape: tuple[int, int]) -> None:
+    if not isinstance(value, nn.Embedding):
+        raise TypeError(f"{name} must be a torch.nn.Embedding, got {type(value).__name__}")
+    if tuple(value.weight.shape) != shape:
+        raise ValueError(f"{name} has weight shape {tuple(value.weight.shape)}, the model needs {shape} "
+                         "(vocab_size, d_model); to change the vocabulary use resize_token_embeddings")
+
+
+def _resized_vocab(new_num_tokens, pad_to_multiple_of, current: int) -> int | None:
+    """The vocabulary size HF's resize_token_embeddings gives; None when both arguments are None."""
+    for name, value in (("new_num_tokens", new_num_tokens), ("pad_to_multiple_of", pad_to_multiple_of)):
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"{name} must be an int or None, got {value!r}")
+        if value < 1:
+            raise ValueError(f"{name} must be >= 1, got {value}")
+    if pad_to_multiple_of is None:
+        return new_num_tokens
+    count = current if new_num_tokens is None else new_num_tokens
+    return -(-count // pad_to_multiple_of) * pad_to_multiple_of
+
+
+def _check_vocab_keeps_token_ids(count: int, config: LEDConfig) -> None:
+    """A smaller vocabulary must keep every token id the config names (padding, start, end, forced)."""
+    names = ("pad_token_id", "bos_token_id", "eos_token_id", "decoder_start_token_id", "forced_bos_token_id",
+             "forced_eos_token_id")
+    used = {name: getattr(config, name) for name in names if isinstance(getattr(config, name), int)}
+    name, highest = max(used.items(), key=lambda item: item[1])
+    if count <= highest:
+        raise ValueError(f"new_num_tokens={count} would drop token id {highest} (config.{name}); "
+                         f"the vocabulary must stay > {highest}")
+
+
+def _resize_embedding(embedding: nn.Embedding, count: int, mean_resizing: bool, init_std: float) -> None:
+    """`embedding` (in place, same Parameter) with `count` rows, new ones drawn in HF's order of draws."""
+    old = embedding.weight
+    rows, dim = old.shape
+    # built as HF builds it: its own init draws from the global generator before the added rows are drawn
+    fresh = nn.Embedding(count, dim, device=old.device, dtype=old.dtype)
+    with torch.no_grad():
+        if count > rows and mean_resizing:
+            fresh.weight[rows:] = _rows_like(old, count - rows)
+        elif count > rows:
+            fresh.weight.normal_(mean=0.0, std=init_std)
+        keep = min(rows, count)
+        fresh.weight[:keep] = old[:keep]
+    old.data = fresh.weight.data
+    embedding.num_embeddings = count
+    if embedding.padding_idx is not None and embedding.padding_idx >= count:
+        embedding.padding_idx = None
+
+
+def _rows_like(weight: torch.Tensor, added: int) -> torch.Tensor:
+    """HF's mean resizing: `added` rows from N(mean, 1e-9 x covariance) of the rows (float32), or the mean
+    itself where that covariance is not positive definite."""
+    rows = weight.detach().float()
+    mean = rows.mean(dim=0)
+    centered = rows - mean
+    covariance = 1e-9 * (centered.T @ centered / rows.shape[0])
+    if torch.distributions.constraints.positive_definite.check(covariance).all():
+        drawn = torch.distributions.MultivariateNormal(mean, covariance_matrix=covariance).sample((added,))
+    else:
+        drawn = mean[None, :].repeat(added, 1)
+    return drawn.to(weight.dtype)
 
 
 def _as_tensor(name: str, value) -> torch.Tensor:

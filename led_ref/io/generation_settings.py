@@ -5,10 +5,14 @@ Where a value comes from, first match wins:
     1. an explicit argument of `generate(...)`                       (None = not given)
     2. the `generation_config=` argument (a GenerationConfig, a dict, or anything with `to_dict()`); its
        values still at HF's global default are taken from the model's generation config (3), as HF >= 4.50
-       does when the model's generation config was written by HF >= 4.50 (older: only the token ids)
+       does when the model's generation config was written by HF >= 4.50 (older: only the token ids). A None
+       field is unset (HF 5.x leaves every field it was not given None) and takes the model's value; an
+       object made by transformers >= 5 follows HF 5's rule: only its unset fields take the model's value
     3. the model's generation config: `generation_config.json` when the checkpoint has one, else the
        generation fields of `config.json` (null = unset)
     4. HF's defaults (max_length 20, num_beams 1, length_penalty 1.0, ...)
+
+None in any config (a field HF gives a default) means unset: it reads as HF's default.
 
 HF's legacy rule is kept too: a model whose generation config was derived from its model config (and not
 changed since) follows later edits of the model config (`model.config.num_beams = 4`).
@@ -77,6 +81,8 @@ MODEL_CONFIG_FIELDS = (
     "forced_eos_token_id", "remove_invalid_values", "exponential_decay_length_penalty", "suppress_tokens",
     "begin_suppress_tokens", "num_beam_groups", "diversity_penalty",
 )
+# generate() arguments HF's Seq2SeqTrainer passes that leave the tokens unchanged (accepted and ignored).
+TRAINER_ARGUMENTS = ("labels", "synced_gpus")
 TOKEN_FIELDS = ("bos_token_id", "eos_token_id", "pad_token_id", "decoder_start_token_id")
 _METADATA = ("transformers_version",)
 
@@ -101,7 +107,7 @@ class GenerationConfig:
     # ---------------------------------------------------------------- attribute access like HF's object
     def __getattr__(self, name: str) -> Any:
         values = object.__getattribute__(self, "_values")
-        if name in values:
+        if name in values and not _unset(name, values[name]):
             return values[name]
         if name in HF_DEFAULTS:
             return HF_DEFAULTS[name]
@@ -123,8 +129,13 @@ class GenerationConfig:
     def _settings(self) -> dict[str, Any]:
         """Every field's effective value (defaults included), without metadata."""
         merged = dict(HF_DEFAULTS)
-        merged.update({k: v for k, v in self._values.items() if not k.startswith("_") and k not in _METADATA})
+        merged.update({k: v for k, v in self._values.items()
+                       if not k.startswith("_") and k not in _METADATA and not _unset(k, v)})
         return merged
+
+    def is_unset(self, name: str) -> bool:
+        """Not given, or given as None (HF 5.x writes every field it was not given as None)."""
+        return self._values.get(name) is None
 
     @property
     def modified(self) -> bool:
@@ -143,7 +154,7 @@ class GenerationConfig:
     def to_dict(self) -> dict[str, Any]:
         """What was set (defaults omitted, as HF writes), private keys such as `_from_model_config` included."""
         return {k: v for k, v in self._values.items() if k.startswith("_") or k in _METADATA
-                or k not in HF_DEFAULTS or v != HF_DEFAULTS[k]}
+                or k not in HF_DEFAULTS or (v != HF_DEFAULTS[k] and not _unset(k, v))}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], where: str = "generation_config") -> GenerationConfig:
@@ -196,6 +207,11 @@ class GenerationConfig:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
 
 
+def _unset(name: str, value: Any) -> bool:
+    """None for a field HF gives a non-None default: unset, so it reads as that default (HF 5.x style)."""
+    return value is None and HF_DEFAULTS.get(name) is not None
+
+
 def model_generation_config(config: Any, directory: str | os.PathLike | None = None) -> GenerationConfig:
     """What HF sets as `model.generation_config`: the folder's generation_config.json, else from config.json."""
     if directory is not None and os.path.isfile(os.path.join(os.fspath(directory), GENERATION_CONFIG_NAME)):
@@ -213,7 +229,7 @@ def split_for_saving(config: Any, generation: GenerationConfig | None) -> tuple[
     """(config.json content, generation config) as HF saves a model: generation parameters still on the
     model config move into the generation config (where it holds the default) and become null in config.json."""
     data = config.to_dict()
-    generation = generation if generation is not None else GenerationConfig.from_model_config(config)
+    generation = _as_ours(generation, config)
     misplaced = non_default_model_config_fields(config)
     if misplaced:
         generation = generation.copy()
@@ -271,18 +287,37 @@ def resolve(config: Any, model_generation: GenerationConfig | None = None, gener
             **arguments: Any) -> GenerationSettings:
     """The settings `generate` uses, from the explicit `arguments` (None = not given), the `generation_config`
     argument, the model's generation config and HF's defaults; every value checked against `config`."""
+    arguments = _without_trainer_arguments(arguments)
     unknown = sorted(set(arguments) - set(SUPPORTED))
     if unknown:
         raise TypeError(f"generate() got unsupported argument(s) {unknown}; supported: {', '.join(SUPPORTED)}")
     explicit = {k: v for k, v in arguments.items() if v is not None}
-    base = model_generation if model_generation is not None else GenerationConfig.from_model_config(config)
-    base = _follow_model_config(base, config)
+    base = _follow_model_config(_as_ours(model_generation, config), config)
     if generation_config is None:
         chosen = base.copy()
     else:
         chosen = _with_model_defaults(GenerationConfig.coerce(generation_config), base)
     chosen.update(**explicit)
     return _settings(chosen, config, max_length_given="max_length" in explicit)
+
+
+def _as_ours(generation: Any, config: Any) -> GenerationConfig:
+    """A model's generation config as ours: HF's object (Seq2SeqTrainer's `generation_config` argument sets
+    one on the model) is converted; None means the one derived from the model config."""
+    if generation is None:
+        return GenerationConfig.from_model_config(config)
+    if isinstance(generation, GenerationConfig):
+        return generation
+    return GenerationConfig.coerce(generation, where="model.generation_config")
+
+
+def _without_trainer_arguments(arguments: dict[str, Any]) -> dict[str, Any]:
+    # HF's Seq2SeqTrainer passes these to generate; neither changes the tokens: HF's generate drops `labels`,
+    # and `synced_gpus` only keeps several processes stepping together (led_torch refuses it across processes).
+    synced = arguments.get("synced_gpus")
+    if synced is not None and not isinstance(synced, bool):
+        raise TypeError(f"synced_gpus must be True or False, got {synced!r}")
+    return {k: v for k, v in arguments.items() if k not in TRAINER_ARGUMENTS}
 
 
 def _follow_model_config(base: GenerationConfig, config: Any) -> GenerationConfig:
@@ -296,16 +331,31 @@ def _follow_model_config(base: GenerationConfig, config: Any) -> GenerationConfi
 
 
 def _with_model_defaults(given: GenerationConfig, base: GenerationConfig) -> GenerationConfig:
-    # HF >= 4.50: fields of the passed config left at the global default take the model's value.
-    if _version_at_least(base.transformers_version, (4, 50)):
+    if _made_by_hf5(given):
+        # HF 5: the fields the passed config leaves unset (None) take the model's value; set ones stay, even
+        # where they equal the global default.
+        for key, value in base._settings().items():
+            if given.is_unset(key):
+                setattr(given, key, value)
+    elif _version_at_least(base.transformers_version, (4, 50)):
+        # HF >= 4.50: fields of the passed config at the global default (or unset) take the model's value.
         for key, value in base._settings().items():
             if getattr(given, key) == HF_DEFAULTS.get(key) and value != HF_DEFAULTS.get(key):
                 setattr(given, key, value)
     else:
+        # an older model file: HF fills in only the token ids; a None elsewhere is unset, so the model's value
         for key in TOKEN_FIELDS:
             if getattr(given, key) is None:
                 setattr(given, key, getattr(base, key))
+        for key in [k for k, v in given._values.items() if _unset(k, v)]:
+            setattr(given, key, getattr(base, key))
     return given
+
+
+def _made_by_hf5(given: GenerationConfig) -> bool:
+    """An object (or its dict) written by transformers >= 5, whose unset fields are None."""
+    version = given.transformers_version
+    return isinstance(version, str) and _version_at_least(version, (5, 0))
 
 
 def _version_at_least(version: Any, minimum: tuple[int, int]) -> bool:
