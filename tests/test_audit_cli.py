@@ -1,6 +1,8 @@
 """`led-parity audit` for auditors: the whole text up to the model's limit (a cut is reported), global
-positions, beams and new tokens from the checkpoint unless given, a JSON report with versions, device and
-positions, no progress bar off a terminal; and exit 2 with one line for every input error."""
+positions, beams and new tokens from the checkpoint unless given, a report that says what it audited (header,
+generated tokens and text per side, timings) and a JSON report with versions, device and positions, no progress
+bar off a terminal; --outputs chooses what is compared; exit 2 with one line for every input error, an
+unwritable --json before anything runs."""
 
 from __future__ import annotations
 
@@ -34,14 +36,17 @@ def test_audit_reads_settings_and_reports_cuts_and_positions(checkpoint, tmp_pat
                      "--max-tokens", "40", "--global", "0,7,12", "--json", str(report)])
     captured = capsys.readouterr()
     assert code == 0, captured.out + captured.err
-    assert f"the text has {whole} tokens; using the first 40" in captured.err
+    assert f"the text has {whole} tokens; using the first 40 (--max-tokens 40)" in captured.err
     data = json.loads(report.read_text())
     assert data["passed"] is True and data["used_tokens"] == 40 and data["text_tokens"] == whole
+    assert data["limit"] == 512 and data["max_tokens"] == 40  # the model's limit, and the cut asked for
+    assert f"40 of the text's {whole} tokens, up to --max-tokens 40; the model's limit is 512" in captured.out
     assert data["global_positions"] == [0, 7, 12] and data["seed"] is None
     assert data["versions"]["numpy"] and data["device"].startswith("cpu")
     settings = data["generation_settings"]
     assert (settings["num_beams"], settings["max_length"], settings["length_penalty"]) == (2, 5, 2.0)
     assert "beam scores compared on 1 rows" in captured.out
+    assert "global     positions 0, 7, 12" in captured.out
     assert "\r" not in captured.err  # no progress bar drawn into a captured (non-terminal) stream
 
 
@@ -57,8 +62,74 @@ def test_audit_options_override_the_checkpoint(checkpoint, tmp_path, capsys):
     assert "note: the text has" not in out
 
 
+def test_the_report_says_what_it_audited(checkpoint, tmp_path, capsys):
+    """Header (sides and what they are, tokens of the limit, settings used), every side's generated tokens and
+    text, timings per side, each output's worst element; the same in the JSON."""
+    text = tmp_path / "t.txt"
+    text.write_text(DEFAULT_TEXT)
+    report = tmp_path / "a.json"
+    code = cli.main(["audit", "--checkpoint", str(checkpoint), "--text", str(text), "--backend", "banded",
+                     "--no-progress", "--json", str(report)])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    data = json.loads(report.read_text())
+    tokenizer = LEDTokenizer.from_pretrained(checkpoint)
+    header = out.split("torch:banded:float32 vs ref:float64")[0]
+    assert f"audit of led: {checkpoint}" in header and "ref:float64" in header and "the NumPy spec" in header
+    assert f"{data['used_tokens']} of the text's {data['used_tokens']} tokens, up to the model's limit" in header
+    assert "num_beams=2, " in header and "max_length=5" in header  # the settings every side was given
+    assert [s["label"] for s in data["sides"]] == ["ref:float64", "torch:banded:float32"]
+    assert data["sides"][0]["meaning"].startswith("led_ref, the NumPy spec")
+    assert data["outputs"] == ["hidden", "attentions", "logits", "generation"]
+    generated = {g["side"]: g for g in data["generated"]}
+    assert generated["ref:float64"]["tokens"] == generated["torch:banded:float32"]["tokens"]
+    for g in generated.values():
+        [tokens] = g["tokens"]
+        assert len(tokens) == 5 and g["text"] == [tokenizer.decode(tokens, skip_special_tokens=True)]
+        assert f"{tokens}  {json.dumps(g['text'][0])}" in out
+    assert set(data["timings"]) == {"ref:float64", "torch:banded:float32", "comparisons"}
+    assert all(data["timings"][s]["forward_s"] > 0 and data["timings"][s]["generate_s"] > 0 for s in generated)
+    assert "peak resident memory of this process" in out and data["peak_rss_bytes"] > 0
+    outputs = data["comparisons"][0]["outputs"]
+    assert len(outputs) == 17 and all(len(o["worst"]["index"]) == len(o["shape"]) for o in outputs)
+    assert f"at {outputs[0]['worst']['index']}" in out
+
+
+@pytest.mark.parametrize("outputs, kinds, generates", [
+    ("hidden,generation", {"hidden"}, True),
+    ("attentions", {"attention"}, False),
+    ("logits", {"logits", "loss"}, False),
+])
+def test_outputs_chooses_what_is_compared(outputs, kinds, generates, checkpoint, tmp_path, capsys):
+    text = tmp_path / "t.txt"
+    text.write_text(DEFAULT_TEXT)
+    report = tmp_path / "a.json"
+    assert cli.main(["audit", "--checkpoint", str(checkpoint), "--text", str(text), "--backend", "banded",
+                     "--outputs", outputs, "--json", str(report)]) == 0, capsys.readouterr().out
+    data = json.loads(report.read_text())
+    assert {o["kind"] for o in data["comparisons"][0]["outputs"]} == kinds
+    assert bool(data["generation"]) == generates and bool(data["generated"]) == generates
+    assert data["outputs"] == outputs.split(",")
+
+
+@pytest.mark.parametrize("where", ["missing/a.json", "."])
+def test_an_unwritable_json_is_exit_2_before_any_model_is_built(where, checkpoint, tmp_path, capsys, monkeypatch):
+    from parity.harness import checkpoints
+
+    built = []
+    monkeypatch.setattr(checkpoints, "load_for_generation", lambda *a: built.append(a))
+    text = tmp_path / "t.txt"
+    text.write_text(DEFAULT_TEXT)
+    path = str(tmp_path / where)
+    code = cli.main(["audit", "--checkpoint", str(checkpoint), "--text", str(text), "--json", path])
+    err = capsys.readouterr().err
+    assert code == 2 and built == []
+    assert err.startswith("error: --json") and repr(path) in err and err.count("\n") == 1
+
+
 @pytest.mark.parametrize("argv, message", [
     (["check", "--backend", "nope", "--no-default"], "--backend nope is not a led_torch backend; choose from banded"),
+    (["audit", "--checkpoint", "{ckpt}", "--text", "{text}", "--outputs", "hidden,nope"], "--outputs takes 'all'"),
     (["audit", "--checkpoint", "{ckpt}", "--text", "{missing}"], "is not a file"),
     (["audit", "--checkpoint", "{missing}", "--text", "{text}"], "missing"),
     (["audit", "--checkpoint", "{ckpt}", "--text", "{text}", "--global", "999999"], "--global position 999999"),

@@ -8,6 +8,8 @@
     convert    pytorch_model.bin -> safetensors, weights-only loading
     bench      speed and memory side by side with HF
     gpu-check  everything a GPU must confirm, in one run
+    audit-onnx   LED ONNX files in ONNX Runtime against led_ref, at shapes unlike the traced one
+    export-onnx  led_torch's LED as ONNX files right at every length and global count, audited before success
 
 With no subcommand it runs `check` on the embedded default model. Exit codes: parity.commands.exits.
 """
@@ -18,13 +20,14 @@ import argparse
 import os
 import sys
 
-from parity.commands import audit, bench, check, convert, gate, gpu_check, info, replay
+from parity.commands import audit, audit_onnx, bench, check, convert, export_onnx, gate, gpu_check, info, replay
 from parity.commands.exits import EXIT_MISMATCH, EXIT_OK, EXIT_USAGE, INPUT_ERRORS, one_line
 from parity.commands.flags import Command
 
 __all__ = ["COMMANDS", "EXIT_MISMATCH", "EXIT_OK", "EXIT_USAGE", "Command", "build_parser", "main"]
 
-COMMANDS: list[Command] = [m.COMMAND for m in (check, gate, replay, audit, info, convert, bench, gpu_check)]
+COMMANDS: list[Command] = [m.COMMAND for m in (check, gate, replay, audit, info, convert, bench, gpu_check, audit_onnx,
+                                                 export_onnx)]
 
 
 def build_parser() -> argparse.ArgumentParser:

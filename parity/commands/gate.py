@@ -19,11 +19,17 @@ def add_gate_arguments(parser) -> None:
                         help="tile sizes the boundary profile aims at (default 16,32,64,128)")
     parser.add_argument("--backward", action="store_true", help="also gate the gradients of all six inputs")
     parser.add_argument("--max-seconds", type=float, default=600.0,
-                        help="bound on the whole run, shrinking included (default 600)")
-    parser.add_argument("--max-heads", type=int, default=None, help="cap the heads of every shape")
+                        help="bound on the whole run, shrinking included (default 600); a run it cuts short is "
+                             "`incomplete` (exit 1)")
+    parser.add_argument("--allow-incomplete", action="store_true",
+                        help="a run cut short by --max-seconds without a failure passes (with a note)")
+    parser.add_argument("--max-heads", type=int, default=None, help="cap the heads of the realistic shapes")
     parser.add_argument("--atol", type=float, default=None,
                         help="replaces the forward budget (scaled error), looser or tighter, in every dtype")
-    parser.add_argument("--json", default=None, help="write the verdict, seed, support, errors ... here")
+    parser.add_argument("--json", default=None, help="write the verdict, seed, support, errors ... here (strict JSON)")
+    parser.add_argument("--replay-case", default=None, metavar="DIR",
+                        help="run the kernel once on a case saved by a failing gate run on custom cases (its "
+                             "dtype, device, backward and atol come from the folder)")
     support = parser.add_argument_group("declared support (narrows what the kernel declares)")
     support.add_argument("--head-dims", type=int_list("--head-dims"), default=None,
                          help="allowed head dims, e.g. 64,128")
@@ -33,33 +39,56 @@ def add_gate_arguments(parser) -> None:
     support.add_argument("--max-seq", type=int, default=None)
     support.add_argument("--max-globals", type=int, default=None, help="most global tokens in one row")
     support.add_argument("--forward-only", action="store_true", help="the kernel has no backward")
+    extra = parser.add_argument_group("extra shapes (values added to every profile's axes)")
+    extra.add_argument("--seq", default=None, help="extra sequence lengths, e.g. 8192,16384")
+    extra.add_argument("--heads", default=None, help="extra head counts, e.g. 32")
+    extra.add_argument("--windows", default=None, help="extra (even) windows, e.g. 10,2048")
+    extra.add_argument("--add-head-dims", default=None, help="extra head dims, e.g. 80,96")
 
 
 def run(args) -> int:
-    from parity.gate.judge import gate, load_kernel
+    from parity.gate.judge import gate, load_kernel, replay_case
     from parity.gate.profiles import DEFAULT_BLOCKS
-    from parity.gate.support import Support
 
     try:
         kernel = load_kernel(args.attention)
     except (ValueError, TypeError) as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_USAGE
+    if args.replay_case:
+        result = replay_case(kernel, args.replay_case, name=args.attention)
+    else:
+        seed = seed_of(args)
+        result = gate(kernel, examples=args.examples, seed=seed, dtype=args.dtype, device=args.device,
+                      profile=args.profile, support=_support(args), blocks=args.block or DEFAULT_BLOCKS,
+                      backward=args.backward, max_seconds=args.max_seconds,
+                      max_heads=args.max_heads, atol=args.atol, name=args.attention,
+                      allow_incomplete=args.allow_incomplete, extra=_extra(args))
+    print(result.message(decorator_advice=False))
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as fh:
+            json.dump(result.to_dict(), fh, indent=2, allow_nan=False)
+    return EXIT_OK if result.passed else EXIT_MISMATCH
+
+
+def _support(args):
+    from parity.gate.support import Support
+
     limits = {"head_dims": args.head_dims, "head_dim_multiple": args.head_dim_multiple,
               "min_window": args.min_window, "max_window": args.max_window, "max_seq": args.max_seq,
               "max_globals": args.max_globals}
-    support = Support(**{k: v for k, v in limits.items() if v is not None},
-                      **({"backward": False} if args.forward_only else {}))
-    seed = seed_of(args)
-    result = gate(kernel, examples=args.examples, seed=seed, dtype=args.dtype, device=args.device,
-                  profile=args.profile, support=support, blocks=args.block or DEFAULT_BLOCKS,
-                  backward=args.backward, max_seconds=args.max_seconds, max_heads=args.max_heads, atol=args.atol,
-                  name=args.attention)
-    print(result.message())
-    if args.json:
-        with open(args.json, "w", encoding="utf-8") as fh:
-            json.dump(result.to_dict(), fh, indent=2)
-    return EXIT_OK if result.passed else EXIT_MISMATCH
+    return Support(**{k: v for k, v in limits.items() if v is not None},
+                   **({"backward": False} if args.forward_only else {}))
+
+
+def _extra(args):
+    """The extra shapes of --seq/--heads/--windows/--add-head-dims (None when none is given)."""
+    values = {"seq": args.seq, "heads": args.heads, "windows": args.windows, "head_dims": args.add_head_dims}
+    if all(v is None for v in values.values()):
+        return None
+    from parity.gate.profiles import parse_extra_shapes
+
+    return parse_extra_shapes(**values)
 
 
 COMMAND = Command("gate", "check an attention kernel against the kernel contract", add_gate_arguments, run)

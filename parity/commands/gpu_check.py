@@ -85,7 +85,7 @@ def plan(out_dir: Path, python: str = sys.executable) -> list[Step]:
         steps.append(Step(f"gate {backend}", [python, "-m", "parity", "gate", "--attention", spec, "--device", "cuda",
                                               "--dtype", "bfloat16", "--examples", str(GATE_EXAMPLES), "--seed", "0",
                                               "--profile", "realistic", "--max-seconds",
-                                              str(LIMITS["gate"] - 15), "--json", json_path],
+                                              str(LIMITS["gate"] - 15), "--allow-incomplete", "--json", json_path],
                           LIMITS["gate"], "gate", json_path))
     bench_json = str(out / "bench.json")
     steps.append(Step("bench", [python, "-m", "parity", "bench", "--device", "cuda", "--shape", "large", "--seq",
@@ -179,7 +179,8 @@ def gate_numbers(json_path: str | None, output: str) -> dict:
     ("ok: ... max scaled error E <= T" or "mismatch: ... scaled error: E")."""
     if json_path and Path(json_path).exists():
         data = json.loads(Path(json_path).read_text())
-        keys = ("verdict", "profile", "cases_run", "worst_error", "max_error", "tolerance", "seconds")
+        keys = ("verdict", "profile", "cases_run", "shapes_run", "planned_shapes", "complete", "worst_error",
+                "max_error", "tolerance", "seconds")
         return {k: data[k] for k in keys if k in data}
     lines = [line.strip() for line in output.splitlines() if line.strip()]
     verdict = next((line.split(":")[0] for line in lines if line.startswith(("ok:", "mismatch:", "error:"))), None)
@@ -257,8 +258,11 @@ def step_numbers_text(result: StepResult) -> str:
         text = f"{n['passed']} passed, {n['failures'] + n['errors']} failed, {n['skipped']} skipped"
         return text + (f" ({', '.join(n['failed_tests'][:3])})" if n.get("failed_tests") else "")
     if "verdict" in n:
-        return ", ".join(f"{k} {v}" for k, v in n.items() if k in ("verdict", "max_error", "worst_error",
+        text = ", ".join(f"{k} {v}" for k, v in n.items() if k in ("verdict", "max_error", "worst_error",
                                                                     "cases_run"))
+        if n.get("planned_shapes"):
+            text += f", {n.get('shapes_run')} of {n['planned_shapes']} shapes in its time limit"
+        return text
     if "rows" in n:
         served = ", ".join(f"{k} x{v}" for k, v in n.get("backends_served", {}).items()) or "none recorded"
         return f"matmul ceiling {_fmt(n['ceiling_tflops'], '{:.0f}')} TFLOP/s; attention calls served by: {served}"

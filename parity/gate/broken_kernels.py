@@ -45,6 +45,11 @@ BUGS = {
     "kinds_from_first_row": "token kinds of batch row 0 used for every row",
     "heads_flipped": "the context of head h written to head heads-1-h",
     "in_place_scaling": "the caller's query tensors scaled in place (then used unscaled by the kernel)",
+    "empty_row_nan": "a batch row with no valid token is skipped, its output left as allocated (NaN)",
+    "first_token_assumed_valid": "position 0 is taken for a real token (the <s> of a right-padded batch)",
+    "heads_past_4_wrapped": "heads from index 4 on read the keys of head h % 4 (a head stride fixed for 4 heads)",
+    "odd_block_count_last_block": "with an odd number (> 1) of window blocks, the last block's queries do not "
+                                  "see the keys of the block before it (blocks processed in pairs)",
 }
 
 
@@ -76,6 +81,10 @@ def dense_attention(query, key, value, global_query, global_key, global_value, t
             t.float() for t in (query, key, value, global_query, global_key, global_value))
     if bug == "kinds_from_first_row":
         token_kind = token_kind[:1].expand_as(token_kind)
+    if bug == "first_token_assumed_valid":
+        token_kind = torch.cat([token_kind[:, :1].clamp(min=1), token_kind[:, 1:]], 1)
+    if bug == "heads_past_4_wrapped":
+        key = key[:, torch.arange(key.shape[1], device=key.device) % 4]
     scale = query.shape[-1] ** -0.5
     if bug == "double_scaling":
         query, global_query = query * scale, global_query * scale
@@ -89,6 +98,9 @@ def dense_attention(query, key, value, global_query, global_key, global_value, t
     offset = pos[None, :] - centre  # (seq, seq): key position minus window centre
     upper = 0 if bug == "one_sided_window" else reach
     in_window = (offset >= -reach) & (offset <= upper)
+    if bug == "odd_block_count_last_block" and (seq // window) % 2 == 1 and seq > window:
+        last = seq - window  # the unpaired last block sees only its own keys
+        in_window = in_window & ~((pos[:, None] >= last) & (pos[None, :] < last))
 
     is_pad, is_local, is_global = token_kind == 0, token_kind == 1, token_kind == 2  # (batch, seq)
     window_keys = is_local  # global keys live in the global block, padding nowhere
@@ -123,6 +135,9 @@ def dense_attention(query, key, value, global_query, global_key, global_value, t
         context = torch.where(is_pad[:, None, :, None], torch.zeros_like(context), context)
     if bug == "heads_flipped":
         context = context.flip(1)
+    if bug == "empty_row_nan":
+        empty = (token_kind == 0).all(1)[:, None, None, None]
+        context = torch.where(empty, torch.full_like(context, float("nan")), context)
     return context.to(out_dtype)
 
 
@@ -179,7 +194,7 @@ def _finish(state, bug):
     _, total, acc = state
     if bug == "bf16_denominator":
         total = total.to(torch.bfloat16).to(acc.dtype)
-    return torch.where(total > 0, acc / total.clamp_min(1e-300), torch.zeros_like(acc))
+    return torch.where(total > 0, acc / total.clamp_min(torch.finfo(total.dtype).tiny), torch.zeros_like(acc))
 
 
 def _dot(q, k, bug):

@@ -9,21 +9,29 @@ visited, hypothesis varying the layout and the values), inside the kernel's decl
 (parity.gate.support). Each case runs through the kernel as torch tensors and through the float64 reference
 (parity.gate.reference) on the same dtype-rounded values. The verdict:
 
-    pass      every case within budget
-    mismatch  the numbers are wrong: an output (or, with backward, a gradient) beyond its budget, or
-              non-finite output on valid input
-    error     the kernel broke the interface on a supported case: it raised, returned something other than
-              one tensor, the wrong shape, dtype or device, wrote into an input, or gave no gradient
+    pass        every case within budget, every planned shape run
+    mismatch    the numbers are wrong: an output (or, with backward, a gradient) beyond its budget, or
+                non-finite output on valid input
+    error       the kernel broke the interface on a supported case: it raised, returned something other than
+                one tensor, the wrong shape, dtype or device, wrote into an input, or gave no gradient
+    incomplete  no case failed, but the time budget ended the run before every planned shape ran
+                (`allow_incomplete=True` makes that a pass with a note)
 
 Budgets (parity.harness.tolerances): float64 and float32 fixed; float16/bfloat16 per case, `HALF_K` times the error
 of the straightforward implementation in the same dtype (the reference run in that dtype) plus
-`half_floor(dtype)`, capped by the fixed budget. On the first failure hypothesis shrinks the case (within
-the time budget) and the result carries the shrunk counterexample, the seed and a replay command.
+`half_floor(dtype)`, with no cap; gradients of the query and key projections also get what a standard
+backward inherits from the kernel's own forward output (parity.gate.backward_rule). On the first failure
+hypothesis shrinks the case (a bounded number of tries, so one seed gives one counterexample on any machine)
+and the result carries the shrunk counterexample, the seed and a replay command; a run on caller-given
+`cases=` also saves the case to a folder that `--replay-case` replays.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
+import inspect
+import math
 import platform
 import random
 import sys
@@ -45,16 +53,21 @@ from parity.gate.profiles import (
     shape_cases,
 )
 from parity.gate.support import Support, support_of
-from parity.harness.hypothesis_runs import ShrinkBudget, run_seeded
+from parity.harness.hypothesis_runs import ShrinkBudget, run_seeded, stable_draws
 from parity.harness.strategies import AttentionCase
 from parity.harness.tolerances import dtype_name, scaled_error, tolerance
 
+SCHEMA_VERSION = 1  # of GateResult.to_dict(); raised when a field changes meaning or goes away
 KIND_NAMES = {0: "padding", 1: "local", 2: "global"}
 ARGUMENTS = ("query", "key", "value", "global_query", "global_key", "global_value", "token_kind")
 OUTPUTS = ("context",) + tuple(f"grad_{name}" for name in ARGUMENTS[:6])
 HALF_K = 3.0  # half precision: at most 3x the error of a straightforward implementation in the same dtype
-SHRINK_SECONDS = 120.0  # shrinking stops after this long (or at max_seconds) with the smallest case so far
-
+# Shrinking counts tries, so a seed shrinks to the same case on a fast and a slow machine; the seconds only
+# stop a runaway shrink (hypothesis itself gives up after 300 s).
+SHRINK_TRIES = 300
+SHRINK_SAFETY_SECONDS = 600.0
+DIAGNOSIS_SECONDS = 60.0  # probing the failing row's keys (parity.gate.diagnosis) stops after this long
+DECORATOR_ADVICE = ("reproduce_failure", "print_blob")  # hypothesis' advice for test functions, not for the CLI
 
 
 def half_floor(dtype: str) -> float:
@@ -70,10 +83,13 @@ class KernelFailure(AssertionError):
     verdict = "mismatch"
 
     def __init__(self, case, detail: str, output: str = "context", error: float = float("inf"),
-                 budget: float = 0.0, plain: float | None = None):
+                 budget: float = 0.0, plain: float | None = None, location: dict | None = None,
+                 inherited: float | None = None):
         super().__init__(f"{self.verdict}: {detail}; case {case.describe()}")
         self.case, self.detail, self.output = case, detail, output
         self.error, self.budget, self.plain = error, budget, plain
+        self.location, self.inherited = location, inherited
+        self.recipe = None  # the CaseRecipe the case was drawn as, set by the gate
 
 
 class KernelMismatch(KernelFailure):
@@ -102,17 +118,29 @@ class GateResult:
     forward_only: bool = False
     max_heads: int | None = None
     atol: float | None = None  # given: it replaced the forward budget
+    max_seconds: float | None = None
+    allow_incomplete: bool = False
+    extra: object = None  # parity.gate.profiles.ExtraShapes added to the profiles' axes, or None
+    reference: str | None = None  # the name of a caller-given forward reference (None: parity.gate.reference)
     cases_run: int = 0
     cases_per_shape: dict[str, int] = field(default_factory=dict)
-    worst: dict[str, dict] = field(default_factory=dict)  # output -> {error, budget, plain}
+    worst: dict[str, dict] = field(default_factory=dict)  # output -> {error, budget, plain, inherited}
     excluded: dict[str, str] = field(default_factory=dict)  # profile -> what the support left out
+    planned: list[str] = field(default_factory=list)  # the shapes the run set out to visit ("custom": cases=)
     not_run: list[str] = field(default_factory=list)  # shapes the time budget did not reach
+    time_bound: bool = False  # the deadline (max_seconds) cut drawing, the grid or shrinking
     counterexample: AttentionCase | None = None
+    recipe: object = None  # the counterexample as drawn (parity.gate.profiles.CaseRecipe), when it was one
     error: float = 0.0
     detail: str = ""
     output: str = ""
     budget: float = 0.0
     plain: float | None = None
+    inherited: float | None = None
+    location: dict | None = None  # the worst element of the failing output (batch, head, position, dim, ...)
+    keys: list[dict] | None = None  # parity.gate.diagnosis of the failing row (forward mismatches)
+    case_dir: str | None = None  # the saved failing case of a custom run (replayed by --replay-case)
+    notes: list[str] = field(default_factory=list)
     reproducer: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -124,7 +152,24 @@ class GateResult:
     def max_error(self) -> float:
         return self.worst.get("context", {}).get("error", 0.0)
 
+    @property
+    def shapes_run(self) -> list[str]:
+        """The planned shapes that ran at least one case."""
+        if self.planned == ["custom"]:
+            return ["custom"] if self.cases_run else []
+        return [label for label in self.planned if label in self.cases_per_shape]
+
+    @property
+    def complete(self) -> bool:
+        return not self.not_run and len(self.shapes_run) == len(self.planned)
+
+    # ---------------------------------------------------------------------------- replay
     def replay_command(self) -> str:
+        """The CLI command that runs this gate again with every option that shaped it."""
+        if self.profile == "custom":
+            if self.case_dir:
+                return f"python -m parity gate --attention {self.kernel} --replay-case {self.case_dir}"
+            return f"(custom cases: pass the same cases= with seed={self.seed} to parity.gate.gate)"
         parts = [f"python -m parity gate --attention {self.kernel} --seed {self.seed} --examples {self.examples}",
                  f"--profile {self.profile} --dtype {self.dtype} --device {self.device}"]
         if self.profile in ("boundary", "all") and self.blocks != DEFAULT_BLOCKS:
@@ -135,35 +180,49 @@ class GateResult:
             parts.append(f"--max-heads {self.max_heads}")
         if self.atol is not None:
             parts.append(f"--atol {self.atol!r}")
+        parts += _support_flags(self.support)
+        if self.extra:
+            parts.append(self.extra.flags())
+        if self.time_bound and self.max_seconds is not None:
+            parts.append(f"--max-seconds {self.max_seconds!r}")
+        if self.allow_incomplete:
+            parts.append("--allow-incomplete")
         return " ".join(parts)
 
+    # ---------------------------------------------------------------------------- text
     def _worst_text(self) -> str:
         bits = []
         for name, w in self.worst.items():
             text = f"{name} {w['error']:.2e} <= {w['budget']:.1e}"
             if w.get("plain") is not None:
-                text += f" (plain {self.dtype} {w['plain']:.2e})"
+                text += f" (plain {self.dtype} {w['plain']:.2e}"
+                text += f", inherited {w['inherited']:.1e})" if w.get("inherited") else ")"
             bits.append(text)
         return "; ".join(bits)
 
-    def message(self) -> str:
+    def message(self, decorator_advice: bool = True) -> str:
+        """The report: verdict line first, then the evidence, the counterexample and the replay command.
+        decorator_advice=False leaves out hypothesis' `@reproduce_failure` advice (meant for test functions)."""
         where = f"profile {self.profile}, {self.dtype} on {self.device}, seed {self.seed}"
+        shapes = f"{len(self.shapes_run)} of {len(self.planned)} planned shapes"
         if self.passed:
             lines = [f"pass: {self.kernel} meets the contract on {self.cases_run} cases in "
                      f"{len(self.cases_per_shape)} shapes ({where})"]
             if self.worst:
                 lines.append(f"  worst scaled error: {self._worst_text()}")
+        elif self.verdict == "incomplete":
+            budget = "the time budget" if self.max_seconds is None else f"--max-seconds {self.max_seconds:g}"
+            ran = f"its {self.cases_run} cases were within budget" if self.cases_run else "no case ran"
+            lines = [f"incomplete: {self.kernel} ran {shapes} before {budget} ran out; {ran} ({where})",
+                     "  a partial run is not a pass: raise --max-seconds, narrow the run, or accept it with "
+                     "--allow-incomplete (allow_incomplete=True)"]
         elif self.verdict == "error":
             lines = [f"error: {self.kernel} breaks the contract: {self.detail} ({where})"]
         else:
-            plain = ""
-            if self.plain is not None:
-                ratio = self.error / self.plain if self.plain > 0 else float("inf")
-                plain = f", plain {self.dtype} implementation {self.plain:.3e} (ratio {ratio:.2f}, allowed {HALF_K})"
-            given = " (atol given)" if self.atol is not None and self.output == "context" else ""
             lines = [f"mismatch: {self.kernel} disagrees with the spec on {self.output} ({where})",
-                     f"  scaled error: {self.error:.3e} > budget {self.budget:.3e}{given}{plain}",
+                     f"  scaled error: {self.error:.3e} > budget {self.budget:.3e}{self._budget_text()}",
                      f"  where: {self.detail}"]
+            lines += self._keys_text()
         if self.forward_only:
             lines.append("  forward-only: the kernel declares no backward; gradients were not gated")
         lines.append(f"  support: {self.support.describe()}")
@@ -171,14 +230,44 @@ class GateResult:
             lines.append(f"  {profile}: the support excluded {text}")
         if self.not_run:
             lines.append(f"  time budget reached: {len(self.not_run)} shapes not run (first: {self.not_run[0]})")
+        lines += [f"  note: {note}" for note in self.notes]
         if self.counterexample is not None:
-            lines.append(f"  shrunk counterexample: {self.counterexample.describe()}")
+            lines.append(f"  shrunk counterexample: {self._counterexample_text()}")
         if not self.passed:
             lines.append(f"  replay: {self.replay_command()}")
-            lines += [f"  {line}" for line in self.reproducer if line.strip()]
+            report = "\n".join(self.reproducer).splitlines()
+            lines += [f"  {line}" for line in report if line.strip()
+                      and (decorator_advice or not any(word in line for word in DECORATOR_ADVICE))]
         return "\n".join(lines)
 
+    def _budget_text(self) -> str:
+        given = " (atol given)" if self.atol is not None and self.output == "context" else ""
+        if self.plain is None:
+            return given
+        ratio = self.error / self.plain if self.plain > 0 else float("inf")
+        text = f", plain {self.dtype} implementation {self.plain:.3e} (ratio {ratio:.2f}, allowed {HALF_K})"
+        if self.inherited:
+            text += f", inherited from the kernel's forward output {self.inherited:.3e}"
+        return given + text
+
+    def _keys_text(self) -> list[str]:
+        if not self.keys:
+            return []
+        lines = ["  keys of that row the kernel weighs differently (spec vs kernel probability):"]
+        for k in self.keys:
+            lines.append(f"    key {k.get('key')} ({k.get('rule')}): spec {_number(k.get('spec'))} "
+                         f"kernel {_number(k.get('kernel'))}")
+        return lines
+
+    def _counterexample_text(self) -> str:
+        if self.recipe is not None and hasattr(self.recipe, "describe"):
+            return f"{self.counterexample.describe()}; values {_values_text(self.recipe)}"
+        return self.counterexample.describe()
+
+    # ---------------------------------------------------------------------------- JSON
     def to_dict(self) -> dict:
+        """The report as strict JSON data: no Infinity or NaN anywhere (a non-finite number is null with a
+        `<name>_kind` beside it), `schema_version` first. docs/parity.md shows the schema."""
         import hypothesis
         import torch
 
@@ -187,22 +276,108 @@ class GateResult:
             device = f"cuda ({torch.cuda.get_device_name()})"
         else:
             device = f"{device} ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
-        return {
-            "kernel": self.kernel, "verdict": self.verdict, "seed": self.seed, "profile": self.profile,
-            "blocks": list(self.blocks), "dtype": self.dtype, "examples": self.examples, "backward": self.backward,
-            "atol": self.atol,
-            "forward_only": self.forward_only, "support": self.support.to_dict(), "excluded": self.excluded,
-            "cases_run": self.cases_run, "cases_per_shape": self.cases_per_shape, "worst_error": self.worst,
-            "shapes_not_run": self.not_run, "seconds": round(self.seconds, 3),
-            "failure": None if self.passed else {
-                "output": self.output, "error": self.error, "budget": self.budget, "plain": self.plain,
-                "detail": self.detail,
-                "counterexample": None if self.counterexample is None else self.counterexample.describe(),
-                "replay": self.replay_command()},
+        data = {
+            "schema_version": SCHEMA_VERSION,
+            "kernel": self.kernel, "verdict": self.verdict, "passed": self.passed, "seed": self.seed,
+            "profile": self.profile, "blocks": list(self.blocks), "dtype": self.dtype, "examples": self.examples,
+            "backward": self.backward, "atol": self.atol, "max_seconds": self.max_seconds,
+            "allow_incomplete": self.allow_incomplete, "forward_only": self.forward_only,
+            "support": self.support.to_dict(), "excluded": self.excluded,
+            "complete": None if self.verdict in ("mismatch", "error") else self.complete,  # a failure stops the run
+            "planned_shapes": len(self.planned), "shapes_run": len(self.shapes_run),
+            "shapes_not_run": self.not_run, "cases_run": self.cases_run, "cases_per_shape": self.cases_per_shape,
+            "worst_error": self.worst, "notes": self.notes, "seconds": round(self.seconds, 3),
+            "replay": None if self.passed else self.replay_command(),
+            "failure": self._failure_dict(),
             "versions": {"python": sys.version.split()[0], "torch": torch.__version__, "numpy": np.__version__,
                          "hypothesis": hypothesis.__version__},
             "device": device,
         }
+        return strict_json(data)
+
+    def _failure_dict(self) -> dict | None:
+        if self.verdict not in ("mismatch", "error"):
+            return None
+        return {
+            "output": self.output, "error": self.error, "budget": self.budget, "plain": self.plain,
+            "inherited": self.inherited, "detail": self.detail, "location": self.location,
+            "counterexample": None if self.counterexample is None else
+            counterexample_dict(self.counterexample, self.recipe),
+            "keys": self.keys, "replay": self.replay_command(), "replay_case": self.case_dir,
+        }
+
+
+def _number(value) -> str:
+    return f"{value:.4f}" if isinstance(value, (int, float)) else str(value)
+
+
+def _support_flags(support: Support) -> list[str]:
+    """The CLI flags that narrow a kernel's declared support to `support` (nothing for the defaults)."""
+    flags, default = [], Support()
+    if support.head_dims is not None:
+        flags.append("--head-dims " + ",".join(map(str, support.head_dims)))
+    for name in ("head_dim_multiple", "min_window", "max_window", "max_seq", "max_globals"):
+        value = getattr(support, name)
+        if value != getattr(default, name):
+            flags.append(f"--{name.replace('_', '-')} {value}")
+    if not support.backward:
+        flags.append("--forward-only")
+    return flags
+
+
+def _recipe_values(recipe) -> dict:
+    """How the recipe draws its values: every field but the shape, batch, heads and token layout."""
+    if recipe is None or not dataclasses.is_dataclass(recipe):
+        return {}
+    skip = {"shape", "batch", "heads", "token_kind"}
+    return {f.name: getattr(recipe, f.name) for f in dataclasses.fields(recipe) if f.name not in skip}
+
+
+def _values_text(recipe) -> str:
+    return " ".join(f"{name}={value}" for name, value in _recipe_values(recipe).items())
+
+
+def counterexample_dict(case: AttentionCase, recipe=None) -> dict:
+    """A counterexample as structured JSON fields: sizes, window, token kinds per row, value parameters."""
+    from parity.gate.case_files import kind_rows
+
+    batch, heads, seq, head_dim = case.query.shape
+    values = {"seed": int(case.seed), "scale": None, "mean": None, "outliers": None, "strided": bool(case.strided)}
+    values.update(_recipe_values(recipe))
+    shape = getattr(recipe, "shape", None)
+    return {
+        "label": case.label or None, "profile": getattr(shape, "profile", None), "block": getattr(shape, "block", None),
+        "batch": int(batch), "heads": int(heads), "seq": int(seq), "head_dim": int(head_dim),
+        "window": int(case.window), "shape": [int(batch), int(heads), int(seq), int(head_dim)],
+        "token_kind": kind_rows(case.token_kind), "token_kind_legend": ". padding, l local, g global",
+        "values": values, "description": case.describe(),
+    }
+
+
+def strict_json(value):
+    """`value` with every non-finite float replaced by None (and `<key>_kind: "non-finite"` beside a dict
+    entry), numpy scalars and tuples made plain, so `json.dumps(..., allow_nan=False)` always works."""
+    if isinstance(value, dict):
+        out = {}
+        for key, item in value.items():
+            if _non_finite(item):
+                out[key], out[f"{key}_kind"] = None, "non-finite"
+            else:
+                out[key] = strict_json(item)
+        return out
+    if isinstance(value, (list, tuple)):
+        return [None if _non_finite(item) else strict_json(item) for item in value]
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return float(value)
+    return value
+
+
+def _non_finite(value) -> bool:
+    return isinstance(value, (float, np.floating)) and not math.isfinite(float(value))
 
 
 # ------------------------------------------------------------------------------------------ references
@@ -254,27 +429,37 @@ def rounded(case: AttentionCase, dtype) -> AttentionCase:
                          strided=case.strided, label=case.label)
 
 
-def _where(got: np.ndarray, expected: np.ndarray, token_kind: np.ndarray, what: str = "query") -> str:
-    """The worst element: its index, both values to full precision, the absolute and the scaled difference."""
+def worst_element(got: np.ndarray, expected: np.ndarray, token_kind: np.ndarray, position_of: str = "query") -> dict:
+    """The element of (batch, heads, seq, d) arrays where `got` is furthest from `expected`: its index, the
+    token kind of its position, both values, the absolute and the scaled difference (NaN counts as inf)."""
     diff = np.abs(np.nan_to_num(got - expected, nan=np.inf))
-    b, h, i, d = np.unravel_index(int(np.argmax(diff)), diff.shape)
-    kind = KIND_NAMES[int(token_kind[b, i])]
+    b, h, i, d = (int(x) for x in np.unravel_index(int(np.argmax(diff)), diff.shape))
     scale = max(1.0, float(np.max(np.abs(expected)))) if expected.size else 1.0
-    return (f"batch {b} head {h} {what} {i} ({kind} token) dim {d}: kernel {float(got[b, h, i, d])!r} vs spec "
-            f"{float(expected[b, h, i, d])!r} (|diff| {float(diff[b, h, i, d]):.3e}, scaled "
-            f"{float(diff[b, h, i, d]) / scale:.3e})")
+    return {"batch": b, "head": h, "position": i, "position_of": position_of,
+            "query": i if position_of == "query" else None, "dim": d,
+            "token_kind": KIND_NAMES[int(token_kind[b, i])], "kernel": float(got[b, h, i, d]),
+            "spec": float(expected[b, h, i, d]), "abs_diff": float(diff[b, h, i, d]),
+            "scaled_diff": float(diff[b, h, i, d]) / scale}
+
+
+def _where_text(at: dict, gradient: bool = False) -> str:
+    what = f"{at['position_of']} position" if gradient else at["position_of"]
+    return (f"batch {at['batch']} head {at['head']} {what} {at['position']} ({at['token_kind']} token) "
+            f"dim {at['dim']}: kernel {at['kernel']!r} vs spec {at['spec']!r} (|diff| {at['abs_diff']:.3e}, "
+            f"scaled {at['scaled_diff']:.3e})")
 
 
 # ------------------------------------------------------------------------------------------ one case
-def _budget(dtype: str, plain: float | None, kind: str, atol: float | None = None) -> float:
+def _budget(dtype: str, plain: float | None, kind: str, atol: float | None = None, inherited: float = 0.0) -> float:
     """`atol` when given; else the fixed budget for float64/float32, and for half precision HALF_K times what
-    the plain same-dtype implementation loses on this very case (+ half_floor). The half rule has no cap: a
-    kernel as accurate as the plain one always passes, however hard the case is for the dtype."""
+    the plain same-dtype implementation loses on this very case (+ half_floor), plus for gradients what a
+    standard backward inherits from the kernel's forward output. The half rule has no cap: a kernel as
+    accurate as the plain one always passes, however hard the case is for the dtype."""
     if atol is not None:
         return atol
     if plain is None:
         return tolerance(dtype, kind=kind)
-    return HALF_K * plain + half_floor(dtype)
+    return HALF_K * plain + inherited + half_floor(dtype)
 
 
 def _check_tensor(case, out, like, what: str) -> None:
@@ -293,7 +478,7 @@ def _check_tensor(case, out, like, what: str) -> None:
 
 def check_case(kernel: Callable, case, dtype="float64", device: str = "cpu", backward: bool = False,
                reference: Callable | None = None, atol: float | None = None) -> dict[str, dict]:
-    """Run one case; return {output: {error, budget, plain}} or raise KernelMismatch / KernelError.
+    """Run one case; return {output: {error, budget, plain, inherited}} or raise KernelMismatch / KernelError.
 
     `case` is an AttentionCase or a parity.gate.profiles.CaseRecipe. `reference(case) -> float64 array` replaces
     parity.gate.reference for the forward (e.g. `spec_attention`, led_ref's NumPy kernel). `atol` replaces the
@@ -330,27 +515,31 @@ def check_case(kernel: Callable, case, dtype="float64", device: str = "cpu", bac
     expected = reference(case)
     valid = (case.token_kind != 0)[:, None, :, None]
     if not np.isfinite(np.where(valid, got, 0.0)).all():
-        raise KernelMismatch(case, "non-finite output on a valid token: " + _where(got, expected, case.token_kind),
-                             error=float("inf"))
+        at = worst_element(got, expected, case.token_kind)
+        raise KernelMismatch(case, "non-finite output on a valid token: " + _where_text(at), error=float("inf"),
+                             location=at)
     plain = scaled_error(reference_context(case, dtype), expected) if dtype in ("float16", "bfloat16") else None
     results = {"context": _judge(case, "context", got, expected, dtype, plain, "context", atol=atol)}
 
     if backward:
-        results.update(_check_backward(case, out, inputs, dtype))
+        results.update(_check_backward(case, out, got, inputs, dtype))
     return results
 
 
-def _judge(case, output, got, expected, dtype, plain, kind, what="query", atol=None) -> dict:
+def _judge(case, output, got, expected, dtype, plain, kind, position_of="query", atol=None, inherited=None) -> dict:
     error = scaled_error(got, expected)
-    budget = _budget(dtype, plain, kind, atol)
+    budget = _budget(dtype, plain, kind, atol, inherited or 0.0)
     if not error <= budget:  # NaN fails too
-        raise KernelMismatch(case, _where(got, expected, case.token_kind, what), output, error, budget, plain)
-    return {"error": error, "budget": budget, "plain": plain}
+        at = worst_element(got, expected, case.token_kind, position_of)
+        raise KernelMismatch(case, _where_text(at, gradient=output != "context"), output, error, budget, plain,
+                             location=at, inherited=inherited)
+    return {"error": error, "budget": budget, "plain": plain, "inherited": inherited}
 
 
-def _check_backward(case, out, inputs, dtype) -> dict[str, dict]:
+def _check_backward(case, out, got, inputs, dtype) -> dict[str, dict]:
     import torch
 
+    from parity.gate.backward_rule import inherited_gradient_shift
     from parity.gate.reference import reference_gradients
 
     rng = np.random.default_rng(case.seed + 1)
@@ -364,19 +553,24 @@ def _check_backward(case, out, inputs, dtype) -> dict[str, dict]:
         raise KernelError(case, f"backward raised {type(err).__name__}: {' '.join(str(err).split())[:300]}") from None
     upstream64 = upstream.double()
     expected = reference_gradients(*case.arrays(), case.token_kind, case.window, upstream64)
-    plains = [None] * 6
+    plains, inherited = [None] * 6, [None] * 6
     if dtype in ("float16", "bfloat16"):
         low = reference_gradients(*case.arrays(), case.token_kind, case.window, upstream64,
                                   dtype=getattr(torch, dtype))
         plains = [scaled_error(a.double().numpy(), b.numpy()) for a, b in zip(low, expected, strict=True)]
+        shifts = inherited_gradient_shift(case, got, upstream64)
+        inherited = [float(s.abs().max()) / max(1.0, float(e.abs().max())) if s.numel() else 0.0
+                     for s, e in zip(shifts, expected, strict=True)]
     results = {}
-    for name, grad, ref, plain, like in zip(ARGUMENTS[:6], grads, expected, plains, inputs, strict=True):
+    for name, grad, ref, plain, inh, like in zip(ARGUMENTS[:6], grads, expected, plains, inherited, inputs,
+                                                 strict=True):
         output = f"grad_{name}"
         if grad is None:
             grad = torch.zeros_like(like)
         _check_tensor(case, grad, like, f"the gradient of {name}")
-        got = grad.detach().to("cpu", torch.float64).numpy()
-        results[output] = _judge(case, output, got, ref.numpy(), dtype, plain, "*", what=f"{name} position")
+        low_got = grad.detach().to("cpu", torch.float64).numpy()
+        results[output] = _judge(case, output, low_got, ref.numpy(), dtype, plain, "*", position_of=name,
+                                 inherited=inh)
     return results
 
 
@@ -397,6 +591,8 @@ def gate(
     cases=None,
     atol: float | None = None,
     name: str | None = None,
+    allow_incomplete: bool = False,
+    extra=None,
 ) -> GateResult:
     """Judge `kernel` on the shape profile(s); shrink and report the first failure.
 
@@ -404,11 +600,14 @@ def gate(
     examples: cases per profile, shapes drawn by hypothesis (realistic spends a fifth); then every shape of the
         grid not drawn runs on its own (MIN_PER_SHAPE cases), so each shape is visited.
     backward: also compare the gradients of all six inputs for a random upstream gradient.
-    max_seconds: bound on the whole run including shrinking (shapes not reached are listed).
-    max_heads: cap the heads of every shape (CI runs realistic shapes with fewer heads).
+    max_seconds: bound on the whole run including shrinking (shapes not reached are listed); a run it cuts
+        short is `incomplete` unless `allow_incomplete` (then a pass with a note).
+    max_heads: cap the heads of the realistic shapes (CI runs them with fewer heads).
     reference(case) -> float64 array: the forward reference (default parity.gate.reference).
-    cases: a hypothesis strategy of AttentionCase to use instead of the profiles.
+    cases: a hypothesis strategy of AttentionCase/CaseRecipe to use instead of the profiles (profile "custom");
+        a failing case is saved to a folder that `python -m parity gate --replay-case` replays.
     atol: replaces the forward budget (every dtype).
+    extra: parity.gate.profiles.ExtraShapes, values added to every profile's axes.
     """
     _check_arguments(kernel, examples, max_seconds, device, atol)
     dtype = dtype_name(dtype)
@@ -417,19 +616,36 @@ def gate(
     support = _support(kernel, support)
     support.check_run(dtype, device)
     seed = random.SystemRandom().randrange(2**32) if seed is None else int(seed)
-    name = name or f"{getattr(kernel, '__module__', '?')}:{getattr(kernel, '__qualname__', repr(kernel))}"
+    name = name or _kernel_name(kernel)
     result = GateResult(kernel=name, verdict="pass", seed=seed, examples=examples, dtype=dtype, device=device,
                         tolerance=tolerance(dtype, kind="context") if atol is None else atol,
                         profile=profile if cases is None else "custom", blocks=blocks, support=support,
-                        backward=backward, max_heads=max_heads, atol=atol)
+                        backward=backward, max_heads=max_heads, atol=atol, max_seconds=max_seconds,
+                        allow_incomplete=bool(allow_incomplete), extra=extra or None,
+                        reference=None if reference is None else _kernel_name(reference))
     result.forward_only = backward and not support.backward
+    stable_draws()  # imports every project module once: not the kernel's time
     started = time.monotonic()
     deadline = None if max_seconds is None else started + max_seconds
-    judge = partial(_judge_case, kernel, result, dtype, device, backward and support.backward, reference, atol)
-    runs = _plan(cases, examples, profiles, profile, support, blocks, max_heads, result)
-    _run_plan(runs, judge, result, seed, deadline)
+    run_backward = backward and support.backward
+    judge = partial(_judge_case, kernel, result, dtype, device, run_backward, reference, atol)
+    runs = _plan(cases, examples, profiles, profile, support, blocks, max_heads, extra, result)
+    failure = _run_plan(runs, judge, result, seed, deadline)
+    result.time_bound = deadline is not None and time.monotonic() > deadline
+    if failure is not None:
+        _record_failure(result, *failure)
+        _explain(kernel, result, deadline)
+        if result.profile == "custom":
+            _save_custom_case(result, run_backward)
+    else:
+        _judge_completeness(result)
+    result.time_bound = result.time_bound or bool(result.not_run)
     result.seconds = time.monotonic() - started
     return result
+
+
+def _kernel_name(kernel) -> str:
+    return f"{getattr(kernel, '__module__', '?')}:{getattr(kernel, '__qualname__', repr(kernel))}"
 
 
 def _check_arguments(kernel, examples, max_seconds, device, atol) -> None:
@@ -458,7 +674,11 @@ def _support(kernel, asked: Support | None) -> Support:
 def _judge_case(kernel, result: GateResult, dtype, device, run_backward, reference, atol, case) -> None:
     """One case: compare every output, raise the KernelFailure of the first wrong one, else record the worst."""
     label = case.shape.label if hasattr(case, "shape") else "custom"
-    outputs = check_case(kernel, case, dtype, device, run_backward, reference, atol=atol)
+    try:
+        outputs = check_case(kernel, case, dtype, device, run_backward, reference, atol=atol)
+    except KernelFailure as failure:
+        failure.recipe = case if hasattr(case, "materialize") else None
+        raise
     result.cases_run += 1
     result.cases_per_shape[label] = result.cases_per_shape.get(label, 0) + 1
     for output, w in outputs.items():
@@ -467,57 +687,140 @@ def _judge_case(kernel, result: GateResult, dtype, device, run_backward, referen
             result.worst[output] = w
 
 
-def _plan(cases, examples, profiles, profile, support, blocks, max_heads, result: GateResult) -> list:
+def _plan(cases, examples, profiles, profile, support, blocks, max_heads, extra, result: GateResult) -> list:
     """[(label, strategy, examples, the grid's shapes, cases per shape hypothesis missed)], one per profile
-    (or the caller's `cases`); what a profile's grid excludes goes into result.excluded."""
+    (or the caller's `cases`); what a profile's grid excludes goes into result.excluded, the shapes to visit
+    into result.planned."""
     if cases is not None:
+        result.planned = ["custom"]
         return [("custom", cases, examples, [], 0)]
     runs = []
     for p in profiles:
-        g = grid(p, support, blocks, max_heads)
+        g = grid(p, support, blocks, max_heads, extra=extra) if extra else grid(p, support, blocks, max_heads)
         if g.excluded:
             result.excluded[p] = g.excluded_text()
         if g.shapes:
             strategy = st.sampled_from(g.shapes).flatmap(partial(shape_cases, support=support))
             runs.append((p, strategy, profile_examples(p, examples), g.shapes, MIN_PER_SHAPE[p]))
+            result.planned += [s.label for s in g.shapes]
     if not runs:
         raise ValueError(f"the support ({support.describe()}) excludes every shape of profile {profile}: "
                          + "; ".join(f"{p}: {t}" for p, t in result.excluded.items()))
     return runs
 
 
-def _run_plan(runs, judge, result: GateResult, seed, deadline) -> None:
-    """Hypothesis over each run, then every grid shape it did not draw; stops at the first failure (recorded
-    in `result`) or the deadline (what was not reached goes into result.not_run)."""
-    def run(strategy, n) -> bool:
-        failure = run_seeded(judge, strategy, n, seed, ShrinkBudget(SHRINK_SECONDS, deadline), key=_case_key,
-                             failure=KernelFailure)
-        if failure is None:
-            return True
-        exc, report = failure
-        result.verdict = exc.verdict
-        result.counterexample, result.error, result.detail = exc.case, exc.error, exc.detail
-        result.output, result.budget, result.plain = exc.output, exc.budget, exc.plain
-        result.reproducer = report + [str(n) for n in getattr(exc, "__notes__", [])]
-        return False
+def _run_plan(runs, judge, result: GateResult, seed, deadline):
+    """Hypothesis over each run, then every grid shape it did not draw. Returns (the first failure, hypothesis'
+    report lines), or None; at the deadline what was not reached goes into result.not_run."""
+    def run(strategy, n):
+        budget = ShrinkBudget(SHRINK_SAFETY_SECONDS, deadline, tries=SHRINK_TRIES)
+        return run_seeded(judge, strategy, n, seed, budget, key=_case_key, failure=KernelFailure)
 
     for label, strategy, n, shapes, per_missed in runs:
         if deadline is not None and time.monotonic() > deadline:
             result.not_run += [s.label for s in shapes] or [label]
             continue
-        if not run(strategy, n):
-            return
+        failure = run(strategy, n)
+        if failure is not None:
+            return failure
         # Hypothesis drew the shapes; every shape of the grid is visited, so the ones it missed run now.
         missed = [s for s in shapes if s.label not in result.cases_per_shape]
         for shape in missed:
             if deadline is not None and time.monotonic() > deadline:
                 result.not_run.append(shape.label)
-            elif not run(shape_cases(shape, result.support), per_missed):
-                return
+                continue
+            failure = run(shape_cases(shape, result.support), per_missed)
+            if failure is not None:
+                return failure
+    return None
 
 
 def _case_key(case):
     return case.key() if hasattr(case, "key") else id(case)
+
+
+def _record_failure(result: GateResult, exc: KernelFailure, report: list[str]) -> None:
+    result.verdict = exc.verdict
+    result.counterexample, result.recipe, result.error, result.detail = exc.case, exc.recipe, exc.error, exc.detail
+    result.output, result.budget, result.plain, result.inherited = exc.output, exc.budget, exc.plain, exc.inherited
+    result.location = exc.location
+    result.reproducer = report + [str(n) for n in getattr(exc, "__notes__", [])]
+    if result.reference is not None:
+        result.notes.append(f"the run used the reference {result.reference}; a replay uses parity.gate.reference")
+
+
+def _judge_completeness(result: GateResult) -> None:
+    """A run without a failure that did not visit every planned shape is `incomplete` (or, allowed, a note)."""
+    result.not_run += [label for label in result.planned
+                       if label not in result.shapes_run and label not in result.not_run]
+    if result.complete:
+        return
+    if result.allow_incomplete:
+        result.notes.append(f"incomplete run allowed: {len(result.shapes_run)} of {len(result.planned)} planned "
+                            "shapes ran before the time budget ran out")
+    else:
+        result.verdict = "incomplete"
+
+
+def _explain(kernel, result: GateResult, deadline: float | None = None) -> None:
+    """For a forward mismatch, which keys of the failing row the kernel weighs differently, within the run's
+    deadline (never changes the verdict: any failure of the diagnosis leaves `keys` None)."""
+    at = result.location
+    if result.verdict != "mismatch" or result.output != "context" or not at or result.counterexample is None:
+        return
+    seconds = DIAGNOSIS_SECONDS if deadline is None else min(DIAGNOSIS_SECONDS, deadline - time.monotonic())
+    if seconds <= 0:
+        return
+    try:
+        from parity.gate.diagnosis import diagnose_keys
+
+        bound = {"max_seconds": seconds} if "max_seconds" in inspect.signature(diagnose_keys).parameters else {}
+        keys = diagnose_keys(kernel, result.counterexample, result.dtype, result.device, at["batch"], at["head"],
+                             at["position"], **bound)
+        result.keys = [dict(k) for k in keys]
+    except Exception:  # noqa: BLE001 - an explanation that fails must not turn into a verdict
+        result.keys = None
+
+
+def _save_custom_case(result: GateResult, run_backward: bool) -> None:
+    """Save the failing case of a custom run, so `--replay-case` reproduces it without the strategy."""
+    from parity.gate.case_files import save_case
+
+    record = {"kernel": result.kernel, "verdict": result.verdict, "output": result.output, "dtype": result.dtype,
+              "device": result.device, "backward": result.backward, "forward_only": not run_backward and
+              result.backward, "atol": result.atol, "seed": result.seed, "support": result.support.to_dict(),
+              "values": _recipe_values(result.recipe), "reference": result.reference or "parity.gate.reference"}
+    try:
+        result.case_dir = save_case(result.counterexample, strict_json(record))
+    except OSError as err:
+        result.notes.append(f"could not save the failing case: {err}")
+
+
+def replay_case(kernel: Callable, path: str, name: str | None = None) -> GateResult:
+    """Run `kernel` once on a case saved by a custom gate run (`path`: its folder), with the dtype, device,
+    backward and atol recorded there; the verdict is the gate's on that case."""
+    from parity.gate.case_files import load_case
+
+    case, record = load_case(path)
+    dtype, device = dtype_name(record.get("dtype", "float64")), record.get("device", "cpu")
+    atol, backward = record.get("atol"), bool(record.get("backward", False))
+    _check_arguments(kernel, 1, None, device, atol)
+    support = _support(kernel, None)
+    support.check_run(dtype, device)
+    result = GateResult(kernel=name or _kernel_name(kernel), verdict="pass", seed=int(record.get("seed", 0)),
+                        examples=1, dtype=dtype, device=device, profile="custom", support=support, backward=backward,
+                        tolerance=tolerance(dtype, kind="context") if atol is None else atol, atol=atol,
+                        planned=["custom"])
+    result.forward_only = backward and not support.backward
+    result.case_dir = path
+    started = time.monotonic()
+    try:
+        _judge_case(kernel, result, dtype, device, backward and support.backward, None, atol, case)
+    except KernelFailure as exc:
+        _record_failure(result, exc, [])
+        _explain(kernel, result)
+    result.seconds = time.monotonic() - started
+    return result
 
 
 def assert_gate(kernel: Callable, **kwargs) -> GateResult:

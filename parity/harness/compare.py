@@ -205,3 +205,135 @@ def compare_outputs(actual, expected, actual_dtype="float64", expected_dtype="fl
         note = "" if a.shape == b.shape else f"shape {a.shape} vs {b.shape}"
         comparison.diffs.append(OutputDiff(name, kind, b.shape, scaled_error(a, b), budget, note))
     return comparison
+
+
+# ---------------------------------------------------------------------------------- one tensor at a time
+# What `audit` streams: each output is compared the moment both sides have produced it, and only its error
+# and worst element are kept. Large tensors are read in blocks, so a float32 tensor of a torch side is never
+# copied whole to float64.
+OUTPUT_GROUPS = ("hidden", "attentions", "logits")
+BLOCK_ELEMENTS = 1 << 22  # 32 MiB of float64 per block and side
+
+
+def output_group(name: str) -> str:
+    """The `--outputs` group an output name belongs to: hidden, attentions or logits (logits and loss)."""
+    kind = output_kind(name)
+    return {"attention": "attentions", "loss": "logits"}.get(kind, kind)
+
+
+@dataclass
+class Worst:
+    """Where two tensors differ most: the element's index and both values."""
+
+    index: tuple
+    actual: float
+    expected: float
+
+    def to_dict(self) -> dict:
+        return {"index": list(self.index), "actual": _json_float(self.actual), "expected": _json_float(self.expected)}
+
+    def describe(self) -> str:
+        return f"at {list(self.index)}: {self.actual:.9g} vs {self.expected:.9g}"
+
+
+@dataclass
+class LocatedDiff(OutputDiff):
+    """An OutputDiff that also says where the worst element is (None when nothing was compared)."""
+
+    worst: Worst | None = None
+
+    def to_dict(self) -> dict:
+        return {**super().to_dict(), "worst": None if self.worst is None else self.worst.to_dict()}
+
+
+def _blocks(shape: tuple, limit: int = BLOCK_ELEMENTS):
+    """Index tuples cutting `shape` into blocks of at most ~`limit` elements along its first axis longer than 1."""
+    axis = next((i for i, n in enumerate(shape) if n > 1), None)
+    if axis is None:
+        yield (slice(None),) * len(shape)
+        return
+    per_step = int(np.prod(shape[axis + 1:], dtype=np.int64))
+    step = max(1, limit // max(per_step, 1))
+    for start in range(0, shape[axis], step):
+        yield (slice(None),) * axis + (slice(start, start + step),)
+
+
+def _block_float64(x, index) -> np.ndarray:
+    """One block of a numpy array or torch tensor (any dtype, any device) as float64 numpy (one copy at most)."""
+    block = x[index]
+    if hasattr(block, "detach"):
+        import torch
+
+        return block.detach().to(device="cpu", dtype=torch.float64).numpy()
+    return np.asarray(block, dtype=np.float64)
+
+
+def _located(a: np.ndarray, b: np.ndarray, flat: int, offset: tuple) -> Worst:
+    """The Worst record of element `flat` of block (a, b), whose first element sits at `offset` in the tensor."""
+    where = np.unravel_index(flat, a.shape)
+    return Worst(tuple(int(o + w) for o, w in zip(offset, where, strict=True)), float(a[where]), float(b[where]))
+
+
+def _block_worst(a: np.ndarray, b: np.ndarray) -> tuple[float, int, float, bool]:
+    """(max|a-b|, where (flat), max|b|, bad) of one block over its finite pairs; NaN on both sides agrees.
+    `bad`: a non-finite disagreement, then at `where`. The finite case (almost always) costs four passes."""
+    with np.errstate(invalid="ignore"):  # inf - inf: handled below
+        diff = np.abs(a - b)
+    flat = int(np.argmax(diff))  # the first NaN if there is one
+    if np.isfinite(diff.flat[flat]):
+        return float(diff.flat[flat]), flat, float(max(np.max(b), -np.min(b))), False
+    both_nan = np.isnan(a) & np.isnan(b)
+    a, b = np.where(both_nan, 0.0, a), np.where(both_nan, 0.0, b)
+    finite = np.isfinite(a) & np.isfinite(b)
+    bad = ~finite & (a != b)
+    if bad.any():
+        return float("inf"), int(np.argmax(bad)), 0.0, True
+    with np.errstate(invalid="ignore"):  # agreeing infinities never count as the worst (-1)
+        diff = np.where(finite, np.abs(a - b), -1.0)
+    flat = int(np.argmax(diff))
+    return float(diff.flat[flat]), flat, float(np.max(np.abs(np.where(finite, b, 0.0)))), False
+
+
+def located_error(actual, expected, limit: int = BLOCK_ELEMENTS) -> tuple[float, Worst | None]:
+    """`scaled_error(actual, expected)` computed block by block, and the worst element.
+
+    The same number as parity.harness.tolerances.scaled_error: max|a-b| / max(1, max|b|) over finite pairs, NaN
+    on both sides at one place agreeing there, inf (located at the first offending element) for any other
+    non-finite disagreement or different shapes."""
+    if tuple(actual.shape) != tuple(expected.shape):
+        return float("inf"), None
+    worst_diff, worst, largest = -1.0, None, 0.0
+    for index in _blocks(tuple(expected.shape), limit):
+        a, b = _block_float64(actual, index), _block_float64(expected, index)
+        if a.size == 0:
+            continue
+        offset = tuple(0 if s.start is None else s.start for s in index) + (0,) * (a.ndim - len(index))
+        diff, flat, block_largest, bad = _block_worst(a, b)
+        if bad:
+            return float("inf"), _located(a, b, flat, offset)
+        largest = max(largest, block_largest)
+        if diff > worst_diff:
+            worst_diff, worst = diff, _located(a, b, flat, offset)
+    if worst is None:
+        return 0.0, None
+    return worst_diff / max(1.0, largest), worst
+
+
+def compare_tensor(name: str, actual, expected, actual_dtype="float64", expected_dtype="float64",
+                   hf: bool = False, counts: np.ndarray | None = None) -> LocatedDiff:
+    """One output of two sides compared as `compare_outputs` compares it (global attentions on valid slots), with
+    the worst element located. `counts`: global tokens per row (global_counts of the inputs)."""
+    kind = output_kind(name)
+    budget = tolerance(actual_dtype, expected_dtype, kind, hf=hf)
+    actual, expected = (x if hasattr(x, "shape") else np.asarray(x, dtype=np.float64) for x in (actual, expected))
+    if "global_attentions" in name:
+        actual, expected = valid_global_slots(to_numpy(actual), to_numpy(expected), counts)
+    shape = tuple(expected.shape)
+    note = "" if tuple(actual.shape) == shape else f"shape {tuple(actual.shape)} vs {shape}"
+    error, worst = located_error(actual, expected)
+    return LocatedDiff(name, kind, shape, error, budget, note, worst)
+
+
+def missing_output(name: str, shape: tuple, budget: float, side: str) -> LocatedDiff:
+    """An output one side produced and the other did not: an infinite error, as compare_outputs reports it."""
+    return LocatedDiff(name, output_kind(name), tuple(shape), float("inf"), budget, f"missing in {side}")

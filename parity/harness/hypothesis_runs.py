@@ -9,7 +9,9 @@ here, so three rules hold everywhere:
   Python API, the pytest plugin and the test suite.
 - **Shrinking is bounded.** A divergence just above its budget shrinks slowly and each try runs whole
   models or kernels: `ShrinkBudget` stops trying new cases once its seconds are spent (and the run's
-  deadline, if any, stops drawing new ones), keeping the smallest failing case found.
+  deadline, if any, stops drawing new ones), keeping the smallest failing case found. Given `tries`, it
+  counts cases instead, so one seed shrinks to the same case on a fast and a slow machine; the seconds then
+  only cap a runaway shrink.
 - **No line-coverage notes.** Hypothesis' explain phase adds nothing to a report that already names the
   output and the case.
 """
@@ -54,14 +56,19 @@ class ShrinkBudget:
     """When a seeded search stops trying cases.
 
     Before the first failure, drawing stops at `deadline` (a `time.monotonic()` value, or None). Once a case
-    has failed, hypothesis shrinks for at most `seconds` (and not past the deadline); after that only cases
-    already seen failing are run again, so hypothesis settles on the smallest one found so far.
+    has failed, hypothesis tries at most `tries` new cases (None: no count) for at most `seconds` (and not
+    past the deadline); after that only cases already seen failing run again, so hypothesis settles on the
+    smallest one found so far. A count of tries does not depend on the machine's speed: with `tries`, one
+    seed gives one shrunk case, and `seconds` is only a safety cap.
     """
 
-    def __init__(self, seconds: float, deadline: float | None = None):
-        self.seconds, self.deadline = seconds, deadline
+    def __init__(self, seconds: float, deadline: float | None = None, tries: int | None = None):
+        if tries is not None and (isinstance(tries, bool) or not isinstance(tries, int) or tries < 0):
+            raise ValueError(f"tries must be an int >= 0 or None, got {tries!r}")
+        self.seconds, self.deadline, self.tries = seconds, deadline, tries
         self.first_failure: float | None = None
         self.failing: set = set()
+        self.tried = 0  # new cases run since the first failure
 
     @property
     def shrinking(self) -> bool:
@@ -71,10 +78,15 @@ class ShrinkBudget:
         now = time.monotonic()
         if not self.shrinking:
             return self.deadline is not None and now > self.deadline
+        if key in self.failing:
+            return False
         limit = self.first_failure + self.seconds
         if self.deadline is not None:
             limit = min(limit, self.deadline)
-        return now > limit and key not in self.failing
+        if now > limit or (self.tries is not None and self.tried >= self.tries):
+            return True
+        self.tried += 1
+        return False
 
     def failed(self, key: Hashable) -> None:
         if self.first_failure is None:

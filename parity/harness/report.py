@@ -179,3 +179,92 @@ def _sha256(path: str) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+# ---------------------------------------------------------------------------------- the audit report
+def side_meaning(side) -> str:
+    """What a side's label stands for, in words (`side`: a parity.harness.implementations.Side)."""
+    if side.family == "ref":
+        return f"led_ref, the NumPy spec, in {side.dtype}: the reference every other side is held to"
+    if side.family == "torch":
+        return f"led_torch with its {side.backend} attention backend, in {side.dtype} on {side.device}"
+    version = versions().get("transformers") or "?"
+    return f"HF transformers {version} LEDForConditionalGeneration, in {side.dtype} on {side.device}"
+
+
+def _settings_text(settings: dict) -> str:
+    return ", ".join(f"{k}={v}" for k, v in settings.items()) or "(none)"
+
+
+def _given_as(meta: dict) -> str:
+    """` (given as ID)` when the checkpoint was named by a hub id rather than its folder."""
+    given, path = meta["checkpoint"], meta["checkpoint_path"]
+    same = os.path.exists(given) and os.path.samefile(given, path)
+    return "" if same else f" (given as {given})"
+
+
+def audit_header(meta: dict) -> str:
+    """What an audit ran, so that its report stands alone: the checkpoint, how much of the text and of the model's
+    limit it used, the global positions, the decoder's teacher-forced input, what was compared, the generation
+    settings actually passed to every side, the sides and what they are. `meta`: the audit's JSON fields."""
+    cut = meta["max_tokens"] is not None and meta["max_tokens"] < meta["limit"]
+    bound = f"--max-tokens {meta['max_tokens']}" if cut else "the model's limit"
+    sides = meta["sides"]
+    width = max(len(s["label"]) for s in sides)
+    lines = [
+        f"audit of {meta['checkpoint_name']}: {meta['checkpoint_path']}{_given_as(meta)}",
+        f"  input      {meta['used_tokens']} of the text's {meta['text_tokens']} tokens, up to {bound}; the model's "
+        f"limit is {meta['limit']} (its encoder positions, in multiples of the window {meta['window']})",
+        f"  global     positions {', '.join(str(p) for p in meta['global_positions'])}",
+        f"  decoder    teacher-forced on the first {meta['decoder_tokens']} input tokens (of its "
+        f"{meta['decoder_limit']} positions), labels the same tokens",
+        f"  compared   {', '.join(meta['outputs'])}",
+        f"  generate   {_settings_text(meta['generation_settings'])}",
+        *[f"  {'sides' if i == 0 else '':<10} {s['label']:<{width}}  {s['meaning']}" for i, s in enumerate(sides)],
+        "  error      max|side - ref| / max(1, max|ref|) per output, against the budget of the pair "
+        "(python -m parity info)",
+    ]
+    return "\n".join(lines)
+
+
+def located_table(comparison: Comparison) -> str:
+    """text_table with each output's worst element: its index and both values (side vs reference)."""
+    first = comparison.first_divergence
+    lines = [f"{comparison.actual} vs {comparison.expected}: "
+             + ("agree" if comparison.passed else f"DIVERGED first at {first.name}"),
+             f"  {'output':<32} {'shape':<24} {'error':>9} {'tolerance':>9}  {'status':<6} worst element (side vs ref)"]
+    for d in comparison.diffs:
+        status = "ok" if d.passed else ("FIRST" if d is first else "FAIL")
+        worst = getattr(d, "worst", None)
+        where = d.note if d.note else ("" if worst is None else worst.describe())
+        shape = str(tuple(d.shape))
+        lines.append(f"  {d.name:<32} {shape:<24} {d.error:>9.2e} {d.tolerance:>9.0e}  {status:<6} {where}")
+    return "\n".join(lines)
+
+
+def generated_table(generated: list[dict]) -> str:
+    """Each side's generated token ids and decoded text (one line per returned sequence)."""
+    width = max((len(g["side"]) for g in generated), default=4)
+    lines = ["generated (token ids, then the decoded text):"]
+    for g in generated:
+        if g.get("error"):
+            lines.append(f"  {g['side']:<{width}}  raised {g['error']}")
+            continue
+        for row, (tokens, text) in enumerate(zip(g["tokens"], g["text"], strict=True)):
+            label = g["side"] if row == 0 else ""
+            lines.append(f"  {label:<{width}}  {tokens}  {json.dumps(text, ensure_ascii=False)}")
+    return "\n".join(lines)
+
+
+def timings_table(timings: dict, peak_rss_bytes: int | None = None) -> str:
+    """Wall and CPU seconds each side spent on the forward (streamed, compared as it went; `comparisons` is the
+    comparing itself) and on generate; the process's peak resident memory."""
+    width = max((len(label) for label in timings), default=4)
+    keys = ("forward_s", "forward_cpu_s", "generate_s", "generate_cpu_s")
+    lines = [f"time (s)  {'':<{width}}  {'forward':>8}  {'cpu':>8}  {'generate':>8}  {'cpu':>8}"]
+    for label, t in timings.items():
+        cells = [f"{t[k]:>8.1f}" if t.get(k) is not None else f"{'-':>8}" for k in keys]
+        lines.append(f"          {label:<{width}}  {'  '.join(cells)}")
+    if peak_rss_bytes is not None:
+        lines.append(f"peak resident memory of this process: {peak_rss_bytes / 2**30:.2f} GiB")
+    return "\n".join(lines)

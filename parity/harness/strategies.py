@@ -11,7 +11,9 @@ and attention-kernel cases. Reusable by any project:
 Everything is drawn small (the harness runs on 2 CPU cores) but covers the corners that break real
 implementations: window 2, per-layer windows that do not divide each other, windows wider than the text,
 lengths that are not multiples of the window, padding on the right and inside a row, and rows with none,
-one, many or all tokens global, different per row. `hf_compatible=True` restricts to what HF's LED can
+one, many or all tokens global, different per row. Attention cases with `every_padding=True` (the kernel
+gate's toy profile) also pad on the left, leave runs of padding inside a row, and hold batch rows with no
+valid token. `hf_compatible=True` restricts to what HF's LED can
 run (every window >= 4 and dividing the largest one) for comparisons against the HF oracle.
 """
 
@@ -117,18 +119,23 @@ def weight_seeds(hf_compatible: bool = False, moderate: bool = False):
 
 # ---------------------------------------------------------------------------------------------- token layout
 @st.composite
-def row_kinds(draw, seq: int, global_mode: str, inside_padding: bool = True) -> np.ndarray:
+def row_kinds(draw, seq: int, global_mode: str, inside_padding: bool = True, every_padding: bool = False) -> np.ndarray:
     """token_kind of one row (seq,): 1 local, 2 global, 0 padding; at least one non-padding token.
 
     Valid tokens are a prefix (right padding) with optional holes (padding inside the row); globals are
-    drawn among the valid tokens according to `global_mode` (none / one / many / all).
+    drawn among the valid tokens according to `global_mode` (none / one / many / all). `every_padding` also
+    draws padding on the left (position 0 padding) and holes that are runs of padding, and full rows half
+    the time (the simplest row, and the one whose last block holds tokens).
     """
-    length = draw(st.integers(1, seq))
+    length = draw(st.one_of(st.just(seq), st.integers(1, seq)) if every_padding else st.integers(1, seq))
+    start = draw(st.integers(0, seq - length)) if every_padding else 0
     kinds = np.zeros(seq, dtype=np.int64)
-    kinds[:length] = 1
+    kinds[start:start + length] = 1
     if inside_padding and length > 2:
         holes = draw(st.sets(st.integers(1, length - 1), max_size=2))
-        kinds[sorted(holes)] = 0
+        run = draw(st.integers(1, max(1, length // 2))) if every_padding else 1
+        for hole in holes:  # a run stops short of the span's first token: the row keeps one
+            kinds[start + hole:start + min(length, hole + run)] = 0
     valid = np.flatnonzero(kinds)
     if global_mode == "one":
         kinds[draw(st.sampled_from(list(valid)))] = 2
@@ -140,11 +147,22 @@ def row_kinds(draw, seq: int, global_mode: str, inside_padding: bool = True) -> 
     return kinds
 
 
+def empty_rows(batch: int):
+    """Which rows of a batch hold no valid token at all (an empty document): never every row."""
+    return st.sets(st.integers(0, batch - 1), max_size=batch - 1)
+
+
 @st.composite
-def token_kinds(draw, batch: int, seq: int, inside_padding: bool = True) -> np.ndarray:
-    """(batch, seq) int64 token kinds; one global mode per case, rows draw their own counts."""
+def token_kinds(draw, batch: int, seq: int, inside_padding: bool = True, every_padding: bool = False) -> np.ndarray:
+    """(batch, seq) int64 token kinds; one global mode per case, rows draw their own counts.
+
+    `every_padding`: also left padding, runs of padding inside a row, and (batch >= 2) rows with no valid
+    token, as `row_kinds` and `empty_rows` draw them."""
     mode = draw(st.sampled_from(GLOBAL_MODES))  # "many" draws a set per row: counts differ, some rows 0
-    return np.stack([draw(row_kinds(seq, mode, inside_padding)) for _ in range(batch)])
+    kinds = np.stack([draw(row_kinds(seq, mode, inside_padding, every_padding)) for _ in range(batch)])
+    if every_padding:
+        kinds[sorted(draw(empty_rows(batch)))] = 0
+    return kinds
 
 
 # ---------------------------------------------------------------------------------------------- model inputs
@@ -371,14 +389,17 @@ def attention_cases(
     max_chunks: int = 3,
     windows: tuple[int, ...] = WINDOWS,
     inside_padding: bool = True,
+    every_padding: bool = False,
 ) -> AttentionCase:
-    """A kernel-contract case: seq = window * chunks (1..max_chunks), values from a drawn seed and scale."""
+    """A kernel-contract case: seq = window * chunks (1..max_chunks), values from a drawn seed and scale.
+
+    `every_padding`: rows also padded on the left, with runs of padding inside, or (batch >= 2) empty."""
     window = draw(st.sampled_from(windows))
     seq = window * draw(st.integers(1, max_chunks))
     batch = draw(st.integers(1, max_batch))
     heads = draw(st.integers(1, max_heads))
     head_dim = draw(st.integers(2, max_head_dim))
-    kinds = draw(token_kinds(batch, seq, inside_padding))
+    kinds = draw(token_kinds(batch, seq, inside_padding, every_padding))
     seed = draw(st.integers(0, 2**31 - 1))
     scale = draw(st.sampled_from([1.0, 3.0, 0.3]))  # 3.0 makes softmaxes peaked
     rng = np.random.default_rng(seed)

@@ -45,7 +45,7 @@ def base_config(vocab_size: int, **overrides) -> LEDConfig:
 
 def build(directory: str | pathlib.Path, text: str, vocab_size: int = 4096, seed: int = 0, **overrides) -> LEDConfig:
     """Train a byte-level BPE vocabulary on `text`, then save a random-weight checkpoint (float32) of LED-base's
-    shape (`overrides` change it: tests build a tiny one) with beam-search generation settings."""
+    shape (`overrides` change it: tests build a tiny one) with beam-search generation settings (8 new tokens)."""
     directory = pathlib.Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     tokenizer = train_byte_level_bpe([text], vocab_size, directory)
@@ -54,7 +54,8 @@ def build(directory: str | pathlib.Path, text: str, vocab_size: int = 4096, seed
                  ).save_pretrained(directory)
     save_checkpoint(directory, config, random_weights(config, ARCHITECTURE, seed=seed, dtype=np.float32),
                     ARCHITECTURE)
-    GenerationConfig(num_beams=2, max_length=9, length_penalty=1.0, no_repeat_ngram_size=3,
+    # min_length: random weights favour eos at once; the audit should compare 8 generated tokens
+    GenerationConfig(num_beams=2, max_length=9, min_length=9, length_penalty=1.0, no_repeat_ngram_size=3,
                      decoder_start_token_id=config.decoder_start_token_id, bos_token_id=config.bos_token_id,
                      eos_token_id=config.eos_token_id, pad_token_id=config.pad_token_id).save_pretrained(directory)
     return config
