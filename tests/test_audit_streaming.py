@@ -17,7 +17,7 @@ from led_ref.io.config import LEDConfig
 from led_ref.io.default_model import DEFAULT_TEXT, default_checkpoint_dir
 from led_ref.io.tokenizer import LEDTokenizer
 from parity.harness.check import run_case
-from parity.harness.checkpoints import GENERATION, default_inputs, load_for_generation
+from parity.harness.checkpoints import GENERATION, EncodedReference, default_inputs, encoded_scorer, load_for_generation
 from parity.harness.compare import flatten_outputs, located_error
 from parity.harness.implementations import Side
 from parity.harness.stream_compare import compare_streams
@@ -177,18 +177,41 @@ def test_a_reader_that_stops_unwinds_the_paused_forward(default_case):
     assert threading.active_count() == threads
 
 
+def test_the_reference_generates_from_the_audited_encoder_output_as_it_would_alone(default_case):
+    """EncodedReference decodes from the streamed encoder output: the same tokens and beam scores as the model's
+    own generate, and encoded_scorer gives the logits of the model's own forward."""
+    config, weights, inputs = default_case
+    model = REF.build(config, weights, GENERATION)
+    steps = ReferenceSteps(model, inputs, GROUPS)
+    for _ in steps:
+        pass
+    settings = dict(num_beams=2, max_length=6, return_dict_in_generate=True, output_scores=True)
+    alone, alone_scores = REF.generate(model, inputs, **settings)
+    tokens, scores = REF.generate(EncodedReference(model, steps.encoder_hidden), inputs, **settings)
+    assert np.array_equal(tokens, alone) and np.allclose(scores, alone_scores, rtol=1e-12, atol=0.0)
+    prefix = alone[0, :4]
+    whole = model(**{k: inputs[k] for k in ("input_ids", "attention_mask", "global_attention_mask")},
+                  decoder_input_ids=prefix[None, :]).logits[0, -1]
+    score = encoded_scorer(model, inputs, steps.encoder_hidden)(0, prefix)
+    assert np.max(np.abs(score - whole)) <= 1e-12
+    with pytest.raises(ValueError, match="not the encoded input"):
+        REF.generate(EncodedReference(model, steps.encoder_hidden[:, :7]), inputs, max_length=3)
+
+
 # ------------------------------------------------------------------------------------------ memory held
 def layered_case(layers: int):
-    """A random model of `layers` + `layers` layers (d_model 16, 2 heads, window 8) and 48 input tokens."""
-    config = LEDConfig(vocab_size=64, d_model=16, encoder_attention_heads=2, decoder_attention_heads=2,
-                       encoder_layers=layers, decoder_layers=layers, encoder_ffn_dim=32, decoder_ffn_dim=32,
-                       attention_window=8, max_encoder_position_embeddings=64, max_decoder_position_embeddings=64,
+    """A random model of `layers` + `layers` layers (d_model 32, 4 heads, window 16), 160 input tokens (two of
+    them global) and 64 decoder tokens: its outputs, not per-output bookkeeping, dominate what keeping them
+    would take."""
+    config = LEDConfig(vocab_size=64, d_model=32, encoder_attention_heads=4, decoder_attention_heads=4,
+                       encoder_layers=layers, decoder_layers=layers, encoder_ffn_dim=64, decoder_ffn_dim=64,
+                       attention_window=16, max_encoder_position_embeddings=256, max_decoder_position_embeddings=64,
                        dropout=0.0, attention_dropout=0.0, activation_dropout=0.0)
-    ids = np.random.default_rng(layers).integers(4, 64, size=(1, 48))
+    ids = np.random.default_rng(layers).integers(4, 64, size=(1, 160))
     glob = np.zeros_like(ids)
     glob[0, [0, 9]] = 1
     inputs = {"input_ids": ids, "attention_mask": np.ones_like(ids), "global_attention_mask": glob,
-              "decoder_input_ids": ids[:, :32], "labels": ids[:, 1:33]}
+              "decoder_input_ids": ids[:, :64], "labels": ids[:, 1:65]}
     return config, random_weights(config, GENERATION, seed=layers, std=0.1), inputs
 
 

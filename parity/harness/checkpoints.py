@@ -211,6 +211,17 @@ def _generated_record(side, tokenizer, tokens, seconds=(0.0, 0.0), error: BaseEx
             "text": [tokenizer.decode(row, skip_special_tokens=True) for row in tokens]}
 
 
+def _generate(side, model, inputs: dict, generate_kwargs: dict):
+    """side.generate, timed -> (token ids, beam scores or None, (wall, cpu) seconds); raises what the side (or
+    its build, given as `model`) raised."""
+    if isinstance(model, BaseException):
+        raise model
+    clock = Clock()
+    out = side.generate(model, inputs, **generate_kwargs)
+    tokens, scores = out if isinstance(out, tuple) else (out, None)
+    return tokens, scores, clock.elapsed()
+
+
 def audit_generation(models: dict, reference, sides, inputs: dict, tokenizer, pad: int, encoder_hidden=None,
                      **generate_kwargs):
     """Every side generates with the same explicit settings and is compared with the reference (tie-aware, beam
@@ -219,38 +230,29 @@ def audit_generation(models: dict, reference, sides, inputs: dict, tokenizer, pa
     record per side, the reference first])"""
     from parity.harness.generation import compare_beam_scores, compare_sequences, crashed, tie_budget
 
-    beams = generate_kwargs.get("num_beams") or 1
-    if beams > 1:
+    if (generate_kwargs.get("num_beams") or 1) > 1:
         generate_kwargs = dict(generate_kwargs, return_dict_in_generate=True, output_scores=True)
     ref_model = models[reference]
+    runner = ref_model
+    if encoder_hidden is not None and not isinstance(ref_model, BaseException):
+        runner = EncodedReference(ref_model, encoder_hidden)
     try:
-        if isinstance(ref_model, BaseException):
-            raise ref_model
-        runner = ref_model if encoder_hidden is None else EncodedReference(ref_model, encoder_hidden)
-        clock = Clock()
-        expected = reference.generate(runner, inputs, **generate_kwargs)
+        expected, expected_scores, seconds = _generate(reference, runner, inputs, generate_kwargs)
     except Exception as err:  # noqa: BLE001 - the reference crashing on a real input is a finding too
         return ([crashed(side, reference, f"{reference.label} raised", err) for side in sides],
                 [_generated_record(reference, tokenizer, None, error=err)])
-    records = [_generated_record(reference, tokenizer, expected[0] if beams > 1 else expected, clock.elapsed())]
-    expected, expected_scores = expected if beams > 1 else (expected, None)
+    records = [_generated_record(reference, tokenizer, expected, seconds)]
     rows = generate_kwargs.get("num_return_sequences", 1)
     scorer = (encoded_scorer(ref_model, inputs, encoder_hidden, rows) if encoder_hidden is not None
               else reference_scorer(reference, ref_model, inputs, rows))
     results = []
     for side in sides:
-        model = models[side]
         try:
-            if isinstance(model, BaseException):
-                raise model
-            clock = Clock()
-            actual = side.generate(model, inputs, **generate_kwargs)
-            seconds = clock.elapsed()
+            actual, actual_scores, seconds = _generate(side, models[side], inputs, generate_kwargs)
         except Exception as err:  # noqa: BLE001 - a crash is reported as a mismatch
             results.append(crashed(side, reference, side.label, err))
             records.append(_generated_record(side, tokenizer, None, error=err))
             continue
-        actual, actual_scores = actual if beams > 1 else (actual, None)
         budget = tie_budget(side.dtype, reference.dtype)
         result = compare_sequences(actual, expected, scorer, budget, pad, side.label, reference.label)
         if expected_scores is not None and actual_scores is not None:

@@ -216,8 +216,8 @@ def audit_header(meta: dict) -> str:
         f"  input      {meta['used_tokens']} of the text's {meta['text_tokens']} tokens, up to {bound}; the model's "
         f"limit is {meta['limit']} (its encoder positions, in multiples of the window {meta['window']})",
         f"  global     positions {', '.join(str(p) for p in meta['global_positions'])}",
-        f"  decoder    teacher-forced on the first {meta['decoder_tokens']} input tokens (of its "
-        f"{meta['decoder_limit']} positions), labels the same tokens",
+        f"  decoder    teacher-forced: labels the first {meta['decoder_tokens']} input tokens, inputs the same "
+        f"shifted right after the start token ({meta['decoder_tokens']} of its {meta['decoder_limit']} positions)",
         f"  compared   {', '.join(meta['outputs'])}",
         f"  generate   {_settings_text(meta['generation_settings'])}",
         *[f"  {'sides' if i == 0 else '':<10} {s['label']:<{width}}  {s['meaning']}" for i, s in enumerate(sides)],
