@@ -89,7 +89,10 @@ def test_the_report_says_what_it_audited(checkpoint, tmp_path, capsys):
         assert f"{tokens}  {json.dumps(g['text'][0])}" in out
     assert set(data["timings"]) == {"ref:float64", "torch:banded:float32", "comparisons"}
     assert all(data["timings"][s]["forward_s"] > 0 and data["timings"][s]["generate_s"] > 0 for s in generated)
-    assert "peak resident memory of this process" in out and data["peak_rss_bytes"] > 0
+    phases = data["peak_rss_bytes_by_phase"]
+    assert list(phases) == ["load", "forward", "generation"] and all(v > 0 for v in phases.values())
+    assert data["peak_rss_bytes"] == max(phases.values())
+    assert f"peak resident memory of this process: {data['peak_rss_bytes'] / 2**30:.2f} GiB (load " in out
     outputs = data["comparisons"][0]["outputs"]
     assert len(outputs) == 17 and all(len(o["worst"]["index"]) == len(o["shape"]) for o in outputs)
     assert f"at {outputs[0]['worst']['index']}" in out

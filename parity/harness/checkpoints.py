@@ -143,6 +143,7 @@ class AuditResult:
     generations: list = field(default_factory=list)
     generated: list = field(default_factory=list)
     timings: dict = field(default_factory=dict)
+    peaks: dict = field(default_factory=dict)  # phase -> the process's peak resident bytes during it
 
     @property
     def passed(self) -> bool:
@@ -337,14 +338,19 @@ def run_audit(checkpoint: str, text: str, sides, outputs=ALL_OUTPUTS, progress: 
     result = AuditResult(meta)
     groups = [g for g in outputs if g != "generation"]
     encoder_hidden, forward_s = None, {}
+    result.peaks["load"] = peak_rss_bytes()  # since the process started: reading, converting, building
+    reset_peak_rss()
     if groups:
         comparisons, forward_s, encoder_hidden = compare_forward(models, REFERENCE, sides, inputs, groups, progress,
                                                                  decoder_rows)
         name = os.path.basename(os.path.normpath(directory)) or directory
         result.rows = [(name, c) for c in comparisons]
+        result.peaks["forward"] = peak_rss_bytes()
     if "generation" in outputs:
+        reset_peak_rss()
         result.generations, result.generated = audit_generation(
             models, REFERENCE, sides, inputs, tokenizer, config.pad_token_id, encoder_hidden, **generate_kwargs)
+        result.peaks["generation"] = peak_rss_bytes()
     result.timings = timings(forward_s, result.generated)
     return result
 
@@ -374,10 +380,28 @@ def audit_meta(checkpoint: str, directory: str, config, inputs: dict, counts: di
 
 
 def peak_rss_bytes() -> int:
-    """The process's peak resident set so far (Linux reports ru_maxrss in KiB)."""
+    """The process's peak resident set since the last reset_peak_rss() (Linux's VmHWM), or since it started
+    where the high-water mark cannot be read (ru_maxrss, in KiB on Linux)."""
     import resource
 
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def reset_peak_rss() -> None:
+    """Start a new phase's high-water mark at the current resident set (Linux >= 4.0: "5" > clear_refs), so
+    each phase reports its own peak; elsewhere nothing is reset and a phase's peak is the peak so far."""
+    try:
+        with open("/proc/self/clear_refs", "w", encoding="ascii") as fh:
+            fh.write("5")
+    except OSError:
+        pass
 
 
 def audit(checkpoint: str, text: str, sides, device: str, dtype: str, json_path: str | None = None,
@@ -404,13 +428,14 @@ def audit(checkpoint: str, text: str, sides, device: str, dtype: str, json_path:
     if result.generated:
         print(generation_summary(result.generations))
         print(generated_table(result.generated))
-    peak = peak_rss_bytes()
-    print(timings_table(result.timings, peak))
+    peak = max(result.peaks.values())
+    print(timings_table(result.timings, peak, result.peaks))
     if json_path:
         write_text_atomic(json_path, to_json(
             result.rows, **result.meta, versions=versions(), device=device_description(device), dtype=dtype,
             seed=None,  # an audit draws nothing at random
             generation=[g.to_dict() for g in result.generations], generated=result.generated,
-            timings=result.timings, peak_rss_bytes=peak))
+            timings=result.timings, peak_rss_bytes=peak,
+            peak_rss_bytes_by_phase=result.peaks))
     print("all agree" if result.passed else "mismatch")
     return result.passed

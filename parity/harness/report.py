@@ -256,9 +256,9 @@ def generated_table(generated: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def timings_table(timings: dict, peak_rss_bytes: int | None = None) -> str:
+def timings_table(timings: dict, peak_rss_bytes: int | None = None, peaks: dict | None = None) -> str:
     """Wall and CPU seconds each side spent on the forward (streamed, compared as it went; `comparisons` is the
-    comparing itself) and on generate; the process's peak resident memory."""
+    comparing itself) and on generate; the process's peak resident memory, and per phase (`peaks`)."""
     width = max((len(label) for label in timings), default=4)
     keys = ("forward_s", "forward_cpu_s", "generate_s", "generate_cpu_s")
     lines = [f"time (s)  {'':<{width}}  {'forward':>8}  {'cpu':>8}  {'generate':>8}  {'cpu':>8}"]
@@ -266,5 +266,7 @@ def timings_table(timings: dict, peak_rss_bytes: int | None = None) -> str:
         cells = [f"{t[k]:>8.1f}" if t.get(k) is not None else f"{'-':>8}" for k in keys]
         lines.append(f"          {label:<{width}}  {'  '.join(cells)}")
     if peak_rss_bytes is not None:
-        lines.append(f"peak resident memory of this process: {peak_rss_bytes / 2**30:.2f} GiB")
+        phases = ", ".join(f"{phase} {value / 2**30:.2f}" for phase, value in (peaks or {}).items())
+        lines.append(f"peak resident memory of this process: {peak_rss_bytes / 2**30:.2f} GiB"
+                     + (f" ({phases})" if phases else ""))
     return "\n".join(lines)
