@@ -85,6 +85,10 @@ def apply_head_mask(head_mask, context, probs, global_probs):
             None if global_probs is None else global_probs * m)
 
 
+# Dtypes whose CPU inference takes the global rows from the hidden states (float16 stays on the projections).
+_STATES_DTYPES = (torch.float32, torch.float64, torch.bfloat16)
+
+
 class LongformerSelfAttention(nn.Module):
     """Six projections (local and global query/key/value) and one call to the attention backend."""
 
@@ -117,9 +121,7 @@ class LongformerSelfAttention(nn.Module):
             slots = global_slots(token_kind)
             if self._takes_global_rows_from_states(hidden, slots, output_attentions or dropout > 0):
                 queries = split_heads(self._global_query_rows(hidden, slots) / scale, self.heads)  # (b, h, x, hd)
-                global_context = global_rows_from_states(
-                    queries, hidden, self.key_global.weight, self.key_global.bias, self.value_global.weight,
-                    self.value_global.bias, token_kind, slots)
+                global_context = self._global_rows_from_states(queries, hidden, token_kind, slots)
                 # q/k/v stand in for the global projections, which the backend does not read given the global rows
                 backends.USAGE.record("banded", q)
                 return banded_longformer_attention(q, k, v, q, k, v, token_kind, run, global_context=global_context,
@@ -148,13 +150,22 @@ class LongformerSelfAttention(nn.Module):
             return attend("auto", *args, need_grad=need_grad, strict=self.strict, mask_cache=mask_cache), None, None
         return attend(self.backend, *args, need_grad=need_grad, mask_cache=mask_cache), None, None
 
+    def _global_rows_from_states(self, queries, hidden, token_kind, slots):
+        """`rule.global_rows_from_states` with this layer's global key/value weights. bfloat16 runs it in float32:
+        its matmuls are x rows per head (cheap), and rounding the pulled-back queries and both sums to bfloat16
+        would add error the projected path does not have."""
+        weights = (self.key_global.weight, self.key_global.bias, self.value_global.weight, self.value_global.bias)
+        if hidden.dtype != torch.bfloat16:
+            return global_rows_from_states(queries, hidden, *weights, token_kind, slots)
+        wide = [t.float() for t in (queries, hidden, *weights)]
+        return global_rows_from_states(*wide, token_kind, slots).to(hidden.dtype)
 
     def _takes_global_rows_from_states(self, hidden, slots, probs_or_dropout: bool) -> bool:
         """Whether this call's global rows come from `rule.global_rows_from_states` (no global key/value
-        projection of every token): CPU inference through the banded backend (what "auto" takes on CPU), float32
-        or float64, no probabilities or dropout, and few enough global tokens that it pays. Then two of the
-        layer's six seq x d x d projections (key_global, value_global) are never made."""
-        if probs_or_dropout or hidden.device.type != "cpu" or hidden.dtype not in (torch.float32, torch.float64):
+        projection of every token): CPU inference through the banded backend (what "auto" takes on CPU), float32,
+        float64 or bfloat16, no probabilities or dropout, and few enough global tokens that it pays. Then two of
+        the layer's six seq x d x d projections (key_global, value_global) are never made."""
+        if probs_or_dropout or hidden.device.type != "cpu" or hidden.dtype not in _STATES_DTYPES:
             return False
         banded = self.backend == "banded" or (self.backend in (None, "auto")
                                               and backends.auto_is_banded_only(hidden.device.type))

@@ -42,9 +42,11 @@ def test_quick_bench_table_has_every_case_and_all_outputs_match(quick):
     lines = text.splitlines()
     header = next(i for i, line in enumerate(lines) if line.startswith("task"))
     assert lines[header].split() == ["task", "seq", "impl", "dtype", "median", "s", "vs", "HF", "peak", "MB",
-                                     "GFLOP/s", "%", "ceil", "error", "match"]
-    body = [line.split() for line in lines[header + 2:]
-            if line and not line.startswith(("all outputs", "warning:"))]  # a busy machine adds a warning line
+                                     "GFLOP/s", "%", "ceil", "x", "floor", "error", "match"]
+    floors = [line for line in lines[header + 2:] if " matmul floor " in line]
+    assert [line.split(":")[0] for line in floors] == ["encoder seq 32", "encoder seq 64"]
+    body = [line.split() for line in lines[header + 2:]  # a busy machine adds a warning line
+            if line and not line.startswith(("all outputs", "warning:")) and line not in floors]
     cases = {(cells[0], cells[1], cells[2]) for cells in body}
     impls = {"hf", "banded", "led_ref"}
     assert cases == {(t, s, i) for t, s in [("encoder", "32"), ("encoder", "64"), ("generate", "24")] for i in impls}
@@ -319,6 +321,25 @@ def test_baseline_rows_are_scored_against_their_own_dtypes_ceiling():
     assert percent == {"banded": "100%", "banded@float32": "25%"}
     fractions = [r["fraction_of_ceiling"] for r in result.to_dict()["rows"]]
     assert fractions == [pytest.approx(1.0), pytest.approx(0.25)]
+
+
+def test_each_row_is_read_against_the_matmul_floor_of_its_own_dtype():
+    """floor = useful FLOPs / the dtype's ceiling: 100 GFLOP at 100 GFLOP/s (bfloat16) is 1 s, at 400 (float32)
+    0.25 s; rows of 2 s and 1 s are 2x and 4x their floors."""
+    ceiling = {"gflops": 100.0, "size": 256, "dtype": "bfloat16", "device": "cpu", "kernel": "oneDNN linear",
+               "samples": [100.0], "baseline": {"gflops": 400.0, "dtype": "float32", "kernel": "torch.matmul"}}
+    rows = [results.Row("encoder", 32, "banded", "bfloat16", [2.0], flops=10**11),
+            results.Row("encoder", 32, "banded@float32", "float32", [1.0, 1.0, 3.0], flops=10**11),
+            results.Row("generate", 24, "banded", "bfloat16", [1.0])]
+    result = results.BenchResult(options.Options(shape="tiny", seqs=(32,)), {}, ceiling, rows)
+    assert [result.floor_s(r) for r in rows] == [pytest.approx(1.0), pytest.approx(0.25), None]
+    cells = {(c[0], c[2]): c[results.COLUMNS.index("x floor")] for c in results.table_rows(result)}
+    assert cells == {("encoder", "banded"): "2.00x", ("encoder", "banded@float32"): "4.00x",
+                     ("generate", "banded"): "-"}
+    assert [r["times_floor"] for r in result.to_dict()["rows"]] == [pytest.approx(2.0), pytest.approx(4.0), None]
+    floors = [line for line in results.ratio_lines(result) if "matmul floor" in line]
+    assert floors == ["encoder seq 32: bfloat16 matmul floor 1 s (100 GFLOP at 100.0 GFLOP/s)",
+                      "encoder seq 32: float32 matmul floor 0.25 s (100 GFLOP at 400.0 GFLOP/s)"]
 
 
 def test_the_json_names_the_backend_that_served_the_attention_calls(quick):

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 import led_ref.attention_backward as attention_backward
 from led_ref import attention, layout
 from led_ref.attention_backward import longformer_attention_backward
+from parity.gate.profiles import grid, shape_cases
 from parity.gate.reference import reference_attention, reference_gradients
 from parity.harness.strategies import attention_cases, token_kinds
 from parity.harness.tolerances import scaled_error
@@ -99,6 +100,43 @@ def test_reference_in_a_lower_dtype_is_the_plain_implementation(dtype, budget):
     assert low.dtype == dtype
     error = scaled_error(low.double().numpy(), exact.numpy())
     assert 0 < error < budget
+
+
+def plain_blocks(arrays, kinds, window):
+    """reference_attention through its plain blocks (the form autograd records), detached."""
+    leaves = [torch.as_tensor(a).requires_grad_(True) for a in arrays]
+    with torch.enable_grad():
+        return reference_attention(*leaves, kinds, window, grad=True).detach()
+
+
+_GATE_SHAPES = [s for s in grid("boundary").shapes if s.seq <= 160]
+
+
+@given(st.sampled_from(_GATE_SHAPES).flatmap(shape_cases), st.sampled_from([1.0, 60.0]), st.sampled_from([16, 128]))
+def test_in_place_float64_blocks_equal_the_plain_blocks_on_gate_cases(recipe, scale, block):
+    """The inference form (in-place blocks, ones column, no max shift while every |score| <= EXP_SAFE) gives the
+    plain blocks' answer to float64 rounding; a scale of 60 makes scores past EXP_SAFE (the shifted form)."""
+    case = recipe.materialize()
+    arrays = [a * scale for a in case.arrays()]
+    with mock.patch("parity.gate.reference.QUERY_BLOCK", block):
+        fast = reference_attention(*arrays, case.token_kind, case.window)
+        plain = plain_blocks(arrays, case.token_kind, case.window)
+    assert scaled_error(fast.numpy(), plain.numpy()) < 1e-13
+    assert (fast.numpy().transpose(0, 2, 1, 3)[case.token_kind == 0] == 0).all()
+
+
+def test_in_place_blocks_take_both_softmax_forms():
+    """Scores past EXP_SAFE (exp would overflow unshifted), padding holes and a global key inside the window."""
+    rng = np.random.default_rng(1)
+    arrays = [rng.standard_normal((1, 2, 40, 8)) * 30 for _ in range(6)]  # |scores| up to ~1e4
+    kinds = np.ones((1, 40), np.int64)
+    kinds[0, [2, 30]] = 2
+    kinds[0, 10:20] = 0
+    kinds[0, 34:] = 0
+    fast = reference_attention(*arrays, kinds, 4)
+    assert np.isfinite(fast.numpy()).all()
+    assert scaled_error(fast.numpy(), plain_blocks(arrays, kinds, 4).numpy()) < 1e-13
+    assert scaled_error(fast.numpy(), loop_attention(*arrays, kinds, 4)) < 1e-13
 
 
 def test_bad_inputs_name_the_argument():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -312,6 +313,39 @@ def test_low_precision_against_float64(dtype):
     budget = LOW_PRECISION_BUDGETS[dtype]
     assert_close(out.encoder_last_hidden_state, ref.encoder_last_hidden_state, budget, f"{dtype} encoder")
     assert_close(out.logits, ref.logits, budget, f"{dtype} logits")
+
+
+def test_bfloat16_global_rows_from_the_hidden_states_lose_no_more_than_the_projections():
+    """bfloat16 CPU inference takes the global rows from the hidden states (in float32): taken in every layer,
+    and its encoder output is as close to float64 as the same forward's with the global projections."""
+    import led_torch.encoder as encoder_module
+
+    config = LEDConfig(vocab_size=50, d_model=32, encoder_layers=2, decoder_layers=1, encoder_attention_heads=4,
+                       decoder_attention_heads=4, encoder_ffn_dim=64, decoder_ffn_dim=64, attention_window=[4, 8],
+                       max_encoder_position_embeddings=64, max_decoder_position_embeddings=32)
+    weights = random_weights(config, seed=5, std=0.3)
+    ids = torch.randint(3, 50, (2, 29), generator=torch.Generator().manual_seed(2))
+    mask, glob = torch.ones_like(ids), torch.zeros_like(ids)
+    mask[1, 20:] = 0
+    glob[:, [0, 9]] = 1
+    inputs = dict(input_ids=ids, attention_mask=mask, global_attention_mask=glob)
+    exact = LEDModel.from_weights(config, weights, dtype=torch.float64).get_encoder()(**inputs).last_hidden_state
+    model = LEDModel.from_weights(config, weights, dtype=torch.bfloat16)
+    calls, original = [], encoder_module.global_rows_from_states
+
+    def counted(*args, **kwargs):
+        calls.append(args[1].dtype)  # the hidden states' dtype it ran in
+        return original(*args, **kwargs)
+
+    with torch.no_grad(), mock.patch.object(encoder_module, "global_rows_from_states", counted):
+        shortcut = model.get_encoder()(**inputs).last_hidden_state
+        with mock.patch.object(encoder_module, "global_rows_pay_from_states", lambda *args: False):
+            projected = model.get_encoder()(**inputs).last_hidden_state
+    assert calls == [torch.float32] * config.encoder_layers
+    valid = mask.bool()[..., None]
+    errors = [float((out.double() - exact).abs().masked_fill(~valid, 0).max()) for out in (shortcut, projected)]
+    assert errors[0] <= 1.25 * errors[1] + 1e-3, errors
+    assert_close(shortcut, exact, LOW_PRECISION_BUDGETS[torch.bfloat16], "bfloat16 global rows from the states")
 
 
 # ------------------------------------------------------------------------------------------ degenerate inputs

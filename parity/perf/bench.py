@@ -170,18 +170,32 @@ def run_bench(options: Options, progress: Callable[[str], None] | None = None) -
     config = bench_config(options.shape)
     impl_names = with_baseline(options.impls or usable_names(options.device, options.dtype), options.baseline_dtype)
     # The machine's matmul rate drifts (shared VMs: 110-185 GFLOP/s on the same 2 vCPUs within an hour), so
-    # the ceiling is measured before and after every case and the best sample is the reference.
-    samples = [_measure_ceiling(options, say)]
+    # the ceiling is measured before and after every case and the best sample is the reference; with a
+    # baseline dtype its ceiling is sampled at the same moments, so both floors see the same machine.
+    baseline = options.baseline_dtype if options.baseline_dtype not in (None, options.dtype) else None
+    samples, base_samples = [], []
+
+    def sample() -> None:
+        samples.append(_measure_ceiling(options, say))
+        if baseline:
+            base_samples.append(_measure_ceiling(replace(options, dtype=baseline), say))
+
+    sample()
     impls, failed = build_impls(impl_names, config, _weights(config, options.seed), options, say)
     rows: list[Row] = []
     for task in options.tasks:
         for seq in (options.gen_source,) if task == "generate" else options.seqs:
             rows += _run_case(config, options, task, seq, impl_names, impls, failed, say)
-            samples.append(_measure_ceiling(options, say))
-    ceiling = dict(max(samples, key=lambda c: c["gflops"]), samples=[round(c["gflops"], 1) for c in samples])
-    if options.baseline_dtype and options.baseline_dtype != options.dtype:
-        ceiling["baseline"] = baseline_ceiling(options, say)
+            sample()
+    ceiling = _best(samples)
+    if baseline:
+        ceiling["baseline"] = _best(base_samples)
     return BenchResult(options, machine_info(options.device), ceiling, rows)
+
+
+def _best(samples: list[dict]) -> dict:
+    """The fastest ceiling sample, with every sample's GFLOP/s listed."""
+    return dict(max(samples, key=lambda c: c["gflops"]), samples=[round(c["gflops"], 1) for c in samples])
 
 
 def _measure_ceiling(options: Options, say: Callable[[str], None]) -> dict:
@@ -189,13 +203,6 @@ def _measure_ceiling(options: Options, say: Callable[[str], None]) -> dict:
     ceiling = matmul_ceiling(options.device, options.dtype, options.ceiling_size)
     say(f"  {ceiling['gflops']:.1f} GFLOP/s ({ceiling['kernel']})")
     return ceiling
-
-
-def baseline_ceiling(options: Options, say: Callable[[str], None]) -> dict:
-    """The matmul ceiling in the baseline dtype (best of two samples): how much faster the machine multiplies in
-    --dtype than in the baseline, the most a GEMM-bound run can gain from the lower precision here."""
-    samples = [_measure_ceiling(replace(options, dtype=options.baseline_dtype), say) for _ in range(2)]
-    return dict(max(samples, key=lambda c: c["gflops"]), samples=[round(c["gflops"], 1) for c in samples])
 
 
 def with_baseline(impl_names, baseline_dtype: str | None) -> tuple[str, ...]:

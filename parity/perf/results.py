@@ -69,9 +69,24 @@ class BenchResult:
             return base.get("gflops")
         return self.ceiling.get("gflops")
 
+    def floor_s(self, row: Row) -> float | None:
+        """The row's matmul floor: seconds its useful FLOPs take at its dtype's matmul ceiling (no call of that
+        dtype can be faster on this machine); None without FLOPs (generate) or a ceiling."""
+        ceiling = self.ceiling_for(row.dtype)
+        return row.flops / (ceiling * 1e9) if row.flops and ceiling else None
+
+    def times_floor(self, row: Row) -> float | None:
+        """The row's median over its matmul floor (1.0 = at the ceiling)."""
+        floor = self.floor_s(row)
+        return row.median / floor if floor and row.median else None
+
     def to_dict(self) -> dict:
+        rows = []
+        for r in self.rows:
+            rows.append(dict(r.to_dict(self.ceiling_for(r.dtype)), floor_s=self.floor_s(r),
+                             times_floor=self.times_floor(r)))
         return {"options": asdict(self.options), "machine": self.machine, "matmul_ceiling": self.ceiling,
-                "rows": [r.to_dict(self.ceiling_for(r.dtype)) for r in self.rows], "all_matched": self.all_matched,
+                "rows": rows, "all_matched": self.all_matched,
                 "ceiling_spread": ceiling_spread(self.ceiling.get("samples", [])), "warnings": bench_warnings(self),
                 "summary": ratio_lines(self), "backends_served": _backends_served()}
 
@@ -195,7 +210,7 @@ def bench_warnings(result: BenchResult) -> list[str]:
 def ratio_lines(result: BenchResult) -> list[str]:
     """Derived figures the table does not show: documents per second of batched cases, and each
     `name@dtype` baseline row against the same implementation in the bench's dtype."""
-    lines = []
+    lines = floor_lines(result)
     base = result.ceiling.get("baseline")
     if base:
         lines.append(f"matmul ceiling {result.ceiling['dtype']} {result.ceiling['gflops']:.1f} GFLOP/s vs "
@@ -214,7 +229,22 @@ def ratio_lines(result: BenchResult) -> list[str]:
     return lines
 
 
-COLUMNS = ("task", "seq", "impl", "dtype", "median s", "vs HF", "peak MB", "GFLOP/s", "% ceil", "error", "match")
+def floor_lines(result: BenchResult) -> list[str]:
+    """One line per (case, dtype) with FLOPs: the matmul floor of that dtype (parity.perf.flops' useful FLOPs at
+    the dtype's measured ceiling), so each row's `x floor` reads against the right one."""
+    lines, seen = [], set()
+    for r in result.rows:
+        floor = result.floor_s(r)
+        if floor is None or (r.task, r.seq, r.dtype) in seen:
+            continue
+        seen.add((r.task, r.seq, r.dtype))
+        lines.append(f"{r.task} seq {r.seq}: {r.dtype} matmul floor {floor:.4g} s ({r.flops / 1e9:.4g} GFLOP at "
+                     f"{result.ceiling_for(r.dtype):.1f} GFLOP/s)")
+    return lines
+
+
+COLUMNS = ("task", "seq", "impl", "dtype", "median s", "vs HF", "peak MB", "GFLOP/s", "% ceil", "x floor", "error",
+           "match")
 
 
 def table_rows(result: BenchResult) -> list[list[str]]:
@@ -233,6 +263,7 @@ def table_rows(result: BenchResult) -> list[list[str]]:
             f"{r.peak_bytes / 2**20:.0f}" if r.peak_bytes is not None else "-",
             f"{r.gflops:.1f}" if r.gflops else "-",
             f"{100 * r.gflops / ceiling:.0f}%" if r.gflops and ceiling else "-",
+            f"{result.times_floor(r):.2f}x" if result.times_floor(r) else "-",
             f"{r.error:.1e}" if r.error is not None else "-",
             match,
         ])
