@@ -38,7 +38,7 @@ def run(args) -> int:
 
     return exit_code(audit_onnx(args.onnx_dir, args.checkpoint, text=text, examples=args.examples,
                                 seed=seed_of(args), max_length=args.max_length, max_new_tokens=args.max_new_tokens,
-                                json_path=args.json))
+                                json_path=args.json).passed)
 
 
 def _require_onnxruntime() -> None:

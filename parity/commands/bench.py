@@ -41,6 +41,10 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", default=None, help="also write the results as JSON here")
     parser.add_argument("--markdown", action="store_true", help="also print the table as markdown")
     parser.add_argument("--quick", action="store_true", help="tiny shapes, a few seconds (CI)")
+    parser.add_argument("--onnx", default=None, metavar="DIR[,DIR]",
+                        help="ONNX Runtime (CPU) on these export folders against led_torch and HF on the export's "
+                             "own weights: encoder at --seq, beam generation (--gen-source, --new-tokens, --beams); "
+                             "parity.onnx.bench, docs/onnx.md")
 
 
 def bench_options(args: argparse.Namespace):
@@ -62,6 +66,10 @@ def bench_options(args: argparse.Namespace):
 
 
 def run(args) -> int:
+    if args.onnx:
+        from parity.onnx.bench import run_onnx_bench_args
+
+        return exit_code(run_onnx_bench_args(args))
     return exit_code(run_and_print(bench_options(args), json_path=args.json, markdown=args.markdown))
 
 

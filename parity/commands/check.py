@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 
-from parity.commands.exits import exit_code
+from parity.commands.exits import UsageError, exit_code
 from parity.commands.flags import Command, add_common, seed_of, sides_for
 
 
@@ -24,14 +24,28 @@ def run_check(sides, examples: int, seed: int, default_model: bool = True, json_
         print("mismatch: no led_torch backend is importable here, nothing to compare", file=sys.stderr)
         return False
     print(f"comparing led_ref (float64) with {', '.join(s.label for s in sides)}", file=sys.stderr)
+    exports = [s for s in sides if s.family == "onnx"]  # one set of weights each: parity.onnx.check
+    sides = [s for s in sides if s.family != "onnx"]
     rows, generations, ok = [], [], True
-    default = default_model_check(sides, progress=progress) if default_model else None
+    default = default_model_check(sides, progress=progress) if default_model and sides else None
     if default is not None:
         rows += default[0]
         generations += default[1]
         ok &= all(c.passed for _, c in default[0]) and all(g.passed for g in default[1])
-    result = check_random(sides, examples, seed, repro_dir=repro_dir, progress=progress,
-                          shrink_seconds=shrink_seconds)
+    results = [check_random(sides, examples, seed, repro_dir=repro_dir, progress=progress,
+                            shrink_seconds=shrink_seconds)] if sides else []
+    if exports:
+        from parity.onnx.check import check_export
+
+        results += [check_export(s.backend, examples, seed, progress=progress, shrink_seconds=shrink_seconds)
+                    for s in exports]
+    result = results[0]
+    for other in results[1:]:
+        result.rows += other.rows
+        result.generations += other.generations
+        result.passed &= other.passed
+        result.failure = "\n".join(f for f in (result.failure, other.failure) if f)
+        result.reproducer = result.reproducer or other.reproducer
     rows += result.rows
     generations += [g for _, g in result.generations]
     print(summary_table(rows))
@@ -52,6 +66,9 @@ def add_check_arguments(parser) -> None:
     parser.add_argument("--backend", action="append", default=None,
                         help="led_torch backend to check (repeatable; default: every one available)")
     parser.add_argument("--hf", action="store_true", help="also compare HF transformers (float32)")
+    parser.add_argument("--impls", default=None,
+                        help="comma separated sides instead of --backend: led_torch backends, hf, or onnx:DIR (an "
+                             "ONNX export folder, checked on its own weights; docs/onnx.md)")
     parser.add_argument("--no-default", action="store_true", help="skip the embedded default model")
     parser.add_argument("--json", default=None, help="write the JSON report here")
     parser.add_argument("--repro-dir", default=None, help="where to save the reproducer of a divergence")
@@ -61,7 +78,16 @@ def add_check_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    return exit_code(run_check(sides_for(args), args.examples, seed_of(args), default_model=not args.no_default,
+    sides = sides_for(args) if args.backend or args.hf or not args.impls else []
+    if args.impls:
+        from parity.harness.implementations import side_named
+
+        try:
+            sides += [side_named(name.strip(), args.dtype, args.device, hf_dtype="float32")
+                      for name in args.impls.split(",") if name.strip()]
+        except ValueError as err:
+            raise UsageError(f"--impls: {err}") from None
+    return exit_code(run_check(sides, args.examples, seed_of(args), default_model=not args.no_default,
                                json_path=args.json, repro_dir=args.repro_dir, progress=not args.no_progress,
                                shrink_seconds=args.shrink_seconds))
 

@@ -17,6 +17,8 @@ def add_export_onnx_arguments(parser) -> None:
                              "(needs the dynamo exporter). Default dense")
     parser.add_argument("--exporter", default="dynamo", choices=("dynamo", "torchscript"),
                         help="torch.onnx exporter to try first (dynamo falls back to torchscript where it refuses)")
+    parser.add_argument("--dtype", default="float32", choices=("float32", "float16"),
+                        help="weights and states of the files (float16: audited with the float16 budget)")
     parser.add_argument("--encoder-only", action="store_true", help="write encoder_model.onnx only")
     parser.add_argument("--length", type=positive("--length"), default=None,
                         help="tokens the encoder is traced at (default: twice the largest window + 3)")
@@ -35,20 +37,17 @@ def run(args) -> int:
     if args.attention == "banded" and args.exporter == "torchscript":
         raise UsageError("--attention banded needs the dynamo exporter: the TorchScript tracer records the number "
                          "of global tokens as a constant")
-    from parity.onnx.audit import audit_onnx
-    from parity.onnx.export import export_model
+    from parity.onnx.export import export_onnx
 
-    seed = seed_of(args)
-    recorded = export_model(args.checkpoint, args.out_dir, attention=args.attention,
-                            decoders=not args.encoder_only, length=args.length, dynamo=args.exporter == "dynamo")
-    for name, shapes in recorded.items():
+    result = export_onnx(args.checkpoint, args.out_dir, attention=args.attention, decoders=not args.encoder_only,
+                         length=args.length, exporter=args.exporter, dtype=args.dtype, examples=args.examples,
+                         seed=seed_of(args), json_path=args.json)
+    for name, shapes in result.files.items():
         print(f"wrote {name} ({shapes.get('exporter')} exporter)", file=sys.stderr)
-    if args.attention == "banded" and any(s.get("exporter") != "dynamo" for s in recorded.values()):
-        print("error: the dynamo exporter refused the banded attention; export with --attention dense",
-              file=sys.stderr)
+    if result.error:
+        print(f"error: {result.error}", file=sys.stderr)
         return EXIT_MISMATCH
-    passed = audit_onnx(args.out_dir, args.checkpoint, examples=args.examples, seed=seed, json_path=args.json)
-    if not passed:
+    if not result.passed:
         print(f"error: the export in {args.out_dir} failed its audit (see above); do not deploy it", file=sys.stderr)
         return EXIT_MISMATCH
     print(f"exported and audited: {args.out_dir}")

@@ -7,6 +7,7 @@ written as a short string, `family[:backend][:dtype][:device]`:
     torch:banded:float32    led_torch with the banded backend in float32 on CPU
     torch:flex:bfloat16:cuda
     hf:float32              HF transformers' LED (the `test` extra), compared with the HF budget
+    onnx:exported/          an ONNX export folder (one set of weights: `check` runs it through parity.onnx.check)
 
 `bench` names them shorter (`side_named`): "hf", "led_ref", a led_torch backend ("banded"), or `name@dtype`.
 
@@ -23,7 +24,8 @@ import numpy as np
 
 from parity.harness.tolerances import dtype_name
 
-FAMILIES = ("ref", "torch", "hf")
+FAMILIES = ("ref", "torch", "hf", "onnx")
+ONNX_PREFIX = "onnx:"  # onnx:DIR, everything after the prefix being the folder
 # led_torch.backends.BACKENDS, named here so that listing them (argparse help) imports no torch;
 # tests/test_bench.py checks that the two agree.
 TORCH_BACKENDS = ("banded", "flex", "triton")
@@ -44,6 +46,10 @@ class Side:
 
     @classmethod
     def parse(cls, spec: str) -> Side:
+        if spec.startswith(ONNX_PREFIX):
+            if not spec[len(ONNX_PREFIX):]:
+                raise ValueError(f"an ONNX side names its export folder: onnx:DIR, got {spec!r}")
+            return cls("onnx", spec[len(ONNX_PREFIX):], "float32")
         parts = spec.split(":")
         family = parts[0]
         if family not in FAMILIES:
@@ -56,16 +62,21 @@ class Side:
 
     @property
     def label(self) -> str:
+        if self.family == "onnx":
+            return ONNX_PREFIX + self.backend
         parts = [self.family] + ([self.backend] if self.backend else []) + [self.dtype]
         return ":".join(parts + ([self.device] if self.device != "cpu" else []))
 
     @property
     def returns_probabilities(self) -> bool:
         """Whether this side can return attention probabilities (led_torch: only the banded backend)."""
-        return self.family != "torch" or self.backend == "banded"
+        return self.family in ("ref", "hf") or (self.family == "torch" and self.backend == "banded")
 
     def build(self, config, weights: dict, architecture: str):
         """The model of `architecture` carrying `weights` (HF names, float64 numpy)."""
+        if self.family == "onnx":
+            raise ValueError(f"{self.label} holds its own weights and cannot carry others: run it with "
+                             "parity.onnx.check.check_export (led-parity check --impls onnx:DIR)")
         if self.family == "ref":
             import led_ref
 
@@ -173,6 +184,8 @@ def side_named(name: str, dtype: str = "float32", device: str = "cpu", hf_dtype:
                ref_dtype: str = "float32") -> Side:
     """The side a short name stands for: "hf" (in `hf_dtype`, default `dtype`), "led_ref" (in `ref_dtype`,
     CPU only), a led_torch backend (in `dtype`); `name@D` is that side with every dtype D."""
+    if name.startswith(ONNX_PREFIX):
+        return Side.parse(name)
     if "@" in name:
         base, dtype = name.split("@", 1)
         return side_named(base, dtype, device, hf_dtype=dtype, ref_dtype=dtype)

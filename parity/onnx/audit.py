@@ -30,6 +30,7 @@ import numpy as np
 
 from parity.harness.compare import Comparison, LocatedDiff, located_error
 from parity.harness.tolerances import tolerance
+from parity.onnx.generate import REFERENCE, generation_parity
 from parity.onnx.sessions import (
     DECODER_FILE,
     DECODER_WITH_PAST_FILE,
@@ -39,7 +40,6 @@ from parity.onnx.sessions import (
     OnnxRunError,
 )
 
-REFERENCE = "ref:float64"
 MAX_TARGET = 6  # decoder tokens of a case (teacher-forced)
 GENERATION_CASES = 2  # generated cases that also generate (besides the text)
 SHORT_NAMES = {ENCODER_FILE: "encoder", DECODER_FILE: "decoder", DECODER_WITH_PAST_FILE: "with past"}
@@ -56,6 +56,7 @@ class Case:
     attention_mask: np.ndarray
     global_attention_mask: np.ndarray
     decoder_input_ids: np.ndarray
+    beams: int = 1  # beams to generate with, where the case generates
 
     @property
     def batch(self) -> int:
@@ -358,72 +359,12 @@ def _cache_diffs(f: OnnxFile, presents: dict, past, self_only: bool) -> list[Loc
     return diffs
 
 
-# ------------------------------------------------------------------------------------------- generation
-class OnnxDecoder:
-    """led_ref.generation's decoder interface (`step(tokens) -> logits`) on the ONNX decoder files: the first
-    step (or every step, without decoder_with_past_model.onnx) runs decoder_model.onnx on the whole prefix, later
-    steps feed one token and the cache to decoder_with_past_model.onnx."""
-
-    def __init__(self, onnx: OnnxLED, encoder_hidden: np.ndarray, encoder_mask: np.ndarray):
-        self.onnx = onnx
-        self.hidden = encoder_hidden
-        self.mask = encoder_mask
-        self.tokens = None
-        self.past = None
-
-    def step(self, tokens: np.ndarray) -> np.ndarray:
-        new = np.asarray(tokens, dtype=np.int64)[:, None]
-        self.tokens = new if self.tokens is None else np.concatenate([self.tokens, new], axis=1)
-        if self.past is not None:
-            logits, presents = self.onnx.decode_with_past(new, self.mask, self.past, self.hidden)
-            for layer, parts in presents.items():
-                self.past[layer].update(parts)
-        else:
-            logits, presents = self.onnx.decode(self.tokens, self.mask, self.hidden)
-            complete = all(len(presents.get(i, {})) == 4 for i in range(self.onnx.layers))
-            if self.onnx.decoder_with_past is not None and self.onnx.layers and complete:
-                self.past = presents
-        return np.asarray(logits[:, -1], dtype=np.float64)
-
-
-def onnx_greedy(onnx: OnnxLED, inputs: dict, settings) -> np.ndarray:
-    """Greedy search with the ONNX files giving the logits and led_ref's search loop and rules applying
-    `settings` (forced tokens, min length, n-gram bans, ...): token ids (batch, length)."""
-    from led_ref.generation import Rules, greedy_search
-
-    hidden = onnx.encode(inputs["input_ids"], inputs["attention_mask"], inputs["global_attention_mask"])
-    decoder = OnnxDecoder(onnx, hidden, inputs["attention_mask"])
-    return greedy_search(decoder, Rules(settings, inputs["input_ids"], 1), inputs["input_ids"].shape[0], settings)
-
-
-def generation_parity(onnx: OnnxLED, ref_model, case: Case, settings, label: str):
-    """ONNX greedy generation vs led_ref's on `case`, tie-aware -> GenerationComparison (named `label`)."""
-    from led_ref.io.generation_settings import explicit_arguments
-    from parity.harness.generation import (
-        GenerationComparison,
-        TokenDivergence,
-        compare_sequences,
-        reference_scorer,
-        tie_budget,
-    )
-    from parity.harness.implementations import Side
-
-    reference = Side("ref")
-    inputs = case.encoder_inputs()
-    expected = reference.generate(ref_model, inputs, **explicit_arguments(settings))
-    dtype = onnx.decoder.output_dtype("logits")
-    try:
-        actual = onnx_greedy(onnx, inputs, settings)
-    except OnnxRunError as err:  # a MISMATCH row at step -1, as parity.harness.generation reports a crash
-        return GenerationComparison(f"{label} (onnxruntime raised: {err})", REFERENCE,
-                                    [TokenDivergence(-1, -1, -1, -1, float("inf"), 0.0)])
-    return compare_sequences(actual, expected, reference_scorer(reference, ref_model, inputs),
-                             tie_budget(dtype, "float64"), settings.pad_token_id, label, REFERENCE)
-
-
 # ------------------------------------------------------------------------------------------- the audit
 @dataclass
 class AuditResult:
+    """What `audit_onnx` found: every (case, file) comparison, the generations, the traced shape; `passed` when
+    every one agreed, `first_failures()` per failing file."""
+
     rows: list  # (case index, Case, OnnxFile, Comparison)
     generations: list  # (case name, GenerationComparison)
     traced: TracedShape | None
@@ -466,9 +407,15 @@ def _traced_of(f: OnnxFile) -> TracedShape | None:
 
 def audit_onnx(onnx_dir: str, checkpoint: str, text: str | None = None, examples: int = 10, seed: int = 0,
                max_length: int | None = None, max_new_tokens: int = 8, json_path: str | None = None,
-               out=None) -> bool:
-    """The `audit-onnx` command: open the files, build the cases, compare each file on each, generate, print the
-    table and the first failure of each file, write the JSON report; True when everything agreed."""
+               out=None) -> AuditResult:
+    """The `audit-onnx` command: open the files in `onnx_dir`, build the cases, compare each file on each with
+    led_ref on `checkpoint` (a folder or a hub id in the local HF cache), generate, print the table and the first
+    failure of each file to `out` (default stdout), write the JSON report -> AuditResult (`.passed`).
+
+    `text`: the contents of a document, one more case; `examples` random cases from `seed`; `max_length`: the
+    longest case (default: twice the traced length or the largest window, at least 64). A folder that is not
+    an LED export of this checkpoint is an OnnxFolderError (a ValueError); ONNX Runtime failing on a case is a
+    failed comparison, never an exception."""
     import led_ref
     from led_ref.io.checkpoint import resolve_checkpoint
     from led_ref.io.generation_settings import model_generation_config, resolve
@@ -522,7 +469,7 @@ def audit_onnx(onnx_dir: str, checkpoint: str, text: str | None = None, examples
         chosen += [text_case] if text_case is not None else []
         files = " + ".join(f.name for f in onnx.files)
         for case in chosen:
-            result = generation_parity(onnx, ref_model, case, settings, f"onnx greedy ({files})")
+            result = generation_parity(onnx, ref_model, case.encoder_inputs(), settings, f"onnx greedy ({files})")
             generations.append((f"{case.kind}: {case.describe()}", result))
             print(f"generation on {case.kind} ({case.describe()}): {result.status}", file=out)
             if not result.identical:
@@ -542,7 +489,7 @@ def audit_onnx(onnx_dir: str, checkpoint: str, text: str | None = None, examples
     if json_path:
         _write_json(json_path, result, onnx, onnx_dir, directory, seed, cases)
     print("all agree" if result.passed else "mismatch", file=out)
-    return result.passed
+    return result
 
 
 def _text_case(directory: str, config, text: str, onnx: OnnxLED) -> Case:

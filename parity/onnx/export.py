@@ -32,6 +32,7 @@ import math
 import os
 import shutil
 import warnings
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -46,10 +47,17 @@ from led_torch.backends.rule import (  # the project's one Longformer rule (toke
     sliding_window,
     token_kinds,
 )
-from parity.onnx.sessions import DECODER_FILE, DECODER_WITH_PAST_FILE, ENCODER_FILE, TRACED_SHAPES_KEY
+from parity.onnx.sessions import (
+    ATTENTION_KEY,
+    CHECKPOINT_KEY,
+    DECODER_FILE,
+    DECODER_WITH_PAST_FILE,
+    ENCODER_FILE,
+    TRACED_SHAPES_KEY,
+)
 
-ATTENTION_KEY = "led_parity.attention"
 OPSET = 18
+DTYPES = ("float32", "float16")
 # What export-onnx copies next to the ONNX files, when the checkpoint has it (ORTModelForSeq2SeqLM and
 # led_ref.LEDTokenizer read them from the same folder).
 COPIED_FILES = ("config.json", "generation_config.json", "vocab.json", "merges.txt", "tokenizer.json",
@@ -404,9 +412,10 @@ def set_metadata(path: str, values: dict[str, str]) -> None:
 
 
 def export_encoder(model, path: str, length: int, attention: str = "dense", dynamo: bool = True,
-                   attention_fn=None) -> dict:
-    """Export the encoder of a float32 led_torch LEDForConditionalGeneration to `path`, traced at `length`
-    tokens. `attention_fn` overrides the named formulation (tests plant broken ones). -> what was recorded."""
+                   attention_fn=None, metadata: dict | None = None) -> dict:
+    """Export the encoder of a led_torch LEDForConditionalGeneration (float32 or float16) to `path`, traced at `length`
+    tokens. `attention_fn` overrides the named formulation (tests plant broken ones); `metadata` is written
+    into the file beside the traced shapes. -> what was recorded."""
     module = ExportEncoder(model, attention_fn or ATTENTIONS[attention]).eval()
     inputs = example_encoder_inputs(model.config, length)
     names = list(inputs)
@@ -415,12 +424,14 @@ def export_encoder(model, path: str, length: int, attention: str = "dense", dyna
     with torch.no_grad():
         exporter = _export(module, tuple(inputs.values()), path, names, ["last_hidden_state"], axes, dynamo)
     shapes = traced_shapes(inputs, {"exporter": exporter})
-    set_metadata(path, {TRACED_SHAPES_KEY: json.dumps(shapes), ATTENTION_KEY: attention})
+    set_metadata(path, {TRACED_SHAPES_KEY: json.dumps(shapes), ATTENTION_KEY: attention, **(metadata or {})})
     return shapes
 
 
 def export_decoders(model, directory: str, source_length: int, target_length: int = 3, dynamo: bool = True) -> dict:
-    """Write decoder_model.onnx and decoder_with_past_model.onnx of a float32 led_torch model into `directory`."""
+    """Write decoder_model.onnx and decoder_with_past_model.onnx of a led_torch model into `directory` (the
+    states in the model's dtype)."""
+    dtype = model.led.shared.weight.dtype
     config = model.config
     layers, heads = config.decoder_layers, config.decoder_attention_heads
     head_dim = config.d_model // heads
@@ -428,7 +439,7 @@ def export_decoders(model, directory: str, source_length: int, target_length: in
     batch = encoder_inputs["input_ids"].shape[0]
     generator = torch.Generator().manual_seed(1)
     input_ids = torch.randint(3, config.vocab_size, (batch, target_length), generator=generator)
-    encoder_hidden = torch.randn(batch, source_length, config.d_model, generator=generator)
+    encoder_hidden = torch.randn(batch, source_length, config.d_model, generator=generator).to(dtype)
     mask = encoder_inputs["attention_mask"]
     recorded = {}
 
@@ -452,8 +463,8 @@ def export_decoders(model, directory: str, source_length: int, target_length: in
     with_past = ExportDecoder(model, with_past=True).eval()
     past = []
     for _ in range(layers):
-        past += [torch.randn(batch, heads, target_length, head_dim, generator=generator) for _ in range(2)]
-        past += [torch.randn(batch, heads, source_length, head_dim, generator=generator) for _ in range(2)]
+        past += [torch.randn(batch, heads, target_length, head_dim, generator=generator).to(dtype) for _ in range(2)]
+        past += [torch.randn(batch, heads, source_length, head_dim, generator=generator).to(dtype) for _ in range(2)]
     step = input_ids[:, :2]  # two new tokens, so that neither exporter takes the step length for a constant
     names = ["input_ids", "encoder_attention_mask", *past_input_names(layers)]
     outputs = decoder_output_names(layers, with_past=True)
@@ -482,13 +493,16 @@ def default_export_length(config) -> int:
 
 
 def export_model(checkpoint: str, out_dir: str, attention: str = "dense", decoders: bool = True,
-                 length: int | None = None, dynamo: bool = True) -> dict:
-    """export-onnx without the audit: the encoder (and both decoders) of `checkpoint` as float32 ONNX files in
+                 length: int | None = None, dynamo: bool = True, dtype: str = "float32") -> dict:
+    """export-onnx without the audit: the encoder (and both decoders) of `checkpoint` as ONNX files in `dtype`
+    (float32, or float16: weights and states in half precision, ONNX Runtime's CPU provider runs it) in
     `out_dir`, with config.json, generation_config.json and the tokenizer files copied. -> {file: recorded}."""
     import led_torch
     from led_ref.io.checkpoint import resolve_checkpoint
     from parity.harness.checkpoints import load_for_generation
 
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {', '.join(DTYPES)}; got {dtype!r}")
     if attention not in ATTENTIONS:
         raise ValueError(f"--attention must be one of {', '.join(ATTENTIONS)}; got {attention!r}")
     directory = resolve_checkpoint(checkpoint)
@@ -496,11 +510,12 @@ def export_model(checkpoint: str, out_dir: str, attention: str = "dense", decode
     if length is not None and not 1 <= length <= config.max_encoder_position_embeddings:
         raise ValueError(f"--length must be in [1, {config.max_encoder_position_embeddings}] "
                          f"(max_encoder_position_embeddings), got {length}")
-    model = led_torch.LEDForConditionalGeneration.from_weights(config, weights, dtype=torch.float32).eval()
+    model = led_torch.LEDForConditionalGeneration.from_weights(config, weights, dtype=getattr(torch, dtype)).eval()
     os.makedirs(out_dir, exist_ok=True)
     length = length or default_export_length(config)
+    # where the weights are, so that `check --impls onnx:DIR` finds the checkpoint to compare with
     recorded = {ENCODER_FILE: export_encoder(model, os.path.join(out_dir, ENCODER_FILE), length, attention,
-                                             dynamo)}
+                                             dynamo, metadata={CHECKPOINT_KEY: os.path.abspath(directory)})}
     if decoders:
         recorded.update(export_decoders(model, out_dir, length, dynamo=dynamo))
     for name in COPIED_FILES:
@@ -508,3 +523,46 @@ def export_model(checkpoint: str, out_dir: str, attention: str = "dense", decode
         if os.path.isfile(source) and os.path.abspath(source) != os.path.abspath(os.path.join(out_dir, name)):
             shutil.copyfile(source, os.path.join(out_dir, name))
     return recorded
+
+
+@dataclass
+class ExportResult:
+    """What `export_onnx` did: the folder, per file what was recorded (exporter, traced shapes), the audit's
+    result, and why the export stopped before its audit (`error`), if it did."""
+
+    directory: str
+    files: dict
+    audit: object | None = None  # parity.onnx.audit.AuditResult
+    error: str | None = None
+
+    @property
+    def passed(self) -> bool:
+        return self.error is None and self.audit is not None and self.audit.passed
+
+
+def export_onnx(checkpoint: str, out_dir: str, attention: str = "dense", decoders: bool = True,
+                length: int | None = None, exporter: str = "dynamo", dtype: str = "float32", examples: int = 10,
+                seed: int = 0, json_path: str | None = None, out=None) -> ExportResult:
+    """`export-onnx` as a function: export `checkpoint` (a folder or a hub id in the local HF cache) into `out_dir`
+    (export_model), then audit the folder against the checkpoint (parity.onnx.audit.audit_onnx, its report printed
+    to `out`, default stdout) -> ExportResult; deploy the files only when `.passed`.
+
+    `attention` dense or banded; `exporter` dynamo (falls back to TorchScript where it refuses) or torchscript;
+    banded needs dynamo (the number of global slots is data): asked with torchscript it is a ValueError, and a
+    refusal of the dynamo exporter is `error` (no audit run). `dtype` float16 is audited with the float16 budget
+    (parity.harness.tolerances)."""
+    from parity.onnx.audit import audit_onnx
+
+    if exporter not in ("dynamo", "torchscript"):
+        raise ValueError(f"exporter must be dynamo or torchscript, got {exporter!r}")
+    if attention == "banded" and exporter == "torchscript":
+        raise ValueError("attention='banded' needs the dynamo exporter: the TorchScript tracer records the number of "
+                         "global tokens as a constant")
+    recorded = export_model(checkpoint, out_dir, attention=attention, decoders=decoders, length=length,
+                            dynamo=exporter == "dynamo", dtype=dtype)
+    result = ExportResult(out_dir, recorded)
+    if attention == "banded" and any(s.get("exporter") != "dynamo" for s in recorded.values()):
+        result.error = "the dynamo exporter refused the banded attention; export with attention='dense'"
+        return result
+    result.audit = audit_onnx(out_dir, checkpoint, examples=examples, seed=seed, json_path=json_path, out=out)
+    return result

@@ -31,6 +31,8 @@ DECODER_FILE = "decoder_model.onnx"
 DECODER_WITH_PAST_FILE = "decoder_with_past_model.onnx"
 NOT_AUDITED = ("decoder_model_merged.onnx",)  # optimum's merged decoder (`use_cache_branch`): not supported yet
 TRACED_SHAPES_KEY = "led_parity.traced_shapes"  # written by parity.onnx.export
+ATTENTION_KEY = "led_parity.attention"  # written by parity.onnx.export: dense or banded
+CHECKPOINT_KEY = "led_parity.checkpoint"  # written by parity.onnx.export: the folder the weights came from
 
 ENCODER_INPUTS = ("input_ids", "attention_mask", "global_attention_mask")
 DECODER_INPUTS = ("input_ids", "encoder_attention_mask", "encoder_hidden_states")
