@@ -146,7 +146,7 @@ def test_gate_validates_arguments():
         gate("not callable")
     with pytest.raises(ValueError, match="dtype"):
         gate(dense_attention, dtype="int8")
-    with pytest.raises(ValueError, match="profile must be one of toy, boundary, realistic, all; got 'huge'"):
+    with pytest.raises(ValueError, match="profile must be one of toy, boundary, realistic, long, all; got 'huge'"):
         gate(dense_attention, profile="huge")
     with pytest.raises(ValueError, match="blocks must be even ints >= 2, got 3"):
         gate(dense_attention, blocks=(3,))

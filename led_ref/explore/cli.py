@@ -9,6 +9,7 @@
     python -m led_ref layout --seq-len 12 --window 4 --batch 0,5 3/2 /4 --png b.png  # every batch row drawn
     python -m led_ref layout --seq-len 64 --layer-windows 4,4,8 --global 40 --reach 5  # reach across layers
     python -m led_ref layout --seq-len 4096 --window 512 --global 0 --html out.html   # interactive page
+    python -m led_ref layout --seq-len 12 --window 4 --convention natten       # in NATTEN's terms, and its limits
 
 Bad arguments exit with status 2 and a message naming the value (argparse's convention).
 """
@@ -26,6 +27,8 @@ from .batch_slots import MAX_BATCH_ROWS, batch_report
 from .blocks import BLOCK_GRID_CELLS, check_block
 from .cells import MAX_MASK_SEQ_LEN, mask_text, pattern_cells
 from .compact import MAX_ROWS_SHOWN, check_rows
+from .conventions import NAMES as CONVENTION_NAMES
+from .conventions import describe as describe_convention
 from .examples import MAX_EXPLORER_SEQ_LEN, check_example, example_kinds, padding_note
 from .explorer import layout_report
 from .from_model import (
@@ -156,6 +159,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "the slots of every row and the unused ones (0)")
     shape.add_argument("--reach", type=non_negative, metavar="I",
                        help="how far token I's information reaches after each layer")
+    shape.add_argument("--convention", choices=CONVENTION_NAMES,
+                       help="also give each window in that library's parameters and say what it cannot express")
     lay.add_argument("--global", dest="global_positions", type=index_list, metavar="I,J,...",
                      help="positions with global attention (default: none; --from-model: 0, the <s> token)")
     lay.add_argument("--row", type=non_negative, metavar="I",
@@ -228,6 +233,8 @@ def synthetic_windows(args, parser) -> list[int]:
         parser.error(str(err))
     if args.batch is not None and len(args.batch) > MAX_BATCH_ROWS:
         parser.error(f"--batch takes 1..{MAX_BATCH_ROWS} rows, got {len(args.batch)}")
+    if args.format == "mask" and args.convention is not None:
+        parser.error(f"--convention {args.convention} adds lines to the grid report: drop --format mask")
     if args.format == "mask" and args.seq_len > MAX_MASK_SEQ_LEN:
         parser.error(f"--format mask prints N lines of N characters: --seq-len must be <= "
                      f"{MAX_MASK_SEQ_LEN}, got {args.seq_len} (the grid and --html have no such limit)")
@@ -252,6 +259,9 @@ def run_layout(args, parser) -> int:
                                        rows=args.rows, layers=layers, block=args.block))
     if args.reach is not None and args.format != "mask":
         sys.stdout.write("\n" + reach_text(args.seq_len, windows, batch[0][0], batch[0][1], args.reach))
+    if args.convention is not None and args.format != "mask":
+        for window in dict.fromkeys(windows):
+            sys.stdout.write("\n" + describe_convention(window, args.convention, args.seq_len))
     if args.png:
         from . import pictures
 
@@ -309,7 +319,7 @@ def run_from_model(args, parser) -> int:
 
 def refuse_layout_options(args, parser) -> None:
     """The options that describe a made-up layout: the model fixes them, so --from-model refuses them."""
-    for name in ("seq_len", "window", "layer_windows", "batch", "block"):
+    for name in ("seq_len", "window", "layer_windows", "batch", "block", "convention"):
         if getattr(args, name) is not None:
             parser.error(f"--{name.replace('_', '-')} does not apply with --from-model (the model fixes it)")
     if args.pad:

@@ -2,6 +2,7 @@
 
     check      led_ref vs every led_torch backend (and HF) on the default model and hypothesis cases
     gate       an attention kernel against the kernel contract
+    gate-merge   one verdict from the JSON reports of a gate run split with --shard
     replay     a saved reproducer
     audit      a real checkpoint and text through every implementation
     info       what the embedded default model contains
@@ -20,14 +21,26 @@ import argparse
 import os
 import sys
 
-from parity.commands import audit, audit_onnx, bench, check, convert, export_onnx, gate, gpu_check, info, replay
+from parity.commands import (
+    audit,
+    audit_onnx,
+    bench,
+    check,
+    convert,
+    export_onnx,
+    gate,
+    gate_merge,
+    gpu_check,
+    info,
+    replay,
+)
 from parity.commands.exits import EXIT_MISMATCH, EXIT_OK, EXIT_USAGE, INPUT_ERRORS, one_line
 from parity.commands.flags import Command
 
 __all__ = ["COMMANDS", "EXIT_MISMATCH", "EXIT_OK", "EXIT_USAGE", "Command", "build_parser", "main"]
 
-COMMANDS: list[Command] = [m.COMMAND for m in (check, gate, replay, audit, info, convert, bench, gpu_check, audit_onnx,
-                                                 export_onnx)]
+COMMANDS: list[Command] = [m.COMMAND for m in (check, gate, gate_merge, replay, audit, info, convert, bench, gpu_check,
+                                                 audit_onnx, export_onnx)]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,14 +1,44 @@
-"""`led-parity replay`: re-run a reproducer saved by `check` (parity.harness.report); does it still diverge?"""
+"""`led-parity replay`: re-run a reproducer saved by `check` (parity.harness.report), or a gate reproducer folder
+(parity.gate.case_files: inputs.npz beside case.json); does it still diverge?"""
 
 from __future__ import annotations
+
+import json
+import os
 
 from parity.commands.exits import exit_code
 from parity.commands.flags import Command
 
 
+def gate_folder(path: str) -> bool:
+    """True when `path` (a folder or its case.json) is a gate reproducer folder."""
+    directory = os.path.dirname(path) if os.path.basename(path) == "case.json" else path
+    record = os.path.join(directory, "case.json")
+    if not (os.path.isfile(os.path.join(directory, "inputs.npz")) and os.path.isfile(record)):
+        return False
+    try:
+        with open(record, encoding="utf-8") as fh:
+            return "kernel" in json.load(fh)
+    except (OSError, ValueError):
+        return False
+
+
+def replay_gate(path: str) -> bool:
+    """The gate's verdict on the saved case with the kernel named in it (printed); True when it passes now."""
+    from parity.gate.case_files import load_case
+    from parity.gate.judge import load_kernel, replay_case
+
+    _, record = load_case(path)
+    result = replay_case(load_kernel(record["kernel"]), path, name=record["kernel"])
+    print(result.message(decorator_advice=False))
+    return result.passed
+
+
 def replay(path: str) -> bool:
     """Compare the saved sides on the saved case (and generation, for the generation model, with the case's
-    tokens and beams); print the tables. True when the case agrees now."""
+    tokens and beams); print the tables. True when the case agrees now. A gate folder replays its kernel."""
+    if gate_folder(path):
+        return replay_gate(path)
     from parity.harness.check import generation_beams, run_case
     from parity.harness.generation import generation_parity
     from parity.harness.implementations import Side

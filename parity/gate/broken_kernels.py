@@ -15,6 +15,11 @@ Triton/CUDA kernels are (query blocks of 64, key tiles of 64, online softmax, fl
 half inputs), declaring its support with `@supports(head_dim_multiple=16, min_window=16)`. Each entry of
 `TILED_KERNELS` plants one bug of the kind such kernels ship with (TILED_BUGS), most of them invisible on
 toy shapes: they are what the `boundary` and `realistic` profiles exist to catch.
+
+The third family, `LATENT_KERNELS`, plants bugs the value checks on ordinary inputs cannot see at all: reading
+past the end of an input, a run-to-run reduction order, a stale running max, a launch grid that stops
+covering rows, gradients that assume contiguous inputs, a backward without the window. Each is caught by one
+further check of the gate (LATENT_CHECKS), which `tiled_attention` passes.
 """
 
 from __future__ import annotations
@@ -178,12 +183,14 @@ TILED_BUGS = {
 }
 
 
-def _online(state, scores, allowed, values):
+def _online(state, scores, allowed, values, bug=None):
     """One online-softmax step: fold a tile of `scores` (..., C, n), masked by `allowed`, into the running
     (max, denominator, accumulator). The max is detached: the result does not depend on it."""
     top, total, acc = state
     scores = scores.masked_fill(~allowed, float("-inf"))
     new_top = torch.maximum(top, scores.amax(-1, keepdim=True)).detach()
+    if bug == "stale_running_max":  # the max of the first tile that had one is kept: exact until exp overflows
+        new_top = torch.where(torch.isfinite(top), top, new_top)
     shift = torch.where(torch.isfinite(new_top), new_top, torch.zeros_like(new_top))
     p = torch.exp(scores - shift)
     alpha = torch.exp(top - shift)
@@ -195,6 +202,18 @@ def _finish(state, bug):
     if bug == "bf16_denominator":
         total = total.to(torch.bfloat16).to(acc.dtype)
     return torch.where(total > 0, acc / total.clamp_min(torch.finfo(total.dtype).tiny), torch.zeros_like(acc))
+
+
+def _past_end(t, k0):
+    """Rows k0..k0+TILE of (batch, heads, seq, d) `t` read by address, as a kernel without a bounds mask reads
+    them: past the end of the sequence it gets whatever memory follows (zeros where the storage ends)."""
+    batch, heads, seq, d = t.shape
+    strides = t.stride()
+    last = t.storage_offset() + k0 * strides[2] + sum((n - 1) * s for n, s in zip((batch, heads, TILE, d),
+                                                                                 strides, strict=True))
+    if last < t.untyped_storage().nbytes() // t.element_size():
+        return t.as_strided((batch, heads, TILE, d), strides, t.storage_offset() + k0 * strides[2])
+    return torch.nn.functional.pad(t[:, :, k0:], (0, 0, 0, TILE - (seq - k0)))
 
 
 def _dot(q, k, bug):
@@ -227,17 +246,29 @@ def _tiled(query, key, value, global_query, global_key, global_value, token_kind
     blocks = []
     for q0 in range(0, seq, TILE):
         q1 = min(seq, q0 + TILE)
+        if bug == "grid_rows_capped" and q0 >= GRID_ROW_LIMIT:  # the launch grid has no block for these rows
+            blocks.append(q.new_zeros((batch, heads, q1 - q0, d)))
+            continue
         qb = q[:, :, q0:q1]
         state = (qb.new_full((batch, heads, q1 - q0, 1), float("-inf")), qb.new_zeros((batch, heads, q1 - q0, 1)),
                  qb.new_zeros((batch, heads, q1 - q0, d)))
         if local_x:
             gkeys = torch.gather(k, 2, index[:, :, :local_x])
             gvals = torch.gather(v, 2, index[:, :, :local_x])
-            state = _online(state, _dot(qb, gkeys, bug), slot_ok[:, None, None, :local_x], gvals)
+            state = _online(state, _dot(qb, gkeys, bug), slot_ok[:, None, None, :local_x], gvals, bug)
         rows = positions(q0, q1)
         first = max(0, q0 - half) // TILE * TILE
-        for k0 in range(first, min(seq, q1 + half), TILE):
+        tiles = list(range(first, min(seq, q1 + half), TILE))
+        if bug == "split_k_unordered":  # partial results combined in the order the tiles finish
+            tiles = [tiles[i] for i in torch.randperm(len(tiles)).tolist()]
+        for k0 in tiles:
             k1 = min(seq, k0 + TILE)
+            if bug == "tail_read_past_end" and k1 - k0 < TILE:  # the last tile loaded whole, its tail masked out
+                near = (rows[:, None] - positions(k0, k0 + TILE)[None, :]).abs() <= half
+                tail_kinds = torch.nn.functional.pad(kinds[:, k0:k1], (0, TILE - (k1 - k0)))
+                allowed = near[None, None] & (tail_kinds[:, None, None, :] == 1)
+                state = _online(state, _dot(qb, _past_end(k, k0), bug), allowed, _past_end(v, k0))
+                continue
             if bug == "partial_tile_skipped" and k1 - k0 < TILE:
                 continue
             if bug == "tile_end_off_by_one":
@@ -246,7 +277,7 @@ def _tiled(query, key, value, global_query, global_key, global_value, token_kind
                     continue
             near = (rows[:, None] - positions(k0, k1)[None, :]).abs() <= half
             allowed = near[None, None] & (kinds[:, None, None, k0:k1] == 1)
-            state = _online(state, _dot(qb, k[:, :, k0:k1], bug), allowed, v[:, :, k0:k1])
+            state = _online(state, _dot(qb, k[:, :, k0:k1], bug), allowed, v[:, :, k0:k1], bug)
         blocks.append(_finish(state, bug) * (kinds[:, None, q0:q1, None] == 1))
     context = torch.cat(blocks, 2)
 
@@ -257,7 +288,7 @@ def _tiled(query, key, value, global_query, global_key, global_value, token_kind
         for k0 in range(0, seq, TILE):
             k1 = min(seq, k0 + TILE)
             allowed = slot_ok[:, None, :, None] & (kinds[:, None, None, k0:k1] != 0)
-            state = _online(state, _dot(gqs, gk[:, :, k0:k1], bug), allowed, gv[:, :, k0:k1])
+            state = _online(state, _dot(gqs, gk[:, :, k0:k1], bug), allowed, gv[:, :, k0:k1], bug)
         global_context = _finish(state, bug)
         slot_of = (torch.cumsum(is_global.long(), 1) - 1).clamp(min=0)
         picked = torch.gather(global_context, 2, slot_of[:, None, :, None].expand(-1, heads, -1, d))
@@ -313,3 +344,84 @@ def _planted_tiled(bug: str):
 
 TILED_KERNELS = {bug: _planted_tiled(bug) for bug in TILED_BUGS}
 globals().update(TILED_KERNELS)
+
+
+# ---------------------------------------------------------------------------------------------- latent bugs
+# Bugs the value checks on ordinary inputs miss: each needs one of the gate's further checks (the flag or
+# profile in LATENT_CHECKS) to show. tests/test_gate_memory.py, test_gate_determinism.py, test_gate_long.py
+# prove each rejected and tiled_attention passing the same checks.
+GRID_ROW_LIMIT = 8192  # rows a capped launch grid covers (128 query blocks of 64)
+LATENT_BUGS = {
+    "tail_read_past_end": "the last partial key tile is loaded whole, past the end of the input, and its tail "
+                          "masked to probability 0 (0 x NaN is NaN)",
+    "split_k_unordered": "window key tiles are combined in the order they finish (random), so the last bits "
+                         "change from run to run",
+    "stale_running_max": "the online softmax keeps the first tile's max: exact until a later score exceeds it "
+                         "by more than exp can take (88.7 in float32, 709.8 in float64)",
+    "grid_rows_capped": f"the launch grid stops at {GRID_ROW_LIMIT} rows: rows past it stay 0",
+    "strided_grad_layout": "the backward writes each input's gradient as if the input were contiguous",
+    "backward_ignores_window": "exact forward; the backward differentiates attention over every key (no window)",
+}
+LATENT_CHECKS = {  # the check that rejects each: a gate option (CLI flag) or profile
+    "tail_read_past_end": "poisoned inputs (every profile)",
+    "split_k_unordered": "deterministic=True (--deterministic)",
+    "stale_running_max": "sink values (every profile)",
+    "grid_rows_capped": "the long profile (16,384 tokens)",
+    "strided_grad_layout": "backward=True (--backward) on packed inputs",
+    "backward_ignores_window": "backward=True (--backward)",
+}
+
+
+def _memory_order_view(grad, like):
+    """`grad` (contiguous values) laid into memory in the contiguous order and read back with `like`'s strides,
+    what a caller sees when a backward assumes contiguous inputs."""
+    order = sorted(range(grad.dim()), key=lambda i: -like.stride(i))
+    flat = grad.contiguous().reshape(-1)
+    stored = flat.view(*[grad.shape[i] for i in order])
+    inverse = [order.index(i) for i in range(grad.dim())]
+    return stored.permute(*inverse)
+
+
+class _PlantedBackward(torch.autograd.Function):
+    """The correct tiled forward with a planted backward (`bug`: strided_grad_layout, backward_ignores_window)."""
+
+    @staticmethod
+    def forward(ctx, bug, query, key, value, global_query, global_key, global_value, token_kind, window):
+        ctx.save_for_backward(query, key, value, global_query, global_key, global_value, token_kind)
+        ctx.bug, ctx.window = bug, window
+        ctx.like = [torch.empty_strided(t.shape, t.stride(), dtype=t.dtype, device="meta")
+                    for t in (query, key, value, global_query, global_key, global_value)]
+        return _tiled(query, key, value, global_query, global_key, global_value, token_kind, window)
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        *inputs, token_kind = ctx.saved_tensors
+        leaves = [t.detach().requires_grad_(True) for t in inputs]
+        with torch.enable_grad():
+            if ctx.bug == "backward_ignores_window":  # a window wider than the sequence: every key in reach
+                out = dense_attention(*leaves, token_kind, 2 * inputs[0].shape[-2] + 2)
+            else:
+                out = _tiled(*leaves, token_kind, ctx.window)
+            grads = torch.autograd.grad(out, leaves, grad_output, allow_unused=True)
+        grads = [torch.zeros_like(t) if g is None else g for t, g in zip(leaves, grads, strict=True)]
+        if ctx.bug == "strided_grad_layout":
+            grads = [_memory_order_view(g, like) for g, like in zip(grads, ctx.like, strict=True)]
+        return (None, *grads, None, None)
+
+
+def _planted_latent(bug: str):
+    if bug in ("strided_grad_layout", "backward_ignores_window"):
+        def kernel(query, key, value, global_query, global_key, global_value, token_kind, window):
+            return _PlantedBackward.apply(bug, query, key, value, global_query, global_key, global_value,
+                                          token_kind, window)
+    else:
+        def kernel(query, key, value, global_query, global_key, global_value, token_kind, window):
+            return _tiled(query, key, value, global_query, global_key, global_value, token_kind, window, bug)
+
+    kernel.__name__ = kernel.__qualname__ = bug
+    kernel.__doc__ = f"tiled_attention with a latent bug: {LATENT_BUGS[bug]} (caught by {LATENT_CHECKS[bug]})."
+    return supports(head_dim_multiple=16, min_window=16)(kernel)
+
+
+LATENT_KERNELS = {bug: _planted_latent(bug) for bug in LATENT_BUGS}
+globals().update(LATENT_KERNELS)

@@ -16,6 +16,11 @@ visited, hypothesis varying the layout and the values), inside the kernel's decl
                 one tensor, the wrong shape, dtype or device, wrote into an input, or gave no gradient
     incomplete  no case failed, but the time budget ended the run before every planned shape ran
                 (`allow_incomplete=True` makes that a pass with a note)
+    nondeterministic  with `deterministic=True`, repeated runs of one case gave different bits
+
+Inputs arrive contiguous, packed or inside NaN-filled buffers (parity.gate.poison); values may be
+activation-like and a real model's (parity.gate.activations); `shard=` runs one part of the plan
+(parity.gate.shards); a failure can be saved as a reproducer folder (parity.gate.case_files).
 
 Budgets (parity.harness.tolerances): float64 and float32 fixed; float16/bfloat16 per case, `HALF_K` times the error
 of the straightforward implementation in the same dtype (the reference run in that dtype) plus
@@ -43,6 +48,10 @@ from functools import partial
 import numpy as np
 from hypothesis import strategies as st
 
+from parity.gate.activations import MODEL_LABEL, model_cases, read_text
+from parity.gate.case_files import case_id
+from parity.gate.determinism import DeterminismCheck
+from parity.gate.poison import hand_over, outside_read_cause
 from parity.gate.profiles import (
     DEFAULT_BLOCKS,
     MIN_PER_SHAPE,
@@ -52,15 +61,18 @@ from parity.gate.profiles import (
     profile_names,
     shape_cases,
 )
+from parity.gate.shards import owned_labels, parse_shard
 from parity.gate.support import Support, support_of
 from parity.harness.hypothesis_runs import ShrinkBudget, run_seeded, stable_draws
 from parity.harness.strategies import AttentionCase
 from parity.harness.tolerances import dtype_name, scaled_error, tolerance
 
+COSTLY_PROFILES = ("realistic", "long")  # without --deterministic their shapes are not repeated (the cost)
 SCHEMA_VERSION = 1  # of GateResult.to_dict(); raised when a field changes meaning or goes away
 KIND_NAMES = {0: "padding", 1: "local", 2: "global"}
 ARGUMENTS = ("query", "key", "value", "global_query", "global_key", "global_value", "token_kind")
 OUTPUTS = ("context",) + tuple(f"grad_{name}" for name in ARGUMENTS[:6])
+FAILURES = ("mismatch", "error", "nondeterministic")  # verdicts that stop the run at one case
 HALF_K = 3.0  # half precision: at most 3x the error of a straightforward implementation in the same dtype
 # Shrinking counts tries, so a seed shrinks to the same case on a fast and a slow machine; the seconds only
 # stop a runaway shrink (hypothesis itself gives up after 300 s).
@@ -100,6 +112,12 @@ class KernelError(KernelFailure):
     verdict = "error"
 
 
+class KernelNondeterministic(KernelFailure):
+    """Repeated runs of one case gave results that differ in some bit (parity.gate.determinism)."""
+
+    verdict = "nondeterministic"
+
+
 @dataclass
 class GateResult:
     """Outcome of `gate`: the verdict, what ran, the worst error per output and the shrunk counterexample."""
@@ -122,6 +140,8 @@ class GateResult:
     allow_incomplete: bool = False
     extra: object = None  # parity.gate.profiles.ExtraShapes added to the profiles' axes, or None
     reference: str | None = None  # the name of a caller-given forward reference (None: parity.gate.reference)
+    adapter: str | None = None  # parity.gate.adapters name the kernel was wrapped with (None: the contract's own)
+    layout: str | None = None  # a forward mismatch whose visible keys are a wrong window layout: which one
     cases_run: int = 0
     cases_per_shape: dict[str, int] = field(default_factory=dict)
     worst: dict[str, dict] = field(default_factory=dict)  # output -> {error, budget, plain, inherited}
@@ -143,10 +163,19 @@ class GateResult:
     notes: list[str] = field(default_factory=list)
     reproducer: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    shard: str | None = None  # "K/N": this run is the K-th of N jobs (parity.gate.shards)
+    deterministic: bool = False  # repeated runs of every case must give the same bits (parity.gate.determinism)
+    activations: list[str] | None = None  # [checkpoint or "default", text file or "default"] of model cases
+    case_log: list[dict] = field(default_factory=list)  # per case run: id, shape, seconds, error per output
 
     @property
     def passed(self) -> bool:
         return self.verdict == "pass"
+
+    @property
+    def budget_dtype(self) -> str:
+        """The dtype whose budget judged the run (a declared lower compute_dtype, else the run's dtype)."""
+        return self.support.budget_dtype(self.dtype)
 
     @property
     def max_error(self) -> float:
@@ -168,10 +197,13 @@ class GateResult:
         """The CLI command that runs this gate again with every option that shaped it."""
         if self.profile == "custom":
             if self.case_dir:
-                return f"python -m parity gate --attention {self.kernel} --replay-case {self.case_dir}"
+                adapter = f" --adapter {self.adapter}" if self.adapter else ""
+                return f"python -m parity gate --attention {self.kernel}{adapter} --replay-case {self.case_dir}"
             return f"(custom cases: pass the same cases= with seed={self.seed} to parity.gate.gate)"
         parts = [f"python -m parity gate --attention {self.kernel} --seed {self.seed} --examples {self.examples}",
                  f"--profile {self.profile} --dtype {self.dtype} --device {self.device}"]
+        if self.adapter:
+            parts.append(f"--adapter {self.adapter}")
         if self.profile in ("boundary", "all") and self.blocks != DEFAULT_BLOCKS:
             parts.append("--block " + ",".join(map(str, self.blocks)))
         if self.backward:
@@ -187,6 +219,7 @@ class GateResult:
             parts.append(f"--max-seconds {self.max_seconds!r}")
         if self.allow_incomplete:
             parts.append("--allow-incomplete")
+        parts += _run_flags(self)
         return " ".join(parts)
 
     # ---------------------------------------------------------------------------- text
@@ -195,7 +228,7 @@ class GateResult:
         for name, w in self.worst.items():
             text = f"{name} {w['error']:.2e} <= {w['budget']:.1e}"
             if w.get("plain") is not None:
-                text += f" (plain {self.dtype} {w['plain']:.2e}"
+                text += f" (plain {self.budget_dtype} {w['plain']:.2e}"
                 text += f", inherited {w['inherited']:.1e})" if w.get("inherited") else ")"
             bits.append(text)
         return "; ".join(bits)
@@ -218,6 +251,14 @@ class GateResult:
                      "--allow-incomplete (allow_incomplete=True)"]
         elif self.verdict == "error":
             lines = [f"error: {self.kernel} breaks the contract: {self.detail} ({where})"]
+        elif self.verdict == "nondeterministic":
+            lines = [f"nondeterministic: {self.kernel} gives different bits on identical inputs: {self.detail} "
+                     f"({where})"]
+        elif self.layout:
+            lines = [f"mismatch: {self.kernel} has the wrong window layout: {self.layout} ({where})",
+                     f"  scaled error: {self.error:.3e} > budget {self.budget:.3e}{self._budget_text()}",
+                     f"  where: {self.detail}"]
+            lines += self._keys_text()
         else:
             lines = [f"mismatch: {self.kernel} disagrees with the spec on {self.output} ({where})",
                      f"  scaled error: {self.error:.3e} > budget {self.budget:.3e}{self._budget_text()}",
@@ -225,6 +266,9 @@ class GateResult:
             lines += self._keys_text()
         if self.forward_only:
             lines.append("  forward-only: the kernel declares no backward; gradients were not gated")
+        if self.budget_dtype != self.dtype:
+            lines.append(f"  judged by the {self.budget_dtype} budget: the kernel declares compute_dtype "
+                         f"{self.budget_dtype} for {self.dtype} inputs")
         lines.append(f"  support: {self.support.describe()}")
         for profile, text in self.excluded.items():
             lines.append(f"  {profile}: the support excluded {text}")
@@ -235,6 +279,9 @@ class GateResult:
             lines.append(f"  shrunk counterexample: {self._counterexample_text()}")
         if not self.passed:
             lines.append(f"  replay: {self.replay_command()}")
+            if self.case_dir and self.profile != "custom":
+                lines.append(f"  reproducer folder: {self.case_dir} (python -m parity gate --attention {self.kernel} "
+                             f"--replay-case {self.case_dir})")
             report = "\n".join(self.reproducer).splitlines()
             lines += [f"  {line}" for line in report if line.strip()
                       and (decorator_advice or not any(word in line for word in DECORATOR_ADVICE))]
@@ -245,7 +292,7 @@ class GateResult:
         if self.plain is None:
             return given
         ratio = self.error / self.plain if self.plain > 0 else float("inf")
-        text = f", plain {self.dtype} implementation {self.plain:.3e} (ratio {ratio:.2f}, allowed {HALF_K})"
+        text = f", plain {self.budget_dtype} implementation {self.plain:.3e} (ratio {ratio:.2f}, allowed {HALF_K})"
         if self.inherited:
             text += f", inherited from the kernel's forward output {self.inherited:.3e}"
         return given + text
@@ -282,13 +329,15 @@ class GateResult:
             "profile": self.profile, "blocks": list(self.blocks), "dtype": self.dtype, "examples": self.examples,
             "backward": self.backward, "atol": self.atol, "max_seconds": self.max_seconds,
             "allow_incomplete": self.allow_incomplete, "forward_only": self.forward_only,
-            "support": self.support.to_dict(), "excluded": self.excluded,
-            "complete": None if self.verdict in ("mismatch", "error") else self.complete,  # a failure stops the run
+            "support": self.support.to_dict(), "adapter": self.adapter, "excluded": self.excluded,
+            "complete": None if self.verdict in FAILURES else self.complete,  # a failure stops the run
             "planned_shapes": len(self.planned), "shapes_run": len(self.shapes_run),
             "shapes_not_run": self.not_run, "cases_run": self.cases_run, "cases_per_shape": self.cases_per_shape,
             "worst_error": self.worst, "notes": self.notes, "seconds": round(self.seconds, 3),
             "replay": None if self.passed else self.replay_command(),
             "failure": self._failure_dict(),
+            "shard": self.shard, "deterministic": self.deterministic, "activations": self.activations,
+            "planned": self.planned, "cases": self.case_log, "report": self.message(decorator_advice=False),
             "versions": {"python": sys.version.split()[0], "torch": torch.__version__, "numpy": np.__version__,
                          "hypothesis": hypothesis.__version__},
             "device": device,
@@ -296,15 +345,30 @@ class GateResult:
         return strict_json(data)
 
     def _failure_dict(self) -> dict | None:
-        if self.verdict not in ("mismatch", "error"):
+        if self.verdict not in FAILURES:
             return None
         return {
             "output": self.output, "error": self.error, "budget": self.budget, "plain": self.plain,
             "inherited": self.inherited, "detail": self.detail, "location": self.location,
             "counterexample": None if self.counterexample is None else
             counterexample_dict(self.counterexample, self.recipe),
-            "keys": self.keys, "replay": self.replay_command(), "replay_case": self.case_dir,
+            "keys": self.keys, "replay": self.replay_command(), "replay_case": self.case_dir, "layout": self.layout,
         }
+
+
+def _run_flags(result: GateResult) -> list[str]:
+    """The flags of the checks added on top of the profiles: shard, determinism, model activations."""
+    import shlex
+
+    flags = [f"--shard {result.shard}"] if result.shard else []
+    if result.deterministic:
+        flags.append("--deterministic")
+    if result.activations:
+        checkpoint, text = result.activations
+        flags.append("--activations-from " + shlex.quote(checkpoint))
+        if text != "default":
+            flags.append("--text " + shlex.quote(text))
+    return flags
 
 
 def _number(value) -> str:
@@ -322,6 +386,14 @@ def _support_flags(support: Support) -> list[str]:
             flags.append(f"--{name.replace('_', '-')} {value}")
     if not support.backward:
         flags.append("--forward-only")
+    if support.dtypes is not None:
+        flags.append("--dtypes " + ",".join(support.dtypes))
+    if support.compute_dtype is not None:
+        flags.append(f"--compute-dtype {support.compute_dtype}")
+    if support.padding is not True:
+        from parity.gate.support import PADDING_FLAGS
+
+        flags.append(f"--padding {PADDING_FLAGS[support.padding]}")
     return flags
 
 
@@ -425,8 +497,8 @@ def rounded(case: AttentionCase, dtype) -> AttentionCase:
     if torch_dtype == torch.float64:
         return case
     arrays = [torch.as_tensor(a).to(torch_dtype).double().numpy() for a in case.arrays()]
-    return AttentionCase(*arrays, token_kind=case.token_kind, window=case.window, seed=case.seed,
-                         strided=case.strided, label=case.label)
+    names = ("query", "key", "value", "global_query", "global_key", "global_value")
+    return dataclasses.replace(case, **dict(zip(names, arrays, strict=True)))  # keeps the layout fields
 
 
 def worst_element(got: np.ndarray, expected: np.ndarray, token_kind: np.ndarray, position_of: str = "query") -> dict:
@@ -477,12 +549,14 @@ def _check_tensor(case, out, like, what: str) -> None:
 
 
 def check_case(kernel: Callable, case, dtype="float64", device: str = "cpu", backward: bool = False,
-               reference: Callable | None = None, atol: float | None = None) -> dict[str, dict]:
+               reference: Callable | None = None, atol: float | None = None,
+               compute_dtype: str | None = None) -> dict[str, dict]:
     """Run one case; return {output: {error, budget, plain, inherited}} or raise KernelMismatch / KernelError.
 
     `case` is an AttentionCase or a parity.gate.profiles.CaseRecipe. `reference(case) -> float64 array` replaces
     parity.gate.reference for the forward (e.g. `spec_attention`, led_ref's NumPy kernel). `atol` replaces the
-    forward budget (looser or tighter)."""
+    forward budget (looser or tighter). `compute_dtype`, when less precise than `dtype`, is the dtype whose
+    budget judges the outputs (a kernel computing in it on `dtype` inputs)."""
     import torch
 
     if hasattr(case, "materialize"):
@@ -490,15 +564,11 @@ def check_case(kernel: Callable, case, dtype="float64", device: str = "cpu", bac
     dtype = dtype_name(dtype)
     torch_dtype = getattr(torch, dtype)
     case = rounded(case, dtype)
-    args = case.torch_args(torch_dtype, device)
+    # contiguous, packed or inside NaN-filled buffers (parity.gate.poison); with backward the buffers are the
+    # autograd leaves and the inputs views of them, whatever the layout
+    handed = hand_over(case, torch_dtype, device, requires_grad=backward)
+    args = (*handed.tensors, handed.token_kind, handed.window)
     inputs = list(args[:6])
-    if backward:
-        packed = inputs[0]._base if case.strided else None
-        if packed is not None:
-            packed.requires_grad_(True)
-            inputs = [packed[:, :, i].transpose(1, 2) for i in range(6)]
-        else:
-            inputs = [t.requires_grad_(True) for t in inputs]
     before = [t.detach().clone() for t in inputs] + [args[6].clone()]
     try:
         with torch.enable_grad() if backward else torch.no_grad():
@@ -509,21 +579,43 @@ def check_case(kernel: Callable, case, dtype="float64", device: str = "cpu", bac
     for name, old, new in zip(ARGUMENTS, before, [*inputs, args[6]], strict=True):
         if not torch.equal(old, new.detach()):  # the caller may still need them (and the spec reads the same)
             raise KernelError(case, f"kernel modified its input {name!r} in place")
+    if handed.wrote_outside():
+        raise KernelError(case, f"kernel wrote outside its inputs (into the NaN memory around the {handed.layout} "
+                                "views)")
 
     got = out.detach().to("cpu", torch.float64).numpy()
     reference = reference or reference_context
-    expected = reference(case)
+    expected = reference(received_case(kernel, case, dtype))
     valid = (case.token_kind != 0)[:, None, :, None]
+    cause = None if np.isfinite(got).all() else outside_read_cause(kernel, case, dtype, device)
+    if cause is not None:  # NaN from the memory around the inputs: name the likely cause first
+        at = worst_element(got, expected, case.token_kind)
+        raise KernelMismatch(case, f"{cause}: " + _where_text(at), error=float("inf"), location=at)
     if not np.isfinite(np.where(valid, got, 0.0)).all():
         at = worst_element(got, expected, case.token_kind)
         raise KernelMismatch(case, "non-finite output on a valid token: " + _where_text(at), error=float("inf"),
                              location=at)
-    plain = scaled_error(reference_context(case, dtype), expected) if dtype in ("float16", "bfloat16") else None
-    results = {"context": _judge(case, "context", got, expected, dtype, plain, "context", atol=atol)}
+    judged = Support(compute_dtype=compute_dtype).budget_dtype(dtype)
+    plain = (scaled_error(reference_context(received_case(kernel, case, dtype), judged), expected)
+             if judged in ("float16", "bfloat16") else None)
+    results = {"context": _judge(case, "context", got, expected, judged, plain, "context", atol=atol)}
 
     if backward:
-        results.update(_check_backward(case, out, got, inputs, dtype))
+        results.update(_check_backward(received_case(kernel, case, dtype), out, got, inputs, judged))
     return results
+
+
+def received_case(kernel, case, dtype: str):
+    """The case as the kernel received it: an adapter whose interface re-rounds an input on the way (HF's
+    module takes unscaled queries: parity.gate.adapters.hf_module) says so with `received(arrays, dtype)`, and
+    the spec is computed on those values, so the adapter's rounding is not counted against the kernel. Only the
+    project's own adapters are trusted with this: a user's kernel cannot excuse its own rounding."""
+    from parity.gate.adapters.hf_module import HFModuleKernel
+
+    if not isinstance(kernel, HFModuleKernel):
+        return case
+    hand_over = kernel.received
+    return dataclasses.replace(case, **dict(zip(ARGUMENTS[:6], hand_over(case.arrays(), dtype), strict=True)))
 
 
 def _judge(case, output, got, expected, dtype, plain, kind, position_of="query", atol=None, inherited=None) -> dict:
@@ -593,6 +685,11 @@ def gate(
     name: str | None = None,
     allow_incomplete: bool = False,
     extra=None,
+    adapter: str | None = None,
+    shard=None,
+    deterministic: bool = False,
+    reproducer=False,
+    activations=None,
 ) -> GateResult:
     """Judge `kernel` on the shape profile(s); shrink and report the first failure.
 
@@ -608,17 +705,33 @@ def gate(
         a failing case is saved to a folder that `python -m parity gate --replay-case` replays.
     atol: replaces the forward budget (every dtype).
     extra: parity.gate.profiles.ExtraShapes, values added to every profile's axes.
+    adapter: a parity.gate.adapters name ("hf-module", "local", "local-varlen"): `kernel` has that interface and
+        the adapter turns it into the contract's (docs/contract.md#adapters).
+    shard: "K/N" (or parity.gate.shards.Shard): run the K-th of N deterministic parts of the profiles' shapes;
+        `led-parity gate-merge` combines the N JSON reports (parity.gate.shards).
+    deterministic: every case's forward (and backward) runs several times and must give the same bits
+        (verdict `nondeterministic`); without it the first case of each toy/boundary shape runs twice and a
+        difference is a note (parity.gate.determinism).
+    reproducer: True or a folder: a failure is saved there (a fresh temp folder for True) as inputs.npz,
+        case.json and command.txt, replayed by `--replay-case` (a custom run always saves it).
+    activations: model cases (parity.gate.activations.model_cases) run before the profiles, one per layer;
+        or (checkpoint or None, text or None) to compute them.
     """
     _check_arguments(kernel, examples, max_seconds, device, atol)
+    name = name or _kernel_name(kernel)
+    if adapter is not None:
+        from parity.gate.adapters import adapt
+
+        kernel = adapt(kernel, adapter)
     dtype = dtype_name(dtype)
     profiles = profile_names(profile)
     blocks = check_blocks(blocks)
     support = _support(kernel, support)
     support.check_run(dtype, device)
     seed = random.SystemRandom().randrange(2**32) if seed is None else int(seed)
-    name = name or _kernel_name(kernel)
     result = GateResult(kernel=name, verdict="pass", seed=seed, examples=examples, dtype=dtype, device=device,
-                        tolerance=tolerance(dtype, kind="context") if atol is None else atol,
+                        tolerance=tolerance(support.budget_dtype(dtype), kind="context") if atol is None else atol,
+                        adapter=adapter,
                         profile=profile if cases is None else "custom", blocks=blocks, support=support,
                         backward=backward, max_heads=max_heads, atol=atol, max_seconds=max_seconds,
                         allow_incomplete=bool(allow_incomplete), extra=extra or None,
@@ -628,15 +741,22 @@ def gate(
     started = time.monotonic()
     deadline = None if max_seconds is None else started + max_seconds
     run_backward = backward and support.backward
-    judge = partial(_judge_case, kernel, result, dtype, device, run_backward, reference, atol)
+    shard = parse_shard(shard)
+    result.shard, result.deterministic = (str(shard) if shard else None), bool(deterministic)
+    model = _model_cases(activations, result)
     runs = _plan(cases, examples, profiles, profile, support, blocks, max_heads, extra, result)
-    failure = _run_plan(runs, judge, result, seed, deadline)
+    runs, owned = _apply_shard(runs, model, shard, result)
+    checker = DeterminismCheck(required=bool(deterministic))
+    judge = partial(_judge_case, kernel, result, dtype, device, run_backward, reference, atol, owned=owned,
+                    determinism=checker)
+    failure = _run_model_cases(model, judge, owned, result, deadline) or _run_plan(runs, judge, result, seed, deadline)
+    result.notes += checker.notes
     result.time_bound = deadline is not None and time.monotonic() > deadline
     if failure is not None:
         _record_failure(result, *failure)
         _explain(kernel, result, deadline)
-        if result.profile == "custom":
-            _save_custom_case(result, run_backward)
+        if result.profile == "custom" or reproducer:
+            _save_custom_case(result, run_backward, None if reproducer is True else reproducer or None)
     else:
         _judge_completeness(result)
     result.time_bound = result.time_bound or bool(result.not_run)
@@ -671,20 +791,97 @@ def _support(kernel, asked: Support | None) -> Support:
     return declared.narrowed(**{k: v for k, v in asked.to_dict().items() if v != getattr(Support(), k)})
 
 
-def _judge_case(kernel, result: GateResult, dtype, device, run_backward, reference, atol, case) -> None:
-    """One case: compare every output, raise the KernelFailure of the first wrong one, else record the worst."""
-    label = case.shape.label if hasattr(case, "shape") else "custom"
+def _judge_case(kernel, result: GateResult, dtype, device, run_backward, reference, atol, case, owned=None,
+                determinism=None) -> None:
+    """One case: compare every output, raise the KernelFailure of the first wrong one, else record the worst.
+    A case of a shape outside `owned` (another shard's) is skipped; `determinism` repeats the case."""
+    label = _case_label(case)
+    if owned is not None and label not in owned:
+        return
+    case = result.support.drawn(case)  # padding=False / "edges": the layouts the kernel takes
+    started = time.monotonic()
     try:
-        outputs = check_case(kernel, case, dtype, device, run_backward, reference, atol=atol)
+        outputs = check_case(kernel, case, dtype, device, run_backward, reference, atol=atol,
+                             compute_dtype=result.support.compute_dtype)
+        if determinism is not None and (determinism.required or not label.startswith(COSTLY_PROFILES)):
+            concrete = rounded(case.materialize() if hasattr(case, "materialize") else case, dtype)
+            found = determinism.check(kernel, concrete, case_id(case), label, dtype, device, run_backward)
+            if found:
+                raise KernelNondeterministic(concrete, found)
     except KernelFailure as failure:
         failure.recipe = case if hasattr(case, "materialize") else None
         raise
+    result.case_log.append({"id": case_id(case), "shape": label, "seconds": round(time.monotonic() - started, 4),
+                            "outputs": {name: dict(w) for name, w in outputs.items()}})
     result.cases_run += 1
     result.cases_per_shape[label] = result.cases_per_shape.get(label, 0) + 1
     for output, w in outputs.items():
         old = result.worst.get(output)
         if old is None or w["error"] / max(w["budget"], 1e-300) > old["error"] / max(old["budget"], 1e-300):
             result.worst[output] = w
+
+
+def _case_label(case) -> str:
+    """The shape a case belongs to: its profile shape, its model layer, or "custom"."""
+    if hasattr(case, "shape"):
+        return case.shape.label
+    label = getattr(case, "label", "") or ""
+    return label if label.startswith(MODEL_LABEL) else "custom"
+
+
+def _model_cases(activations, result: GateResult) -> list:
+    """The model cases of `activations` (a list of cases, or (checkpoint, text) to compute them), planned."""
+    if activations is None:
+        return []
+    if isinstance(activations, tuple):
+        checkpoint, text_file = activations
+        result.activations = [checkpoint or "default", text_file or "default"]
+        activations = model_cases(checkpoint, read_text(text_file))
+    cases = []
+    for case in activations:
+        if not (getattr(case, "label", "") or "").startswith(MODEL_LABEL):
+            raise ValueError(f"activations must be model cases labelled '{MODEL_LABEL} ...', got {case!r}")
+        reason = result.support.why_not(case.window, case.query.shape[2], case.query.shape[3])
+        if reason is None:
+            cases.append(case)
+        else:
+            result.excluded[MODEL_LABEL] = f"{case.label.split(' window')[0]}: {reason}" if MODEL_LABEL not in \
+                result.excluded else result.excluded[MODEL_LABEL] + f"; {case.label.split(' window')[0]}: {reason}"
+    result.planned += [case.label for case in cases]
+    return cases
+
+
+def _apply_shard(runs, model, shard, result: GateResult):
+    """Keep this shard's shapes of every run and of the model cases (parity.gate.shards); returns (runs, the
+    labels this shard owns or None without a shard)."""
+    if shard is None:
+        return runs, None
+    if result.profile == "custom":
+        raise ValueError("shard splits the profiles' shapes; a run on custom cases= has none to split")
+    owned = set(owned_labels([c.label for c in model], shard))
+    kept = []
+    for label, strategy, n, shapes, per_missed in runs:
+        mine = set(owned_labels([s.label for s in shapes], shard))
+        owned |= mine
+        if mine:
+            kept.append((label, strategy, n, [s for s in shapes if s.label in mine], per_missed))
+    result.planned = [label for label in result.planned if label in owned]
+    return kept, owned
+
+
+def _run_model_cases(cases, judge, owned, result: GateResult, deadline):
+    """Each model case once, before the profiles (a real model's values fail fastest). (failure, []) or None."""
+    for case in cases:
+        if owned is not None and case.label not in owned:
+            continue
+        if deadline is not None and time.monotonic() > deadline:
+            result.not_run.append(case.label)
+            continue
+        try:
+            judge(case)
+        except KernelFailure as failure:
+            return failure, []
+    return None
 
 
 def _plan(cases, examples, profiles, profile, support, blocks, max_heads, extra, result: GateResult) -> list:
@@ -780,18 +977,28 @@ def _explain(kernel, result: GateResult, deadline: float | None = None) -> None:
         result.keys = [dict(k) for k in keys]
     except Exception:  # noqa: BLE001 - an explanation that fails must not turn into a verdict
         result.keys = None
+    try:  # a wrong band of visible keys is named as a layout (an edge-shifted window, a one-sided one, ...)
+        from parity.gate.window_layout import wrong_layout
+
+        result.layout = wrong_layout(kernel, result.counterexample, result.dtype, result.device,
+                                     result.support.max_seq)
+    except Exception:  # noqa: BLE001
+        result.layout = None
 
 
-def _save_custom_case(result: GateResult, run_backward: bool) -> None:
-    """Save the failing case of a custom run, so `--replay-case` reproduces it without the strategy."""
+def _save_custom_case(result: GateResult, run_backward: bool, directory: str | None = None) -> None:
+    """Save the failing case (a custom run's, or any run's asked for a reproducer) to `directory` (default a
+    fresh temp folder), so `--replay-case` reproduces it without the strategy or the seed."""
     from parity.gate.case_files import save_case
 
     record = {"kernel": result.kernel, "verdict": result.verdict, "output": result.output, "dtype": result.dtype,
               "device": result.device, "backward": result.backward, "forward_only": not run_backward and
               result.backward, "atol": result.atol, "seed": result.seed, "support": result.support.to_dict(),
-              "values": _recipe_values(result.recipe), "reference": result.reference or "parity.gate.reference"}
+              "values": _recipe_values(result.recipe), "reference": result.reference or "parity.gate.reference",
+              "adapter": result.adapter, "deterministic": result.deterministic, "shard": result.shard,
+              "detail": result.detail, "gate_replay": result.replay_command() if result.profile != "custom" else None}
     try:
-        result.case_dir = save_case(result.counterexample, strict_json(record))
+        result.case_dir = save_case(result.counterexample, strict_json(record), directory)
     except OSError as err:
         result.notes.append(f"could not save the failing case: {err}")
 
@@ -806,6 +1013,9 @@ def replay_case(kernel: Callable, path: str, name: str | None = None) -> GateRes
     atol, backward = record.get("atol"), bool(record.get("backward", False))
     _check_arguments(kernel, 1, None, device, atol)
     support = _support(kernel, None)
+    compute_dtype = (record.get("support") or {}).get("compute_dtype")
+    if compute_dtype:  # a declaration that changes the budget travels with the case
+        support = support.narrowed(compute_dtype=compute_dtype)
     support.check_run(dtype, device)
     result = GateResult(kernel=name or _kernel_name(kernel), verdict="pass", seed=int(record.get("seed", 0)),
                         examples=1, dtype=dtype, device=device, profile="custom", support=support, backward=backward,
@@ -813,9 +1023,12 @@ def replay_case(kernel: Callable, path: str, name: str | None = None) -> GateRes
                         planned=["custom"])
     result.forward_only = backward and not support.backward
     result.case_dir = path
+    result.deterministic = bool(record.get("deterministic", False))
+    checker = DeterminismCheck(required=True) if result.deterministic else None
     started = time.monotonic()
     try:
-        _judge_case(kernel, result, dtype, device, backward and support.backward, None, atol, case)
+        _judge_case(kernel, result, dtype, device, backward and support.backward, None, atol, case,
+                    determinism=checker)
     except KernelFailure as exc:
         _record_failure(result, exc, [])
         _explain(kernel, result)

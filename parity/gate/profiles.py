@@ -8,6 +8,8 @@
                batch up to 4 with a different count per row; 1..16 heads on the shortest seq of each window
     realistic  LED-base/large: windows 64, 256, 512, 1024, head_dim 64 (12 or 16 heads) and 128 (8 heads),
                seq 1024 and 4096 (>= 3 query blocks of 64); batch up to 2
+    long       LED's full length, one head, head_dim 64, batch 1: 16,384 tokens with window 1024, and 8,192 with
+               windows 512 and 1024 (always right padding and global tokens); extra shapes do not join it
 
 Every shape of the grid (window x block count x head_dim) is visited; hypothesis varies the token layout
 and the values inside it: every padding layout on toy and boundary (none, right, left, runs inside, a batch
@@ -25,10 +27,12 @@ from dataclasses import dataclass, field
 import numpy as np
 from hypothesis import strategies as st
 
+from parity.gate.activations import VALUE_STYLES, activation_like
+from parity.gate.poison import GateCase
 from parity.gate.support import Support
-from parity.harness.strategies import AttentionCase, describe_row, empty_rows, token_kinds
+from parity.harness.strategies import describe_row, empty_rows, token_kinds
 
-PROFILES = ("toy", "boundary", "realistic")
+PROFILES = ("toy", "boundary", "realistic", "long")
 PROFILE_CHOICES = (*PROFILES, "all")
 DEFAULT_BLOCKS = (16, 32, 64, 128)
 GLOBAL_COUNTS = (0, 1, 15, 16, 17, 31, 32, 33, 63, 64, 65)
@@ -42,10 +46,14 @@ REALISTIC_HEAD_DIMS = (64, 128)
 FEW_HEADS = 2
 MANY_HEADS = 16  # LED-large's heads, drawn on toy shapes and boundary's shortest seqs (cheap there)
 # Share of `examples` each profile spends (cases cost ~1e3x more in `realistic`); every shape gets >= 1.
-EXAMPLE_SHARE = {"toy": 1.0, "boundary": 1.0, "realistic": 0.2}
+EXAMPLE_SHARE = {"toy": 1.0, "boundary": 1.0, "realistic": 0.2, "long": 0.02}
 # Shapes hypothesis did not draw then run on their own with this many cases (their simplest layout: full
 # rows without globals, which already exercises the shape's tile geometry).
-MIN_PER_SHAPE = {"toy": 1, "boundary": 1, "realistic": 1}
+MIN_PER_SHAPE = {"toy": 1, "boundary": 1, "realistic": 1, "long": 1}
+# LED's full length, one head: (window, seq). Seqs up to LONG_PADDED always draw right padding and globals.
+LONG_SHAPES = ((1024, 16384), (512, 8192), (1024, 8192))
+LONG_HEAD_DIM = 64
+LONG_PADDED = 8192
 
 
 @dataclass(frozen=True)
@@ -205,6 +213,12 @@ def _realistic(max_heads: int | None, extra: ExtraShapes) -> list[Shape]:
     return shapes
 
 
+def _long() -> list[Shape]:
+    """LED's 16,384 tokens (window 1024) and 8,192 (windows 512 and 1024), one head, batch 1: fixed shapes, where
+    length bugs live (a launch grid, an int16 index, a buffer sized for 4,096 tokens)."""
+    return [Shape("long", window, seq, LONG_HEAD_DIM, 1, 1, 64, fixed_heads=True) for window, seq in LONG_SHAPES]
+
+
 def _candidates(profile: str, blocks: tuple[int, ...], max_heads: int | None, extra: ExtraShapes) -> list[Shape]:
     if profile == "toy":
         shapes = _toy(extra)
@@ -212,6 +226,8 @@ def _candidates(profile: str, blocks: tuple[int, ...], max_heads: int | None, ex
         shapes = _boundary(blocks, extra)
     elif profile == "realistic":
         shapes = _realistic(max_heads, extra)
+    elif profile == "long":
+        shapes = _long()
     else:
         raise ValueError(f"profile must be one of {', '.join(PROFILE_CHOICES)}; got {profile!r}")
     return list(dict.fromkeys(shapes))  # an extra value equal to a profile's own adds nothing
@@ -277,34 +293,40 @@ class CaseRecipe:
     mean: float = 0.0
     outliers: bool = False
     strided: bool = False
+    poisoned: bool = False  # inputs handed as views inside NaN-filled buffers (parity.gate.poison)
+    values: str = "normal"  # a VALUE_STYLES entry: how activation-like the values are
 
     def key(self) -> tuple:
         return (self.shape, self.batch, self.heads, self.token_kind.tobytes(), self.seed, self.scale, self.mean,
-                self.outliers, self.strided)
+                self.outliers, self.strided, self.poisoned, self.values)
 
-    def materialize(self) -> AttentionCase:
-        """The AttentionCase (float64 arrays (batch, heads, seq, head_dim), queries pre-scaled)."""
+    def materialize(self) -> GateCase:
+        """The case (float64 arrays (batch, heads, seq, head_dim), queries pre-scaled)."""
         rng = np.random.default_rng(self.seed)
         shape = (self.batch, self.heads, self.shape.seq, self.shape.head_dim)
         arrays = []
-        for i in range(6):
+        for _ in range(6):
             a = self.scale * rng.standard_normal(shape) + self.mean
             if self.outliers:  # a few large entries, as trained projections have
                 spots = rng.random(shape) < 2e-3
                 a[spots] *= 8.0
-            if i in (0, 3):
-                a *= self.shape.head_dim ** -0.5
             arrays.append(a)
-        return AttentionCase(*arrays, token_kind=self.token_kind, window=self.shape.window, seed=self.seed,
-                             strided=self.strided, label=self.shape.label)
+        arrays = activation_like(arrays, self.values, self.token_kind, self.seed, self.scale, self.mean)
+        for i in (0, 3):
+            arrays[i] = arrays[i] * self.shape.head_dim ** -0.5
+        return GateCase(*arrays, token_kind=self.token_kind, window=self.shape.window, seed=self.seed,
+                        strided=self.strided, label=self.shape.label, poisoned=self.poisoned)
 
     def describe(self) -> str:
 
         values = f"scale={self.scale} mean={self.mean}" + (" outliers" if self.outliers else "")
+        if self.values != "normal":
+            values += f" values={self.values}"
         rows = "; ".join(describe_row(r) for r in self.token_kind) if self.shape.seq > 64 else \
             str(["".join(".lg"[k] for k in r) for r in self.token_kind])
+        layout = (" strided" if self.strided else "") + (" poisoned" if self.poisoned else "")
         return (f"[{self.shape.label}] batch={self.batch} heads={self.heads} value_seed={self.seed} {values}"
-                f"{' strided' if self.strided else ''} rows: {rows}")
+                f"{layout} rows: {rows}")
 
     def __repr__(self) -> str:
         return f"CaseRecipe({self.describe()})"
@@ -328,12 +350,14 @@ def _run_lengths(shape: Shape) -> list[int]:
 def _row(draw, shape: Shape, support: Support) -> np.ndarray:
     """One row's token kinds: a valid span (right and, outside realistic, left padding), holes, globals."""
     seq, block = shape.seq, shape.block
-    every_padding = shape.profile != "realistic"
+    every_padding = shape.profile not in ("realistic", "long")
     if shape.profile == "boundary":
         edge_lengths = [p for p in _edges(block, seq + 1) if p >= 1]
         length = draw(st.one_of(st.just(seq), st.sampled_from(edge_lengths), st.integers(1, seq)))
-    elif shape.profile == "realistic":
+    elif shape.profile == "realistic" or (shape.profile == "long" and seq > LONG_PADDED):
         length = draw(st.one_of(st.just(seq), st.integers(max(1, seq // 2), seq)))
+    elif shape.profile == "long":  # always right padding (and globals, below)
+        length = draw(st.integers(seq // 2, seq - 1))
     else:
         length = draw(st.one_of(st.just(seq), st.integers(1, seq)))
     start = 0
@@ -353,6 +377,8 @@ def _row(draw, shape: Shape, support: Support) -> np.ndarray:
     valid = np.flatnonzero(kinds)
     limit = support.globals_limit(len(valid))
     counts = [c for c in GLOBAL_COUNTS if c <= limit] + ([limit] if limit not in GLOBAL_COUNTS else [])
+    if shape.profile == "long" and seq <= LONG_PADDED:
+        counts = [c for c in counts if c > 0] or counts
     count = draw(st.sampled_from(counts))
     if count:
         edges = [p for p in (_edges(block, seq) if block else []) if kinds[p]]
@@ -391,11 +417,13 @@ def shape_cases(draw, shape: Shape, support: Support | None = None) -> CaseRecip
         kinds = draw(token_kinds(batch, shape.seq, every_padding=True))
     else:
         kinds = np.stack([draw(_row(shape, support)) for _ in range(batch)])
-        if shape.profile != "realistic":
+        if shape.profile not in ("realistic", "long"):
             kinds[sorted(draw(empty_rows(batch)))] = 0
     seed = draw(st.integers(0, 2**31 - 1))
     scale = draw(st.sampled_from([1.0, 3.0, 0.3]))  # 3.0 makes softmaxes peaked
     mean = draw(st.sampled_from([0.0, 0.5, -1.0]))
     outliers = draw(st.booleans())
     strided = draw(st.booleans())
-    return CaseRecipe(shape, batch, heads, kinds, seed, scale, mean, outliers, strided)
+    poisoned = draw(st.booleans())  # drawn after the older fields, so their draws stay what they were
+    values = draw(st.one_of(st.just("normal"), st.sampled_from(VALUE_STYLES[1:])))
+    return CaseRecipe(shape, batch, heads, kinds, seed, scale, mean, outliers, strided, poisoned, values)

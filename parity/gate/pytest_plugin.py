@@ -13,8 +13,10 @@ conftest.py):
 
 The defaults are the gate's own: dtype float64 on cpu, every profile, `GATE_EXAMPLES` cases per profile
 (the realistic profile spends a fifth), a drawn seed. Every option of `parity.gate.judge.gate` passes
-through (profile, support, blocks, backward, cases, max_seconds, ...); declare what the kernel supports with
-`@parity.supports(...)` (docs/contract.md). A passing run prints the gate's verdict line with its seed
+through (profile, support, blocks, backward, cases, max_seconds, adapter, ...); declare what the kernel
+supports with `@parity.supports(...)` (docs/contract.md), e.g. `compute_dtype="float32"` or `padding=False`, and
+name another interface with `adapter="hf-module"` / `"local"` / `"local-varlen"`.
+A passing run prints the gate's verdict line with its seed
 (shown by `pytest -rA` or `-s`); a failing one fails the test with the gate's message, which starts with
 the verdict (`mismatch:` wrong numbers, `error:` a broken interface) and ends with the replay command. The
 fixture takes its seed from `--led-gate-seed` and records it as the test's `led_gate_seed` property.
@@ -56,6 +58,20 @@ def _verdict(result: GateResult) -> GateResult:
         pytest.fail(result.message(), pytrace=False)
     print(result.message())  # captured: pytest shows it for passing tests with -rA (or live with -s)
     return result
+
+
+def gate_shards(count: int) -> list:
+    """`count` pytest params "1/N" ... "N/N" (ids `shard1of4`, ...) for `shard=`: one test id per part of the
+    profiles' shapes, so `pytest -n auto` spreads one gate run over its workers (parity.gate.shards):
+
+        @pytest.mark.parametrize("shard", gate_shards(4))
+        def test_my_kernel(shard):
+            assert_kernel_matches_spec(my_kernel, seed=0, shard=shard)
+
+    Give a fixed seed: the parts are of one run only when every test draws from the same seed."""
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        raise ValueError(f"count must be an int >= 1, got {count!r}")
+    return [pytest.param(f"{k}/{count}", id=f"shard{k}of{count}") for k in range(1, count + 1)]
 
 
 def pytest_addoption(parser) -> None:

@@ -8,6 +8,13 @@
 The gate generates cases only inside the support (never drawn and thrown away) and reports which shapes of
 each profile the support excluded. A kernel that raises on a supported case fails with the verdict `error`.
 A kernel without a declaration supports everything (and is assumed to have a backward).
+
+Two declarations change what the gate asks rather than which shapes it draws:
+
+    @parity.supports(compute_dtype="float32")   # float64 in and out, float32 inside (HF's softmax):
+                                                # judged by float32's budget, and the report says so
+    @parity.supports(padding=False)             # a sliding-window kernel without a key mask: no padding
+                                                # is drawn ("edges": left/right padding only, no holes)
 """
 
 from __future__ import annotations
@@ -15,10 +22,16 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+import numpy as np
+
 from parity.harness.tolerances import DTYPE_ORDER, dtype_name
 
 DEVICES = ("cpu", "cuda")
 ATTRIBUTE = "__led_parity_support__"
+# What padding a kernel takes, most to least: any layout, one valid span per row (left/right padding and
+# empty rows, no holes: what varlen cu_seqlens can say), none at all (a kernel with no key mask).
+PADDING = (True, "edges", False)
+PADDING_FLAGS = {True: "any", "edges": "edges", False: "none"}
 
 
 def _positive_int(name: str, value, minimum: int = 1):
@@ -36,6 +49,8 @@ class Support:
     head_dims: the allowed head dims (a set), or None for any; head_dim_multiple: head_dim % it == 0.
     min_window/max_window: bounds on the (even) window; max_seq: longest seq; max_globals: most global
     tokens in one row; dtypes/devices: what it runs on (names, e.g. ("float32", "bfloat16"), ("cuda",)).
+    compute_dtype: the precision the kernel computes in when it is lower than its inputs' (its outputs are then
+    judged by that dtype's budget); padding: True (any layout), "edges" (left/right padding only), False (none).
     """
 
     head_dims: tuple[int, ...] | None = None
@@ -47,6 +62,8 @@ class Support:
     dtypes: tuple[str, ...] | None = None
     devices: tuple[str, ...] | None = None
     backward: bool = True
+    compute_dtype: str | None = None
+    padding: bool | str = True
 
     def __post_init__(self):
         if self.head_dims is not None:
@@ -77,6 +94,10 @@ class Support:
             object.__setattr__(self, "devices", names)
         if not isinstance(self.backward, bool):
             raise TypeError(f"support: backward must be True or False, got {self.backward!r}")
+        if self.compute_dtype is not None:
+            object.__setattr__(self, "compute_dtype", dtype_name(self.compute_dtype))
+        if not any(self.padding is p for p in PADDING) and self.padding != "edges":
+            raise ValueError(f"support: padding must be True, 'edges' or False, got {self.padding!r}")
 
     # -------------------------------------------------------------------------------- queries
     def head_dim_ok(self, head_dim: int) -> bool:
@@ -102,6 +123,28 @@ class Support:
             return f"seq {seq}"
         return None
 
+    def budget_dtype(self, dtype) -> str:
+        """The dtype whose budget judges a run in `dtype`: the declared compute_dtype when it is less precise."""
+        dtype = dtype_name(dtype)
+        if self.compute_dtype is not None and DTYPE_ORDER.index(self.compute_dtype) > DTYPE_ORDER.index(dtype):
+            return self.compute_dtype
+        return dtype
+
+    def drawn(self, case):
+        """A drawn case (CaseRecipe or AttentionCase) with the padding the kernel takes: padding=False turns
+        padding tokens into local ones, "edges" fills the holes inside each row's valid span."""
+        if self.padding is True:
+            return case
+        kinds = np.array(case.token_kind, copy=True)
+        for row in kinds:
+            valid = np.flatnonzero(row)
+            if self.padding is False:
+                row[row == 0] = 1
+            elif valid.size:
+                span = row[valid[0]:valid[-1] + 1]
+                span[span == 0] = 1
+        return dataclasses.replace(case, token_kind=kinds)
+
     def check_run(self, dtype, device: str) -> None:
         """ValueError when the run asks for a dtype or device the kernel does not declare."""
         dtype = dtype_name(dtype)
@@ -119,8 +162,10 @@ class Support:
         merged = dataclasses.asdict(self)
         for name, value in limits.items():
             old = merged[name]
-            if old is None or name == "backward":
+            if old is None or name in ("backward", "compute_dtype"):
                 merged[name] = value
+            elif name == "padding":  # the lesser padding wins
+                merged[name] = PADDING[max(_padding_rank(old), _padding_rank(value))]
             elif name in ("head_dims", "dtypes", "devices"):
                 value = (value,) if isinstance(value, (int, str)) else tuple(value)
                 kept = tuple(v for v in old if v in value)
@@ -157,10 +202,26 @@ class Support:
             parts.append(f"devices {','.join(self.devices)}")
         if not self.backward:
             parts.append("forward only")
+        if self.compute_dtype is not None:
+            parts.append(f"computes in {self.compute_dtype}")
+        if self.padding is not True:
+            parts.append("no padding" if self.padding is False else "padding at the row edges only (no holes)")
         return "; ".join(parts) or "everything"
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+
+def _padding_rank(value) -> int:
+    return 1 if value == "edges" else PADDING.index(bool(value))
+
+
+def padding_value(text: str):
+    """The CLI's --padding any|edges|none -> True, "edges", False (ValueError naming the value)."""
+    for value, flag in PADDING_FLAGS.items():
+        if text == flag:
+            return value
+    raise ValueError(f"--padding must be one of {', '.join(PADDING_FLAGS.values())}, got {text!r}")
 
 
 def supports(**limits):

@@ -1,0 +1,161 @@
+"""How the gate hands a case to the kernel: the memory its six float inputs live in.
+
+    contiguous   six fresh tensors
+    packed       (batch, heads, seq, d) views of one (batch, seq, 6, heads, d) tensor, the layout a fused QKV
+                 projection leaves behind (`case.strided`)
+    poisoned     the same two layouts inside larger buffers whose memory before, between and after the
+                 views holds NaN (`case.poisoned`): the contiguous form puts the six tensors one after the
+                 other in one flat buffer with NaN gaps of `margin_rows(window)` rows; the packed form adds
+                 NaN rows before and after the sequence, a seventh NaN slot and NaN columns past head_dim
+
+A kernel that reads past the end of an input (a tile loaded without its bounds mask, a grid that
+overruns the sequence) gets NaN there; multiplying it by a probability of 0 still gives NaN, so the
+output shows it on valid tokens. The same kernel on contiguous tensors reads whatever memory lies
+there, usually harmless numbers, which is why such bugs ship. `outside_read_cause` tells the two apart.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import numpy as np
+
+from parity.harness.strategies import AttentionCase
+
+SLOTS = 6
+ARRAYS = ("query", "key", "value", "global_query", "global_key", "global_value")
+LAYOUTS = ("contiguous", "packed", "poisoned contiguous", "poisoned packed")
+GAP_COLUMNS = 3  # NaN columns past head_dim in the poisoned packed buffer: rows no longer adjacent
+
+
+@dataclass(repr=False)
+class GateCase(AttentionCase):
+    """An AttentionCase that also says whether its inputs arrive inside NaN-filled buffers."""
+
+    poisoned: bool = False
+
+    def describe(self) -> str:
+        return super().describe() + (" poisoned (NaN around the inputs)" if self.poisoned else "")
+
+    @property
+    def layout(self) -> str:
+        return layout_of(self)
+
+
+def layout_of(case) -> str:
+    """The layout a case (or a CaseRecipe) is handed over in: one of LAYOUTS."""
+    base = "packed" if case.strided else "contiguous"
+    return f"poisoned {base}" if getattr(case, "poisoned", False) else base
+
+
+def margin_rows(window: int) -> int:
+    """NaN rows before and after the views: more than any tile or window a kernel could overrun by."""
+    return max(128, int(window))
+
+
+@dataclass
+class HandedInputs:
+    """What the kernel receives (`tensors`, `token_kind`, `window`) and the buffers they live in.
+
+    `leaves` are the tensors autograd differentiates through (the buffers, when the inputs are views);
+    `outside` is, per buffer, a bool mask of the memory that belongs to no input (the NaN around them)."""
+
+    tensors: list
+    token_kind: object
+    window: int
+    layout: str
+    buffers: list
+    outside: list
+
+    def wrote_outside(self) -> bool:
+        """True when the NaN around the views no longer is NaN: the kernel wrote outside its inputs."""
+        import torch
+
+        for buffer, mask in zip(self.buffers, self.outside, strict=True):
+            if mask is not None and not bool(torch.isnan(buffer.detach()[mask]).all()):
+                return True
+        return False
+
+    def description(self) -> dict:
+        """Shapes, strides, storage offsets and dtypes of the six tensors as handed (for case.json)."""
+        return {
+            "layout": self.layout,
+            "strides": {n: list(t.stride()) for n, t in zip(ARRAYS, self.tensors, strict=True)},
+            "storage_offsets": {n: int(t.storage_offset()) for n, t in zip(ARRAYS, self.tensors, strict=True)},
+            "contiguous": {n: bool(t.is_contiguous()) for n, t in zip(ARRAYS, self.tensors, strict=True)},
+            "buffer_shapes": [list(b.shape) for b in self.buffers],
+            "torch_dtype": str(self.tensors[0].dtype).removeprefix("torch."),
+        }
+
+
+def hand_over(case: AttentionCase, dtype=None, device: str = "cpu", requires_grad: bool = False) -> HandedInputs:
+    """The kernel's inputs for `case` in its layout; with `requires_grad` the buffers are autograd leaves and
+    the six tensors views of them (so gradients reach a kernel's strided reads as they would in a model)."""
+    import torch
+
+    dtype = getattr(torch, dtype) if isinstance(dtype, str) else dtype or torch.float64
+    arrays = case.arrays()
+    batch, heads, seq, d = arrays[0].shape
+    kinds = torch.tensor(case.token_kind, dtype=torch.long, device=device)
+    layout = layout_of(case)
+    if layout == "contiguous":
+        tensors = [torch.tensor(a, dtype=dtype, device=device).requires_grad_(requires_grad) for a in arrays]
+        return HandedInputs(tensors, kinds, case.window, layout, list(tensors), [None] * SLOTS)
+    # (batch, seq, 6, heads, d) in C order (np.stack keeps its inputs' transposed order, torch.tensor copies it)
+    stacked = np.ascontiguousarray(np.stack([a.transpose(0, 2, 1, 3) for a in arrays], axis=2))
+    if layout == "packed":
+        buffer = torch.tensor(stacked, dtype=dtype, device=device).requires_grad_(requires_grad)
+        tensors = [buffer[:, :, i].transpose(1, 2) for i in range(SLOTS)]
+        return HandedInputs(tensors, kinds, case.window, layout, [buffer], [None])
+    m = margin_rows(case.window)
+    if layout == "poisoned packed":
+        shape = (batch, seq + 2 * m, SLOTS + 1, heads, d + GAP_COLUMNS)
+        buffer = torch.full(shape, float("nan"), dtype=dtype, device=device)
+        inside = torch.zeros(shape, dtype=torch.bool, device=device)
+        buffer[:, m:m + seq, :SLOTS, :, :d] = torch.tensor(stacked, dtype=dtype, device=device)
+        inside[:, m:m + seq, :SLOTS, :, :d] = True
+        buffer.requires_grad_(requires_grad)
+        tensors = [buffer[:, m:m + seq, i, :, :d].transpose(1, 2) for i in range(SLOTS)]
+        return HandedInputs(tensors, kinds, case.window, layout, [buffer], [~inside])
+    # poisoned contiguous: [NaN gap][query][NaN gap][key] ... [global_value][NaN gap] in one flat buffer
+    n, gap = batch * heads * seq * d, m * d
+    buffer = torch.full((gap + SLOTS * (n + gap),), float("nan"), dtype=dtype, device=device)
+    inside = torch.zeros(buffer.shape, dtype=torch.bool, device=device)
+    starts = [gap + i * (n + gap) for i in range(SLOTS)]
+    for start, a in zip(starts, arrays, strict=True):
+        buffer[start:start + n] = torch.tensor(a, dtype=dtype, device=device).reshape(-1)
+        inside[start:start + n] = True
+    buffer.requires_grad_(requires_grad)
+    tensors = [buffer[start:start + n].view(batch, heads, seq, d) for start in starts]
+    return HandedInputs(tensors, kinds, case.window, layout, [buffer], [~inside])
+
+
+def clean(case: AttentionCase) -> AttentionCase:
+    """The same case handed over as contiguous tensors (no NaN around them, no strides)."""
+    if isinstance(case, GateCase):
+        return dataclasses.replace(case, poisoned=False, strided=False)
+    return dataclasses.replace(case, strided=False)
+
+
+def outside_read_cause(kernel, case: AttentionCase, dtype, device: str = "cpu") -> str | None:
+    """Why a kernel gave non-finite output on a poisoned case, when the reason is that it reads outside its
+    inputs: its output on the same values as contiguous tensors is finite on every valid token. None when
+    the case is not poisoned, the clean run is not finite either, or it fails in another way."""
+    import torch
+
+    if not getattr(case, "poisoned", False):
+        return None
+    handed = hand_over(clean(case), dtype, device)
+    try:
+        with torch.no_grad():
+            out = kernel(*handed.tensors, handed.token_kind, handed.window)
+        got = out.detach().to("cpu", torch.float64).numpy()
+    except Exception:  # noqa: BLE001 - a diagnosis that fails says nothing
+        return None
+    valid = (np.asarray(case.token_kind) != 0)[:, None, :, None]
+    if got.shape != case.query.shape or not np.isfinite(np.where(valid, got, 0.0)).all():
+        return None
+    return ("likely cause: the kernel reads outside its inputs (its output is finite on the same values as "
+            "contiguous tensors, NaN when the memory around the views holds NaN; a probability of 0 times NaN "
+            f"is NaN; layout {layout_of(case)})")
