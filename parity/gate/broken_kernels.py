@@ -328,18 +328,24 @@ def tiled_attention(query, key, value, global_query, global_key, global_value, t
     return _tiled(query, key, value, global_query, global_key, global_value, token_kind, window)
 
 
-def _planted_tiled(bug: str):
-    if bug == "global_value_grad":
+def _planted(bug: str, doc: str, backward=None):
+    """tiled_attention with `bug`; `backward` (an autograd Function's apply) replaces it where the bug is in the
+    gradients."""
+    if backward is not None:
         def kernel(query, key, value, global_query, global_key, global_value, token_kind, window):
-            return _WrongGlobalValueGrad.apply(query, key, value, global_query, global_key, global_value,
-                                               token_kind, window)
+            return backward(query, key, value, global_query, global_key, global_value, token_kind, window)
     else:
         def kernel(query, key, value, global_query, global_key, global_value, token_kind, window):
             return _tiled(query, key, value, global_query, global_key, global_value, token_kind, window, bug)
 
     kernel.__name__ = kernel.__qualname__ = bug
-    kernel.__doc__ = f"tiled_attention with a planted bug: {TILED_BUGS[bug]}."
+    kernel.__doc__ = doc
     return supports(head_dim_multiple=16, min_window=16)(kernel)
+
+
+def _planted_tiled(bug: str):
+    backward = _WrongGlobalValueGrad.apply if bug == "global_value_grad" else None
+    return _planted(bug, f"tiled_attention with a planted bug: {TILED_BUGS[bug]}.", backward)
 
 
 TILED_KERNELS = {bug: _planted_tiled(bug) for bug in TILED_BUGS}
@@ -410,17 +416,12 @@ class _PlantedBackward(torch.autograd.Function):
 
 
 def _planted_latent(bug: str):
+    backward = None
     if bug in ("strided_grad_layout", "backward_ignores_window"):
-        def kernel(query, key, value, global_query, global_key, global_value, token_kind, window):
-            return _PlantedBackward.apply(bug, query, key, value, global_query, global_key, global_value,
-                                          token_kind, window)
-    else:
-        def kernel(query, key, value, global_query, global_key, global_value, token_kind, window):
-            return _tiled(query, key, value, global_query, global_key, global_value, token_kind, window, bug)
-
-    kernel.__name__ = kernel.__qualname__ = bug
-    kernel.__doc__ = f"tiled_attention with a latent bug: {LATENT_BUGS[bug]} (caught by {LATENT_CHECKS[bug]})."
-    return supports(head_dim_multiple=16, min_window=16)(kernel)
+        def backward(*args):
+            return _PlantedBackward.apply(bug, *args)
+    doc = f"tiled_attention with a latent bug: {LATENT_BUGS[bug]} (caught by {LATENT_CHECKS[bug]})."
+    return _planted(bug, doc, backward)
 
 
 LATENT_KERNELS = {bug: _planted_latent(bug) for bug in LATENT_BUGS}
