@@ -338,19 +338,21 @@ def run_audit(checkpoint: str, text: str, sides, outputs=ALL_OUTPUTS, progress: 
     result = AuditResult(meta)
     groups = [g for g in outputs if g != "generation"]
     encoder_hidden, forward_s = None, {}
-    result.peaks["load"] = peak_rss_bytes()  # since the process started: reading, converting, building
-    reset_peak_rss()
+    from parity.perf.peak_memory import high_water_bytes, reset_high_water
+
+    result.peaks["load"] = high_water_bytes()  # since the process started: reading, converting, building
+    reset_high_water()
     if groups:
         comparisons, forward_s, encoder_hidden = compare_forward(models, REFERENCE, sides, inputs, groups, progress,
                                                                  decoder_rows)
         name = os.path.basename(os.path.normpath(directory)) or directory
         result.rows = [(name, c) for c in comparisons]
-        result.peaks["forward"] = peak_rss_bytes()
+        result.peaks["forward"] = high_water_bytes()
     if "generation" in outputs:
-        reset_peak_rss()
+        reset_high_water()
         result.generations, result.generated = audit_generation(
             models, REFERENCE, sides, inputs, tokenizer, config.pad_token_id, encoder_hidden, **generate_kwargs)
-        result.peaks["generation"] = peak_rss_bytes()
+        result.peaks["generation"] = high_water_bytes()
     result.timings = timings(forward_s, result.generated)
     return result
 
@@ -377,31 +379,6 @@ def audit_meta(checkpoint: str, directory: str, config, inputs: dict, counts: di
             "global_positions": list(global_positions), "outputs": list(outputs),
             "generation_settings": generate_kwargs,
             "sides": [{"label": s.label, "meaning": side_meaning(s)} for s in sides]}
-
-
-def peak_rss_bytes() -> int:
-    """The process's peak resident set since the last reset_peak_rss() (Linux's VmHWM), or since it started
-    where the high-water mark cannot be read (ru_maxrss, in KiB on Linux)."""
-    import resource
-
-    try:
-        with open("/proc/self/status", encoding="ascii") as fh:
-            for line in fh:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-
-
-def reset_peak_rss() -> None:
-    """Start a new phase's high-water mark at the current resident set (Linux >= 4.0: "5" > clear_refs), so
-    each phase reports its own peak; elsewhere nothing is reset and a phase's peak is the peak so far."""
-    try:
-        with open("/proc/self/clear_refs", "w", encoding="ascii") as fh:
-            fh.write("5")
-    except OSError:
-        pass
 
 
 def audit(checkpoint: str, text: str, sides, device: str, dtype: str, json_path: str | None = None,

@@ -32,7 +32,9 @@ def _status_kib(field: str) -> int | None:
     return None
 
 
-def _reset_high_water() -> bool:
+def reset_high_water() -> bool:
+    """Start the high-water mark VmHWM again at the current resident set; False where Linux's clear_refs is not
+    writable (nothing is reset then)."""
     try:
         with open("/proc/self/clear_refs", "w", encoding="ascii") as fh:
             fh.write("5")
@@ -41,10 +43,17 @@ def _reset_high_water() -> bool:
     return True
 
 
+def high_water_bytes() -> int:
+    """The process's peak resident set since the last reset_high_water() (VmHWM), or since it started where VmHWM
+    cannot be read (ru_maxrss)."""
+    hwm = _status_kib("VmHWM")
+    return (hwm if hwm is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * _KIB
+
+
 def cpu_peak_bytes(fn: Callable[[], object]) -> tuple[int, str]:
     """Run fn() once; -> (bytes the resident set grew by at its peak, method used)."""
     rss = _status_kib("VmRSS")
-    if rss is not None and _reset_high_water():
+    if rss is not None and reset_high_water():
         fn()
         hwm = _status_kib("VmHWM")
         return max(0, (hwm - rss) * _KIB), "rss-hwm"
