@@ -189,13 +189,19 @@ def _dense_with_band(band, query, key, value, global_query, global_key, global_v
     return torch.where(rows == export.GLOBAL, glob, torch.where(rows == export.LOCAL, local, 0.0))
 
 
-def test_a_length_baked_into_the_graph_is_named(checkpoint, tmp_path, capsys):
-    folder = encoder_only(checkpoint, tmp_path / "baked", length_baked_in)
+def rejected_encoder(checkpoint, tmp_path, capsys, attention):
+    """An encoder-only export around `attention`, audited on 2 random cases: it must be rejected (exit 1) ->
+    (stdout, the JSON report, the encoder's first failure)."""
+    folder = encoder_only(checkpoint, tmp_path / attention.__name__, attention)
     report = tmp_path / "audit.json"
     code, out, err = audit(capsys, folder, checkpoint, "--examples", "2", "--json", str(report))
     assert code == 1, out + err
     data = json.loads(report.read_text())
-    first = data["first_failures"]["encoder_model.onnx"]
+    return out, data, data["first_failures"]["encoder_model.onnx"]
+
+
+def test_a_length_baked_into_the_graph_is_named(checkpoint, tmp_path, capsys):
+    out, data, first = rejected_encoder(checkpoint, tmp_path, capsys, length_baked_in)
     assert first["case"] == 1 and first["kind"] == "length" and first["shape"]["length"] == 1
     assert "length 1 (traced 19)" in first["differs"] and first["suspects"] == ["length"]
     assert "cases that pass share its global counts, batch, padding, which leaves its length" in first["differs"]
@@ -206,12 +212,7 @@ def test_a_length_baked_into_the_graph_is_named(checkpoint, tmp_path, capsys):
 
 
 def test_a_corrupted_mask_is_rejected_at_the_traced_shape(checkpoint, tmp_path, capsys):
-    folder = encoder_only(checkpoint, tmp_path / "corrupted", globals_unseen_by_local_rows)
-    report = tmp_path / "audit.json"
-    code, out, err = audit(capsys, folder, checkpoint, "--examples", "2", "--json", str(report))
-    assert code == 1, out + err
-    data = json.loads(report.read_text())
-    first = data["first_failures"]["encoder_model.onnx"]
+    out, data, first = rejected_encoder(checkpoint, tmp_path, capsys, globals_unseen_by_local_rows)
     assert first["kind"] == "traced shape" and first["differs"] == "it is the traced shape itself"
     assert first["suspects"] == []
     assert first["output"]["name"] == "last_hidden_state" and first["output"]["error"] > 1e-3
