@@ -585,7 +585,8 @@ def check_case(kernel: Callable, case, dtype="float64", device: str = "cpu", bac
 
     got = out.detach().to("cpu", torch.float64).numpy()
     reference = reference or reference_context
-    expected = reference(received_case(kernel, case, dtype))
+    spec_case = received_case(kernel, case, dtype)  # what the spec computes on (the kernel's inputs, as handed over)
+    expected = reference(spec_case)
     valid = (case.token_kind != 0)[:, None, :, None]
     cause = None if np.isfinite(got).all() else outside_read_cause(kernel, case, dtype, device)
     if cause is not None:  # NaN from the memory around the inputs: name the likely cause first
@@ -596,12 +597,12 @@ def check_case(kernel: Callable, case, dtype="float64", device: str = "cpu", bac
         raise KernelMismatch(case, "non-finite output on a valid token: " + _where_text(at), error=float("inf"),
                              location=at)
     judged = Support(compute_dtype=compute_dtype).budget_dtype(dtype)
-    plain = (scaled_error(reference_context(received_case(kernel, case, dtype), judged), expected)
+    plain = (scaled_error(reference_context(spec_case, judged), expected)
              if judged in ("float16", "bfloat16") else None)
     results = {"context": _judge(case, "context", got, expected, judged, plain, "context", atol=atol)}
 
     if backward:
-        results.update(_check_backward(received_case(kernel, case, dtype), out, got, inputs, judged))
+        results.update(_check_backward(spec_case, out, got, inputs, judged))
     return results
 
 
