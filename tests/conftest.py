@@ -11,6 +11,7 @@ by hypothesis together with `@reproduce_failure` (`print_blob=True`).
 import os
 import random
 
+import pytest
 from hypothesis import HealthCheck, settings
 
 # Without a GPU the Triton kernels run in Triton's CPU interpreter, which must be chosen before triton is
@@ -75,3 +76,21 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     seed = os.environ.get(_SEED_ENV)
     if exitstatus and seed is not None:
         terminalreporter.write_line(f"hypothesis seed was {seed}: replay this run with --hypothesis-seed={seed}")
+
+
+# The ONNX tests' tiny checkpoint and its dense export (TorchScript exporter: seconds, where dynamo takes tens,
+# traced at 19 tokens), made once per process and only read by the tests (a test that changes files copies them).
+@pytest.fixture(scope="session")
+def onnx_checkpoint(tmp_path_factory):
+    from tests.onnx_cases import tiny_checkpoint
+
+    return tiny_checkpoint(tmp_path_factory.mktemp("onnx") / "tiny")
+
+
+@pytest.fixture(scope="session")
+def onnx_export(onnx_checkpoint, tmp_path_factory):
+    from parity.onnx import export
+
+    out = tmp_path_factory.mktemp("onnx") / "export"
+    export.export_model(onnx_checkpoint, str(out), attention="dense", dynamo=False)
+    return str(out)

@@ -15,50 +15,19 @@ pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
 torch = pytest.importorskip("torch")
 
-from led_ref.init import random_weights  # noqa: E402
-from led_ref.io.checkpoint import save_checkpoint  # noqa: E402
-from led_ref.io.config import LEDConfig  # noqa: E402
-from led_ref.io.default_model import DEFAULT_TEXT, default_checkpoint_dir  # noqa: E402
+from led_ref.io.default_model import DEFAULT_TEXT  # noqa: E402
 from parity import commands as cli  # noqa: E402
 from parity.onnx import export  # noqa: E402
 from parity.onnx.sessions import OnnxLED  # noqa: E402
-
-TOKENIZER_FILES = ("vocab.json", "merges.txt", "tokenizer_config.json", "special_tokens_map.json")
-
-
-def tiny_checkpoint(folder, windows=(4, 8), encoder_layers=2, seed=0, d_model=16):
-    """A random LED (d_model 16, 2 heads) with the default model's tokenizer (vocabulary 512)."""
-    config = LEDConfig(vocab_size=512, d_model=d_model, encoder_layers=encoder_layers, decoder_layers=1,
-                       encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=32, decoder_ffn_dim=32,
-                       attention_window=list(windows), max_encoder_position_embeddings=64,
-                       max_decoder_position_embeddings=32, dropout=0.0)
-    os.makedirs(folder, exist_ok=True)
-    # weights large enough that every attention pattern shows in the outputs (init_std 0.02 is near uniform)
-    save_checkpoint(folder, config, random_weights(config, seed=seed, std=0.4), "LEDForConditionalGeneration")
-    for name in TOKENIZER_FILES:
-        shutil.copy(os.path.join(default_checkpoint_dir(), name), folder)
-    return str(folder)
+from tests.onnx_cases import tiny_checkpoint  # noqa: E402
 
 
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    return tiny_checkpoint(tmp_path_factory.mktemp("onnx") / "tiny")
-
-
-@pytest.fixture(scope="module")
-def exported(checkpoint, tmp_path_factory):
-    """The dense export (TorchScript exporter: seconds, where dynamo takes tens), traced at 19 tokens."""
-    out = tmp_path_factory.mktemp("onnx") / "export"
-    export.export_model(checkpoint, str(out), attention="dense", dynamo=False)
-    return str(out)
-
-
-def encoder_only(checkpoint, folder, attention_fn, dynamo=False):
+def encoder_only(onnx_checkpoint, folder, attention_fn, dynamo=False):
     """An encoder_model.onnx of `checkpoint` with a planted attention, traced at the default length (19)."""
     import led_torch
     from parity.harness.checkpoints import load_for_generation
 
-    config, weights = load_for_generation(checkpoint)
+    config, weights = load_for_generation(onnx_checkpoint)
     model = led_torch.LEDForConditionalGeneration.from_weights(config, weights, dtype=torch.float32).eval()
     os.makedirs(folder, exist_ok=True)
     export.export_encoder(model, os.path.join(folder, export.ENCODER_FILE), export.default_export_length(config),
@@ -66,8 +35,8 @@ def encoder_only(checkpoint, folder, attention_fn, dynamo=False):
     return str(folder)
 
 
-def audit(capsys, onnx_dir, checkpoint, *extra):
-    code = cli.main(["audit-onnx", str(onnx_dir), "--checkpoint", str(checkpoint), "--seed", "0", *extra])
+def audit(capsys, onnx_dir, onnx_checkpoint, *extra):
+    code = cli.main(["audit-onnx", str(onnx_dir), "--checkpoint", str(onnx_checkpoint), "--seed", "0", *extra])
     captured = capsys.readouterr()
     return code, captured.out, captured.err
 
@@ -84,11 +53,11 @@ def test_export_attentions_meet_the_kernel_contract(attention):
 
 
 # ------------------------------------------------------------------------------------------- a right export
-def test_export_agrees_at_shapes_it_was_not_traced_at(exported, checkpoint, tmp_path, capsys):
+def test_export_agrees_at_shapes_it_was_not_traced_at(onnx_export, onnx_checkpoint, tmp_path, capsys):
     report = tmp_path / "audit.json"
     text = tmp_path / "doc.txt"
     text.write_text(DEFAULT_TEXT)
-    code, out, err = audit(capsys, exported, checkpoint, "--examples", "4", "--text", str(text), "--json",
+    code, out, err = audit(capsys, onnx_export, onnx_checkpoint, "--examples", "4", "--text", str(text), "--json",
                            str(report))
     assert code == 0, out + err
     assert out.rstrip().endswith("all agree")
@@ -112,8 +81,8 @@ def test_export_agrees_at_shapes_it_was_not_traced_at(exported, checkpoint, tmp_
     assert data["versions"]["onnxruntime"]
 
 
-def test_sessions_map_optimum_names(exported):
-    onnx = OnnxLED.open(exported)
+def test_sessions_map_optimum_names(onnx_export):
+    onnx = OnnxLED.open(onnx_export)
     assert list(onnx.encoder.inputs) == ["input_ids", "attention_mask", "global_attention_mask"]
     assert onnx.layers == 1 and onnx.decoder is not None and onnx.decoder_with_past is not None
     assert set(onnx.decoder_with_past.inputs) == {"input_ids", "encoder_attention_mask",
@@ -121,23 +90,23 @@ def test_sessions_map_optimum_names(exported):
                                                   "past_key_values.0.encoder.key", "past_key_values.0.encoder.value"}
     assert {"logits", "present.0.decoder.key", "present.0.encoder.value"} <= set(onnx.decoder.outputs)
     for name in ("config.json", "vocab.json", "merges.txt"):  # what ORTModelForSeq2SeqLM and the tokenizer read
-        assert os.path.isfile(os.path.join(exported, name))
+        assert os.path.isfile(os.path.join(onnx_export, name))
 
 
-def test_generation_without_a_past_decoder_reruns_the_whole_prefix(exported, checkpoint, tmp_path, capsys):
+def test_generation_without_a_past_decoder_reruns_the_whole_prefix(onnx_export, onnx_checkpoint, tmp_path, capsys):
     folder = tmp_path / "no_past"
-    shutil.copytree(exported, folder)
+    shutil.copytree(onnx_export, folder)
     os.remove(folder / "decoder_with_past_model.onnx")
-    code, out, err = audit(capsys, folder, checkpoint, "--examples", "1", "--max-length", "24")
+    code, out, err = audit(capsys, folder, onnx_checkpoint, "--examples", "1", "--max-length", "24")
     assert code == 0, out + err
     assert "generation on traced shape" in out and "identical" in out
 
 
-def test_banded_dynamo_export_agrees_everywhere(checkpoint, tmp_path, capsys):
+def test_banded_dynamo_export_agrees_everywhere(onnx_checkpoint, tmp_path, capsys):
     """export-onnx with the banded attention through the dynamo exporter (the number of global slots is data),
     layers of window 4 and 8: audited before success."""
     report = tmp_path / "audit.json"
-    code = cli.main(["export-onnx", checkpoint, str(tmp_path / "out"), "--attention", "banded", "--encoder-only",
+    code = cli.main(["export-onnx", onnx_checkpoint, str(tmp_path / "out"), "--attention", "banded", "--encoder-only",
                      "--examples", "3", "--seed", "0", "--json", str(report)])
     captured = capsys.readouterr()
     assert code == 0, captured.out + captured.err
@@ -148,10 +117,10 @@ def test_banded_dynamo_export_agrees_everywhere(checkpoint, tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_default_export_end_to_end(checkpoint, tmp_path, capsys):
+def test_default_export_end_to_end(onnx_checkpoint, tmp_path, capsys):
     """`export-onnx CHECKPOINT OUT_DIR` as a user runs it: dense attention, the dynamo exporter, all three files."""
     report = tmp_path / "audit.json"
-    code = cli.main(["export-onnx", checkpoint, str(tmp_path / "out"), "--seed", "0", "--json", str(report)])
+    code = cli.main(["export-onnx", onnx_checkpoint, str(tmp_path / "out"), "--seed", "0", "--json", str(report)])
     captured = capsys.readouterr()
     assert code == 0, captured.out + captured.err
     data = json.loads(report.read_text())
@@ -189,19 +158,19 @@ def _dense_with_band(band, query, key, value, global_query, global_key, global_v
     return torch.where(rows == export.GLOBAL, glob, torch.where(rows == export.LOCAL, local, 0.0))
 
 
-def rejected_encoder(checkpoint, tmp_path, capsys, attention):
+def rejected_encoder(onnx_checkpoint, tmp_path, capsys, attention):
     """An encoder-only export around `attention`, audited on 2 random cases: it must be rejected (exit 1) ->
     (stdout, the JSON report, the encoder's first failure)."""
-    folder = encoder_only(checkpoint, tmp_path / attention.__name__, attention)
+    folder = encoder_only(onnx_checkpoint, tmp_path / attention.__name__, attention)
     report = tmp_path / "audit.json"
-    code, out, err = audit(capsys, folder, checkpoint, "--examples", "2", "--json", str(report))
+    code, out, err = audit(capsys, folder, onnx_checkpoint, "--examples", "2", "--json", str(report))
     assert code == 1, out + err
     data = json.loads(report.read_text())
     return out, data, data["first_failures"]["encoder_model.onnx"]
 
 
-def test_a_length_baked_into_the_graph_is_named(checkpoint, tmp_path, capsys):
-    out, data, first = rejected_encoder(checkpoint, tmp_path, capsys, length_baked_in)
+def test_a_length_baked_into_the_graph_is_named(onnx_checkpoint, tmp_path, capsys):
+    out, data, first = rejected_encoder(onnx_checkpoint, tmp_path, capsys, length_baked_in)
     assert first["case"] == 1 and first["kind"] == "length" and first["shape"]["length"] == 1
     assert "length 1 (traced 19)" in first["differs"] and first["suspects"] == ["length"]
     assert "cases that pass share its global counts, batch, padding, which leaves its length" in first["differs"]
@@ -211,8 +180,8 @@ def test_a_length_baked_into_the_graph_is_named(checkpoint, tmp_path, capsys):
     assert out.rstrip().endswith("mismatch")
 
 
-def test_a_corrupted_mask_is_rejected_at_the_traced_shape(checkpoint, tmp_path, capsys):
-    out, data, first = rejected_encoder(checkpoint, tmp_path, capsys, globals_unseen_by_local_rows)
+def test_a_corrupted_mask_is_rejected_at_the_traced_shape(onnx_checkpoint, tmp_path, capsys):
+    out, data, first = rejected_encoder(onnx_checkpoint, tmp_path, capsys, globals_unseen_by_local_rows)
     assert first["kind"] == "traced shape" and first["differs"] == "it is the traced shape itself"
     assert first["suspects"] == []
     assert first["output"]["name"] == "last_hidden_state" and first["output"]["error"] > 1e-3
@@ -223,13 +192,13 @@ def test_a_corrupted_mask_is_rejected_at_the_traced_shape(checkpoint, tmp_path, 
     assert by_case[f"case {no_globals} (global count: batch 1, length 19, globals [0], padding [0])"]["passed"]
 
 
-def test_hf_encoder_through_the_torchscript_exporter_is_rejected(checkpoint, tmp_path, capsys):
+def test_hf_encoder_through_the_torchscript_exporter_is_rejected(onnx_checkpoint, tmp_path, capsys):
     """What optimum's LED export did: HF's encoder through torch.onnx's TorchScript exporter with dynamic axes."""
     pytest.importorskip("transformers")
     from parity.harness.checkpoints import load_for_generation
     from parity.hf.models import hf_model
 
-    config, weights = load_for_generation(checkpoint)
+    config, weights = load_for_generation(onnx_checkpoint)
     encoder = hf_model(config, weights, "LEDForConditionalGeneration", "float32").eval().get_encoder()
 
     class Encoder(torch.nn.Module):
@@ -256,7 +225,7 @@ def test_hf_encoder_through_the_torchscript_exporter_is_rejected(checkpoint, tmp
                           input_names=names, output_names=["last_hidden_state"], dynamic_axes=axes,
                           opset_version=17, dynamo=False)
     report = tmp_path / "audit.json"
-    code, out, err = audit(capsys, folder, checkpoint, "--examples", "1", "--json", str(report))
+    code, out, err = audit(capsys, folder, onnx_checkpoint, "--examples", "1", "--json", str(report))
     assert code == 1, out + err
     data = json.loads(report.read_text())
     first = data["first_failures"]["encoder_model.onnx"]
@@ -265,9 +234,9 @@ def test_hf_encoder_through_the_torchscript_exporter_is_rejected(checkpoint, tmp
     assert not any(c["passed"] for c in data["comparisons"])
 
 
-def test_export_onnx_fails_when_its_audit_fails(checkpoint, tmp_path, capsys, monkeypatch):
+def test_export_onnx_fails_when_its_audit_fails(onnx_checkpoint, tmp_path, capsys, monkeypatch):
     monkeypatch.setitem(export.ATTENTIONS, "dense", globals_unseen_by_local_rows)
-    code = cli.main(["export-onnx", checkpoint, str(tmp_path / "out"), "--exporter", "torchscript",
+    code = cli.main(["export-onnx", onnx_checkpoint, str(tmp_path / "out"), "--exporter", "torchscript",
                      "--encoder-only", "--examples", "1", "--seed", "0"])
     captured = capsys.readouterr()
     assert code == 1
@@ -275,7 +244,7 @@ def test_export_onnx_fails_when_its_audit_fails(checkpoint, tmp_path, capsys, mo
 
 
 # ------------------------------------------------------------------------------------------- input errors
-def test_bad_onnx_dirs_exit_2_with_one_line(checkpoint, exported, tmp_path, capsys):
+def test_bad_onnx_dirs_exit_2_with_one_line(onnx_checkpoint, onnx_export, tmp_path, capsys):
     import onnx
     from onnx import TensorProto, helper
 
@@ -294,21 +263,21 @@ def test_bad_onnx_dirs_exit_2_with_one_line(checkpoint, exported, tmp_path, caps
     onnx.save(model, str(foreign / "encoder_model.onnx"))
     wider = tiny_checkpoint(tmp_path / "wider", d_model=32)  # a checkpoint the files were not exported from
     cases = [
-        (tmp_path / "missing", checkpoint, "is not a folder"),
-        (empty, checkpoint, "no encoder_model.onnx in"),
-        (garbage, checkpoint, "is not an ONNX file ONNX Runtime can load"),
-        (foreign, checkpoint, "has an input 'token_type_ids' that is not an LED input"),
-        (exported, str(wider), "the ONNX files are not an export of this checkpoint"),
-        (exported, str(tmp_path / "no_checkpoint"), "no_checkpoint"),
+        (tmp_path / "missing", onnx_checkpoint, "is not a folder"),
+        (empty, onnx_checkpoint, "no encoder_model.onnx in"),
+        (garbage, onnx_checkpoint, "is not an ONNX file ONNX Runtime can load"),
+        (foreign, onnx_checkpoint, "has an input 'token_type_ids' that is not an LED input"),
+        (onnx_export, str(wider), "the ONNX files are not an export of this checkpoint"),
+        (onnx_export, str(tmp_path / "no_checkpoint"), "no_checkpoint"),
     ]
     for onnx_dir, ckpt, message in cases:
         code, out, err = audit(capsys, onnx_dir, ckpt)
         assert code == 2, (onnx_dir, out, err)
         assert message in err and len(err.strip().splitlines()) == 2, err  # the seed line, then the error
         assert "Traceback" not in err
-    code = cli.main(["audit-onnx", exported, "--checkpoint", checkpoint, "--text", str(tmp_path / "none.txt")])
+    code = cli.main(["audit-onnx", onnx_export, "--checkpoint", onnx_checkpoint, "--text", str(tmp_path / "none.txt")])
     assert code == 2 and "is not a file" in capsys.readouterr().err
-    code = cli.main(["export-onnx", checkpoint, str(tmp_path / "x"), "--attention", "banded", "--exporter",
+    code = cli.main(["export-onnx", onnx_checkpoint, str(tmp_path / "x"), "--attention", "banded", "--exporter",
                      "torchscript"])
     assert code == 2 and "needs the dynamo exporter" in capsys.readouterr().err
 

@@ -19,7 +19,6 @@ pytest.importorskip("torch")
 from parity import commands as cli  # noqa: E402
 from parity.harness.tolerances import tolerance  # noqa: E402
 from parity.onnx import export  # noqa: E402
-from tests.test_onnx import tiny_checkpoint  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 EXAMPLE_MARK = "<!-- the example below runs in tests/test_onnx_api.py -->"
@@ -52,14 +51,9 @@ def test_the_package_names_its_api_without_loading_torch():
         assert name in done.stdout
 
 
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    return tiny_checkpoint(tmp_path_factory.mktemp("onnx_api") / "tiny")
-
-
-def test_a_float16_export_passes_its_audit_with_the_float16_budget(checkpoint, tmp_path, capsys):
+def test_a_float16_export_passes_its_audit_with_the_float16_budget(onnx_checkpoint, tmp_path, capsys):
     report = tmp_path / "audit.json"
-    code = cli.main(["export-onnx", checkpoint, str(tmp_path / "f16"), "--dtype", "float16", "--exporter",
+    code = cli.main(["export-onnx", onnx_checkpoint, str(tmp_path / "f16"), "--dtype", "float16", "--exporter",
                      "torchscript", "--examples", "2", "--seed", "0", "--json", str(report)])
     captured = capsys.readouterr()
     assert code == 0, captured.out + captured.err
@@ -74,14 +68,14 @@ def test_a_float16_export_passes_its_audit_with_the_float16_budget(checkpoint, t
     assert [g["status"] for g in data["generation"]] == ["identical", "identical"]
 
 
-def test_bad_dtype_is_a_value_error(checkpoint, tmp_path):
+def test_bad_dtype_is_a_value_error(onnx_checkpoint, tmp_path):
     with pytest.raises(ValueError, match="dtype must be one of float32, float16; got 'bfloat16'"):
-        export.export_model(checkpoint, str(tmp_path / "x"), dtype="bfloat16")
+        export.export_model(onnx_checkpoint, str(tmp_path / "x"), dtype="bfloat16")
 
 
-def test_bench_onnx_times_every_implementation_and_compares_tokens(checkpoint, tmp_path, capsys):
+def test_bench_onnx_times_every_implementation_and_compares_tokens(onnx_checkpoint, tmp_path, capsys):
     out = tmp_path / "export"
-    export.export_model(checkpoint, str(out), dynamo=False)
+    export.export_model(onnx_checkpoint, str(out), dynamo=False)
     report = tmp_path / "bench.json"
     code = cli.main(["bench", "--onnx", str(out), "--seq", "16,40", "--gen-source", "30", "--new-tokens", "4",
                      "--beams", "2", "--repeats", "1", "--warmup", "0", "--json", str(report)])
