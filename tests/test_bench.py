@@ -293,7 +293,9 @@ def test_bad_batch_options_exit_2(argv, needle, capsys):
     assert needle in capsys.readouterr().err
 
 
-def test_half_precision_generation_reports_token_agreement_not_a_mismatch():
+def test_without_spec_tokens_half_precision_generation_reports_token_agreement_not_a_mismatch():
+    """compare_rows without the float64 spec's verdicts (`bench --no-spec-tokens`); with them,
+    tests/test_bench_tokens.py."""
     expected = np.array([[2, 5, 7, 9, 4], [2, 6, 6, 8, 4]])
     actual = np.array([[2, 5, 7, 9, 4], [2, 6, 3, 3, 4]])
     assert results.token_agreement(actual, expected) == pytest.approx(6 / 8)

@@ -37,6 +37,9 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-docs", type=int, default=None,
                         help="documents per call of --task throughput (default 8; --quick 3)")
     parser.add_argument("--gen-batch", type=int, default=None, help="sources per generate call (default 1)")
+    parser.add_argument("--no-spec-tokens", dest="spec_tokens", action="store_false",
+                        help="do not generate with led_ref in float64 (untimed) to judge half-precision tokens "
+                             "tie-aware; report only their agreement with the reference row")
     parser.add_argument("--seed", type=int, default=0, help="weights and inputs seed")
     parser.add_argument("--json", default=None, help="also write the results as JSON here")
     parser.add_argument("--markdown", action="store_true", help="also print the table as markdown")
@@ -62,7 +65,8 @@ def bench_options(args: argparse.Namespace):
                    repeats=pick("repeats"), warmup=pick("warmup"), memory=pick("memory"), seed=args.seed,
                    gen_source=pick("gen_source"), new_tokens=pick("new_tokens"), beams=pick("beams"),
                    ceiling_size=base["ceiling_size"], baseline_dtype=getattr(args, "baseline_dtype", None),
-                   batch_docs=pick("batch_docs"), gen_batch=pick("gen_batch"))
+                   batch_docs=pick("batch_docs"), gen_batch=pick("gen_batch"),
+                   spec_tokens=getattr(args, "spec_tokens", True))
 
 
 def run(args) -> int:

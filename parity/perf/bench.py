@@ -6,7 +6,10 @@ alike. For each (task, sequence length, implementation) the table gives the medi
 the peak memory of one call (parity.perf.peak_memory: CPU in a fresh subprocess per implementation, CUDA from
 torch's allocator), the achieved GFLOP/s of the encoder (parity.perf.flops) against a measured matmul ceiling,
 and whether the outputs matched: the encoder's last hidden state within the float tolerance of the reference
-(HF when it runs, else led_ref), generated token ids identical. The implementations are the sides of
+(HF when it runs, else led_ref), generated token ids identical. A half-precision generation (or one whose
+reference runs in half precision) is judged instead against led_ref's float64 tokens, generated once, untimed,
+on the same weights and inputs: tie-aware, with beam scores compared (parity.harness.generation), so HF's own
+half row is judged against the same reference (`--no-spec-tokens` skips it). The implementations are the sides of
 parity.harness.implementations (the registry `check` and `audit` use), named short: hf, banded, flex, triton,
 led_ref, or NAME@DTYPE. The flags are defined in parity.commands.bench.
 
@@ -25,6 +28,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import asdict, replace
 
@@ -44,16 +48,20 @@ from parity.perf.options import (
 )
 from parity.perf.peak_memory import peak_bytes
 from parity.perf.results import (
+    SPEC_LABEL,
     BenchResult,
     Row,
     bench_warnings,
     compare_rows,
     format_table,
+    judged_by_spec,
     machine_info,
     markdown_table,
     ratio_lines,
 )
 from parity.perf.timing import round_robin
+
+SPEC = Side("ref", None, "float64", "cpu")  # the float64 spec half-precision generations are judged against
 
 
 def encoder_inputs(config: LEDConfig, seq: int, seed: int) -> dict[str, np.ndarray]:
@@ -181,11 +189,12 @@ def run_bench(options: Options, progress: Callable[[str], None] | None = None) -
             base_samples.append(_measure_ceiling(replace(options, dtype=baseline), say))
 
     sample()
-    impls, failed = build_impls(impl_names, config, _weights(config, options.seed), options, say)
+    weights = _weights(config, options.seed)
+    impls, failed = build_impls(impl_names, config, weights, options, say)
     rows: list[Row] = []
     for task in options.tasks:
         for seq in (options.gen_source,) if task == "generate" else options.seqs:
-            rows += _run_case(config, options, task, seq, impl_names, impls, failed, say)
+            rows += _run_case(config, weights, options, task, seq, impl_names, impls, failed, say)
             sample()
     ceiling = _best(samples)
     if baseline:
@@ -227,7 +236,7 @@ def case_flops(config: LEDConfig, task: str, inputs: dict) -> int | None:
                                                                                               strict=True))
 
 
-def _run_case(config, options, task, seq, impl_names, impls, failed, say) -> list[Row]:
+def _run_case(config, weights, options, task, seq, impl_names, impls, failed, say) -> list[Row]:
     inputs = _task_inputs(config, task, seq, options)
     say(f"{task} seq {seq}: timing {', '.join(impls)} ({options.repeats} repeats, round-robin) ...")
     calls = {n: task_call(side, model, task, inputs, options) for n, (side, model) in impls.items()}
@@ -255,12 +264,69 @@ def _run_case(config, options, task, seq, impl_names, impls, failed, say) -> lis
     for row in rows:
         if row.times and row.impl in peaks:
             row.peak_bytes, row.memory_method = peaks[row.impl]
-    compare_rows([r for r in rows if r.times], outputs, "generate" if task == "generate" else "encoder",
-                 hf_present="hf" in outputs)
+    timed = [r for r in rows if r.times]
+    spec = None
+    if task == "generate" and options.spec_tokens:
+        judged = judged_by_spec(timed, outputs, hf_present="hf" in outputs)
+        if judged:
+            spec = spec_comparisons(config, weights, inputs, options, {n: impls[n] for n in judged}, outputs, say)
+    compare_rows(timed, outputs, "generate" if task == "generate" else "encoder", hf_present="hf" in outputs,
+                 spec=spec)
     hf = next((r.median for r in rows if r.impl == "hf" and r.median), None)
     for row in rows:
         row.speedup_vs_hf = hf / row.median if hf and row.median else None
     return rows
+
+
+def spec_comparisons(config: LEDConfig, weights: dict, inputs: dict, options: Options, judged: dict,
+                     outputs: dict, say: Callable[[str], None]) -> dict:
+    """Each judged row's timed tokens against the float64 spec's, generated once (untimed) on the same weights
+    and inputs, by the tie-aware rule of parity.harness.generation (`check`'s). Beam search also compares
+    sequences_scores of rows with identical tokens; the timed call returns tokens only, so each judged side
+    generates once more, untimed, with scores. `judged`: {impl: (Side, model)}.
+    -> {impl: (GenerationComparison, note)}"""
+    from parity.harness.checkpoints import EncodedReference, encoded_scorer
+    from parity.harness.generation import beam_rule, compare_beam_scores, compare_sequences, crashed, tie_budget
+
+    beams = options.beams > 1
+    kwargs = dict(max_new_tokens=options.new_tokens, num_beams=options.beams)
+    if beams:
+        kwargs.update(return_dict_in_generate=True, output_scores=True)
+    say(f"generate seq {options.gen_source}: float64 spec tokens ({SPEC_LABEL}, untimed) to judge "
+        f"{', '.join(judged)} ...")
+    start = time.perf_counter()
+    try:
+        spec_model = SPEC.build(config, weights, ARCHITECTURE)
+        # The NumPy encoder is most of the spec's cost: run it once, for the generation and every scored
+        # divergence alike (the audit's way, parity.harness.checkpoints).
+        hidden = SPEC.encode(spec_model, inputs)
+        expected = SPEC.generate(EncodedReference(spec_model, hidden), inputs, **kwargs)
+    except Exception as err:  # noqa: BLE001 - the spec failing leaves every judged row unexplained
+        return {n: (crashed(side, SPEC, f"{SPEC_LABEL} raised", err), "") for n, (side, _) in judged.items()}
+    say(f"  float64 spec generated in {time.perf_counter() - start:.1f} s")
+    expected, expected_scores = expected if beams else (expected, None)
+    scorer = encoded_scorer(spec_model, inputs, hidden)
+    beam = beam_rule(config, spec_model, **kwargs)
+    pad = config.pad_token_id
+    found = {}
+    for name, (side, model) in judged.items():
+        budget = tie_budget(side.dtype, SPEC.dtype)
+        result = compare_sequences(outputs[name], expected, scorer, budget, pad, name, SPEC_LABEL, beam=beam,
+                                   expected_scores=expected_scores)
+        note = ""
+        if beams:
+            say(f"  beam scores of {name} (one untimed call) ...")
+            try:
+                tokens, scores = side.generate(model, inputs, **kwargs)
+            except Exception as err:  # noqa: BLE001 - reported as the row's mismatch
+                result = crashed(side, SPEC, f"{name} generating with scores raised", err)
+            else:
+                if tokens.shape == outputs[name].shape and np.array_equal(tokens, outputs[name]):
+                    compare_beam_scores(result, tokens, expected, scores, expected_scores, budget, pad)
+                else:  # scores of other tokens say nothing about the timed ones
+                    note = "beam scores not compared: the call with scores generated other tokens than the timed one"
+        found[name] = (result, note)
+    return found
 
 
 def run_and_print(options: Options, json_path: str | None = None, markdown: bool = False) -> bool:

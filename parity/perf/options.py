@@ -73,6 +73,8 @@ class Options:
     baseline_dtype: str | None = None  # also time led_torch's backends in this dtype (rows "banded@float32")
     batch_docs: int = 8  # documents per call of the throughput task
     gen_batch: int = 1  # sources per call of the generate task
+    # judge half-precision generations against led_ref's float64 tokens (generated once, untimed)
+    spec_tokens: bool = True
 
 
 # What --quick and the plain command default to (parity.commands.bench reads the flags; a flag given wins).

@@ -12,6 +12,9 @@ import numpy as np
 from parity.harness.tolerances import scaled_error, tolerance
 from parity.perf.options import CEILING_SPREAD_WARNING, SHAPES, Options
 
+# What half-precision generations are judged against (parity.perf.bench.spec_comparisons): led_ref in float64.
+SPEC_LABEL = "led_ref@float64"
+
 
 @dataclass
 class Row:
@@ -30,6 +33,11 @@ class Row:
     note: str = ""
     speedup_vs_hf: float | None = None
     docs: int = 1  # documents (batch rows) per call
+    # generate rows judged against the float64 spec, tie-aware (parity.harness.generation); None otherwise
+    token_verdict: str | None = None  # identical | tie | MISMATCH
+    ties: int | None = None  # differing rows whose first difference is a tie
+    scores_compared: int | None = None  # beam-search rows whose sequences_scores were compared
+    token_divergences: list[dict] = field(default_factory=list)
 
     @property
     def docs_per_s(self) -> float | None:
@@ -126,16 +134,21 @@ def _cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
-def compare_rows(rows: list[Row], outputs: dict[str, object], task: str, hf_present: bool) -> None:
-    """Fill reference/error/matched: HF is the reference when it ran, else led_ref, else the first row."""
+def compare_rows(rows: list[Row], outputs: dict[str, object], task: str, hf_present: bool,
+                 spec: dict | None = None) -> None:
+    """Fill reference/error/matched: HF is the reference when it ran, else led_ref, else the first row. `spec`
+    ({impl: (GenerationComparison, note)}, from parity.perf.bench.spec_comparisons) gives the rows judged
+    against the float64 spec their verdict instead."""
     ran = [r for r in rows if r.impl in outputs]
     if not ran:
         return
-    names = [r.impl for r in ran]
-    reference = "hf" if hf_present and "hf" in names else ("led_ref" if "led_ref" in names else names[0])
-    ref_row = next(r for r in ran if r.impl == reference)
+    ref_row = _reference_row(ran, hf_present)
+    reference = ref_row.impl
     expected = outputs[reference]
     for row in ran:
+        if spec and row.impl in spec:
+            spec_verdict(row, *spec[row.impl])
+            continue
         row.reference = reference
         if row.impl == reference:
             continue
@@ -150,6 +163,43 @@ def compare_rows(rows: list[Row], outputs: dict[str, object], task: str, hf_pres
             row.matched = bool(actual.shape == expected.shape and np.array_equal(actual, expected))
             if not row.matched:
                 row.note = "tokens differ: " + _first_token_difference(actual, expected)
+
+
+def _reference_row(ran: list[Row], hf_present: bool) -> Row:
+    names = [r.impl for r in ran]
+    reference = "hf" if hf_present and "hf" in names else ("led_ref" if "led_ref" in names else names[0])
+    return next(r for r in ran if r.impl == reference)
+
+
+def judged_by_spec(rows: list[Row], outputs: dict[str, object], hf_present: bool) -> list[str]:
+    """The generate rows whose tokens are judged against the float64 spec rather than the reference row: every
+    half-precision row, and every row whose reference runs in half precision (a near-tie may flip in half
+    precision, so neither can be held to identical tokens)."""
+    ran = [r for r in rows if r.impl in outputs]
+    if not ran:
+        return []
+    ref_row = _reference_row(ran, hf_present)
+    return [r.impl for r in ran if _half(r.dtype, ref_row.dtype)]
+
+
+def spec_verdict(row: Row, comparison, note: str = "") -> None:
+    """Give `row` the tie-aware verdict of its tokens against the float64 spec (a GenerationComparison)."""
+    row.reference = SPEC_LABEL
+    row.token_verdict = comparison.status
+    row.ties = sum(d.tie for d in comparison.divergences)
+    row.scores_compared = comparison.scores_compared
+    row.token_divergences = [d.to_dict() for d in comparison.divergences + comparison.score_divergences]
+    row.matched = comparison.passed
+    if comparison.identical:
+        text = "identical to float64 spec"
+    elif comparison.passed:
+        text = f"tie vs float64 spec ({row.ties} tie{'s' if row.ties != 1 else ''})"
+    else:
+        failed = next((d for d in comparison.divergences if not d.tie), None)
+        why = (comparison.actual if failed is not None and failed.step < 0 else
+               (failed or comparison.score_divergences[0]).describe().removesuffix(" -> MISMATCH"))
+        text = f"MISMATCH vs float64 spec: {why}"
+    row.note = text + (f"; {note}" if note else "")
 
 
 def _half(*dtypes: str) -> bool:
@@ -169,8 +219,8 @@ def token_agreement(actual: np.ndarray, expected: np.ndarray) -> float:
 
 
 def _token_agreement(row: Row, actual: np.ndarray, expected: np.ndarray) -> None:
-    """A half-precision generation is not held to identical tokens (a near-tie may flip; `check --dtype
-    bfloat16` holds it to the tie-aware rule against the float64 spec): the bench reports the agreement."""
+    """Without the float64 spec's tokens (`bench --no-spec-tokens`) a half-precision generation is only reported
+    by its agreement with the reference row: a near-tie may flip, so identical tokens cannot be asked of it."""
     agreement = token_agreement(actual, expected)
     row.matched = None
     row.note = f"{100 * agreement:.0f}% of tokens as {row.reference}" + (
@@ -254,7 +304,9 @@ def table_rows(result: BenchResult) -> list[list[str]]:
         ceiling = result.ceiling_for(r.dtype)
         match = ("reference" if r.matched is None and r.reference == r.impl else
                  "yes" if r.matched else "NO" if r.matched is False else "-")
-        if r.note:
+        if r.token_verdict:
+            match = r.note  # the verdict against the float64 spec says it all
+        elif r.note:
             match = f"{match} ({r.note})" if r.matched is not None else r.note
         cells.append([
             r.task, str(r.seq), r.impl, r.dtype,
