@@ -25,7 +25,7 @@ import numpy as np
 
 from parity.harness.check import REFERENCE, Progress
 from parity.harness.compare import Comparison
-from parity.harness.generation import reference_scorer
+from parity.harness.generation import TeacherForcedScorer, reference_scorer
 from parity.harness.stream_compare import compare_streams, crash_row
 from parity.harness.streams import DECODER_ROWS, reference_stream, torch_stream
 
@@ -180,17 +180,17 @@ class EncodedReference:
 
 def encoded_scorer(model, inputs: dict, hidden: np.ndarray, rows_per_input: int = 1):
     """reference_scorer reading the encoder output `hidden` instead of encoding again: next-token logits of row
-    `row` given its decoder prefix."""
+    `row` given its decoder prefix (and, through `positions`, every position's logits of a sequence)."""
     mask = inputs.get("attention_mask")
 
-    def score(row: int, prefix: np.ndarray) -> np.ndarray:
+    def logits(row: int, tokens: np.ndarray) -> np.ndarray:
         source = row // rows_per_input
         out = model(attention_mask=None if mask is None else np.asarray(mask)[source:source + 1],
-                    decoder_input_ids=np.asarray(prefix, dtype=np.int64)[None, :],
+                    decoder_input_ids=np.asarray(tokens, dtype=np.int64)[None, :],
                     encoder_outputs=(hidden[source:source + 1],))
-        return np.asarray(out.logits, dtype=np.float64)[0, -1]
+        return np.asarray(out.logits, dtype=np.float64)[0]
 
-    return score
+    return TeacherForcedScorer(logits)
 
 
 class Clock:
@@ -229,7 +229,7 @@ def audit_generation(models: dict, reference, sides, inputs: dict, tokenizer, pa
     scores too: parity.harness.generation). The reference decodes from `encoder_hidden` when given.
     `models`: Side -> built model, or the exception its build raised. -> ([GenerationComparison], [generated
     record per side, the reference first])"""
-    from parity.harness.generation import compare_beam_scores, compare_sequences, crashed, tie_budget
+    from parity.harness.generation import beam_rule, compare_beam_scores, compare_sequences, crashed, tie_budget
 
     if (generate_kwargs.get("num_beams") or 1) > 1:
         generate_kwargs = dict(generate_kwargs, return_dict_in_generate=True, output_scores=True)
@@ -246,6 +246,7 @@ def audit_generation(models: dict, reference, sides, inputs: dict, tokenizer, pa
     rows = generate_kwargs.get("num_return_sequences", 1)
     scorer = (encoded_scorer(ref_model, inputs, encoder_hidden, rows) if encoder_hidden is not None
               else reference_scorer(reference, ref_model, inputs, rows))
+    beam = beam_rule(ref_model.config, ref_model, **generate_kwargs)
     results = []
     for side in sides:
         try:
@@ -255,7 +256,8 @@ def audit_generation(models: dict, reference, sides, inputs: dict, tokenizer, pa
             records.append(_generated_record(side, tokenizer, None, error=err))
             continue
         budget = tie_budget(side.dtype, reference.dtype)
-        result = compare_sequences(actual, expected, scorer, budget, pad, side.label, reference.label)
+        result = compare_sequences(actual, expected, scorer, budget, pad, side.label, reference.label, beam=beam,
+                                   expected_scores=expected_scores)
         if expected_scores is not None and actual_scores is not None:
             compare_beam_scores(result, actual, expected, actual_scores, expected_scores, budget, pad)
         results.append(result)

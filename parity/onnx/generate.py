@@ -80,6 +80,7 @@ def generation_parity(onnx: OnnxLED, ref_model, inputs: dict, settings, label: s
     -> GenerationComparison (named `label`); ONNX Runtime raising is a MISMATCH at step -1."""
     from led_ref.io.generation_settings import explicit_arguments
     from parity.harness.generation import (
+        BeamRule,
         GenerationComparison,
         TokenDivergence,
         compare_beam_scores,
@@ -106,8 +107,9 @@ def generation_parity(onnx: OnnxLED, ref_model, inputs: dict, settings, label: s
     actual, actual_scores = actual if beams > 1 else (actual, None)
     budget = tie_budget(dtype, "float64")
     rows = settings.num_return_sequences if beams > 1 else 1
+    beam = BeamRule(settings.length_penalty, settings.eos_token_id) if beams > 1 else None
     result = compare_sequences(actual, expected, reference_scorer(reference, ref_model, inputs, rows), budget,
-                               settings.pad_token_id, label, REFERENCE)
+                               settings.pad_token_id, label, REFERENCE, beam=beam, expected_scores=expected_scores)
     if expected_scores is not None:
         compare_beam_scores(result, actual, expected, actual_scores, expected_scores, budget, settings.pad_token_id)
     return result
