@@ -4,7 +4,8 @@
 - every layout holds exactly the case's values, NaN around them where poisoned, with the strides it claims;
 - the profiles draw every layout; the correct kernels pass every layout, forward and backward;
 - a kernel reading past the end of its inputs is rejected on default settings with the likely cause named,
-  and passes on contiguous inputs (why such bugs ship); a kernel writing outside is an `error`;
+  and passes on contiguous inputs (why such bugs ship); a kernel writing outside is an `error`, and so is
+  one changing a single bit of an input, in every layout;
 - its reproducer folder replays the poisoned layout.
 """
 
@@ -18,7 +19,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 
 from parity.gate.broken_kernels import LATENT_KERNELS, dense_attention, tiled_attention
-from parity.gate.judge import KernelFailure, check_case, gate, replay_case
+from parity.gate.judge import ARGUMENTS, KernelFailure, check_case, gate, replay_case
 from parity.gate.poison import LAYOUTS, hand_over, layout_of, margin_rows
 from parity.gate.profiles import CaseRecipe, Shape, grid, shape_cases
 
@@ -42,12 +43,15 @@ def test_each_layout_holds_the_values_with_nan_around_them(layout):
         assert np.array_equal(tensor.numpy(), array)
     contiguous = [t.is_contiguous() for t in handed.tensors]
     assert all(contiguous) == ("packed" not in layout)
-    for buffer, outside in zip(handed.buffers, handed.outside, strict=True):
-        if "poisoned" in layout:
-            assert torch.isnan(buffer[outside]).all() and not torch.isnan(buffer[~outside]).any()
-            assert outside.sum() >= 2 * margin_rows(case.window) * 16  # before and after, at least
-        else:
-            assert outside is None
+    if layout != "contiguous":  # one buffer: the six inputs and the NaN margins cover it, each element once
+        (buffer,) = handed.buffers
+        covered = torch.zeros(buffer.numel(), dtype=torch.int64)
+        for view in [*handed.tensors, *handed.margins]:
+            covered.as_strided(view.shape, view.stride(), view.storage_offset()).add_(1)
+        assert buffer.is_contiguous() and bool((covered == 1).all())
+    assert all(torch.isnan(margin).all() for margin in handed.margins)
+    margin_size = sum(margin.numel() for margin in handed.margins)
+    assert margin_size >= 2 * margin_rows(case.window) * 16 if "poisoned" in layout else margin_size == 0
     described = handed.description()
     assert described["layout"] == layout
     assert described["strides"]["key"] == list(handed.tensors[1].stride())
@@ -110,6 +114,55 @@ def test_a_kernel_writing_outside_its_inputs_is_an_error():
         check_case(wrote_past_the_end, recipe("poisoned contiguous"))
     assert failure.value.verdict == "error"
     check_case(wrote_past_the_end, recipe("contiguous"))  # nothing to see without the poison
+
+
+def writes_next_to(name: str, after: bool):
+    """A correct kernel that also writes one element just before input `name`'s first or just after its last."""
+    def kernel(query, key, value, global_query, global_key, global_value, token_kind, window):
+        out = dense_attention(query, key, value, global_query, global_key, global_value, token_kind, window)
+        t = dict(zip(ARGUMENTS[:6], (query, key, value, global_query, global_key, global_value), strict=True))[name]
+        last = t.storage_offset() + sum((n - 1) * s for n, s in zip(t.shape, t.stride(), strict=True))
+        with torch.no_grad():
+            t.as_strided((1,), (1,), last + 1 if after else t.storage_offset() - 1).fill_(1.0)
+        return out
+    return kernel
+
+
+@pytest.mark.parametrize("layout", ["poisoned contiguous", "poisoned packed"])
+@pytest.mark.parametrize("name,after", [("query", False), ("value", True), ("global_value", True)])
+def test_one_element_written_into_the_nan_margins_is_an_error(layout, name, after):
+    with pytest.raises(KernelFailure, match="wrote outside its inputs") as failure:
+        check_case(writes_next_to(name, after), recipe(layout))
+    assert failure.value.verdict == "error"
+
+
+def nudges_one_element(name: str, zero: bool = False):
+    """A correct kernel that also changes one element of input `name` by its last bit (or 0.0 into -0.0)."""
+    def kernel(query, key, value, global_query, global_key, global_value, token_kind, window):
+        out = dense_attention(query, key, value, global_query, global_key, global_value, token_kind, window)
+        t = dict(zip(ARGUMENTS[:6], (query, key, value, global_query, global_key, global_value), strict=True))[name]
+        with torch.no_grad():
+            x = t[1, 1, 40, 7]
+            t[1, 1, 40, 7] = -x if zero else torch.nextafter(x, torch.full_like(x, float("inf")))
+        return out
+    return kernel
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])  # compared with the case's arrays / with clones
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_one_changed_bit_of_any_input_is_an_error(layout, dtype):
+    for name in ARGUMENTS[:6]:
+        with pytest.raises(KernelFailure, match=f"modified its input '{name}' in place") as failure:
+            check_case(nudges_one_element(name), recipe(layout), dtype=dtype)
+        assert failure.value.verdict == "error"
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_negative_zero_written_over_zero_is_an_error(dtype):
+    case = recipe("packed").materialize()
+    case.key[1, 1, 40, 7] = 0.0
+    with pytest.raises(KernelFailure, match="modified its input 'key' in place"):
+        check_case(nudges_one_element("key", zero=True), case, dtype=dtype)
 
 
 def test_the_reproducer_of_a_poisoned_failure_replays_its_layout(tmp_path):

@@ -36,15 +36,19 @@ LOW_RANK_NOISE = 1e-3
 
 
 def activation_like(arrays: list, style: str, token_kind, seed: int, scale: float = 1.0,
-                    mean: float = 0.0) -> list:
+                    mean: float = 0.0, in_place: bool = False) -> list:
     """The six (batch, heads, seq, d) arrays (queries not yet scaled by d**-0.5) given the `style`'s
-    structure; `normal` returns them unchanged. Deterministic in `seed`."""
+    structure; `normal` returns them unchanged. Deterministic in `seed`. `in_place`: the arrays are the
+    caller's to change (no copy of them is made)."""
     if style not in VALUE_STYLES:
         raise ValueError(f"values must be one of {', '.join(VALUE_STYLES)}; got {style!r}")
     if style == "normal":
         return arrays
+    if style == "heavy_tails":
+        return heavy_tails(arrays[0].shape, seed, scale, mean)
     rng = np.random.default_rng([seed, 7])  # its own stream: the normal draws stay what they were
-    arrays = [a.copy() for a in arrays]
+    if not in_place:
+        arrays = [a.copy() for a in arrays]
     batch, heads, seq, d = arrays[0].shape
     if style == "massive_channels":
         channels = rng.choice(d, size=min(d, int(rng.integers(1, 4))), replace=False)
@@ -57,9 +61,28 @@ def activation_like(arrays: list, style: str, token_kind, seed: int, scale: floa
         for i in (0, 1, 3, 4):
             left = rng.standard_normal((batch, heads, seq, rank))
             right = rng.standard_normal((batch, heads, rank, d)) / np.sqrt(rank)
-            arrays[i] = scale * (left @ right) + mean + LOW_RANK_NOISE * rng.standard_normal(arrays[i].shape)
-    elif style == "heavy_tails":
-        arrays = [scale * rng.standard_t(HEAVY_DF, a.shape) / 3 + mean for a in arrays]
+            # scale * (left @ right) + mean + noise, in that order, without temporaries of the full size
+            a = np.matmul(left, right)
+            a *= scale
+            a += mean
+            noise = rng.standard_normal(a.shape)
+            noise *= LOW_RANK_NOISE
+            a += noise
+            arrays[i] = a
+    return arrays
+
+
+def heavy_tails(shape: tuple, seed: int, scale: float = 1.0, mean: float = 0.0) -> list:
+    """The six arrays of the `heavy_tails` style: Student-t entries, scale * t / 3 + mean. They read nothing of
+    the normal draws, so a case of this style need not make them."""
+    rng = np.random.default_rng([seed, 7])
+    arrays = []
+    for _ in range(6):
+        a = rng.standard_t(HEAVY_DF, shape)
+        a *= scale
+        a /= 3
+        a += mean
+        arrays.append(a)
     return arrays
 
 

@@ -51,7 +51,7 @@ from hypothesis import strategies as st
 from parity.gate.activations import MODEL_LABEL, model_cases, read_text
 from parity.gate.case_files import case_id
 from parity.gate.determinism import DeterminismCheck
-from parity.gate.poison import hand_over, outside_read_cause
+from parity.gate.poison import as_torch, hand_over, outside_read_cause
 from parity.gate.profiles import (
     DEFAULT_BLOCKS,
     MIN_PER_SHAPE,
@@ -569,7 +569,7 @@ def check_case(kernel: Callable, case, dtype="float64", device: str = "cpu", bac
     handed = hand_over(case, torch_dtype, device, requires_grad=backward)
     args = (*handed.tensors, handed.token_kind, handed.window)
     inputs = list(args[:6])
-    before = [t.detach().clone() for t in inputs] + [args[6].clone()]
+    before = _pristine(case, handed) + [args[6].clone()]
     try:
         with torch.enable_grad() if backward else torch.no_grad():
             out = kernel(*inputs, args[6], args[7])
@@ -577,7 +577,7 @@ def check_case(kernel: Callable, case, dtype="float64", device: str = "cpu", bac
         raise KernelError(case, f"kernel raised {type(err).__name__}: {' '.join(str(err).split())[:300]}") from None
     _check_tensor(case, out, inputs[0], "the result")
     for name, old, new in zip(ARGUMENTS, before, [*inputs, args[6]], strict=True):
-        if not torch.equal(old, new.detach()):  # the caller may still need them (and the spec reads the same)
+        if not same_bits(old, new.detach()):  # the caller may still need them (and the spec reads the same)
             raise KernelError(case, f"kernel modified its input {name!r} in place")
     if handed.wrote_outside():
         raise KernelError(case, f"kernel wrote outside its inputs (into the NaN memory around the {handed.layout} "
@@ -587,19 +587,21 @@ def check_case(kernel: Callable, case, dtype="float64", device: str = "cpu", bac
     reference = reference or reference_context
     spec_case = received_case(kernel, case, dtype)  # what the spec computes on (the kernel's inputs, as handed over)
     expected = reference(spec_case)
-    valid = (case.token_kind != 0)[:, None, :, None]
-    cause = None if np.isfinite(got).all() else outside_read_cause(kernel, case, dtype, device)
-    if cause is not None:  # NaN from the memory around the inputs: name the likely cause first
-        at = worst_element(got, expected, case.token_kind)
-        raise KernelMismatch(case, f"{cause}: " + _where_text(at), error=float("inf"), location=at)
-    if not np.isfinite(np.where(valid, got, 0.0)).all():
-        at = worst_element(got, expected, case.token_kind)
-        raise KernelMismatch(case, "non-finite output on a valid token: " + _where_text(at), error=float("inf"),
-                             location=at)
+    error = finite_scaled_error(got, expected)  # None: something is not finite, the checks below say what
+    if error is None:
+        valid = (case.token_kind != 0)[:, None, :, None]
+        cause = None if np.isfinite(got).all() else outside_read_cause(kernel, case, dtype, device)
+        if cause is not None:  # NaN from the memory around the inputs: name the likely cause first
+            at = worst_element(got, expected, case.token_kind)
+            raise KernelMismatch(case, f"{cause}: " + _where_text(at), error=float("inf"), location=at)
+        if not np.isfinite(np.where(valid, got, 0.0)).all():
+            at = worst_element(got, expected, case.token_kind)
+            raise KernelMismatch(case, "non-finite output on a valid token: " + _where_text(at),
+                                 error=float("inf"), location=at)
     judged = Support(compute_dtype=compute_dtype).budget_dtype(dtype)
     plain = (scaled_error(reference_context(spec_case, judged), expected)
              if judged in ("float16", "bfloat16") else None)
-    results = {"context": _judge(case, "context", got, expected, judged, plain, "context", atol=atol)}
+    results = {"context": _judge(case, "context", got, expected, judged, plain, "context", atol=atol, error=error)}
 
     if backward:
         results.update(_check_backward(spec_case, out, got, inputs, judged))
@@ -619,8 +621,68 @@ def received_case(kernel, case, dtype: str):
     return dataclasses.replace(case, **dict(zip(ARGUMENTS[:6], hand_over(case.arrays(), dtype), strict=True)))
 
 
-def _judge(case, output, got, expected, dtype, plain, kind, position_of="query", atol=None, inherited=None) -> dict:
-    error = scaled_error(got, expected)
+def _pristine(case, handed) -> list:
+    """What the six float inputs must still hold after the call: the case's own arrays where the kernel got
+    exact copies of them (float64 on the CPU), else clones of what it got."""
+    import torch
+
+    tensors = [t.detach() for t in handed.tensors]
+    if all(t.dtype == torch.float64 and t.device.type == "cpu" for t in tensors):
+        arrays = [as_torch(a) for a in case.arrays()]
+        if all(a.dtype == torch.float64 for a in arrays):
+            return arrays
+    return [t.clone() for t in tensors]
+
+
+def same_bits(old, new) -> bool:
+    """Two tensors hold the same bits (a float compare misses -0.0 written over 0.0 and fails on NaN)."""
+    import torch
+
+    if old.shape != new.shape or old.dtype != new.dtype:
+        return False
+    if old.is_floating_point():
+        as_int = {8: torch.int64, 4: torch.int32, 2: torch.int16}[old.element_size()]
+        old, new = old.view(as_int), new.view(as_int)
+    return torch.equal(old, new)
+
+
+ERROR_CHUNK = 1 << 16  # elements per step of finite_scaled_error: its scratch stays in cache
+
+
+def finite_scaled_error(got, expected) -> float | None:
+    """scaled_error(got, expected) of two float64 arrays of one shape, in one pass over each, when every
+    |got - expected| is finite (then both are finite everywhere); None otherwise, and for any other input.
+    Reads both in place whatever their strides (a kernel's output may follow its packed inputs' layout)."""
+    if not (isinstance(got, np.ndarray) and isinstance(expected, np.ndarray) and got.shape == expected.shape
+            and got.dtype == expected.dtype == np.float64):
+        return None
+    if got.size == 0:
+        return 0.0
+    if got.ndim < 2:
+        got, expected = got.reshape(1, -1), expected.reshape(1, -1)
+    rows = max(1, ERROR_CHUNK // got.shape[-1])
+    scratch = np.empty((rows, got.shape[-1]))
+    top = high = low = 0.0  # max |got - expected|; max(high, -low) = max |expected|
+    for index in np.ndindex(got.shape[:-2]):  # one (rows, last axis) matrix at a time, `rows` rows per step
+        g, e = got[index], expected[index]
+        for r in range(0, g.shape[0], rows):
+            e_rows = e[r:r + rows]
+            with np.errstate(over="ignore", invalid="ignore"):  # inf - inf and overflow end in the slow path
+                diff = np.subtract(g[r:r + rows], e_rows, out=scratch[:len(e_rows)])
+            step = float(np.abs(diff, out=diff).max())  # NaN propagates through the array's max
+            if not math.isfinite(step):
+                return None
+            top, high, low = max(top, step), max(high, float(e_rows.max())), min(low, float(e_rows.min()))
+    return top / max(1.0, high, -low)
+
+
+def _judge(case, output, got, expected, dtype, plain, kind, position_of="query", atol=None, inherited=None,
+           error=None) -> dict:
+    """The output's record, or KernelMismatch when its scaled error (given, or computed here) is over budget."""
+    if error is None:
+        error = finite_scaled_error(got, expected)
+    if error is None:
+        error = scaled_error(got, expected)
     budget = _budget(dtype, plain, kind, atol, inherited or 0.0)
     if not error <= budget:  # NaN fails too
         at = worst_element(got, expected, case.token_kind, position_of)

@@ -59,23 +59,21 @@ class HandedInputs:
     """What the kernel receives (`tensors`, `token_kind`, `window`) and the buffers they live in.
 
     `leaves` are the tensors autograd differentiates through (the buffers, when the inputs are views);
-    `outside` is, per buffer, a bool mask of the memory that belongs to no input (the NaN around them)."""
+    `margins` are views of the buffers' memory that belongs to no input (the NaN around them): with the six
+    inputs they cover every buffer exactly once."""
 
     tensors: list
     token_kind: object
     window: int
     layout: str
     buffers: list
-    outside: list
+    margins: list
 
     def wrote_outside(self) -> bool:
         """True when the NaN around the views no longer is NaN: the kernel wrote outside its inputs."""
         import torch
 
-        for buffer, mask in zip(self.buffers, self.outside, strict=True):
-            if mask is not None and not bool(torch.isnan(buffer.detach()[mask]).all()):
-                return True
-        return False
+        return not all(bool(torch.isnan(margin).all()) for margin in self.margins)
 
     def description(self) -> dict:
         """Shapes, strides, storage offsets and dtypes of the six tensors as handed (for case.json)."""
@@ -89,46 +87,75 @@ class HandedInputs:
         }
 
 
+def as_torch(array):
+    """A float array as a torch tensor on the CPU, sharing its memory when it can (a read-only array is copied:
+    torch has no read-only tensors)."""
+    import torch
+
+    if isinstance(array, np.ndarray) and array.flags.writeable:
+        return torch.from_numpy(array)
+    return torch.tensor(np.asarray(array))
+
+
+def empty_buffer(shape, dtype, device="cpu"):
+    """torch.empty, but CPU memory comes from NumPy where it has the dtype: NumPy asks the kernel for huge pages
+    for large arrays and torch does not, so first touching the gate's 10-100 MB inputs costs about a quarter."""
+    import torch
+
+    numpy_dtype = {torch.float64: np.float64, torch.float32: np.float32, torch.float16: np.float16}.get(dtype)
+    if numpy_dtype is None or torch.device(device).type != "cpu":
+        return torch.empty(shape, dtype=dtype, device=device)
+    return torch.from_numpy(np.empty(shape, numpy_dtype))
+
+
 def hand_over(case: AttentionCase, dtype=None, device: str = "cpu", requires_grad: bool = False) -> HandedInputs:
     """The kernel's inputs for `case` in its layout; with `requires_grad` the buffers are autograd leaves and
-    the six tensors views of them (so gradients reach a kernel's strided reads as they would in a model)."""
+    the six tensors views of them (so gradients reach a kernel's strided reads as they would in a model).
+    Each array is copied once, straight into the memory the kernel gets."""
     import torch
 
     dtype = getattr(torch, dtype) if isinstance(dtype, str) else dtype or torch.float64
-    arrays = case.arrays()
+    arrays = [as_torch(a) for a in case.arrays()]
+    if any(a.shape != arrays[0].shape for a in arrays):  # copy_ would broadcast them
+        raise ValueError(f"the six arrays must share one (batch, heads, seq, head_dim) shape, got "
+                         f"{[tuple(a.shape) for a in arrays]}")
     batch, heads, seq, d = arrays[0].shape
     kinds = torch.tensor(case.token_kind, dtype=torch.long, device=device)
     layout = layout_of(case)
     if layout == "contiguous":
-        tensors = [torch.tensor(a, dtype=dtype, device=device).requires_grad_(requires_grad) for a in arrays]
-        return HandedInputs(tensors, kinds, case.window, layout, list(tensors), [None] * SLOTS)
-    # (batch, seq, 6, heads, d) in C order (np.stack keeps its inputs' transposed order, torch.tensor copies it)
-    stacked = np.ascontiguousarray(np.stack([a.transpose(0, 2, 1, 3) for a in arrays], axis=2))
-    if layout == "packed":
-        buffer = torch.tensor(stacked, dtype=dtype, device=device).requires_grad_(requires_grad)
+        tensors = [empty_buffer(a.shape, dtype, device).copy_(a).requires_grad_(requires_grad) for a in arrays]
+        return HandedInputs(tensors, kinds, case.window, layout, list(tensors), [])
+    if layout == "packed":  # (batch, seq, 6, heads, d) in C order
+        buffer = empty_buffer((batch, seq, SLOTS, heads, d), dtype, device)
+        for i, a in enumerate(arrays):
+            buffer[:, :, i].transpose(1, 2).copy_(a)
+        buffer.requires_grad_(requires_grad)
         tensors = [buffer[:, :, i].transpose(1, 2) for i in range(SLOTS)]
-        return HandedInputs(tensors, kinds, case.window, layout, [buffer], [None])
+        return HandedInputs(tensors, kinds, case.window, layout, [buffer], [])
     m = margin_rows(case.window)
     if layout == "poisoned packed":
-        shape = (batch, seq + 2 * m, SLOTS + 1, heads, d + GAP_COLUMNS)
-        buffer = torch.full(shape, float("nan"), dtype=dtype, device=device)
-        inside = torch.zeros(shape, dtype=torch.bool, device=device)
-        buffer[:, m:m + seq, :SLOTS, :, :d] = torch.tensor(stacked, dtype=dtype, device=device)
-        inside[:, m:m + seq, :SLOTS, :, :d] = True
+        buffer = empty_buffer((batch, seq + 2 * m, SLOTS + 1, heads, d + GAP_COLUMNS), dtype, device)
+        buffer.fill_(float("nan"))
+        for i, a in enumerate(arrays):
+            buffer[:, m:m + seq, i, :, :d].transpose(1, 2).copy_(a)
         buffer.requires_grad_(requires_grad)
         tensors = [buffer[:, m:m + seq, i, :, :d].transpose(1, 2) for i in range(SLOTS)]
-        return HandedInputs(tensors, kinds, case.window, layout, [buffer], [~inside])
+        memory, inner = buffer.detach(), buffer.detach()[:, m:m + seq]
+        # rows before and after the sequence, the seventh slot, the columns past head_dim
+        margins = [memory[:, :m], memory[:, m + seq:], inner[:, :, SLOTS:], inner[:, :, :SLOTS, :, d:]]
+        return HandedInputs(tensors, kinds, case.window, layout, [buffer], margins)
     # poisoned contiguous: [NaN gap][query][NaN gap][key] ... [global_value][NaN gap] in one flat buffer
     n, gap = batch * heads * seq * d, m * d
-    buffer = torch.full((gap + SLOTS * (n + gap),), float("nan"), dtype=dtype, device=device)
-    inside = torch.zeros(buffer.shape, dtype=torch.bool, device=device)
+    buffer = empty_buffer((gap + SLOTS * (n + gap),), dtype, device)
+    buffer.fill_(float("nan"))
     starts = [gap + i * (n + gap) for i in range(SLOTS)]
     for start, a in zip(starts, arrays, strict=True):
-        buffer[start:start + n] = torch.tensor(a, dtype=dtype, device=device).reshape(-1)
-        inside[start:start + n] = True
+        buffer[start:start + n].view(batch, heads, seq, d).copy_(a)
     buffer.requires_grad_(requires_grad)
     tensors = [buffer[start:start + n].view(batch, heads, seq, d) for start in starts]
-    return HandedInputs(tensors, kinds, case.window, layout, [buffer], [~inside])
+    memory = buffer.detach()
+    margins = [memory[:gap]] + [memory[start + n:start + n + gap] for start in starts]
+    return HandedInputs(tensors, kinds, case.window, layout, [buffer], margins)
 
 
 def clean(case: AttentionCase) -> AttentionCase:
