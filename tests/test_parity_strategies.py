@@ -76,3 +76,21 @@ def test_strategies_reach_the_corners():
          settings=FIND)  # every token global
     find(model_cases(), lambda c: c.inputs["input_ids"].shape[1] % c.config.max_window != 0, settings=FIND)
     find(model_cases(), lambda c: "head_mask" in c.inputs and (c.inputs["head_mask"] == 0).any(), settings=FIND)
+
+
+@settings(max_examples=5)
+@given(attention_cases())
+def test_strided_cases_are_views_of_one_fused_qkv_buffer(case):
+    """`strided` hands the kernel the six tensors as (batch, heads, seq, d) views of one C-ordered
+    (batch, seq, 6, heads, d) buffer: the layout a fused projection writes, so its strides are that layout's."""
+    import dataclasses
+
+    torch = __import__("pytest").importorskip("torch")
+    b, h, s, d = case.query.shape
+    tensors = dataclasses.replace(case, strided=True).torch_args(torch.float64)[:6]
+    expected = (s * 6 * h * d, d, 6 * h * d, 1)  # (batch, heads, seq, d) strides in the fused buffer
+    base = tensors[0].data_ptr()
+    for i, (t, array) in enumerate(zip(tensors, case.arrays(), strict=True)):
+        assert t.stride() == expected
+        assert t.data_ptr() == base + i * h * d * t.element_size()  # slot i of the 6 in each token's row
+        np.testing.assert_array_equal(t.numpy(), array)

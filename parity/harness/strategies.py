@@ -357,8 +357,9 @@ class AttentionCase:
         dtype = dtype or torch.float64
         # fresh copies: a kernel writing into its inputs must not change the case (or the spec's view of it)
         if self.strided:
-            packed = torch.tensor(np.stack([a.transpose(0, 2, 1, 3) for a in self.arrays()], axis=2),
-                                  dtype=dtype, device=device)
+            # C order (np.stack keeps its inputs' transposed memory order, and torch.tensor keeps the strides)
+            packed = torch.tensor(np.ascontiguousarray(np.stack([a.transpose(0, 2, 1, 3) for a in self.arrays()],
+                                                                axis=2)), dtype=dtype, device=device)
             tensors = tuple(packed[:, :, i].transpose(1, 2) for i in range(6))
         else:
             tensors = tuple(torch.tensor(a, dtype=dtype, device=device) for a in self.arrays())
