@@ -175,6 +175,27 @@ def test_banded_inference_path_matches_the_spec_and_the_probability_path(case, b
     assert scaled_error(fast.numpy(), slow.numpy()) <= budget, case.describe()
 
 
+def _head_dim_strided(t):
+    """The same values with the head_dim axis not unit-stride: the transpose of a (..., head_dim, seq) tensor."""
+    view = t.transpose(-1, -2).contiguous().transpose(-1, -2)
+    assert view.stride(-1) != 1 or t.shape[-1] == 1
+    return view
+
+
+@given(attention_cases(max_chunks=3, windows=(2, 4, 8, 16)), st.sampled_from([None, 3, 64]),
+       st.sampled_from(["float64", "float32", "bfloat16"]), st.sampled_from([(0,), (1,), (2,), (0, 1, 2, 3, 4, 5)]))
+def test_banded_inference_path_takes_any_strides(case, block, dtype, which):
+    """torch's CPU flash kernel reads head_dim as contiguous whatever the strides say (keys handed as a
+    transposed view came back 4.7 off); the fast path hands it unit-stride rows, so a view gives the result of
+    the same values laid out contiguously, bit for bit, on the one-call path and the slabs alike."""
+    args = list(case.torch_args(getattr(torch, dtype)))
+    strided = [(_head_dim_strided(t) if i in which else t) for i, t in enumerate(args[:6])] + args[6:]
+    with torch.no_grad():
+        expected = banded_longformer_attention(*args, block=block)
+        got = banded_longformer_attention(*strided, block=block)
+    assert torch.equal(got, expected), case.describe()
+
+
 def test_banded_inference_path_is_not_taken_for_gradients_probabilities_or_cuda_dtypes():
     from led_torch.backends.banded_flash_cpu import flash_applies
 

@@ -97,6 +97,13 @@ def _shared_mask(mask_cache: MaskCache | None, token_kind: torch.Tensor, spec: t
     return build() if mask_cache is None else mask_cache.get(token_kind, spec, build)
 
 
+def _unit_stride_rows(t: torch.Tensor) -> torch.Tensor:
+    """`t`, or a contiguous copy where its last (head_dim) axis is not unit-stride: torch's CPU flash kernel reads
+    that axis as contiguous whatever the strides say, and returns wrong numbers silently for, e.g., keys handed
+    as the transpose of a (..., head_dim, seq) tensor (tests/test_torch_backends.py)."""
+    return t if t.stride(-1) == 1 or t.shape[-1] <= 1 else t.contiguous()
+
+
 def _additive(allowed: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """bool mask -> additive mask of `dtype`: 0 where allowed, -inf elsewhere (the fused kernel takes -inf)."""
     return torch.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill_(~allowed, -math.inf)
@@ -115,8 +122,9 @@ def _band(query, key, value, token_kind, window, block, mask_cache):
     q = query.transpose(1, 2)  # (b, seq, heads, d): free when query is a head view of (b, seq, heads * d)
     if rows != seq:
         q = F.pad(q, (0, 0, 0, 0, 0, rows - seq))
-    k = F.pad(key.transpose(1, 2), (0, 0, 0, 0, half, rows - seq + half))
-    v = F.pad(value.transpose(1, 2), (0, 0, 0, 0, half, rows - seq + half))
+    # F.pad may lay its result out channels-last (head_dim not unit-stride) when the input's strides suggest it
+    k = _unit_stride_rows(F.pad(key.transpose(1, 2), (0, 0, 0, 0, half, rows - seq + half)))
+    v = _unit_stride_rows(F.pad(value.transpose(1, 2), (0, 0, 0, 0, half, rows - seq + half)))
     if b * blocks * block * (block + window) * query.element_size() <= _MASK_BYTES:
         biases = _shared_mask(mask_cache, token_kind, ("slabs", window, block, query.dtype),
                               lambda: [_slab_bias(token_kind[i:i + 1], window, block, query.dtype) for i in range(b)])
@@ -186,6 +194,7 @@ def flash_attention(query, key, value, global_query, global_key, global_value, t
     `rule.global_slots`; `flash_applies` holds). `one_call`: all queries against all keys in one call instead of
     blocks and slabs (`one_call_applies`). `global_context`: the global rows if already computed. `mask_cache`:
     where the forward's layers share their masks (None: built for this call alone)."""
+    query, key, value = (_unit_stride_rows(t) for t in (query, key, value))
     if one_call:
         context = _one_call_local_rows(query, key, value, token_kind, window, mask_cache)  # global columns included
     else:

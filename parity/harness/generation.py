@@ -199,7 +199,7 @@ def compare_sequences(actual: np.ndarray, expected: np.ndarray, scorer: Scorer, 
         scale = max(1.0, float(np.abs(logits).max()))
         divergence = TokenDivergence(row, step, candidates[0], candidates[1],
                                      float(logp[candidates[0]] - logp[candidates[1]]), tie_budget * scale)
-        if beam is not None and not divergence.token_tie:
+        if beam is not None and not divergence.token_tie and step >= 1:  # step 0: the start tokens differ
             own = None if expected_scores is None else float(expected_scores[row])
             divergence.sequence = sequence_margin(scorer, row, actual[row], expected[row], step, tie_budget, pad,
                                                   beam, own)
