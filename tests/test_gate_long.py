@@ -39,7 +39,8 @@ def test_every_8192_case_has_right_padding_and_globals(shape):
         rows.extend(r.token_kind)
 
     collect()
-    assert rows and all(row[-1] == 0 and (row == 2).any() and (row != 0).sum() >= shape.seq // 2 for row in rows)
+    # a span of at least half the sequence, less up to two one-token holes
+    assert rows and all(row[-1] == 0 and (row == 2).any() and (row != 0).sum() >= shape.seq // 2 - 2 for row in rows)
 
 
 def test_a_capped_grid_is_rejected_once_the_rows_pass_the_cap(monkeypatch):

@@ -19,7 +19,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 
 from parity.gate.broken_kernels import LATENT_KERNELS, dense_attention, tiled_attention
-from parity.gate.judge import ARGUMENTS, KernelFailure, check_case, gate, replay_case
+from parity.gate.judge import ARGUMENTS, KernelFailure, KernelMismatch, check_case, gate, replay_case
 from parity.gate.poison import LAYOUTS, hand_over, layout_of, margin_rows
 from parity.gate.profiles import CaseRecipe, Shape, grid, shape_cases
 
@@ -31,7 +31,8 @@ def recipe(layout: str, **values) -> CaseRecipe:
     kinds = np.ones((2, 96), np.int64)
     kinds[0, [3, 50]] = 2
     kinds[1, 80:] = 0
-    return CaseRecipe(SHAPE, 2, 2, kinds, seed=5, strided="packed" in layout, poisoned="poisoned" in layout, **values)
+    return CaseRecipe(SHAPE, 2, 2, kinds, seed=5, strided="packed" in layout, poisoned="poisoned" in layout,
+                      transposed=layout == "transposed", **values)
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
@@ -42,8 +43,13 @@ def test_each_layout_holds_the_values_with_nan_around_them(layout):
     for tensor, array in zip(handed.tensors, case.arrays(), strict=True):
         assert np.array_equal(tensor.numpy(), array)
     contiguous = [t.is_contiguous() for t in handed.tensors]
-    assert all(contiguous) == ("packed" not in layout)
-    if layout != "contiguous":  # one buffer: the six inputs and the NaN margins cover it, each element once
+    assert all(contiguous) == (layout in ("contiguous", "poisoned contiguous"))
+    if layout == "transposed":  # six buffers (batch, heads, d, seq), each input the transpose of its own
+        seq = case.query.shape[2]
+        for tensor, buffer in zip(handed.tensors, handed.buffers, strict=True):
+            assert buffer.is_contiguous() and tensor.data_ptr() == buffer.data_ptr()
+            assert tensor.stride(-1) == seq and tensor.stride(-2) == 1
+    elif layout != "contiguous":  # one buffer: the six inputs and the NaN margins cover it, each element once
         (buffer,) = handed.buffers
         covered = torch.zeros(buffer.numel(), dtype=torch.int64)
         for view in [*handed.tensors, *handed.margins]:
@@ -182,3 +188,30 @@ def test_a_grad_through_every_layout_reaches_the_views_not_the_buffer_base():
         grads = torch.autograd.grad(out.sum(), handed.tensors, allow_unused=True)
         assert all(g is None or (g.shape == t.shape and torch.isfinite(g).all())
                    for g, t in zip(grads, handed.tensors, strict=True))
+
+
+HEAD_DIM_READ_CONTIGUOUS = LATENT_KERNELS["head_dim_assumed_unit_stride"]
+
+
+def test_a_head_dim_read_as_unit_stride_is_caught_on_transposed_inputs_only():
+    """The planted kernel reads each input's head_dim axis with stride 1 whatever its stride: right on every
+    layout whose head_dim is unit-stride, wrong on the transposed one."""
+    for layout in ("contiguous", "packed", "poisoned contiguous", "poisoned packed"):
+        check_case(HEAD_DIM_READ_CONTIGUOUS, recipe(layout))
+    with pytest.raises(KernelMismatch):
+        check_case(HEAD_DIM_READ_CONTIGUOUS, recipe("transposed"))
+
+
+def test_the_gate_rejects_the_banded_kernel_that_handed_strided_rows_to_torchs_flash_op(monkeypatch):
+    """led_torch's CPU fast path once passed q/k/v with a strided head_dim to torch's private flash op, which
+    reads that axis as contiguous: silently wrong numbers. With its copy undone, the gate's transposed cases
+    reject it; with the copy it passes the same run."""
+    from led_torch.backends import banded_flash_cpu
+    from led_torch.backends.banded import banded_longformer_attention
+
+    run = dict(profile="toy", dtype="float64", examples=30, seed=0)
+    assert gate(banded_longformer_attention, **run).verdict == "pass"
+    monkeypatch.setattr(banded_flash_cpu, "_unit_stride_rows", lambda t: t)
+    result = gate(banded_longformer_attention, **run)
+    assert result.verdict == "mismatch", result.message()
+    assert result.counterexample.transposed and "transposed" in result.counterexample.describe()

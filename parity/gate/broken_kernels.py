@@ -18,7 +18,8 @@ toy shapes: they are what the `boundary` and `realistic` profiles exist to catch
 
 The third family, `LATENT_KERNELS`, plants bugs the value checks on ordinary inputs cannot see at all: reading
 past the end of an input, a run-to-run reduction order, a stale running max, a launch grid that stops
-covering rows, gradients that assume contiguous inputs, a backward without the window. Each is caught by one
+covering rows, gradients that assume contiguous inputs, a backward without the window, a head_dim axis read as
+unit-stride. Each is caught by one
 further check of the gate (LATENT_CHECKS), which `tiled_attention` passes.
 """
 
@@ -230,6 +231,10 @@ _SPLIT_K_CALLS = itertools.count()
 
 
 def _tiled(query, key, value, global_query, global_key, global_value, token_kind, window, bug=None):
+    if bug == "head_dim_assumed_unit_stride":  # the memory read with a head_dim stride of 1, whatever it is
+        query, key, value, global_query, global_key, global_value = (
+            t.as_strided(t.shape, (*t.stride()[:-1], 1), t.storage_offset())
+            for t in (query, key, value, global_query, global_key, global_value))
     in_dtype = query.dtype
     reversed_tiles = bug == "split_k_unordered" and next(_SPLIT_K_CALLS) % 2 == 1
     work = torch.float64 if in_dtype == torch.float64 else torch.float32  # half inputs accumulate in float32
@@ -375,6 +380,8 @@ LATENT_BUGS = {
     "grid_rows_capped": f"the launch grid stops at {GRID_ROW_LIMIT} rows: rows past it stay 0",
     "strided_grad_layout": "the backward writes each input's gradient as if the input were contiguous",
     "backward_ignores_window": "exact forward; the backward differentiates attention over every key (no window)",
+    "head_dim_assumed_unit_stride": "each input's head_dim axis is read as unit-stride whatever its stride says "
+                                    "(what torch's private CPU flash op does)",
 }
 LATENT_CHECKS = {  # the check that rejects each: a gate option (CLI flag) or profile
     "tail_read_past_end": "poisoned inputs (every profile)",
@@ -383,6 +390,7 @@ LATENT_CHECKS = {  # the check that rejects each: a gate option (CLI flag) or pr
     "grid_rows_capped": "the long profile (16,384 tokens)",
     "strided_grad_layout": "backward=True (--backward) on packed inputs",
     "backward_ignores_window": "backward=True (--backward)",
+    "head_dim_assumed_unit_stride": "transposed inputs (every profile)",
 }
 
 

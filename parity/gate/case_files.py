@@ -45,7 +45,8 @@ def case_id(case) -> str:
     else:
         for a in (*case.arrays(), np.asarray(case.token_kind)):
             digest.update(np.ascontiguousarray(a).tobytes())
-        digest.update(repr((case.window, case.strided, getattr(case, "poisoned", False))).encode())
+        digest.update(repr((case.window, case.strided, getattr(case, "poisoned", False),
+                            getattr(case, "transposed", False))).encode())
     return digest.hexdigest()[:16]
 
 
@@ -71,6 +72,7 @@ def save_case(case: AttentionCase, record: dict, directory: str | None = None) -
         "dtypes": {name: "float64" for name in ARRAYS} | {"token_kind": "int64"},
         "token_kind": kind_rows(case.token_kind),
         "poisoned": bool(getattr(case, "poisoned", False)),
+        "transposed": bool(getattr(case, "transposed", False)),
         "handed": _handed(case, record.get("dtype", "float64")),
         "command": replay_command(str(record.get("kernel", "KERNEL")), directory),
     }
@@ -116,5 +118,6 @@ def load_case(path: str) -> tuple[AttentionCase, dict]:
         token_kind = np.asarray(data["token_kind"], np.int64)
     case = GateCase(*arrays, token_kind=token_kind, window=int(record["window"]),
                     seed=int(record.get("value_seed", 0)), strided=bool(record.get("strided", False)),
-                    label=str(record.get("label", "")), poisoned=bool(record.get("poisoned", False)))
+                    label=str(record.get("label", "")), poisoned=bool(record.get("poisoned", False)),
+                    transposed=bool(record.get("transposed", False)))
     return case, record

@@ -18,8 +18,9 @@ visited, hypothesis varying the layout and the values), inside the kernel's decl
                 (`allow_incomplete=True` makes that a pass with a note)
     nondeterministic  with `deterministic=True`, repeated runs of one case gave different bits
 
-Inputs arrive contiguous, packed or inside NaN-filled buffers (parity.gate.poison); values may be
-activation-like and a real model's (parity.gate.activations); `shard=` runs one part of the plan
+Inputs arrive contiguous, packed, inside NaN-filled buffers or with head_dim not unit-stride
+(parity.gate.poison); values may be activation-like and a real model's (parity.gate.activations); `shard=` runs
+one part of the plan
 (parity.gate.shards); a failure can be saved as a reproducer folder (parity.gate.case_files).
 
 Budgets (parity.harness.tolerances): float64 and float32 fixed; float16/bfloat16 per case, `HALF_K` times the error
@@ -564,7 +565,7 @@ def check_case(kernel: Callable, case, dtype="float64", device: str = "cpu", bac
     dtype = dtype_name(dtype)
     torch_dtype = getattr(torch, dtype)
     case = rounded(case, dtype)
-    # contiguous, packed or inside NaN-filled buffers (parity.gate.poison); with backward the buffers are the
+    # contiguous, packed, transposed or in NaN-filled buffers (parity.gate.poison); with backward the buffers are the
     # autograd leaves and the inputs views of them, whatever the layout
     handed = hand_over(case, torch_dtype, device, requires_grad=backward)
     args = (*handed.tensors, handed.token_kind, handed.window)

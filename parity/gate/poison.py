@@ -7,6 +7,9 @@
                  views holds NaN (`case.poisoned`): the contiguous form puts the six tensors one after the
                  other in one flat buffer with NaN gaps of `margin_rows(window)` rows; the packed form adds
                  NaN rows before and after the sequence, a seventh NaN slot and NaN columns past head_dim
+    transposed   each tensor a (batch, heads, seq, d) view of its own (batch, heads, d, seq) tensor: head_dim
+                 is not the unit-stride axis (`case.transposed`; a kernel, or a library op under it, that reads
+                 head_dim as contiguous whatever the strides say gets other numbers)
 
 A kernel that reads past the end of an input (a tile loaded without its bounds mask, a grid that
 overruns the sequence) gets NaN there; multiplying it by a probability of 0 still gives NaN, so the
@@ -25,7 +28,7 @@ from parity.harness.strategies import AttentionCase
 
 SLOTS = 6
 ARRAYS = ("query", "key", "value", "global_query", "global_key", "global_value")
-LAYOUTS = ("contiguous", "packed", "poisoned contiguous", "poisoned packed")
+LAYOUTS = ("contiguous", "packed", "poisoned contiguous", "poisoned packed", "transposed")
 GAP_COLUMNS = 3  # NaN columns past head_dim in the poisoned packed buffer: rows no longer adjacent
 
 
@@ -34,9 +37,11 @@ class GateCase(AttentionCase):
     """An AttentionCase that also says whether its inputs arrive inside NaN-filled buffers."""
 
     poisoned: bool = False
+    transposed: bool = False  # head_dim not unit-stride (the "transposed" layout; poisoned takes precedence)
 
     def describe(self) -> str:
-        return super().describe() + (" poisoned (NaN around the inputs)" if self.poisoned else "")
+        return (super().describe() + (" poisoned (NaN around the inputs)" if self.poisoned else "")
+                + (" transposed (head_dim not unit-stride)" if self.transposed and not self.poisoned else ""))
 
     @property
     def layout(self) -> str:
@@ -46,7 +51,9 @@ class GateCase(AttentionCase):
 def layout_of(case) -> str:
     """The layout a case (or a CaseRecipe) is handed over in: one of LAYOUTS."""
     base = "packed" if case.strided else "contiguous"
-    return f"poisoned {base}" if getattr(case, "poisoned", False) else base
+    if getattr(case, "poisoned", False):
+        return f"poisoned {base}"
+    return "transposed" if getattr(case, "transposed", False) else base
 
 
 def margin_rows(window: int) -> int:
@@ -132,6 +139,12 @@ def hand_over(case: AttentionCase, dtype=None, device: str = "cpu", requires_gra
         buffer.requires_grad_(requires_grad)
         tensors = [buffer[:, :, i].transpose(1, 2) for i in range(SLOTS)]
         return HandedInputs(tensors, kinds, case.window, layout, [buffer], [])
+    if layout == "transposed":  # each a view of its own (batch, heads, d, seq) tensor
+        buffers = [empty_buffer((batch, heads, d, seq), dtype, device) for _ in arrays]
+        for buffer, a in zip(buffers, arrays, strict=True):
+            buffer.transpose(-1, -2).copy_(a)
+            buffer.requires_grad_(requires_grad)
+        return HandedInputs([b.transpose(-1, -2) for b in buffers], kinds, case.window, layout, buffers, [])
     m = margin_rows(case.window)
     if layout == "poisoned packed":
         buffer = empty_buffer((batch, seq + 2 * m, SLOTS + 1, heads, d + GAP_COLUMNS), dtype, device)
@@ -161,7 +174,7 @@ def hand_over(case: AttentionCase, dtype=None, device: str = "cpu", requires_gra
 def clean(case: AttentionCase) -> AttentionCase:
     """The same case handed over as contiguous tensors (no NaN around them, no strides)."""
     if isinstance(case, GateCase):
-        return dataclasses.replace(case, poisoned=False, strided=False)
+        return dataclasses.replace(case, poisoned=False, strided=False, transposed=False)
     return dataclasses.replace(case, strided=False)
 
 

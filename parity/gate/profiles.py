@@ -295,10 +295,11 @@ class CaseRecipe:
     strided: bool = False
     poisoned: bool = False  # inputs handed as views inside NaN-filled buffers (parity.gate.poison)
     values: str = "normal"  # a VALUE_STYLES entry: how activation-like the values are
+    transposed: bool = False  # inputs handed with head_dim not unit-stride (parity.gate.poison; not if poisoned)
 
     def key(self) -> tuple:
         return (self.shape, self.batch, self.heads, self.token_kind.tobytes(), self.seed, self.scale, self.mean,
-                self.outliers, self.strided, self.poisoned, self.values)
+                self.outliers, self.strided, self.poisoned, self.values, self.transposed)
 
     def materialize(self) -> GateCase:
         """The case (float64 arrays (batch, heads, seq, head_dim), queries pre-scaled)."""
@@ -311,7 +312,8 @@ class CaseRecipe:
         for i in (0, 3):
             arrays[i] *= self.shape.head_dim ** -0.5
         return GateCase(*arrays, token_kind=self.token_kind, window=self.shape.window, seed=self.seed,
-                        strided=self.strided, label=self.shape.label, poisoned=self.poisoned)
+                        strided=self.strided, label=self.shape.label, poisoned=self.poisoned,
+                        transposed=self.transposed)
 
     def _normal_arrays(self, shape: tuple) -> list:
         """The six arrays scale * N(0, 1) + mean (and the outliers), computed in place: each array is drawn once
@@ -335,7 +337,8 @@ class CaseRecipe:
             values += f" values={self.values}"
         rows = "; ".join(describe_row(r) for r in self.token_kind) if self.shape.seq > 64 else \
             str(["".join(".lg"[k] for k in r) for r in self.token_kind])
-        layout = (" strided" if self.strided else "") + (" poisoned" if self.poisoned else "")
+        layout = (" strided" if self.strided else "") + (" poisoned" if self.poisoned else "") + \
+            (" transposed" if self.transposed and not self.poisoned else "")
         return (f"[{self.shape.label}] batch={self.batch} heads={self.heads} value_seed={self.seed} {values}"
                 f"{layout} rows: {rows}")
 
@@ -437,4 +440,6 @@ def shape_cases(draw, shape: Shape, support: Support | None = None) -> CaseRecip
     strided = draw(st.booleans())
     poisoned = draw(st.booleans())  # drawn after the older fields, so their draws stay what they were
     values = draw(st.one_of(st.just("normal"), st.sampled_from(VALUE_STYLES[1:])))
-    return CaseRecipe(shape, batch, heads, kinds, seed, scale, mean, outliers, strided, poisoned, values)
+    transposed = draw(st.integers(0, 3)) == 0  # drawn last: the fields above keep their draws
+    return CaseRecipe(shape, batch, heads, kinds, seed, scale, mean, outliers, strided, poisoned, values,
+                      transposed)
