@@ -229,7 +229,7 @@ def audit_generation(models: dict, reference, sides, inputs: dict, tokenizer, pa
     scores too: parity.harness.generation). The reference decodes from `encoder_hidden` when given.
     `models`: Side -> built model, or the exception its build raised. -> ([GenerationComparison], [generated
     record per side, the reference first])"""
-    from parity.harness.generation import beam_rule, compare_beam_scores, compare_sequences, crashed, tie_budget
+    from parity.harness.generation import beam_rule, compare_generation, crashed, tie_budget
 
     if (generate_kwargs.get("num_beams") or 1) > 1:
         generate_kwargs = dict(generate_kwargs, return_dict_in_generate=True, output_scores=True)
@@ -255,12 +255,8 @@ def audit_generation(models: dict, reference, sides, inputs: dict, tokenizer, pa
             results.append(crashed(side, reference, side.label, err))
             records.append(_generated_record(side, tokenizer, None, error=err))
             continue
-        budget = tie_budget(side.dtype, reference.dtype)
-        result = compare_sequences(actual, expected, scorer, budget, pad, side.label, reference.label, beam=beam,
-                                   expected_scores=expected_scores)
-        if expected_scores is not None and actual_scores is not None:
-            compare_beam_scores(result, actual, expected, actual_scores, expected_scores, budget, pad)
-        results.append(result)
+        results.append(compare_generation(actual, expected, scorer, tie_budget(side.dtype, reference.dtype), pad,
+                                          side.label, reference.label, beam, actual_scores, expected_scores))
         records.append(_generated_record(side, tokenizer, actual, seconds))
     return results, records
 

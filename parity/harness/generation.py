@@ -162,8 +162,9 @@ class GenerationComparison:
 
 
 def log_softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = logits - logits.max()
-    return shifted - np.log(np.exp(shifted).sum())
+    """Log-probabilities over the last axis (one step's logits, or one row per step)."""
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
 
 
 def first_difference(a: np.ndarray, b: np.ndarray, pad: int) -> int | None:
@@ -229,9 +230,7 @@ def sequence_logprobs(scorer: Scorer, row: int, tokens: np.ndarray) -> tuple[np.
         logits = np.asarray(positions(row, tokens[:-1]), dtype=np.float64)
     else:
         logits = np.stack([np.asarray(scorer(row, tokens[:t]), dtype=np.float64) for t in range(1, len(tokens))])
-    shifted = logits - logits.max(axis=-1, keepdims=True)
-    logp = shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
-    chosen = logp[np.arange(len(tokens) - 1), tokens[1:]]
+    chosen = log_softmax(logits)[np.arange(len(tokens) - 1), tokens[1:]]
     return chosen, np.maximum(1.0, np.abs(logits).max(axis=-1))
 
 
@@ -279,6 +278,19 @@ def compare_beam_scores(result: GenerationComparison, actual_tokens: np.ndarray,
         if not abs(actual - seq.actual_score) <= tolerance:
             result.score_divergences.append(ScoreDivergence(divergence.row, seq.actual_score, actual, tolerance,
                                                             identical_tokens=False))
+
+
+def compare_generation(actual: np.ndarray, expected: np.ndarray, scorer: Scorer, tie_budget: float, pad: int,
+                       actual_name: str, expected_name: str, beam: BeamRule | None = None,
+                       actual_scores: np.ndarray | None = None,
+                       expected_scores: np.ndarray | None = None) -> GenerationComparison:
+    """One side's whole tie-aware verdict: `compare_sequences` (beam ties with `beam`), then, where both sides'
+    beam scores are given, `compare_beam_scores`."""
+    result = compare_sequences(actual, expected, scorer, tie_budget, pad, actual_name, expected_name, beam=beam,
+                               expected_scores=expected_scores)
+    if actual_scores is not None and expected_scores is not None:
+        compare_beam_scores(result, actual, expected, actual_scores, expected_scores, tie_budget, pad)
+    return result
 
 
 def tie_budget(actual_dtype, expected_dtype) -> float:
@@ -345,11 +357,7 @@ def generation_parity(config, weights: dict, inputs: dict, sides, reference, **g
             results.append(crashed(side, reference, side.label, err))
             continue
         actual, actual_scores = actual if beams > 1 else (actual, None)
-        budget = tie_budget(side.dtype, reference.dtype)
-        result = compare_sequences(actual, expected, scorer, budget, config.pad_token_id, side.label,
-                                   reference.label, beam=beam, expected_scores=expected_scores)
-        if expected_scores is not None and actual_scores is not None:
-            compare_beam_scores(result, actual, expected, actual_scores, expected_scores, budget,
-                                config.pad_token_id)
-        results.append(result)
+        results.append(compare_generation(actual, expected, scorer, tie_budget(side.dtype, reference.dtype),
+                                          config.pad_token_id, side.label, reference.label, beam, actual_scores,
+                                          expected_scores))
     return expected, results

@@ -83,8 +83,7 @@ def generation_parity(onnx: OnnxLED, ref_model, inputs: dict, settings, label: s
         BeamRule,
         GenerationComparison,
         TokenDivergence,
-        compare_beam_scores,
-        compare_sequences,
+        compare_generation,
         reference_scorer,
         tie_budget,
     )
@@ -108,8 +107,5 @@ def generation_parity(onnx: OnnxLED, ref_model, inputs: dict, settings, label: s
     budget = tie_budget(dtype, "float64")
     rows = settings.num_return_sequences if beams > 1 else 1
     beam = BeamRule(settings.length_penalty, settings.eos_token_id) if beams > 1 else None
-    result = compare_sequences(actual, expected, reference_scorer(reference, ref_model, inputs, rows), budget,
-                               settings.pad_token_id, label, REFERENCE, beam=beam, expected_scores=expected_scores)
-    if expected_scores is not None:
-        compare_beam_scores(result, actual, expected, actual_scores, expected_scores, budget, settings.pad_token_id)
-    return result
+    return compare_generation(actual, expected, reference_scorer(reference, ref_model, inputs, rows), budget,
+                              settings.pad_token_id, label, REFERENCE, beam, actual_scores, expected_scores)

@@ -286,7 +286,7 @@ def spec_comparisons(config: LEDConfig, weights: dict, inputs: dict, options: Op
     generates once more, untimed, with scores. `judged`: {impl: (Side, model)}.
     -> {impl: (GenerationComparison, note)}"""
     from parity.harness.checkpoints import EncodedReference, encoded_scorer
-    from parity.harness.generation import beam_rule, compare_beam_scores, compare_sequences, crashed, tie_budget
+    from parity.harness.generation import beam_rule, compare_generation, crashed, tie_budget
 
     beams = options.beams > 1
     kwargs = dict(max_new_tokens=options.new_tokens, num_beams=options.beams)
@@ -310,22 +310,19 @@ def spec_comparisons(config: LEDConfig, weights: dict, inputs: dict, options: Op
     pad = config.pad_token_id
     found = {}
     for name, (side, model) in judged.items():
-        budget = tie_budget(side.dtype, SPEC.dtype)
-        result = compare_sequences(outputs[name], expected, scorer, budget, pad, name, SPEC_LABEL, beam=beam,
-                                   expected_scores=expected_scores)
-        note = ""
+        scores, note = None, ""
         if beams:
             say(f"  beam scores of {name} (one untimed call) ...")
             try:
                 tokens, scores = side.generate(model, inputs, **kwargs)
             except Exception as err:  # noqa: BLE001 - reported as the row's mismatch
-                result = crashed(side, SPEC, f"{name} generating with scores raised", err)
-            else:
-                if tokens.shape == outputs[name].shape and np.array_equal(tokens, outputs[name]):
-                    compare_beam_scores(result, tokens, expected, scores, expected_scores, budget, pad)
-                else:  # scores of other tokens say nothing about the timed ones
-                    note = "beam scores not compared: the call with scores generated other tokens than the timed one"
-        found[name] = (result, note)
+                found[name] = (crashed(side, SPEC, f"{name} generating with scores raised", err), "")
+                continue
+            if not (tokens.shape == outputs[name].shape and np.array_equal(tokens, outputs[name])):
+                scores = None  # scores of other tokens say nothing about the timed ones
+                note = "beam scores not compared: the call with scores generated other tokens than the timed one"
+        found[name] = (compare_generation(outputs[name], expected, scorer, tie_budget(side.dtype, SPEC.dtype), pad,
+                                          name, SPEC_LABEL, beam, scores, expected_scores), note)
     return found
 
 
