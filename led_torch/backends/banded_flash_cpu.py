@@ -122,9 +122,8 @@ def _band(query, key, value, token_kind, window, block, mask_cache):
     q = query.transpose(1, 2)  # (b, seq, heads, d): free when query is a head view of (b, seq, heads * d)
     if rows != seq:
         q = F.pad(q, (0, 0, 0, 0, 0, rows - seq))
-    # F.pad may lay its result out channels-last (head_dim not unit-stride) when the input's strides suggest it
-    k = _unit_stride_rows(F.pad(key.transpose(1, 2), (0, 0, 0, 0, half, rows - seq + half)))
-    v = _unit_stride_rows(F.pad(value.transpose(1, 2), (0, 0, 0, 0, half, rows - seq + half)))
+    k = F.pad(key.transpose(1, 2), (0, 0, 0, 0, half, rows - seq + half))
+    v = F.pad(value.transpose(1, 2), (0, 0, 0, 0, half, rows - seq + half))
     if b * blocks * block * (block + window) * query.element_size() <= _MASK_BYTES:
         biases = _shared_mask(mask_cache, token_kind, ("slabs", window, block, query.dtype),
                               lambda: [_slab_bias(token_kind[i:i + 1], window, block, query.dtype) for i in range(b)])

@@ -41,7 +41,7 @@ class GateCase(AttentionCase):
 
     def describe(self) -> str:
         return (super().describe() + (" poisoned (NaN around the inputs)" if self.poisoned else "")
-                + (" transposed (head_dim not unit-stride)" if self.transposed and not self.poisoned else ""))
+                + (" transposed (head_dim not unit-stride)" if self.layout == "transposed" else ""))
 
     @property
     def layout(self) -> str:

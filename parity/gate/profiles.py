@@ -28,7 +28,7 @@ import numpy as np
 from hypothesis import strategies as st
 
 from parity.gate.activations import VALUE_STYLES, activation_like, heavy_tails
-from parity.gate.poison import GateCase
+from parity.gate.poison import GateCase, layout_of
 from parity.gate.support import Support
 from parity.harness.strategies import describe_row, empty_rows, token_kinds
 
@@ -338,7 +338,7 @@ class CaseRecipe:
         rows = "; ".join(describe_row(r) for r in self.token_kind) if self.shape.seq > 64 else \
             str(["".join(".lg"[k] for k in r) for r in self.token_kind])
         layout = (" strided" if self.strided else "") + (" poisoned" if self.poisoned else "") + \
-            (" transposed" if self.transposed and not self.poisoned else "")
+            (" transposed" if layout_of(self) == "transposed" else "")
         return (f"[{self.shape.label}] batch={self.batch} heads={self.heads} value_seed={self.seed} {values}"
                 f"{layout} rows: {rows}")
 
