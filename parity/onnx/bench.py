@@ -147,16 +147,11 @@ def table(rows: list[Row], markdown: bool = False) -> str:
 
 def machine() -> str:
     """The CPU, its cores, torch's threads and the load average, for the header of a timing."""
-    import platform
-
     import torch
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as fh:
-            cpu = next((line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")), cpu)
-    except OSError:
-        pass
+    from parity.perf.results import cpu_model
+
+    cpu = cpu_model()
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
     return f"{cpu}, {os.cpu_count()} cores, torch threads {torch.get_num_threads()}, load average {load}"
 

@@ -111,7 +111,7 @@ def machine_info(device: str) -> dict:
 
     info = {"platform": platform.platform(), "python": platform.python_version(), "torch": torch.__version__,
             "numpy": np.__version__, "torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
-            "cpu_model": _cpu_model()}
+            "cpu_model": cpu_model()}
     try:
         import transformers
 
@@ -123,7 +123,8 @@ def machine_info(device: str) -> dict:
     return info
 
 
-def _cpu_model() -> str:
+def cpu_model() -> str:
+    """The CPU's model name (/proc/cpuinfo), else what platform reports."""
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as fh:
             for line in fh:
