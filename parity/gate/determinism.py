@@ -18,12 +18,17 @@ RUNS = 3  # runs compared per case when determinism is required (the first is th
 NOTE_RUNS = 2  # runs of the first case of each shape otherwise
 
 
-def _bits(t):
-    """The tensor's raw bytes, so NaN payloads and signed zeros count (torch.equal treats NaN != NaN)."""
+def same_bits(old, new) -> bool:
+    """Two tensors of one shape and dtype hold the same bits, whatever their strides or devices (a float compare
+    misses -0.0 written over 0.0, and NaN never equals itself)."""
     import torch
 
-    t = t.detach().to("cpu").contiguous()
-    return t.view(torch.uint8)
+    if old.shape != new.shape or old.dtype != new.dtype:
+        return False
+    if old.is_floating_point():
+        as_int = {8: torch.int64, 4: torch.int32, 2: torch.int16, 1: torch.int8}[old.element_size()]
+        old, new = old.view(as_int), new.view(as_int)
+    return torch.equal(old, new.to(old.device))
 
 
 def _run_once(kernel, case, torch_dtype, device, backward):
@@ -32,13 +37,13 @@ def _run_once(kernel, case, torch_dtype, device, backward):
     handed = hand_over(case, torch_dtype, device, requires_grad=backward)
     with torch.enable_grad() if backward else torch.no_grad():
         out = kernel(*handed.tensors, handed.token_kind, handed.window)
-    results = {"context": _bits(out)}
+    results = {"context": out.detach().to("cpu")}
     if backward and isinstance(out, torch.Tensor) and out.requires_grad:
         rng = np.random.default_rng(case.seed + 1)  # the upstream gradient the value check uses
         upstream = torch.as_tensor(rng.standard_normal(tuple(out.shape))).to(out.dtype).to(out.device)
         grads = torch.autograd.grad(out, handed.tensors, upstream, allow_unused=True)
         names = ("query", "key", "value", "global_query", "global_key", "global_value")
-        results |= {f"grad_{n}": _bits(g) for n, g in zip(names, grads, strict=True) if g is not None}
+        results |= {f"grad_{n}": g.detach().to("cpu") for n, g in zip(names, grads, strict=True) if g is not None}
     return results
 
 
@@ -53,7 +58,7 @@ def first_difference(kernel, case, dtype, device: str = "cpu", backward: bool = 
         again = _run_once(kernel, case, torch_dtype, device, backward)
         for name, bits in first.items():
             other = again.get(name)
-            if other is None or other.shape != bits.shape or not torch.equal(other, bits):
+            if other is None or not same_bits(bits, other):
                 return (f"{name} differs between run 1 and run {run} on identical inputs (a reduction whose order "
                         "changes from run to run: atomic adds, split-K partial sums combined as they finish)")
     return None

@@ -51,7 +51,7 @@ from hypothesis import strategies as st
 
 from parity.gate.activations import MODEL_LABEL, model_cases, read_text
 from parity.gate.case_files import case_id
-from parity.gate.determinism import DeterminismCheck
+from parity.gate.determinism import DeterminismCheck, same_bits
 from parity.gate.poison import as_torch, hand_over, outside_read_cause
 from parity.gate.profiles import (
     DEFAULT_BLOCKS,
@@ -633,18 +633,6 @@ def _pristine(case, handed) -> list:
         if all(a.dtype == torch.float64 for a in arrays):
             return arrays
     return [t.clone() for t in tensors]
-
-
-def same_bits(old, new) -> bool:
-    """Two tensors hold the same bits (a float compare misses -0.0 written over 0.0 and fails on NaN)."""
-    import torch
-
-    if old.shape != new.shape or old.dtype != new.dtype:
-        return False
-    if old.is_floating_point():
-        as_int = {8: torch.int64, 4: torch.int32, 2: torch.int16}[old.element_size()]
-        old, new = old.view(as_int), new.view(as_int)
-    return torch.equal(old, new)
 
 
 ERROR_CHUNK = 1 << 16  # elements per step of finite_scaled_error: its scratch stays in cache
