@@ -66,7 +66,7 @@ from parity.gate.shards import owned_labels, parse_shard
 from parity.gate.support import Support, support_of
 from parity.harness.hypothesis_runs import ShrinkBudget, run_seeded, stable_draws
 from parity.harness.strategies import AttentionCase
-from parity.harness.tolerances import dtype_name, scaled_error, tolerance
+from parity.harness.tolerances import dtype_name, finite_scaled_error, scaled_error, tolerance
 
 COSTLY_PROFILES = ("realistic", "long")  # without --deterministic their shapes are not repeated (the cost)
 SCHEMA_VERSION = 1  # of GateResult.to_dict(); raised when a field changes meaning or goes away
@@ -635,41 +635,9 @@ def _pristine(case, handed) -> list:
     return [t.clone() for t in tensors]
 
 
-ERROR_CHUNK = 1 << 16  # elements per step of finite_scaled_error: its scratch stays in cache
-
-
-def finite_scaled_error(got, expected) -> float | None:
-    """scaled_error(got, expected) of two float64 arrays of one shape, in one pass over each, when every
-    |got - expected| is finite (then both are finite everywhere); None otherwise, and for any other input.
-    Reads both in place whatever their strides (a kernel's output may follow its packed inputs' layout)."""
-    if not (isinstance(got, np.ndarray) and isinstance(expected, np.ndarray) and got.shape == expected.shape
-            and got.dtype == expected.dtype == np.float64):
-        return None
-    if got.size == 0:
-        return 0.0
-    if got.ndim < 2:
-        got, expected = got.reshape(1, -1), expected.reshape(1, -1)
-    rows = max(1, ERROR_CHUNK // got.shape[-1])
-    scratch = np.empty((rows, got.shape[-1]))
-    top = high = low = 0.0  # max |got - expected|; max(high, -low) = max |expected|
-    for index in np.ndindex(got.shape[:-2]):  # one (rows, last axis) matrix at a time, `rows` rows per step
-        g, e = got[index], expected[index]
-        for r in range(0, g.shape[0], rows):
-            e_rows = e[r:r + rows]
-            with np.errstate(over="ignore", invalid="ignore"):  # inf - inf and overflow end in the slow path
-                diff = np.subtract(g[r:r + rows], e_rows, out=scratch[:len(e_rows)])
-            step = float(np.abs(diff, out=diff).max())  # NaN propagates through the array's max
-            if not math.isfinite(step):
-                return None
-            top, high, low = max(top, step), max(high, float(e_rows.max())), min(low, float(e_rows.min()))
-    return top / max(1.0, high, -low)
-
-
 def _judge(case, output, got, expected, dtype, plain, kind, position_of="query", atol=None, inherited=None,
            error=None) -> dict:
     """The output's record, or KernelMismatch when its scaled error (given, or computed here) is over budget."""
-    if error is None:
-        error = finite_scaled_error(got, expected)
     if error is None:
         error = scaled_error(got, expected)
     budget = _budget(dtype, plain, kind, atol, inherited or 0.0)
